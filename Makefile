@@ -1,0 +1,48 @@
+# AOB developer entry points. `make demo` and `make test` work on a fresh machine: they
+# create the virtualenv, install AOB, and start the local stack (Kafka, PostgreSQL, MinIO).
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+AOB    := $(VENV)/bin/aob
+PYTEST := $(VENV)/bin/pytest
+STAMP  := $(VENV)/.aob-installed
+
+.PHONY: setup up down status test demo lint
+
+setup: $(STAMP)
+
+# Reinstall only when the project metadata changes; otherwise `make setup` is instant.
+$(STAMP): pyproject.toml
+	@if [ ! -x $(PY) ]; then \
+		PYBIN=""; \
+		for c in python3.13 python3.12 python3.11 python3; do \
+			if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+				PYBIN=$$c; break; \
+			fi; \
+		done; \
+		if [ -z "$$PYBIN" ]; then echo "error: Python >= 3.11 is needed (python3.11 or newer on PATH)" >&2; exit 1; fi; \
+		echo "creating $(VENV) with $$PYBIN"; \
+		$$PYBIN -m venv $(VENV) || { echo "error: '$$PYBIN -m venv' failed (Debian: apt-get install python3-venv)" >&2; exit 1; }; \
+	fi
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+up: setup
+	$(AOB) up
+
+down: setup
+	$(AOB) down
+
+status: setup
+	$(AOB) status
+
+test: setup
+	$(AOB) up
+	$(PYTEST) -q
+
+demo: setup
+	$(AOB) up
+	$(AOB) demo
+
+lint: setup
+	$(VENV)/bin/ruff check .

@@ -1,0 +1,127 @@
+"""``aob up``, ``aob down`` and ``aob status``: the local stack and the services."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.status import Status
+from rich.table import Table
+
+from infra.settings import Settings
+from infra.stack import Stack
+
+console = Console()
+
+
+class RichProgress:
+    """Spinner lines for long steps (several may run at once, e.g. a build while Kafka
+    starts); a finished step is printed with its duration."""
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+        self._lock = threading.Lock()
+        self._active: list[str] = []
+        self._status: Status | None = None
+
+    def _refresh(self) -> None:
+        text = " · ".join(self._active)
+        if not self._active:
+            if self._status is not None:
+                self._status.stop()
+                self._status = None
+        elif self._status is None:
+            self._status = self.out.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    @contextmanager
+    def step(self, message: str) -> Iterator[None]:
+        started = time.monotonic()
+        with self._lock:
+            self._active.append(message)
+            self._refresh()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active.remove(message)
+                self._refresh()
+        took = time.monotonic() - started
+        self.out.print(f"[green]✓[/] {message.rstrip('…')} [dim]({took:.1f}s)[/]")
+
+    def info(self, message: str) -> None:
+        self.out.print(message)
+
+
+def _stack() -> Stack:
+    return Stack(Settings(), progress=RichProgress(console))
+
+
+def up(
+    infra_only: bool = typer.Option(
+        False, "--infra-only", help="Only Kafka, PostgreSQL and MinIO, not AOB's services."
+    ),
+) -> None:
+    """Start what is missing (Kafka, PostgreSQL, MinIO, the services); print the URLs."""
+    stack = _stack()
+    started = time.monotonic()
+    comps = asyncio.run(stack.up(infra_only=infra_only))
+    console.print(f"[bold green]AOB is up[/] in {time.monotonic() - started:.1f}s")
+    urls = stack.urls()
+    table = Table(show_header=False, box=None)
+    table.add_row("kafka bootstrap", urls["kafka_bootstrap"])
+    table.add_row("postgres dsn", urls["postgres_dsn"])
+    table.add_row("minio endpoint", f"http://{urls['minio_endpoint']}")
+    table.add_row("minio console", urls["minio_console_url"])
+    for comp in comps:
+        if comp.name not in {"kafka", "postgres", "minio"} and comp.url:
+            table.add_row(comp.name, comp.url)
+    table.add_row("command api", urls["command_api_url"])
+    table.add_row("query api", urls["query_api_url"])
+    table.add_row("data", str(stack.settings.home))
+    console.print(table)
+
+
+def down(
+    purge: bool = typer.Option(False, "--purge", help="Also delete the stack's data."),
+) -> None:
+    """Stop what ``aob up`` started. Data stays unless --purge."""
+    stack = _stack()
+    stopped = asyncio.run(stack.down(purge=purge))
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    if purge:
+        console.print(f"purged data under {stack.settings.home}")
+
+
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Each component: running or not, its URL and process id."""
+    data = asyncio.run(_stack().status())
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    table = Table("component", "running", "pid", "url")
+    for c in data["components"]:
+        table.add_row(
+            c["name"],
+            "[green]yes[/]" if c["running"] else "[red]no[/]",
+            str(c["pid"] or "-") if c["managed"] else "external",
+            c["url"] or "",
+        )
+    console.print(table)
+    console.print(f"command api {data['command_api_url']}   query api {data['query_api_url']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(down)
+    app.command()(status)

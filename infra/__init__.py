@@ -1,0 +1,1 @@
+"""Infrastructure: settings shared by every part, the local stack, and Kafka plumbing."""

@@ -1,0 +1,92 @@
+"""AOB's own long-running services, started by ``aob up`` after the infrastructure.
+
+Append a factory ``(Settings) -> ServiceSpec`` to :data:`SERVICES` to have ``aob up`` start
+the service detached (log ``<home>/logs/<name>.log``, pid ``<home>/run/<name>.pid``), wait for
+its health check, list it in ``aob status`` and stop it in ``aob down``. Example::
+
+    def command_api(settings: Settings) -> ServiceSpec:
+        return ServiceSpec(
+            name="command_api",
+            argv=[sys.executable, "-m", "command_api", "--port", str(settings.command_api_port)],
+            health=lambda: http_ok(f"{settings.command_api_url}/healthz"),
+            url=settings.command_api_url,
+            match="-m command_api",
+        )
+
+    SERVICES.append(command_api)
+
+Services are started in list order and stopped in reverse order; every service gets the
+settings through the inherited ``AOB_*`` environment.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import httpx
+
+from infra.settings import Settings
+from infra.stack.process import ServiceSpec
+
+ServiceFactory = Callable[[Settings], ServiceSpec]
+
+SERVICES: list[ServiceFactory] = []
+
+
+async def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """Health check helper: GET ``url`` answers 2xx."""
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            response = await client.get(url)
+            return response.is_success
+    except httpx.HTTPError:
+        return False
+
+
+def _python_service(name: str, module: str, settings: Settings, url: str | None = None) -> ServiceSpec:
+    from infra.heartbeat import is_fresh
+    from infra.stack.process import owned_pid, pid_file
+
+    match = f"-m {module}"
+
+    async def healthy() -> bool:
+        if url is not None:
+            return await http_ok(f"{url}/healthz")
+        # A fresh heartbeat left by a process that just died must not pass for a live one.
+        alive = owned_pid(pid_file(settings, name), match) is not None
+        return alive and is_fresh(settings, name)
+
+    return ServiceSpec(
+        name=name,
+        argv=[sys.executable, "-m", module],
+        health=healthy,
+        url=url,
+        match=match,
+        start_timeout=90.0,
+    )
+
+
+def projections(settings: Settings) -> ServiceSpec:
+    return _python_service("projections", "projections", settings)
+
+
+def coordinator(settings: Settings) -> ServiceSpec:
+    return _python_service("coordinator", "processors", settings)
+
+
+def workers(settings: Settings) -> ServiceSpec:
+    return _python_service("workers", "workers", settings)
+
+
+def command_api(settings: Settings) -> ServiceSpec:
+    return _python_service("command_api", "command_api", settings, url=settings.command_api_url)
+
+
+def query_api(settings: Settings) -> ServiceSpec:
+    return _python_service("query_api", "query_api", settings, url=settings.query_api_url)
+
+
+# Read side first (so nothing appended is waited on by nobody), then the deciders, then the
+# doors users knock on.
+# SERVICES.extend([projections, coordinator, workers, query_api, command_api])  # INTEGRATION-PENDING

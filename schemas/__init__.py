@@ -1,0 +1,97 @@
+"""The wire contract: events, tasks, commands, workflow definitions and the compiled IR."""
+
+from schemas.canonical import canonical_json, cas_ref, digest_of_ref, sha256_hex
+from schemas.codec import decode_event, decode_task, encode_event, encode_task
+from schemas.commands import CancelRun, DecideApproval, PublishWorkflow, SubmitPatch, SubmitRun
+from schemas.compiler import compile_workflow, definition_version, validate_graph
+from schemas.envelope import (
+    Actor,
+    Event,
+    deterministic_id,
+    event_class,
+    new_id,
+    registered_events,
+    system_actor,
+    utcnow,
+)
+from schemas.errors import (
+    DuplicateEventType,
+    InvalidWorkflow,
+    PoisonRecord,
+    SchemaError,
+    UnknownEventType,
+)
+from schemas.events import (
+    INLINE_OUTPUT_MAX_BYTES,
+    NodeFailed,
+    NodeScheduled,
+    NodeSkipped,
+    NodeStarted,
+    NodeSucceeded,
+    RunCancelled,
+    RunCancelRequested,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    RunSubmitted,
+    RunWarning,
+    WorkflowPublished,
+)
+from schemas.ir import IREdge, IRNode, WorkflowIR
+from schemas.tasks import NodeContext, NodeTask
+from schemas.workflow import EdgeDef, NodeDef, RetryPolicy, WorkflowDefinition
+
+__all__ = [
+    "INLINE_OUTPUT_MAX_BYTES",
+    "Actor",
+    "CancelRun",
+    "DecideApproval",
+    "DuplicateEventType",
+    "EdgeDef",
+    "Event",
+    "IREdge",
+    "IRNode",
+    "InvalidWorkflow",
+    "NodeContext",
+    "NodeDef",
+    "NodeFailed",
+    "NodeScheduled",
+    "NodeSkipped",
+    "NodeStarted",
+    "NodeSucceeded",
+    "NodeTask",
+    "PoisonRecord",
+    "PublishWorkflow",
+    "RetryPolicy",
+    "RunCancelRequested",
+    "RunCancelled",
+    "RunCompleted",
+    "RunFailed",
+    "RunStarted",
+    "RunSubmitted",
+    "RunWarning",
+    "SchemaError",
+    "SubmitPatch",
+    "SubmitRun",
+    "UnknownEventType",
+    "WorkflowDefinition",
+    "WorkflowIR",
+    "WorkflowPublished",
+    "canonical_json",
+    "cas_ref",
+    "compile_workflow",
+    "decode_event",
+    "decode_task",
+    "definition_version",
+    "deterministic_id",
+    "digest_of_ref",
+    "encode_event",
+    "encode_task",
+    "event_class",
+    "new_id",
+    "registered_events",
+    "sha256_hex",
+    "system_actor",
+    "utcnow",
+    "validate_graph",
+]

@@ -1,0 +1,136 @@
+"""Validation of a definition's graph, and compilation to the IR.
+
+Every rule broken is reported (not just the first), in words a person or a model can act on.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from schemas.canonical import canonical_json, sha256_hex
+from schemas.errors import InvalidWorkflow
+from schemas.ir import IREdge, IRNode, WorkflowIR
+from schemas.workflow import EDGE_GUARDS, KNOWN_NODE_TYPES, RetryPolicy, WorkflowDefinition
+
+
+def definition_version(definition: WorkflowDefinition) -> str:
+    """A version is the sha256 of the definition's canonical JSON."""
+    return sha256_hex(canonical_json(definition.canonical()))
+
+
+def validate_graph(definition: WorkflowDefinition) -> list[str]:
+    """The graph rules the definition breaks; empty when it is valid."""
+    reasons: list[str] = []
+    ids = [n.id for n in definition.nodes]
+    types = {n.id: n.type for n in definition.nodes}
+    seen: set[str] = set()
+    for node_id in ids:
+        if node_id in seen:
+            reasons.append(f"node id {node_id!r} is used more than once")
+        seen.add(node_id)
+    for node in definition.nodes:
+        if node.type not in KNOWN_NODE_TYPES:
+            known = ", ".join(sorted(KNOWN_NODE_TYPES))
+            reasons.append(f"node {node.id!r} has unknown type {node.type!r} (known: {known})")
+
+    pairs: set[tuple[str, str]] = set()
+    for i, edge in enumerate(definition.edges):
+        where = f"edge {i} ({edge.from_} -> {edge.to})"
+        missing = [end for end in (edge.from_, edge.to) if end not in types]
+        for end in missing:
+            reasons.append(f"{where} refers to node {end!r}, which does not exist")
+        if missing:
+            continue
+        if edge.from_ == edge.to:
+            reasons.append(f"{where} connects a node to itself")
+        if (edge.from_, edge.to) in pairs:
+            reasons.append(f"{where} is declared more than once")
+        pairs.add((edge.from_, edge.to))
+        allowed = EDGE_GUARDS.get(types[edge.from_])
+        if allowed is None and edge.when is not None:
+            reasons.append(
+                f"{where} has guard when={edge.when!r}, but a {types[edge.from_]!r} node's "
+                "edges take no guard"
+            )
+        if allowed is not None and edge.when not in allowed:
+            reasons.append(
+                f"{where} leaves a {types[edge.from_]!r} node and needs when= one of "
+                f"{sorted(allowed)}, not {edge.when!r}"
+            )
+    if not reasons:
+        cycle = find_cycle(ids, [(e.from_, e.to) for e in definition.edges])
+        if cycle:
+            reasons.append("the graph has a cycle: " + " -> ".join(cycle))
+    return reasons
+
+
+def find_cycle(ids: list[str], edges: list[tuple[str, str]]) -> list[str] | None:
+    """A cycle as a closed path of node ids, or None for a DAG."""
+    succ: dict[str, list[str]] = defaultdict(list)
+    for a, b in edges:
+        succ[a].append(b)
+    white, grey, black = 0, 1, 2
+    colour = dict.fromkeys(ids, white)
+    parent: dict[str, str] = {}
+    for start in ids:
+        if colour[start] != white:
+            continue
+        stack = [(start, iter(succ[start]))]
+        colour[start] = grey
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                colour[node] = black
+                stack.pop()
+            elif colour[child] == grey:
+                path = [node]
+                while path[-1] != child:
+                    path.append(parent[path[-1]])
+                return [*reversed(path), child]
+            elif colour[child] == white:
+                parent[child] = node
+                colour[child] = grey
+                stack.append((child, iter(succ[child])))
+    return None
+
+
+def compile_workflow(definition: WorkflowDefinition) -> WorkflowIR:
+    """Validate the graph and build the IR. Raises InvalidWorkflow with every reason."""
+    reasons = validate_graph(definition)
+    if reasons:
+        raise InvalidWorkflow(reasons)
+    preds: dict[str, list[IREdge]] = defaultdict(list)
+    succs: dict[str, list[IREdge]] = defaultdict(list)
+    for e in definition.edges:
+        preds[e.to].append(IREdge(node=e.from_, when=e.when))
+        succs[e.from_].append(IREdge(node=e.to, when=e.when))
+    nodes = {
+        n.id: IRNode(
+            id=n.id,
+            type=n.type,
+            config=n.config,
+            retry=n.retry or RetryPolicy(),
+            timeout_s=n.timeout_s,
+            predecessors=preds[n.id],
+            successors=succs[n.id],
+        )
+        for n in definition.nodes
+    }
+    roots = [n.id for n in definition.nodes if not preds[n.id]]
+    # Kahn's algorithm, taking ready nodes in definition order so the order is stable.
+    indegree = {nid: len(preds[nid]) for nid in nodes}
+    position = {n.id: i for i, n in enumerate(definition.nodes)}
+    ready = sorted(roots, key=position.__getitem__)
+    order: list[str] = []
+    while ready:
+        nid = ready.pop(0)
+        order.append(nid)
+        for edge in succs[nid]:
+            indegree[edge.node] -= 1
+            if indegree[edge.node] == 0:
+                ready.append(edge.node)
+                ready.sort(key=position.__getitem__)
+    return WorkflowIR(
+        version=definition_version(definition), nodes=nodes, roots=roots, order=order
+    )

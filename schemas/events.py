@@ -1,0 +1,174 @@
+"""Every event type, with its stable wire name. Past tense: these are facts.
+
+Workflow events are keyed by workflow id on ``aob.workflows.events``; run events by run id on
+``aob.runs.events``, so one run's whole history is one ordered partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from schemas.envelope import Event, Payload, event
+from schemas.ir import WorkflowIR
+
+# Node outputs up to this size travel inline in NodeSucceeded (and so in the coordinator's
+# state and in tasks); larger ones only by CAS reference. Every output is in the CAS.
+INLINE_OUTPUT_MAX_BYTES = 16 * 1024
+
+
+# --- workflows -------------------------------------------------------------------------
+
+
+class WorkflowPublishedPayload(Payload):
+    workflow_id: str = Field(description="Stable id of the workflow (per tenant and name).")
+    name: str = Field(description="The name it was published under.")
+    version: str = Field(description="sha256 of the canonical definition.")
+    definition: dict[str, Any] = Field(description="The canonical definition.")
+    definition_ref: str = Field(description="CAS reference of the definition.")
+    ir_ref: str = Field(description="CAS reference of the compiled IR.")
+
+
+@event("workflow.published")
+class WorkflowPublished(Event):
+    payload: WorkflowPublishedPayload
+
+
+# --- runs ------------------------------------------------------------------------------
+
+
+class RunSubmittedPayload(Payload):
+    workflow_id: str
+    workflow_name: str
+    version: str = Field(description="The workflow version the run is bound to.")
+    input: Any = Field(None, description="The run input, as submitted.")
+    ir: WorkflowIR = Field(description="The compiled workflow, inline: the coordinator reads no storage.")
+    definition_ref: str
+    ir_ref: str
+
+
+@event("run.submitted")
+class RunSubmitted(Event):
+    payload: RunSubmittedPayload
+
+
+class RunStartedPayload(Payload):
+    version: str
+
+
+@event("run.started")
+class RunStarted(Event):
+    payload: RunStartedPayload
+
+
+class NodeScheduledPayload(Payload):
+    node_id: str
+    node_type: str
+    attempt: int = Field(ge=1, description="1 for the first attempt.")
+    task_topic: str = Field(description="Where the task was routed.")
+
+
+@event("run.node_scheduled")
+class NodeScheduled(Event):
+    payload: NodeScheduledPayload
+
+
+class NodeStartedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    worker: str = Field(description="Which worker process picked the task up.")
+
+
+@event("run.node_started")
+class NodeStarted(Event):
+    payload: NodeStartedPayload
+
+
+class NodeSucceededPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    output: Any = Field(None, description="The output itself when small (see output_inline).")
+    output_inline: bool = Field(description="Whether `output` holds the whole output.")
+    output_ref: str = Field(description="CAS reference of the output (always present).")
+    output_size: int = Field(ge=0, description="Bytes of the output's canonical JSON.")
+
+
+@event("run.node_succeeded")
+class NodeSucceeded(Event):
+    payload: NodeSucceededPayload
+
+
+class NodeFailedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    error: str = Field(description="What went wrong, for a person or a model to read.")
+    retryable: bool = Field(True, description="Whether another attempt may succeed.")
+
+
+@event("run.node_failed")
+class NodeFailed(Event):
+    payload: NodeFailedPayload
+
+
+class NodeSkippedPayload(Payload):
+    node_id: str
+    reason: str = Field(description="Why: a branch not taken, or an unknown type.")
+
+
+@event("run.node_skipped")
+class NodeSkipped(Event):
+    payload: NodeSkippedPayload
+
+
+class RunWarningPayload(Payload):
+    node_id: str | None = None
+    message: str
+
+
+@event("run.warning")
+class RunWarning(Event):
+    payload: RunWarningPayload
+
+
+class RunCompletedPayload(Payload):
+    output: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Outputs of the sink nodes that succeeded: inline value, or {'$ref': ref}.",
+    )
+
+
+@event("run.completed")
+class RunCompleted(Event):
+    payload: RunCompletedPayload
+
+
+class RunFailedPayload(Payload):
+    reason: str
+    node_id: str | None = None
+
+
+@event("run.failed")
+class RunFailed(Event):
+    payload: RunFailedPayload
+
+
+class RunCancelRequestedPayload(Payload):
+    reason: str | None = None
+
+
+@event("run.cancel_requested")
+class RunCancelRequested(Event):
+    payload: RunCancelRequestedPayload
+
+
+class RunCancelledPayload(Payload):
+    reason: str | None = None
+
+
+@event("run.cancelled")
+class RunCancelled(Event):
+    payload: RunCancelledPayload
+
+
+RUN_TERMINAL_EVENTS: tuple[type[Event], ...] = (RunCompleted, RunFailed, RunCancelled)

@@ -1,0 +1,46 @@
+"""Work orders on ``aob.tasks.<type>``: what a worker needs to run one attempt of one node.
+
+A task carries everything: config, the template context and where to report. Workers hold
+no state of their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TASK_WIRE_NAME = "task.node"
+
+
+class NodeContext(BaseModel):
+    """One upstream node as templates see it: ``nodes.<id>.output`` and ``.status``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    status: str
+    output: Any = None
+    output_ref: str | None = Field(None, description="Set when the output is not inline.")
+
+
+class NodeTask(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: str = TASK_WIRE_NAME
+    task_id: str = Field(description="The NodeScheduled event id: stable across replays.")
+    run_id: str
+    tenant: str
+    node_id: str
+    node_type: str
+    attempt: int = Field(ge=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float | None = None
+    input: Any = Field(None, description="The run input.")
+    nodes: dict[str, NodeContext] = Field(
+        default_factory=dict, description="Finished upstream nodes, by id."
+    )
+
+    @property
+    def idempotency_key(self) -> str:
+        """Passed to side effects: the same for every delivery of this attempt."""
+        return f"{self.run_id}/{self.node_id}/{self.attempt}"

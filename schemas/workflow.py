@@ -1,0 +1,73 @@
+"""The workflow definition as users write it (API.md, Workflow format).
+
+Definitions are validated in two steps: the shape here (pydantic, unknown fields refused),
+then the graph rules in ``schemas.compiler`` (ids unique, edges to known nodes, acyclic,
+guards that fit the source node's type).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+
+# Node types this release can run. A definition naming another type is refused at publish
+# time; the coordinator still skips (never hangs on) a type it does not know.
+KNOWN_NODE_TYPES: frozenset[str] = frozenset(
+    {"noop", "transform", "http", "agent", "hitl", "condition"}
+)
+
+# Which guard values an edge may carry, by the type of the node it leaves.
+EDGE_GUARDS: dict[str, frozenset[str]] = {
+    "condition": frozenset({"true", "false"}),
+    "hitl": frozenset({"approved", "rejected"}),
+}
+
+MAX_NODES = 500
+MAX_EDGES = 2_000
+
+
+class RetryPolicy(BaseModel):
+    """How often a node is tried, and how long to wait between attempts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(1, ge=1, le=20, description="Attempts in all, the first included.")
+    backoff_s: float = Field(0.5, ge=0, le=3600, description="Base delay before a retry.")
+
+
+class NodeDef(BaseModel):
+    """One node: what it does (``type`` and ``config``) and how it is retried."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=NODE_ID_PATTERN, description="Unique within the workflow.")
+    type: str = Field(min_length=1, max_length=64, description="Node type, e.g. `transform`.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Type-specific settings.")
+    retry: RetryPolicy | None = Field(None, description="Retry policy; one attempt if absent.")
+    timeout_s: float | None = Field(None, gt=0, le=86_400, description="Per-attempt timeout.")
+
+
+class EdgeDef(BaseModel):
+    """A dependency ``from`` → ``to``, optionally guarded by an outcome of ``from``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: str = Field(alias="from", description="Upstream node id.")
+    to: str = Field(description="Downstream node id.")
+    when: str | None = Field(None, description="Guard: `true`/`false` or `approved`/`rejected`.")
+
+
+class WorkflowDefinition(BaseModel):
+    """A DAG of nodes and edges."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nodes: list[NodeDef] = Field(min_length=1, max_length=MAX_NODES)
+    edges: list[EdgeDef] = Field(default_factory=list, max_length=MAX_EDGES)
+
+    def canonical(self) -> dict[str, Any]:
+        """The JSON form whose hash is the version: aliases, no absent optionals."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,37 @@
+"""Test helpers shared by every suite."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    fn: Callable[[], Awaitable[T] | T],
+    timeout: float = 30.0,
+    interval: float = 0.2,
+    retry_on: tuple[type[BaseException], ...] = (AssertionError,),
+) -> T:
+    """Call ``fn`` (sync, async, or returning an awaitable) until it stops raising one of
+    ``retry_on`` and return its value. After ``timeout`` seconds the last error is raised,
+    so a failing test shows the assertion that never came true."""
+    deadline = time.monotonic() + timeout
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            result: Any = fn()
+            if inspect.isawaitable(result):
+                result = await result
+            return result  # type: ignore[no-any-return]
+        except retry_on as exc:
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"not true after {timeout:.1f}s ({attempts} attempts): {exc!r}"
+                ) from exc
+        await asyncio.sleep(interval)
