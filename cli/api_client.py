@@ -1,0 +1,119 @@
+"""The CLI's client of AOB's own APIs: REST for commands, GraphQL for reads.
+
+Errors come back as :class:`cli.CLIError` carrying the server's problem detail, so every
+command prints one readable line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from cli import CLIError
+from infra.settings import Settings
+
+TERMINAL_RUN_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+
+RUN_QUERY = """
+query CliRun($id: ID!, $after: String) {
+  run(id: $id, after: $after) {
+    id status workflowId workflowName version error input output createdAt
+    nodes { id type status attempts startedAt finishedAt output outputRef error }
+    events(first: 500) { edges { node { seq type occurredAt payload } } }
+  }
+}
+"""
+
+
+def api_key_from_env() -> str:
+    key = os.environ.get("AOB_API_KEY")
+    if not key:
+        raise CLIError(
+            "no API key: create one with `aob keys create --tenant NAME` and "
+            "`export AOB_API_KEY=<key>`"
+        )
+    return key
+
+
+def problem_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:300]}"
+    if isinstance(body, dict) and body.get("detail"):
+        return f"HTTP {response.status_code}: {body['detail']}"
+    return f"HTTP {response.status_code}: {body}"
+
+
+class ApiClient:
+    def __init__(self, settings: Settings, api_key: str, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        self.rest = httpx.AsyncClient(
+            base_url=settings.command_api_url, headers=headers, timeout=timeout
+        )
+        self.gql = httpx.AsyncClient(base_url=settings.query_api_url, headers=headers, timeout=timeout)
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.rest.aclose()
+        await self.gql.aclose()
+
+    async def command(self, path: str, body: dict[str, Any], expect: int) -> dict[str, Any]:
+        try:
+            response = await self.rest.post(path, json=body)
+        except httpx.ConnectError as e:
+            raise CLIError(
+                f"the command API at {self.rest.base_url} is not reachable ({e}); run `aob up`"
+            ) from e
+        if response.status_code != expect:
+            raise CLIError(problem_detail(response))
+        return response.json()  # type: ignore[no-any-return]
+
+    async def query(self, query: str, **variables: Any) -> dict[str, Any]:
+        try:
+            response = await self.gql.post("/graphql", json={"query": query, "variables": variables})
+        except httpx.ConnectError as e:
+            raise CLIError(
+                f"the query API at {self.gql.base_url} is not reachable ({e}); run `aob up`"
+            ) from e
+        if response.status_code != 200:
+            raise CLIError(problem_detail(response))
+        body = response.json()
+        if body.get("errors"):
+            raise CLIError(body["errors"][0].get("message", "query failed"))
+        return body["data"]  # type: ignore[no-any-return]
+
+    async def run(self, run_id: str, after: str | None = None) -> dict[str, Any]:
+        run = (await self.query(RUN_QUERY, id=run_id, after=after))["run"]
+        if run is None:
+            raise CLIError(f"run {run_id} not found (or not visible to this API key's tenant)")
+        return run  # type: ignore[no-any-return]
+
+    async def wait_for_run(
+        self,
+        run_id: str,
+        position: str | None,
+        timeout: float,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll the read side until the run is COMPLETED, FAILED or CANCELLED."""
+        started = time.monotonic()
+        run = await self.run(run_id, position)
+        while run["status"] not in TERMINAL_RUN_STATUSES:
+            if time.monotonic() - started > timeout:
+                raise CLIError(
+                    f"run {run_id} is still {run['status']} after {timeout:.0f}s; "
+                    "see `aob status` and the logs under the stack's home"
+                )
+            if on_progress:
+                on_progress(run)
+            await asyncio.sleep(0.2)
+            run = await self.run(run_id)
+        return run

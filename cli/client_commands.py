@@ -1,0 +1,117 @@
+"""``aob keys``, ``aob workflows`` and ``aob runs``: thin clients of the APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import typer
+from rich.console import Console
+
+from auth import create_key, ensure_schema
+from cli import CLIError
+from cli.api_client import ApiClient, api_key_from_env
+from cli.timeline import nodes_table, timeline_table
+from infra.settings import Settings
+
+console = Console()
+keys_app = typer.Typer(help="API keys (one tenant each; only hashes are stored).")
+workflows_app = typer.Typer(help="Publish workflow definitions.")
+runs_app = typer.Typer(help="Submit and inspect runs.")
+
+
+@keys_app.command("create")
+def keys_create(tenant: str = typer.Option(..., "--tenant", help="The tenant the key acts for.")) -> None:
+    """Print a new API key for TENANT. It is shown once: only its hash is stored."""
+
+    async def create() -> str:
+        try:
+            conn = await asyncpg.connect(Settings().postgres_dsn)
+        except (OSError, asyncpg.PostgresError) as e:
+            raise CLIError(f"PostgreSQL is not reachable ({e}); run `aob up`") from e
+        try:
+            await ensure_schema(conn)
+            return await create_key(conn, tenant)
+        except ValueError as e:
+            raise CLIError(str(e)) from e
+        finally:
+            await conn.close()
+
+    key = asyncio.run(create())
+    typer.echo(key)
+    console.print(f"[dim]export AOB_API_KEY={key}[/]", highlight=False, stderr=True)
+
+
+def _load_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CLIError(f"{what} is not valid JSON: {e}") from e
+
+
+@workflows_app.command("publish")
+def workflows_publish(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Definition JSON, or {name, definition}."),
+    name: str | None = typer.Option(None, help="Workflow name (default: the file's name or its `name`)."),
+) -> None:
+    """Publish a workflow definition; prints its id and version."""
+    doc = _load_json(file.read_text(), str(file))
+    if isinstance(doc, dict) and "definition" in doc:
+        body = {"name": name or doc.get("name") or file.stem, "definition": doc["definition"]}
+    else:
+        body = {"name": name or file.stem, "definition": doc}
+
+    async def publish() -> dict[str, Any]:
+        async with ApiClient(Settings(), api_key_from_env()) as api:
+            return await api.command("/v1/workflows", body, 201)
+
+    answer = asyncio.run(publish())
+    typer.echo(json.dumps({"name": body["name"], **answer}, indent=2))
+
+
+@runs_app.command("submit")
+def runs_submit(
+    workflow: str = typer.Argument(..., help="Workflow id or name."),
+    input_json: str | None = typer.Option(None, "--input", help="The run input, as JSON."),
+    version: str | None = typer.Option(None, help="A published version (default: the latest)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish and show it."),
+    timeout: float = typer.Option(300.0, help="Seconds --wait waits at most."),
+) -> None:
+    """Submit a run of WORKFLOW; with --wait, follow it to the end."""
+    body: dict[str, Any] = {"workflow_id": workflow}
+    if input_json is not None:
+        body["input"] = _load_json(input_json, "--input")
+    if version:
+        body["version"] = version
+
+    async def submit() -> tuple[dict[str, Any], dict[str, Any] | None]:
+        async with ApiClient(Settings(), api_key_from_env()) as api:
+            answer = await api.command("/v1/runs", body, 202)
+            if not wait:
+                return answer, None
+            with console.status("waiting for the run…", ) as status:
+                def show(run: dict[str, Any]) -> None:
+                    done = sum(n["status"] in {"SUCCEEDED", "SKIPPED"} for n in run["nodes"])
+                    status.update(f"run {run['status']}: {done}/{len(run['nodes'])} nodes finished")
+
+                run = await api.wait_for_run(answer["run_id"], answer["position"], timeout, show)
+            return answer, run
+
+    answer, run = asyncio.run(submit())
+    if run is None:
+        typer.echo(json.dumps(answer, indent=2))
+        return
+    console.print(timeline_table(run))
+    console.print(nodes_table(run))
+    console.print(f"run {run['id']} {run['status']}; output {json.dumps(run['output'])}")
+    if run["status"] != "COMPLETED":
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(workflows_app, name="workflows")
+    app.add_typer(runs_app, name="runs")

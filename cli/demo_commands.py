@@ -1,0 +1,93 @@
+"""``aob demo``: publish the example workflows and run one end to end, printing its timeline.
+
+It goes through the same doors a user does: the REST command API to publish and submit, and
+the GraphQL query API to watch the run, so a green demo means every part works together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import asyncpg
+import typer
+from rich.console import Console
+
+from auth import create_key, ensure_schema
+from cli import CLIError
+from cli.api_client import ApiClient
+from cli.stack_commands import RichProgress
+from cli.timeline import nodes_table, timeline_table
+from infra.settings import Settings
+from infra.stack import Stack
+
+console = Console()
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+DEMO_WORKFLOW = "fan-out-fan-in"
+DEMO_INPUT = {"name": "world", "items": [3, 1, 4, 1, 5]}
+
+
+async def _demo_key(settings: Settings) -> str:
+    conn = await asyncpg.connect(settings.postgres_dsn)
+    try:
+        await ensure_schema(conn)
+        return await create_key(conn, "demo")
+    finally:
+        await conn.close()
+
+
+async def _demo(settings: Settings, timeout: float) -> bool:
+    progress = RichProgress(console)
+    await Stack(settings, progress=progress).up()
+    with progress.step("creating an API key for tenant 'demo'…"):
+        key = await _demo_key(settings)
+    examples = sorted(EXAMPLES_DIR.glob("*.json"))
+    if not examples:
+        raise CLIError(f"no example workflows in {EXAMPLES_DIR}")
+    async with ApiClient(settings, key) as api:
+        for path in examples:
+            answer = await api.command("/v1/workflows", json.loads(path.read_text()), 201)
+            console.print(
+                f"published [bold]{path.stem}[/] version {answer['version'][:12]} "
+                f"[dim](workflow {answer['workflow_id']})[/]"
+            )
+        submitted = await api.command(
+            "/v1/runs", {"workflow_id": DEMO_WORKFLOW, "input": DEMO_INPUT}, 202
+        )
+        run_id = submitted["run_id"]
+        console.print(f"submitted run [bold]{run_id}[/] with input {json.dumps(DEMO_INPUT)}")
+        started = time.monotonic()
+        with console.status("waiting for the run…") as status:
+
+            def show(run: dict) -> None:  # type: ignore[type-arg]
+                done = sum(n["status"] in {"SUCCEEDED", "SKIPPED"} for n in run["nodes"])
+                status.update(f"run {run['status']}: {done}/{len(run['nodes'])} nodes finished")
+
+            run = await api.wait_for_run(run_id, submitted["position"], timeout, show)
+        took = time.monotonic() - started
+
+    console.print(timeline_table(run))
+    console.print(nodes_table(run))
+    colour = "green" if run["status"] == "COMPLETED" else "red"
+    console.print(
+        f"run [bold]{run_id}[/] [bold {colour}]{run['status']}[/] in {took:.2f}s; "
+        f"output {json.dumps(run['output'])}"
+    )
+    if run.get("error"):
+        console.print(f"[red]{run['error']}[/]")
+    return bool(run["status"] == "COMPLETED")
+
+
+def demo(
+    timeout: float = typer.Option(60.0, help="Seconds to wait for the run to finish."),
+) -> None:
+    """Publish the example workflows and run one end to end, printing its timeline."""
+    if not asyncio.run(_demo(Settings(), timeout)):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(demo)

@@ -1,0 +1,49 @@
+"""A run as tables for the terminal: its timeline of events, and its nodes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from rich.table import Table
+
+
+def _detail(kind: str, payload: dict[str, Any]) -> str:
+    if kind == "run.node_succeeded":
+        if payload.get("output_inline"):
+            return json.dumps(payload.get("output"))[:70]
+        return str(payload.get("output_ref", ""))
+    if kind in {"run.node_failed", "run.failed"}:
+        return str(payload.get("error") or payload.get("reason") or "")
+    if kind in {"run.node_skipped", "run.cancelled"}:
+        return str(payload.get("reason") or "")
+    if kind == "run.node_scheduled":
+        return f"attempt {payload.get('attempt')} → {payload.get('task_topic')}"
+    if kind == "run.node_started":
+        return f"attempt {payload.get('attempt')} on {payload.get('worker')}"
+    if kind == "run.warning":
+        return str(payload.get("message", ""))
+    return ""
+
+
+def timeline_table(run: dict[str, Any]) -> Table:
+    events = [e["node"] for e in run["events"]["edges"]]
+    table = Table("+ms", "event", "node", "detail", title="timeline", title_justify="left")
+    if not events:
+        return table
+    t0 = datetime.fromisoformat(events[0]["occurredAt"])
+    for ev in events:
+        payload = ev["payload"] or {}
+        ms = (datetime.fromisoformat(ev["occurredAt"]) - t0).total_seconds() * 1000
+        table.add_row(f"{ms:8.1f}", ev["type"], payload.get("node_id", ""), _detail(ev["type"], payload))
+    return table
+
+
+def nodes_table(run: dict[str, Any]) -> Table:
+    table = Table("node", "type", "status", "attempts", "output / error", title="nodes",
+                  title_justify="left")
+    for n in run["nodes"]:
+        shown = json.dumps(n["output"])[:80] if n["output"] is not None else (n["error"] or "")
+        table.add_row(n["id"], n["type"], n["status"], str(n["attempts"]), shown)
+    return table

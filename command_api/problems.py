@@ -1,0 +1,88 @@
+"""Every error as ``application/problem+json`` (RFC 9457), mapped in one place.
+
+Routes raise domain errors (``command_api.errors``, ``schemas.InvalidWorkflow``); FastAPI's
+own validation and routing errors are translated here too, so a client never sees a bare
+500 or a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from command_api.errors import CommandError, RateLimited, Unauthorized
+from schemas.errors import InvalidWorkflow
+
+log = logging.getLogger("aob.command_api")
+
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM)
+
+
+def _field_errors(exc: RequestValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        message = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            message = "unknown field (not allowed)"
+        out.append(f"{where}: {message}")
+    return out
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(CommandError)
+    async def command_error(request: Request, exc: CommandError) -> JSONResponse:
+        headers = None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        if isinstance(exc, Unauthorized):
+            headers = {"WWW-Authenticate": "Bearer"}
+        return problem(exc.status, exc.title, exc.detail, headers, **exc.extra)
+
+    @app.exception_handler(InvalidWorkflow)
+    async def invalid_workflow(request: Request, exc: InvalidWorkflow) -> JSONResponse:
+        return problem(
+            422, "Invalid workflow", "the workflow definition is invalid: " + "; ".join(exc.reasons),
+            errors=exc.reasons,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            ctx = next((e.get("ctx", {}) for e in errors if e.get("type") == "json_invalid"), {})
+            return problem(400, "Bad Request",
+                           f"the body is not valid JSON: {ctx.get('error', 'parse error')}")
+        reasons = _field_errors(exc)
+        return problem(422, "Unprocessable Content", "; ".join(reasons), errors=reasons)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            detail = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+        return problem(exc.status_code, title, detail, dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Infrastructure faults (Kafka, Postgres, MinIO unreachable): the command was not
+        # accepted, and retrying with the same Idempotency-Key is safe.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem(503, "Service Unavailable",
+                       f"the command could not be accepted ({type(exc).__name__}); retry later",
+                       {"Retry-After": "1"})

@@ -1,0 +1,101 @@
+"""The command side's own tables (it never writes read models).
+
+- ``workflow_registry``: every published version, so a run can be bound to a version at
+  once, without waiting for the read side to catch up.
+- ``runs_registry``: which tenant a run belongs to, so commands on a run are authorised.
+- ``idempotency_keys``: the first answer to each ``Idempotency-Key``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+DDL = """
+CREATE TABLE IF NOT EXISTS workflow_registry (
+    workflow_id        text NOT NULL,
+    version            text NOT NULL,
+    tenant             text NOT NULL,
+    name               text NOT NULL,
+    definition_ref     text NOT NULL,
+    ir_ref             text NOT NULL,
+    event_id           text NOT NULL,
+    position           text NOT NULL,
+    last_published_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workflow_id, version)
+);
+CREATE INDEX IF NOT EXISTS workflow_registry_latest
+    ON workflow_registry (workflow_id, last_published_at DESC);
+CREATE TABLE IF NOT EXISTS runs_registry (
+    run_id       text PRIMARY KEY,
+    tenant       text NOT NULL,
+    workflow_id  text NOT NULL,
+    version      text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    tenant        text NOT NULL,
+    key           text NOT NULL,
+    request_hash  text NOT NULL,
+    status_code   integer,
+    response      jsonb,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant, key)
+);
+"""
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    workflow_id: str
+    version: str
+    name: str
+    definition_ref: str
+    ir_ref: str
+    event_id: str
+    position: str
+
+
+async def ensure_schema(conn: asyncpg.Connection) -> None:
+    await conn.execute(DDL)
+
+
+async def find_version(
+    pool: asyncpg.Pool, tenant: str, workflow_id: str, version: str | None
+) -> PublishedVersion | None:
+    """A version of the tenant's workflow; the most recently published when ``version`` is None."""
+    query = """SELECT workflow_id, version, name, definition_ref, ir_ref, event_id, position
+               FROM workflow_registry WHERE workflow_id = $1 AND tenant = $2"""
+    if version is None:
+        row = await pool.fetchrow(query + " ORDER BY last_published_at DESC LIMIT 1", workflow_id, tenant)
+    else:
+        row = await pool.fetchrow(query + " AND version = $3", workflow_id, tenant, version)
+    return PublishedVersion(**dict(row)) if row else None
+
+
+async def record_version(pool: asyncpg.Pool, tenant: str, v: PublishedVersion) -> None:
+    await pool.execute(
+        """INSERT INTO workflow_registry
+               (workflow_id, version, tenant, name, definition_ref, ir_ref, event_id, position)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (workflow_id, version) DO UPDATE SET last_published_at = now()""",
+        v.workflow_id, v.version, tenant, v.name, v.definition_ref, v.ir_ref, v.event_id, v.position,
+    )
+
+
+async def record_run(
+    pool: asyncpg.Pool, run_id: str, tenant: str, workflow_id: str, version: str
+) -> None:
+    await pool.execute(
+        "INSERT INTO runs_registry (run_id, tenant, workflow_id, version) VALUES ($1, $2, $3, $4)",
+        run_id, tenant, workflow_id, version,
+    )
+
+
+async def run_exists(pool: asyncpg.Pool, tenant: str, run_id: str) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT 1 FROM runs_registry WHERE run_id = $1 AND tenant = $2", run_id, tenant
+        )
+    )

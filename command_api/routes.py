@@ -1,0 +1,196 @@
+"""The /v1 commands. Each validates, appends one event, and answers with its position."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi.responses import JSONResponse
+
+from auth import Principal
+from command_api import registry
+from command_api.context import CommandContext, principal_of
+from command_api.errors import NotAvailable, NotFound, PayloadTooLarge
+from command_api.idempotency import Answer, once, request_hash
+from command_api.metrics import EVENTS_APPENDED
+from schemas import (
+    Actor,
+    CancelRun,
+    PublishWorkflow,
+    RunCancelRequested,
+    RunSubmitted,
+    SubmitRun,
+    WorkflowPublished,
+    canonical_json,
+    compile_workflow,
+    deterministic_id,
+)
+from schemas.envelope import Event
+from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
+
+router = APIRouter(prefix="/v1")
+
+Caller = Annotated[Principal, Depends(principal_of)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def _ctx(request: Request) -> CommandContext:
+    return request.app.state.commands  # type: ignore[no-any-return]
+
+
+def _actor(principal: Principal) -> Actor:
+    return Actor(kind="user", id=principal.key_id, tenant=principal.tenant)
+
+
+def workflow_id_for(tenant: str, name_or_id: str) -> str:
+    """Ids are derived from (tenant, name), so a name resolves without a lookup."""
+    try:
+        return str(uuid.UUID(name_or_id))
+    except ValueError:
+        return deterministic_id("workflow", tenant, name_or_id)
+
+
+async def _append(ctx: CommandContext, topic: str, event: Event) -> str:
+    position = await ctx.bus.append(topic, event)
+    EVENTS_APPENDED.labels(event.type).inc()
+    return position.token()
+
+
+async def _idempotent(request: Request, principal: Principal, key: str | None, command: Any) -> JSONResponse:
+    ctx = _ctx(request)
+    ctx.check_rate(principal.tenant)
+    fingerprint = request_hash(request.method, request.url.path, await request.body())
+    status, body = await once(ctx.pool, principal.tenant, key, fingerprint, command)
+    return JSONResponse(body, status_code=status)
+
+
+@router.post("/workflows", status_code=201)
+async def publish_workflow(
+    request: Request, caller: Caller, command: PublishWorkflow, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Validate and compile a definition, store both in the CAS, append WorkflowPublished."""
+    ctx = _ctx(request)
+
+    async def publish() -> Answer:
+        ir = compile_workflow(command.definition)  # InvalidWorkflow -> 422 with every reason
+        workflow_id = workflow_id_for(caller.tenant, command.name)
+        known = await registry.find_version(ctx.pool, caller.tenant, workflow_id, ir.version)
+        if known is None:
+            definition = command.definition.canonical()
+            definition_ref, _ = await ctx.cas.put_json(definition)
+            ir_ref, _ = await ctx.cas.put_json(ir.model_dump(mode="json"))
+            event = WorkflowPublished(
+                aggregate_id=workflow_id,
+                actor=_actor(caller),
+                payload={
+                    "workflow_id": workflow_id,
+                    "name": command.name,
+                    "version": ir.version,
+                    "definition": definition,
+                    "definition_ref": definition_ref,
+                    "ir_ref": ir_ref,
+                },
+            )
+            position = await _append(ctx, WORKFLOW_EVENTS, event)
+            known = registry.PublishedVersion(
+                workflow_id, ir.version, command.name, definition_ref, ir_ref, event.event_id,
+                position,
+            )
+            ctx.remember_ir(ir)
+        # Publishing an identical definition again appends nothing: the version exists,
+        # and its first event and position are the answer. It becomes the latest again.
+        await registry.record_version(ctx.pool, caller.tenant, known)
+        return 201, {
+            "workflow_id": workflow_id,
+            "version": known.version,
+            "event_id": known.event_id,
+            "position": known.position,
+        }
+
+    return await _idempotent(request, caller, idempotency_key, publish)
+
+
+@router.post("/runs", status_code=202)
+async def submit_run(
+    request: Request, caller: Caller, command: SubmitRun, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
+    """Bind a run to a workflow version and append RunSubmitted with the IR inline."""
+    ctx = _ctx(request)
+
+    async def submit() -> Answer:
+        workflow_id = workflow_id_for(caller.tenant, command.workflow_id)
+        version = await registry.find_version(ctx.pool, caller.tenant, workflow_id, command.version)
+        if version is None:
+            if command.version and await registry.find_version(
+                ctx.pool, caller.tenant, workflow_id, None
+            ):
+                raise NotFound(
+                    f"workflow {command.workflow_id!r} has no version {command.version!r}"
+                )
+            raise NotFound(
+                f"workflow {command.workflow_id!r} not found; publish it with POST /v1/workflows"
+            )
+        size = len(canonical_json(command.input))
+        if size > ctx.settings.max_input_bytes:
+            raise PayloadTooLarge(
+                f"the run input is {size} bytes; the limit is {ctx.settings.max_input_bytes}"
+            )
+        ir = await ctx.load_ir(version.ir_ref, version.version)
+        run_id = str(uuid.uuid4())
+        event = RunSubmitted(
+            aggregate_id=run_id,
+            correlation_id=run_id,
+            actor=_actor(caller),
+            payload={
+                "workflow_id": workflow_id,
+                "workflow_name": version.name,
+                "version": version.version,
+                "input": command.input,
+                "ir": ir,
+                "definition_ref": version.definition_ref,
+                "ir_ref": version.ir_ref,
+            },
+        )
+        # Registered before the append: a run the log has is always one we can authorise.
+        await registry.record_run(ctx.pool, run_id, caller.tenant, workflow_id, version.version)
+        position = await _append(ctx, RUN_EVENTS, event)
+        return 202, {"run_id": run_id, "event_id": event.event_id, "position": position}
+
+    return await _idempotent(request, caller, idempotency_key, submit)
+
+
+@router.post("/runs/{run_id}/cancel", status_code=202)
+async def cancel_run(
+    request: Request,
+    caller: Caller,
+    run_id: str,
+    command: Annotated[CancelRun, Body()] = CancelRun(),  # noqa: B008
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Ask the coordinator to cancel a run: nothing new is scheduled after it decides."""
+    ctx = _ctx(request)
+
+    async def cancel() -> Answer:
+        if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
+            raise NotFound(f"run {run_id!r} not found")
+        event = RunCancelRequested(
+            aggregate_id=run_id,
+            correlation_id=run_id,
+            actor=_actor(caller),
+            payload={"reason": command.reason},
+        )
+        position = await _append(ctx, RUN_EVENTS, event)
+        return 202, {"run_id": run_id, "event_id": event.event_id, "position": position}
+
+    return await _idempotent(request, caller, idempotency_key, cancel)
+
+
+@router.post("/runs/{run_id}/patches", status_code=501)
+async def submit_patch(run_id: str, caller: Caller) -> None:
+    raise NotAvailable("patching a running workflow is not available in this release")
+
+
+@router.post("/runs/{run_id}/approvals/{node_id}", status_code=501)
+async def decide_approval(run_id: str, node_id: str, caller: Caller) -> None:
+    raise NotAvailable("approvals (hitl nodes) are not available in this release")

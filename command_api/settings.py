@@ -1,0 +1,15 @@
+"""The command API's own limits (``AOB_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommandApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AOB_", extra="ignore")
+
+    max_body_bytes: int = Field(1024 * 1024, description="Largest request body accepted.")
+    max_input_bytes: int = Field(256 * 1024, description="Largest run input (canonical JSON).")
+    rate_per_second: float = Field(500.0, description="Sustained requests per tenant.")
+    rate_burst: int = Field(1000, description="Requests a tenant may send at once.")

@@ -1,0 +1,101 @@
+"""The SQL of the read side: every query is scoped to the caller's tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+RUN_COLUMNS = """run_id, tenant, workflow_id, workflow_name, version, status, input, output,
+    error, created_at, updated_at, started_at, finished_at"""
+
+
+async def run(pool: asyncpg.Pool, tenant: str, run_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1 AND tenant = $2", run_id, tenant
+    )
+
+
+async def runs_page(
+    pool: asyncpg.Pool,
+    tenant: str,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    status: str | None,
+    workflow_id: str | None,
+) -> list[asyncpg.Record]:
+    """Newest first, keyset-paginated on (created_at, run_id): stable under inserts."""
+    clauses = ["tenant = $1"]
+    args: list[Any] = [tenant]
+    if status is not None:
+        args.append(status)
+        clauses.append(f"status = ${len(args)}")
+    if workflow_id is not None:
+        args.append(workflow_id)
+        clauses.append(f"workflow_id = ${len(args)}")
+    if after is not None:
+        args.extend(after)
+        clauses.append(f"(created_at, run_id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    return await pool.fetch(
+        f"""SELECT {RUN_COLUMNS} FROM runs WHERE {" AND ".join(clauses)}
+            ORDER BY created_at DESC, run_id DESC LIMIT ${len(args)}""",
+        *args,
+    )
+
+
+async def nodes_of_runs(pool: asyncpg.Pool, run_ids: Sequence[str]) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        """SELECT run_id, node_id, node_type, status, attempts, started_at, finished_at,
+                  output, output_ref, error
+           FROM node_executions WHERE run_id = ANY($1::text[])
+           ORDER BY scheduled_at NULLS LAST, node_id""",
+        list(run_ids),
+    )
+
+
+async def events_page(
+    pool: asyncpg.Pool, run_id: str, limit: int, after_seq: int
+) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        """SELECT seq, event_id, type, occurred_at, causation_id, actor, payload
+           FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3""",
+        run_id,
+        after_seq,
+        limit,
+    )
+
+
+async def workflow(pool: asyncpg.Pool, tenant: str, workflow_id: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        """SELECT workflow_id, name, latest_version, created_at, updated_at FROM workflows
+           WHERE tenant = $1 AND workflow_id = $2""",
+        tenant,
+        workflow_id,
+    )
+
+
+async def workflows_page(
+    pool: asyncpg.Pool, tenant: str, limit: int, after: tuple[str, str] | None
+) -> list[asyncpg.Record]:
+    args: list[Any] = [tenant, limit]
+    where = "tenant = $1"
+    if after is not None:
+        args.extend(after)
+        where += " AND (name, workflow_id) > ($3, $4)"
+    return await pool.fetch(
+        f"""SELECT workflow_id, name, latest_version, created_at, updated_at FROM workflows
+            WHERE {where} ORDER BY name, workflow_id LIMIT $2""",
+        *args,
+    )
+
+
+async def versions_of(pool: asyncpg.Pool, workflow_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        """SELECT version, definition, published_at FROM workflow_versions
+           WHERE workflow_id = $1 ORDER BY published_at, version""",
+        workflow_id,
+    )

@@ -1,0 +1,399 @@
+"""The GraphQL schema (API.md): workflows, runs, nodes, events. camelCase on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from strawberry.dataloader import DataLoader
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from query_api import db
+from query_api.context import ReadContext
+from query_api.cursors import decode_cursor, encode_cursor
+from query_api.errors import BadCursor, PageSizeOutOfRange
+from query_api.read_your_writes import parse_position, wait_for
+
+MAX_PAGE = 500
+
+
+@strawberry.enum
+class RunStatus(Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+@strawberry.enum
+class NodeStatus(Enum):
+    PENDING = "PENDING"
+    SCHEDULED = "SCHEDULED"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+def _page_size(first: int) -> int:
+    if not 1 <= first <= MAX_PAGE:
+        raise PageSizeOutOfRange(f"first must be between 1 and {MAX_PAGE}, not {first}")
+    return first
+
+
+def _int_key(value: Any) -> int:
+    if not isinstance(value, int):
+        raise BadCursor("cursor is not one this API issued")
+    return value
+
+
+def _datetime_key(value: Any) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError as e:
+        raise BadCursor("cursor is not one this API issued") from e
+    if moment.tzinfo is None:
+        raise BadCursor("cursor is not one this API issued")
+    return moment
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+# "NodeExecution", not "Node": Relay reserves the type name Node for its object interface.
+@strawberry.type(name="NodeExecution")
+class Node:
+    id: str
+    type: str
+    status: NodeStatus
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    output_ref: str | None
+    error: str | None
+    inline_output: strawberry.Private[Any]
+
+    @strawberry.field(description="The output; fetched from the CAS when it is not inline.")
+    async def output(self, info: Info[ReadContext, None]) -> JSON | None:
+        if self.inline_output is not None or self.output_ref is None:
+            return self.inline_output
+        return await info.context.cas.get_json(self.output_ref)
+
+
+@strawberry.type
+class Event:
+    id: strawberry.ID
+    seq: int
+    type: str
+    occurred_at: datetime
+    causation_id: str | None
+    actor: JSON
+    payload: JSON
+
+
+@strawberry.type
+class EventEdge:
+    cursor: str
+    node: Event
+
+
+@strawberry.type
+class EventConnection:
+    edges: list[EventEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class Patch:
+    id: str
+    status: str
+    reason: str
+    ops: JSON
+    from_version: str | None
+    to_version: str | None
+    rejected_reasons: list[str]
+
+
+@strawberry.type
+class Approval:
+    node_id: str
+    status: str
+    decision: str | None
+    comment: str | None
+    decided_by: str | None
+
+
+@strawberry.type
+class Run:
+    id: strawberry.ID
+    status: RunStatus
+    workflow_id: strawberry.ID
+    workflow_name: str
+    version: str
+    input: JSON | None
+    output: JSON | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @strawberry.field
+    async def nodes(self, info: Info[ReadContext, None]) -> list[Node]:
+        return await info.context.nodes.load(self.id)
+
+    @strawberry.field(description="Patches proposed to this run (none until patching lands).")
+    def patches(self) -> list[Patch]:
+        return []
+
+    @strawberry.field(description="Approvals of this run's hitl nodes (none until hitl lands).")
+    def approvals(self) -> list[Approval]:
+        return []
+
+    @strawberry.field(description="The run's events in log order.")
+    async def events(
+        self, info: Info[ReadContext, None], first: int = 100, after: str | None = None
+    ) -> EventConnection:
+        limit = _page_size(first)
+        after_seq = _int_key(decode_cursor(after, 1)[0]) if after else 0
+        rows = await db.events_page(info.context.pool, self.id, limit + 1, after_seq)
+        edges = [
+            EventEdge(
+                cursor=encode_cursor(r["seq"]),
+                node=Event(
+                    id=r["event_id"],
+                    seq=r["seq"],
+                    type=r["type"],
+                    occurred_at=r["occurred_at"],
+                    causation_id=r["causation_id"],
+                    actor=r["actor"],
+                    payload=r["payload"],
+                ),
+            )
+            for r in rows[:limit]
+        ]
+        return EventConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+
+@strawberry.type
+class RunEdge:
+    cursor: str
+    node: Run
+
+
+@strawberry.type
+class RunConnection:
+    edges: list[RunEdge]
+    page_info: PageInfo
+
+
+@strawberry.input
+class RunFilter:
+    status: RunStatus | None = None
+    workflow_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Only runs of this workflow."
+    )
+
+
+@strawberry.type
+class WorkflowVersion:
+    version: str
+    definition: JSON
+    published_at: datetime
+
+
+@strawberry.type
+class Workflow:
+    id: strawberry.ID
+    name: str
+    latest_version: str
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field
+    async def versions(self, info: Info[ReadContext, None]) -> list[WorkflowVersion]:
+        rows = await db.versions_of(info.context.pool, self.id)
+        return [
+            WorkflowVersion(
+                version=r["version"], definition=r["definition"], published_at=r["published_at"]
+            )
+            for r in rows
+        ]
+
+
+@strawberry.type
+class WorkflowEdge:
+    cursor: str
+    node: Workflow
+
+
+@strawberry.type
+class WorkflowConnection:
+    edges: list[WorkflowEdge]
+    page_info: PageInfo
+
+
+def _run(r: Any) -> Run:
+    return Run(
+        id=r["run_id"],
+        status=RunStatus(r["status"]),
+        workflow_id=r["workflow_id"],
+        workflow_name=r["workflow_name"],
+        version=r["version"],
+        input=r["input"],
+        output=r["output"],
+        error=r["error"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+    )
+
+
+def _workflow(r: Any) -> Workflow:
+    return Workflow(
+        id=r["workflow_id"],
+        name=r["name"],
+        latest_version=r["latest_version"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="A workflow by id; null if there is none for the caller.")
+    async def workflow(self, info: Info[ReadContext, None], id: strawberry.ID) -> Workflow | None:
+        row = await db.workflow(info.context.pool, info.context.tenant, str(id))
+        return _workflow(row) if row else None
+
+    @strawberry.field
+    async def workflows(
+        self, info: Info[ReadContext, None], first: int = 20, after: str | None = None
+    ) -> WorkflowConnection:
+        limit = _page_size(first)
+        key = None
+        if after:
+            name, workflow_id = decode_cursor(after, 2)
+            key = (str(name), str(workflow_id))
+        rows = await db.workflows_page(info.context.pool, info.context.tenant, limit + 1, key)
+        edges = [
+            WorkflowEdge(cursor=encode_cursor(r["name"], r["workflow_id"]), node=_workflow(r))
+            for r in rows[:limit]
+        ]
+        return WorkflowConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+    @strawberry.field(
+        description="A run. With `after` (a command's position), waits until the read side "
+        "includes that write."
+    )
+    async def run(
+        self, info: Info[ReadContext, None], id: strawberry.ID, after: str | None = None
+    ) -> Run | None:
+        ctx = info.context
+        if after is not None:
+            position = parse_position(after)
+            await wait_for(
+                ctx.pool,
+                ctx.watcher,
+                ctx.settings.projection,
+                position,
+                ctx.settings.catch_up_timeout_s,
+            )
+        row = await db.run(ctx.pool, ctx.tenant, str(id))
+        return _run(row) if row else None
+
+    @strawberry.field(description="Runs, newest first.")
+    async def runs(
+        self,
+        info: Info[ReadContext, None],
+        filter: RunFilter | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> RunConnection:
+        limit = _page_size(first)
+        key = None
+        if after:
+            created, run_id = decode_cursor(after, 2)
+            key = (_datetime_key(created), str(run_id))
+        rows = await db.runs_page(
+            info.context.pool,
+            info.context.tenant,
+            limit=limit + 1,
+            after=key,
+            status=filter.status.value if filter and filter.status else None,
+            workflow_id=filter.workflow_id if filter else None,
+        )
+        edges = [
+            RunEdge(cursor=encode_cursor(r["created_at"].isoformat(), r["run_id"]), node=_run(r))
+            for r in rows[:limit]
+        ]
+        return RunConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+
+def nodes_loader(pool: Any) -> DataLoader[str, list[Node]]:
+    """Every run's nodes in one query per request, not one per run."""
+
+    async def load(run_ids: list[str]) -> list[list[Node]]:
+        by_run: dict[str, list[Node]] = {r: [] for r in run_ids}
+        for r in await db.nodes_of_runs(pool, run_ids):
+            by_run[r["run_id"]].append(
+                Node(
+                    id=r["node_id"],
+                    type=r["node_type"],
+                    status=NodeStatus(r["status"]),
+                    attempts=r["attempts"],
+                    started_at=r["started_at"],
+                    finished_at=r["finished_at"],
+                    output_ref=r["output_ref"],
+                    error=r["error"],
+                    inline_output=r["output"],
+                )
+            )
+        return [by_run[r] for r in run_ids]
+
+    return DataLoader(load_fn=load)
+
+
+schema = strawberry.Schema(
+    query=Query,
+    extensions=[
+        QueryDepthLimiter(max_depth=10),
+        MaxAliasesLimiter(max_alias_count=30),
+        MaxTokensLimiter(max_token_count=2_000),
+        # Parsing and validating dominate small queries (FIELD_NOTES): cache both.
+        ParserCache(maxsize=1_000),
+        ValidationCache(maxsize=1_000),
+    ],
+)

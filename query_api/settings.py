@@ -1,0 +1,25 @@
+"""The query API's own settings (``AOB_QUERY_API_…``); host, port and DSN come from infra."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from projections.runner import DEFAULT_PROJECTION
+
+
+class QueryApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AOB_QUERY_API_", extra="ignore")
+
+    read_schema: str | None = Field(
+        None,
+        description="Postgres schema holding the read models (a rebuilt copy, or a test's); "
+        "default: the search path's (public).",
+    )
+    projection: str = Field(
+        DEFAULT_PROJECTION,
+        description="Name under which the projector stores its offsets; `after:` waits on it.",
+    )
+    catch_up_timeout_s: float = Field(10.0, description="How long `after:` waits, at most.")
+    max_body_bytes: int = Field(256 * 1024, description="Larger request bodies get a 413.")
+    pool_max_size: int = 10
