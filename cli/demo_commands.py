@@ -27,7 +27,7 @@ console = Console()
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEMO_WORKFLOW = "fan-out-fan-in"
-DEMO_INPUT = {"name": "world", "items": [3, 1, 4, 1, 5]}
+DEMO_INPUT = {"name": "world", "numbers": [3, 1, 4, 1, 5]}
 
 
 async def _demo_key(settings: Settings) -> str:

@@ -81,3 +81,24 @@ CREATE TABLE IF NOT EXISTS run_events (
     PRIMARY KEY (run_id, seq)
 );
 CREATE INDEX IF NOT EXISTS run_events_position ON run_events (kafka_partition, kafka_offset);
+
+-- Workflow events seen, by id: a redelivered WorkflowPublished changes nothing.
+CREATE TABLE IF NOT EXISTS workflow_events (
+    event_id        text PRIMARY KEY,
+    workflow_id     text NOT NULL,
+    type            text NOT NULL,
+    occurred_at     timestamptz NOT NULL,
+    kafka_partition integer NOT NULL,
+    kafka_offset    bigint NOT NULL
+);
+
+-- Records a projection could not decode; the coordinator dead-letters them, the read side
+-- only notes where they were and goes on.
+CREATE TABLE IF NOT EXISTS projection_poison (
+    topic        text    NOT NULL,
+    partition    integer NOT NULL,
+    "offset"     bigint  NOT NULL,
+    reason       text    NOT NULL,
+    recorded_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic, partition, "offset")
+);

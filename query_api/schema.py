@@ -8,13 +8,6 @@ from typing import Any
 
 import strawberry
 from strawberry.dataloader import DataLoader
-from strawberry.extensions import (
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -22,6 +15,7 @@ from query_api import db
 from query_api.context import ReadContext
 from query_api.cursors import decode_cursor, encode_cursor
 from query_api.errors import BadCursor, PageSizeOutOfRange
+from query_api.limits import extensions
 from query_api.read_your_writes import parse_position, wait_for
 
 MAX_PAGE = 500
@@ -386,14 +380,4 @@ def nodes_loader(pool: Any) -> DataLoader[str, list[Node]]:
     return DataLoader(load_fn=load)
 
 
-schema = strawberry.Schema(
-    query=Query,
-    extensions=[
-        QueryDepthLimiter(max_depth=10),
-        MaxAliasesLimiter(max_alias_count=30),
-        MaxTokensLimiter(max_token_count=2_000),
-        # Parsing and validating dominate small queries (FIELD_NOTES): cache both.
-        ParserCache(maxsize=1_000),
-        ValidationCache(maxsize=1_000),
-    ],
-)
+schema = strawberry.Schema(query=Query, extensions=extensions())

@@ -89,4 +89,4 @@ def query_api(settings: Settings) -> ServiceSpec:
 
 # Read side first (so nothing appended is waited on by nobody), then the deciders, then the
 # doors users knock on.
-# SERVICES.extend([projections, coordinator, workers, query_api, command_api])  # INTEGRATION-PENDING
+SERVICES.extend([projections, coordinator, workers, query_api, command_api])

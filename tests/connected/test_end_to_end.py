@@ -39,7 +39,7 @@ async def graphql(client: httpx.AsyncClient, query: str, **variables: Any) -> di
 
 def expected_outputs(items: list[int], name: str) -> dict[str, Any]:
     return {
-        "start": {"name": name, "items": items},
+        "start": {"name": name, "numbers": items},
         "shout": {"text": name.upper()},
         "count": {"n": len(items)},
         "total": {"sum": sum(items)},
@@ -70,7 +70,7 @@ async def test_twenty_fan_out_fan_in_runs_complete_with_correct_outputs(
             name = f"run{i}"
             submitted = await rest.post(
                 "/v1/runs",
-                json={"workflow_id": workflow_id, "input": {"name": name, "items": items}},
+                json={"workflow_id": workflow_id, "input": {"name": name, "numbers": items}},
             )
             assert submitted.status_code == 202, submitted.text
             body = submitted.json()
@@ -126,7 +126,7 @@ async def test_a_branch_not_taken_is_skipped_and_the_join_still_runs(
         assert (await rest.post("/v1/workflows", json=example)).status_code == 201
         run_ids = {}
         for items in ([1], [1, 2, 3, 4, 5]):
-            r = await rest.post("/v1/runs", json={"workflow_id": "branching", "input": {"items": items}})
+            r = await rest.post("/v1/runs", json={"workflow_id": "branching", "input": {"numbers": items}})
             assert r.status_code == 202, r.text
             run_ids[len(items)] = r.json()["run_id"]
 

@@ -1,0 +1,48 @@
+"""``python -m processors``: run the coordinator until SIGTERM or SIGINT.
+
+Prepares the topics faust may not create itself, then hands the process to faust's worker,
+which stops the agent, commits what was processed and closes the producer on either signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import faust
+
+from infra.heartbeat import beat
+from infra.settings import get_settings
+from processors.app import create_app
+from processors.config import CoordinatorConfig
+from processors.coordinator import Coordinator, register
+from processors.topics import TopicMismatch, prepare_topics
+
+
+def main() -> int:
+    settings = get_settings()
+    config = CoordinatorConfig()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(prepare_topics(settings.kafka_bootstrap, config, settings.topic_partitions))
+    except TopicMismatch as e:
+        print(f"coordinator: {e}", file=sys.stderr)
+        return 2
+    (settings.home / "faust").mkdir(parents=True, exist_ok=True)
+    parts = create_app(settings, config)
+    register(parts, Coordinator(parts, config))
+
+    @parts.app.task
+    async def heartbeat() -> None:
+        await beat(settings, config.heartbeat_name)
+
+    # faust's worker needs an event loop of its own; asyncio.run above closed its loop.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    worker = faust.Worker(parts.app, loglevel="INFO", quiet=True)
+    worker.execute_from_commandline()  # returns when a signal has stopped the worker
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The faust application of the coordinator: its settings and its one table.
+
+- ``store="memory://"`` with the changelog-backed table: the state of a run lives in memory
+  and is rebuilt from the compacted changelog at start-up or after a rebalance.
+- ``processing_guarantee="at_least_once"``: correctness rests on deterministic decision ids
+  and idempotent consumers, not on Kafka transactions (DESIGN.md, Events).
+- ``topic_allow_declare=False``: faust creates no topic; ``processors.topics`` does.
+- ``web_enabled=False``: no HTTP port; liveness is the heartbeat file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from infra.settings import Settings
+from processors.config import TABLE_NAME, CoordinatorConfig
+
+
+@dataclass
+class CoordinatorApp:
+    app: faust.App
+    table: faust.types.TableT[bytes, bytes]  # run id (bytes) -> RunState JSON (bytes)
+    runs_topic: faust.TopicT
+
+
+def broker_url(bootstrap: str) -> str:
+    """faust's spelling of a bootstrap list: ``kafka://h1:p1;h2:p2``."""
+    return "kafka://" + ";".join(part.strip() for part in bootstrap.split(",") if part.strip())
+
+
+def create_app(settings: Settings, config: CoordinatorConfig) -> CoordinatorApp:
+    app = faust.App(
+        config.app_id,
+        broker=broker_url(settings.kafka_bootstrap),
+        store="memory://",
+        web_enabled=False,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False,
+        topic_disable_leader=True,  # no on_leader timers, so no leader topic
+        topic_partitions=settings.topic_partitions,
+        datadir=str(settings.home / "faust" / config.app_id),
+    )
+    # Raw bytes in and out: decoding is ours (schemas.codec), so a poison record reaches the
+    # agent and is dead-lettered, instead of crashing faust's own deserialiser.
+    # Serializers named on the topic itself: faust's conductor ignores a `schema=` here.
+    runs_topic = app.topic(
+        config.runs_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    table = app.Table(
+        TABLE_NAME,
+        default=None,
+        partitions=settings.topic_partitions,
+        # bytes types make faust pick the raw codec for the changelog too (a `schema=`
+        # would not reach the changelog's recovery, which then decodes as JSON).
+        key_type=bytes,
+        value_type=bytes,
+        help="The coordinator's state of each run, a fold of the run's events.",
+    )
+    return CoordinatorApp(app=app, table=table, runs_topic=runs_topic)

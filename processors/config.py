@@ -1,0 +1,39 @@
+"""The coordinator's own settings (``AOB_COORDINATOR_*``), on top of the shared Settings.
+
+The defaults are the deployment's names. They can be overridden so that a second, isolated
+coordinator can share one Kafka cluster (the connected tests do this with fresh names: their
+runs, tasks and consumer group then never meet the running system's).
+"""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.topics import DLQ, RUN_EVENTS, TASK_TOPIC_PREFIX
+
+DEFAULT_APP_ID = "aob-coordinator"
+TABLE_NAME = "run_state"
+
+
+class CoordinatorConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AOB_COORDINATOR_", extra="ignore")
+
+    app_id: str = DEFAULT_APP_ID
+    runs_topic: str = RUN_EVENTS
+    task_topic_prefix: str = TASK_TOPIC_PREFIX
+    dlq_topic: str = DLQ
+    # Log throughput and latency every this many seconds (0: never).
+    stats_interval_s: float = 30.0
+
+    @property
+    def changelog_topic(self) -> str:
+        """The name faust gives the table's changelog topic."""
+        return f"{self.app_id}-{TABLE_NAME}-changelog"
+
+    @property
+    def heartbeat_name(self) -> str:
+        """``coordinator`` for the deployment's coordinator, which ``aob status`` watches."""
+        return "coordinator" if self.app_id == DEFAULT_APP_ID else self.app_id
+
+    def task_topic(self, node_type: str) -> str:
+        return f"{self.task_topic_prefix}{node_type}"

@@ -1,0 +1,174 @@
+"""The coordinator's agent: one record of ``aob.runs.events`` at a time, for every run.
+
+For each record: decode it (a poison record goes to the dead-letter topic, and the loop moves
+on); load the run's state from the table; ``step`` it (pure: evolve, decide, fold the
+decisions in); send the decided events (to the run's own partition) and tasks, and wait for
+the broker's acknowledgement of every one; only THEN write the new state to the table. So a
+stored state with an event applied implies that its decisions are in the log; a crash
+in-between replays the record and re-sends the same decisions under the same ids, which
+every consumer drops.
+
+Concurrency is 1 (faust can commit past an unfinished record with more), and nothing slow
+runs here: no storage, no HTTP; the IR travels inline in RunSubmitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import faust
+from pydantic import ValidationError
+
+from processors.app import CoordinatorApp
+from processors.config import CoordinatorConfig
+from processors.core import RunState, step
+from processors.errors import StateCorrupt
+from processors.stats import LoopStats
+from schemas.codec import decode_event, encode_event, encode_task
+from schemas.envelope import Event, utcnow
+from schemas.errors import PoisonRecord
+from schemas.events import RunSubmitted
+from schemas.tasks import NodeTask
+
+log = logging.getLogger("aob.coordinator")
+
+Clock = Callable[[], datetime]
+# Rebuilds a run's state when the table has none for an event that is not its RunSubmitted
+# (e.g. a lost or truncated changelog). Gets the run id and the partition the run lives on.
+StateRecovery = Callable[[str, int], Awaitable[RunState | None]]
+
+
+async def no_recovery(run_id: str, partition: int) -> RunState | None:
+    """Default: nothing is rebuilt. Folding the run's partition from the start (a bounded
+    replay by run id) is the planned implementation; until then the event is logged."""
+    return None
+
+
+class Coordinator:
+    def __init__(
+        self,
+        parts: CoordinatorApp,
+        config: CoordinatorConfig,
+        clock: Clock = utcnow,
+        recover: StateRecovery = no_recovery,
+    ) -> None:
+        self.app = parts.app
+        self.table = parts.table
+        self.config = config
+        self.clock = clock
+        self.recover = recover
+        self.stats = LoopStats()
+        # Decoded states by run id, with the bytes they were read from or written as: the
+        # table stays the truth (a rebalance may replace its bytes), the cache saves a JSON
+        # parse per event when it is unchanged.
+        self._decoded: dict[bytes, tuple[bytes, RunState]] = {}
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def handle(self, key: bytes | None, value: bytes | None, where: tuple[int, int]) -> None:
+        """Process one record of the run topic at ``where`` = (partition, offset)."""
+        started = time.perf_counter()
+        partition, offset = where
+        try:
+            event = decode_event(value)
+        except PoisonRecord as e:
+            await self._dead_letter(key, value, e.reason, where)
+            return
+        run_key = event.aggregate_id.encode()
+        state = self._load(run_key)
+        if state is None and not isinstance(event, RunSubmitted):
+            state = await self.recover(event.aggregate_id, partition)
+            if state is None:
+                log.warning(
+                    "no state for run %s at %s:%d:%d (%s); the event is ignored",
+                    event.aggregate_id,
+                    self.config.runs_topic,
+                    partition,
+                    offset,
+                    event.type,
+                )
+                return
+        try:
+            new_state, decision = step(state, event, self.clock())
+        except Exception as e:  # a bug in the decider: park the record, keep the other runs going
+            log.exception("deciding on %s %s failed", event.type, event.event_id)
+            await self._dead_letter(key, value, f"coordinator could not decide: {e!r}", where)
+            return
+        if new_state is None or new_state is state:
+            self.stats.record(time.perf_counter() - started, 0)
+            return  # a duplicate, an echo of our own decision, or a finished run
+        await self._send(decision.events, decision.tasks, partition)
+        self._store(run_key, new_state)
+        self.stats.record(time.perf_counter() - started, len(decision.events) + len(decision.tasks))
+
+    async def _send(self, events: list[Event], tasks: list[NodeTask], partition: int) -> None:
+        producer = self.app.producer
+        pending = []
+        for ev in events:
+            key, value, headers = encode_event(ev)
+            # The run's own partition, whatever the partitioner: the run stays one stream.
+            pending.append(
+                await producer.send(self.config.runs_topic, key, value, partition, None, headers)
+            )
+        for task in tasks:
+            key, value, headers = encode_task(task)
+            topic = self.config.task_topic(task.node_type)
+            pending.append(await producer.send(topic, key, value, None, None, headers))
+        if pending:
+            await asyncio.gather(*pending)  # every acknowledgement, one round trip
+
+    # --- the table ------------------------------------------------------------------------
+
+    def _load(self, run_key: bytes) -> RunState | None:
+        raw = self.table.get(run_key)
+        if raw is None:
+            return None
+        cached = self._decoded.get(run_key)
+        if cached is not None and (cached[0] is raw or cached[0] == raw):
+            return cached[1]
+        try:
+            state = RunState.model_validate_json(raw)
+        except ValidationError as e:
+            raise StateCorrupt(run_key.decode(errors="replace"), str(e)) from e
+        self._decoded[run_key] = (raw, state)
+        return state
+
+    def _store(self, run_key: bytes, state: RunState) -> None:
+        raw = state.model_dump_json().encode()
+        self.table[run_key] = raw
+        if state.finished:
+            self._decoded.pop(run_key, None)  # nothing more will happen: free the memory
+        else:
+            self._decoded[run_key] = (raw, state)
+
+    async def _dead_letter(
+        self, key: bytes | None, value: bytes | None, reason: str, where: tuple[int, int]
+    ) -> None:
+        source = f"{self.config.runs_topic}:{where[0]}:{where[1]}"
+        log.error("dead-lettering the record at %s: %s", source, reason)
+        headers = [("aob-dlq-reason", reason.encode()[:4000]), ("aob-dlq-source", source.encode())]
+        fut = await self.app.producer.send(self.config.dlq_topic, key, value, None, None, headers)
+        await fut
+
+
+def register(parts: CoordinatorApp, coordinator: Coordinator) -> None:
+    """Attach the agent (and the stats timer) to the faust app."""
+
+    @parts.app.agent(parts.runs_topic, concurrency=1, name="coordinate")
+    async def coordinate(stream: faust.StreamT[bytes]) -> None:
+        async for record in stream.events():
+            await coordinator.handle(
+                record.key, record.value, (record.message.partition, record.message.offset)
+            )
+
+    if coordinator.config.stats_interval_s > 0:
+
+        @parts.app.timer(coordinator.config.stats_interval_s)
+        async def report_stats() -> None:
+            figures = coordinator.stats.report()
+            if figures["events"]:
+                log.info("coordinator loop: %s", figures)

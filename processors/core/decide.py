@@ -1,0 +1,254 @@
+"""``decide``: what the coordinator does about one event, as events and tasks.
+
+Pure: the clock is passed in, and every decision's id is derived from the event that caused
+it and the decision itself (``deterministic_id(cause, decision, node_id, attempt)``), so a
+coordinator that processes an event again after a crash emits exactly the same records and
+consumers drop them as already seen.
+
+Decisions are guarded by facts, never by "this event is new": a node is scheduled only while
+it is PENDING, a retry only if that attempt was not scheduled yet, a run finished only once.
+The adapter folds every decided event into the state before it reads the next record (see
+``step``), so two events that both make one node ready schedule it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from processors.core.edges import dead_reason, edge_live, predecessors_finished
+from processors.core.evolve import evolve
+from processors.core.state import NodeStatus, RunState, RunStatus
+from schemas.envelope import Event, Payload, deterministic_id, system_actor
+from schemas.events import (
+    NodeFailed,
+    NodeScheduled,
+    NodeScheduledPayload,
+    NodeSkipped,
+    NodeSkippedPayload,
+    NodeSucceeded,
+    RunCancelled,
+    RunCancelledPayload,
+    RunCancelRequested,
+    RunCompleted,
+    RunCompletedPayload,
+    RunFailed,
+    RunFailedPayload,
+    RunStarted,
+    RunStartedPayload,
+    RunSubmitted,
+    RunWarning,
+    RunWarningPayload,
+)
+from schemas.tasks import NodeContext, NodeTask
+from schemas.topics import TASK_TYPES, task_topic
+
+COMPONENT = "coordinator"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to send: ``events`` to the run's stream, ``tasks`` to ``aob.tasks.<type>``."""
+
+    events: list[Event] = field(default_factory=list)
+    tasks: list[NodeTask] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.tasks)
+
+
+def step(state: RunState | None, event: Event, now: datetime) -> tuple[RunState | None, Decision]:
+    """Fold ``event`` in, decide, and fold the decisions in too: the adapter's one call.
+
+    The state returned already contains the decided events, so when they come back through
+    the log they are recognised (by id) and skipped. A duplicate changes nothing.
+    """
+    if state is not None and event.event_id in state.applied:
+        return state, Decision()
+    if state is not None and state.finished:
+        return state, Decision()
+    after = evolve(state, event)
+    if after is None:
+        return None, Decision()
+    return _Decider(after, event, now).run()
+
+
+def decide(state: RunState, event: Event, now: datetime) -> Decision:
+    """The decision about ``event``, given ``state`` with ``event`` already folded in."""
+    return _Decider(state, event, now).run()[1]
+
+
+class _Decider:
+    """One decision: works on a private copy of the state, folding in each event it makes
+    so that later checks in the same decision see them (a skip flows on to successors)."""
+
+    def __init__(self, state: RunState, cause: Event, now: datetime) -> None:
+        self.state = state
+        self.cause = cause
+        self.now = now
+        self.events: list[Event] = []
+        self.tasks: list[NodeTask] = []
+        self.rank = {node_id: i for i, node_id in enumerate(state.ir.order)}
+
+    def run(self) -> tuple[RunState, Decision]:
+        if not self.state.finished:
+            self._react()
+            if not self.state.finished:
+                self._maybe_complete()
+        return self.state, Decision(self.events, self.tasks)
+
+    # --- reactions ----------------------------------------------------------------------
+
+    def _react(self) -> None:
+        ev = self.cause
+        if isinstance(ev, RunSubmitted):
+            if self.state.status is RunStatus.PENDING:
+                self._emit(RunStarted, RunStartedPayload(version=self.state.version), "start")
+                self._settle(self.state.ir.roots)
+        elif isinstance(ev, RunCancelRequested):
+            self._emit(RunCancelled, RunCancelledPayload(reason=ev.payload.reason), "cancel")
+        elif isinstance(ev, NodeFailed):
+            self._on_failed(ev)
+        elif isinstance(ev, NodeSucceeded | NodeSkipped):
+            node_id = ev.payload.node_id
+            if node_id in self.state.nodes and self.state.nodes[node_id].terminal:
+                self._settle([e.node for e in self.state.node_def(node_id).successors])
+
+    def _on_failed(self, ev: NodeFailed) -> None:
+        p = ev.payload
+        node = self.state.nodes.get(p.node_id)
+        if node is None or p.attempt < node.attempt:
+            return  # a stale report of an attempt already superseded by a retry
+        if node.status is NodeStatus.FAILED:
+            reason = f"node {p.node_id!r} failed in attempt {p.attempt}: {p.error}"
+            self._emit(RunFailed, RunFailedPayload(reason=reason, node_id=p.node_id), "fail")
+        elif not node.terminal and p.attempt + 1 not in node.scheduled:
+            # Retry at once. A backoff (node retry.backoff_s) becomes a timer later: decide
+            # then emits a "retry due at" fact instead, and the schedule follows the timer.
+            self._schedule(p.node_id, p.attempt + 1)
+
+    # --- readiness, with dead-path elimination ------------------------------------------
+
+    def _settle(self, candidates: list[str]) -> None:
+        """Schedule or skip every candidate whose predecessors have all finished; skips
+        cascade to their successors. Candidates go in topological order: deterministic."""
+        pending = set(candidates)
+        while pending and not self.state.finished:
+            node_id = min(pending, key=self.rank.__getitem__)
+            pending.discard(node_id)
+            node = self.state.nodes[node_id]
+            if node.status is not NodeStatus.PENDING:
+                continue
+            if not predecessors_finished(self.state, node_id):
+                continue
+            if any(
+                self.state.nodes[e.node].status is NodeStatus.FAILED
+                for e in self.state.node_def(node_id).predecessors
+            ):
+                continue  # the run has failed; nothing new starts
+            definition = self.state.node_def(node_id)
+            live = not definition.predecessors or any(
+                edge_live(self.state, e) for e in definition.predecessors
+            )
+            if live and definition.type in TASK_TYPES:
+                self._schedule(node_id, 1)
+                continue
+            if live:
+                message = (
+                    f"node {node_id!r} has type {definition.type!r}, which no worker runs; "
+                    "it is skipped"
+                )
+                self._emit(
+                    RunWarning,
+                    RunWarningPayload(node_id=node_id, message=message),
+                    "warn_unknown_type",
+                    node_id,
+                )
+                reason = f"unknown node type {definition.type!r}"
+            else:
+                reason = dead_reason(self.state, node_id)
+            self._emit(
+                NodeSkipped, NodeSkippedPayload(node_id=node_id, reason=reason), "skip", node_id
+            )
+            pending.update(e.node for e in definition.successors)
+
+    def _schedule(self, node_id: str, attempt: int) -> None:
+        definition = self.state.node_def(node_id)
+        topic = task_topic(definition.type)
+        scheduled = self._emit(
+            NodeScheduled,
+            NodeScheduledPayload(
+                node_id=node_id, node_type=definition.type, attempt=attempt, task_topic=topic
+            ),
+            "schedule",
+            node_id,
+            attempt,
+        )
+        self.tasks.append(
+            NodeTask(
+                task_id=scheduled.event_id,
+                run_id=self.state.run_id,
+                tenant=self.state.tenant,
+                node_id=node_id,
+                node_type=definition.type,
+                attempt=attempt,
+                config=definition.config,
+                timeout_s=definition.timeout_s,
+                input=self.state.input,
+                nodes=self._context(),
+            )
+        )
+
+    def _context(self) -> dict[str, NodeContext]:
+        """Every node finished so far (succeeded or skipped), as templates see it."""
+        out = {}
+        for node_id, node in self.state.nodes.items():
+            if node.status is NodeStatus.SUCCEEDED:
+                out[node_id] = NodeContext(
+                    status=node.status.value,
+                    output=node.output if node.output_inline else None,
+                    output_ref=None if node.output_inline else node.output_ref,
+                )
+            elif node.status is NodeStatus.SKIPPED:
+                out[node_id] = NodeContext(status=node.status.value)
+        return out
+
+    def _maybe_complete(self) -> None:
+        nodes = self.state.nodes
+        if self.state.status is not RunStatus.RUNNING:
+            return
+        if not all(n.terminal for n in nodes.values()):
+            return
+        if any(n.status is NodeStatus.FAILED for n in nodes.values()):
+            return  # RunFailed was decided when the node failed
+        output = {}
+        for sink in self.state.sinks():
+            node = nodes[sink]
+            if node.status is NodeStatus.SUCCEEDED:
+                output[sink] = node.output if node.output_inline else {"$ref": node.output_ref}
+        self._emit(RunCompleted, RunCompletedPayload(output=output), "complete")
+
+    # --- making events ------------------------------------------------------------------
+
+    def _emit(
+        self,
+        kind: type[Event],
+        payload: Payload,
+        decision: str,
+        node_id: str = "",
+        attempt: int = 0,
+    ) -> Event:
+        ev = kind(
+            event_id=deterministic_id(self.cause.event_id, decision, node_id, str(attempt)),
+            aggregate_id=self.state.run_id,
+            occurred_at=self.now,
+            causation_id=self.cause.event_id,
+            correlation_id=self.state.run_id,
+            actor=system_actor(COMPONENT, self.state.tenant),
+            payload=payload,
+        )
+        self.events.append(ev)
+        folded = evolve(self.state, ev)
+        assert folded is not None  # a known run stays known
+        self.state = folded
+        return ev

@@ -1,0 +1,131 @@
+"""``evolve(state, event) -> state``: fold one event into a run's state.
+
+Pure and idempotent. The input state is never mutated (copy on write of what changes), so a
+caller may keep the state it had before. An event already folded in (same event id), an event
+of a finished run, or one naming a node the run does not have, changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from processors.core.state import NodeState, NodeStatus, RunState, RunStatus
+from schemas.envelope import Event
+from schemas.events import (
+    NodeFailed,
+    NodeScheduled,
+    NodeSkipped,
+    NodeStarted,
+    NodeSucceeded,
+    RunCancelled,
+    RunCancelRequested,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    RunSubmitted,
+)
+
+
+def failed_for_good(state: RunState, node_id: str, attempt: int, retryable: bool) -> bool:
+    """Whether a failure of ``attempt`` ends the node (no attempt left, or not worth one)."""
+    return not retryable or attempt >= state.node_def(node_id).retry.max_attempts
+
+
+def evolve(state: RunState | None, event: Event) -> RunState | None:
+    """The state after ``event``. ``None`` stays ``None`` until the run's RunSubmitted."""
+    if state is None:
+        return _submitted(event) if isinstance(event, RunSubmitted) else None
+    if event.event_id in state.applied or state.finished:
+        return state
+    new = state.model_copy(update={"applied": state.applied | {event.event_id}})
+    _apply(new, event)
+    return new
+
+
+def fold(state: RunState | None, events: Iterable[Event]) -> RunState | None:
+    for ev in events:
+        state = evolve(state, ev)
+    return state
+
+
+def _submitted(event: RunSubmitted) -> RunState:
+    p = event.payload
+    return RunState(
+        run_id=event.aggregate_id,
+        tenant=event.actor.tenant,
+        workflow_id=p.workflow_id,
+        version=p.version,
+        ir=p.ir,
+        input=p.input,
+        nodes={node_id: NodeState() for node_id in p.ir.nodes},
+        applied={event.event_id},
+    )
+
+
+def _node(state: RunState, node_id: str) -> NodeState | None:
+    """A copy of the node's state, put in place of the old one, for ``_apply`` to change.
+    ``None`` for a node the run's workflow does not have (ignored)."""
+    old = state.nodes.get(node_id)
+    if old is None:
+        return None
+    copy = old.model_copy(deep=True)
+    state.nodes = {**state.nodes, node_id: copy}
+    return copy
+
+
+def _apply(state: RunState, event: Event) -> None:
+    """Fold ``event`` into ``state``, a fresh shallow copy owned by the caller."""
+    if isinstance(event, RunStarted):
+        if state.status is RunStatus.PENDING:
+            state.status = RunStatus.RUNNING
+    elif isinstance(event, NodeScheduled):
+        node = _node(state, event.payload.node_id)
+        if node is not None and not node.terminal:
+            node.scheduled = sorted({*node.scheduled, event.payload.attempt})
+            if event.payload.attempt == node.attempt:
+                node.status = NodeStatus.SCHEDULED
+    elif isinstance(event, NodeStarted):
+        node = _node(state, event.payload.node_id)
+        if node is not None and not node.terminal:
+            node.started = sorted({*node.started, event.payload.attempt})
+            if event.payload.attempt == node.attempt:
+                node.status = NodeStatus.RUNNING
+    elif isinstance(event, NodeSucceeded):
+        node = _node(state, event.payload.node_id)
+        # The first success wins, whichever attempt it came from; a success after the node
+        # failed for good is too late (the run has failed already).
+        if node is not None and not node.terminal:
+            p = event.payload
+            node.status = NodeStatus.SUCCEEDED
+            node.succeeded_attempt = p.attempt
+            node.output = p.output if p.output_inline else None
+            node.output_inline = p.output_inline
+            node.output_ref = p.output_ref
+    elif isinstance(event, NodeFailed):
+        f = event.payload
+        node = _node(state, f.node_id)
+        if node is not None and not node.terminal:
+            node.failures = {**node.failures, f.attempt: f.error}
+            # Only the latest attempt's failure counts: an older attempt's report is stale.
+            if f.attempt >= node.attempt and failed_for_good(
+                state, f.node_id, f.attempt, f.retryable
+            ):
+                node.status = NodeStatus.FAILED
+                node.error = f.error
+    elif isinstance(event, NodeSkipped):
+        node = _node(state, event.payload.node_id)
+        if node is not None and not node.terminal:
+            node.status = NodeStatus.SKIPPED
+            node.skip_reason = event.payload.reason
+    elif isinstance(event, RunCancelRequested):
+        state.cancel_requested = True
+    elif isinstance(event, RunCompleted):
+        state.status = RunStatus.COMPLETED
+    elif isinstance(event, RunFailed):
+        state.status = RunStatus.FAILED
+        state.reason = event.payload.reason
+    elif isinstance(event, RunCancelled):
+        state.status = RunStatus.CANCELLED
+        state.reason = event.payload.reason
+    # RunSubmitted again (another id for the same run), RunWarning and event types this
+    # coordinator does not route on are recorded as applied and change nothing else.

@@ -1,0 +1,98 @@
+"""A run's state as the coordinator sees it: facts folded from the run's events.
+
+Every field is derived from events (``processors.core.evolve``); nothing is a bare counter.
+"Node X was scheduled in attempt 2" is kept as the set of attempts seen, so a duplicate of the
+same fact changes nothing. The model is JSON-serialisable: it is what the faust table holds.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.ir import IRNode, WorkflowIR
+
+
+class RunStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+RUN_FINISHED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class NodeStatus(StrEnum):
+    PENDING = "PENDING"
+    SCHEDULED = "SCHEDULED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+NODE_TERMINAL = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED})
+
+
+class NodeState(BaseModel):
+    """One node of one run. Mutated only by ``evolve``, on a copy."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: NodeStatus = NodeStatus.PENDING
+    scheduled: list[int] = Field(default_factory=list, description="Attempts scheduled, sorted.")
+    started: list[int] = Field(default_factory=list, description="Attempts a worker picked up.")
+    failures: dict[int, str] = Field(default_factory=dict, description="Attempt -> error.")
+    succeeded_attempt: int | None = None
+    output: Any = None
+    output_inline: bool = False
+    output_ref: str | None = None
+    error: str | None = Field(None, description="The error that failed the node for good.")
+    skip_reason: str | None = None
+
+    @property
+    def attempt(self) -> int:
+        """The latest attempt scheduled (0 before the first)."""
+        return self.scheduled[-1] if self.scheduled else 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in NODE_TERMINAL
+
+
+class RunState(BaseModel):
+    """One run: its compiled workflow, its input, and the facts about each node."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str
+    tenant: str
+    workflow_id: str
+    version: str
+    status: RunStatus = RunStatus.PENDING
+    ir: WorkflowIR
+    input: Any = None
+    nodes: dict[str, NodeState]
+    applied: set[str] = Field(
+        default_factory=set,
+        description="Ids of the events folded in: a duplicate, or the echo of our own "
+        "decision coming back through the log, is recognised and changes nothing.",
+    )
+    cancel_requested: bool = False
+    reason: str | None = Field(None, description="Why the run failed or was cancelled.")
+
+    @property
+    def finished(self) -> bool:
+        return self.status in RUN_FINISHED
+
+    def node_def(self, node_id: str) -> IRNode:
+        return self.ir.nodes[node_id]
+
+    def sinks(self) -> list[str]:
+        """Nodes without successors, in topological order."""
+        return [n for n in self.ir.order if not self.ir.nodes[n].successors]

@@ -1,0 +1,45 @@
+"""Rough figures of the coordinator's loop: events per second and per-event latency.
+
+Cheap enough to run on every event: a counter and a bounded list of durations, summarised
+and reset at each report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LoopStats:
+    events: int = 0
+    decisions: int = 0
+    durations: list[float] = field(default_factory=list)
+    since: float = field(default_factory=time.monotonic)
+    max_samples: int = 100_000
+
+    def record(self, seconds: float, decided: int) -> None:
+        self.events += 1
+        self.decisions += decided
+        if len(self.durations) < self.max_samples:
+            self.durations.append(seconds)
+
+    def report(self) -> dict[str, float]:
+        """The figures since the last report, then start counting afresh."""
+        elapsed = max(time.monotonic() - self.since, 1e-9)
+        ordered = sorted(self.durations)
+
+        def pct(q: float) -> float:
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+        out = {
+            "events": float(self.events),
+            "records_out": float(self.decisions),
+            "events_per_s": self.events / elapsed,
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "max_ms": ordered[-1] * 1000 if ordered else 0.0,
+        }
+        self.events, self.decisions, self.durations = 0, 0, []
+        self.since = time.monotonic()
+        return out

@@ -1,0 +1,141 @@
+"""Driving the decider without a broker: build IRs and the events a client or worker sends.
+
+Used by the decider's tests and benchmarks; it has no I/O either. ``build_ir`` accepts node
+types the publisher would refuse, so that the coordinator's own guard (an unknown type is
+skipped, never hung on) can be exercised.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.canonical import canonical_json, sha256_hex
+from schemas.envelope import Actor, Event, deterministic_id
+from schemas.events import (
+    NodeFailed,
+    NodeFailedPayload,
+    NodeStarted,
+    NodeStartedPayload,
+    NodeSucceeded,
+    NodeSucceededPayload,
+    RunCancelRequested,
+    RunCancelRequestedPayload,
+    RunSubmitted,
+    RunSubmittedPayload,
+)
+from schemas.ir import IREdge, IRNode, WorkflowIR
+from schemas.tasks import NodeTask
+from schemas.workflow import RetryPolicy
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+USER = Actor(kind="user", id="key-1", tenant="acme")
+WORKER = Actor(kind="system", id="worker", tenant="acme")
+
+Edge = tuple[str, str] | tuple[str, str, str | None]
+
+
+def build_ir(nodes: dict[str, str], edges: list[Edge], max_attempts: int = 1) -> WorkflowIR:
+    """An IR from ``{node id: type}`` (in definition order) and ``(from, to[, when])``."""
+    preds: dict[str, list[IREdge]] = defaultdict(list)
+    succs: dict[str, list[IREdge]] = defaultdict(list)
+    for edge in edges:
+        a, b = edge[0], edge[1]
+        when = edge[2] if len(edge) > 2 else None  # type: ignore[misc]
+        preds[b].append(IREdge(node=a, when=when))
+        succs[a].append(IREdge(node=b, when=when))
+    ir_nodes = {
+        nid: IRNode(
+            id=nid,
+            type=kind,
+            retry=RetryPolicy(max_attempts=max_attempts, backoff_s=0),
+            predecessors=preds[nid],
+            successors=succs[nid],
+        )
+        for nid, kind in nodes.items()
+    }
+    indegree = {nid: len(preds[nid]) for nid in nodes}
+    ready = [nid for nid in nodes if indegree[nid] == 0]
+    roots = list(ready)
+    order: list[str] = []
+    while ready:
+        nid = ready.pop(0)
+        order.append(nid)
+        for e in succs[nid]:
+            indegree[e.node] -= 1
+            if indegree[e.node] == 0:
+                ready.append(e.node)
+    if len(order) != len(nodes):
+        raise ValueError("the graph has a cycle")
+    version = sha256_hex(canonical_json({"nodes": nodes, "edges": [list(e) for e in edges]}))
+    return WorkflowIR(version=version, nodes=ir_nodes, roots=roots, order=order)
+
+
+def run_submitted(run_id: str, ir: WorkflowIR, run_input: Any = None) -> RunSubmitted:
+    return RunSubmitted(
+        event_id=deterministic_id("submit", run_id),
+        aggregate_id=run_id,
+        occurred_at=EPOCH,
+        correlation_id=run_id,
+        actor=USER,
+        payload=RunSubmittedPayload(
+            workflow_id="wf-1",
+            workflow_name="test",
+            version=ir.version,
+            input=run_input,
+            ir=ir,
+            definition_ref="cas://sha256:" + "0" * 64,
+            ir_ref="cas://sha256:" + "1" * 64,
+        ),
+    )
+
+
+def _report(kind: type[Event], task: NodeTask, payload: Any, tag: str) -> Event:
+    # Workers derive their report's id from the task, so a redelivered task reports the
+    # same event again (the coordinator drops it as a duplicate).
+    return kind(
+        event_id=deterministic_id(task.task_id, tag),
+        aggregate_id=task.run_id,
+        occurred_at=EPOCH,
+        causation_id=task.task_id,
+        correlation_id=task.run_id,
+        actor=WORKER,
+        payload=payload,
+    )
+
+
+def started(task: NodeTask) -> Event:
+    payload = NodeStartedPayload(node_id=task.node_id, attempt=task.attempt, worker="w-1")
+    return _report(NodeStarted, task, payload, "started")
+
+
+def succeeded(task: NodeTask, output: Any = None) -> Event:
+    size = len(canonical_json(output))
+    payload = NodeSucceededPayload(
+        node_id=task.node_id,
+        attempt=task.attempt,
+        output=output,
+        output_inline=True,
+        output_ref="cas://sha256:" + sha256_hex(canonical_json(output)),
+        output_size=size,
+    )
+    return _report(NodeSucceeded, task, payload, "succeeded")
+
+
+def failed(task: NodeTask, error: str = "boom", retryable: bool = True) -> Event:
+    payload = NodeFailedPayload(
+        node_id=task.node_id, attempt=task.attempt, error=error, retryable=retryable
+    )
+    return _report(NodeFailed, task, payload, "failed")
+
+
+def cancel_requested(run_id: str, reason: str = "user asked") -> Event:
+    return RunCancelRequested(
+        event_id=deterministic_id("cancel", run_id),
+        aggregate_id=run_id,
+        occurred_at=EPOCH,
+        correlation_id=run_id,
+        actor=USER,
+        payload=RunCancelRequestedPayload(reason=reason),
+    )

@@ -1,0 +1,55 @@
+"""``python -m projections [--schema NAME] [--name NAME]``: build the read models until SIGTERM.
+
+``--schema`` writes into that Postgres schema instead of the default one (rebuilds, tests);
+``--name`` names the projection whose offsets are kept (one set of offsets per name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+from infra.heartbeat import beat
+from infra.settings import get_settings
+from projections.runner import DEFAULT_PROJECTION, Projector, ProjectorConfig
+
+
+async def main(schema: str | None, name: str) -> None:
+    settings = get_settings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Only the service writing the live tables answers for "projections" in `aob status`.
+    beat_name = "projections" if schema is None else f"projections-{schema}"
+    heartbeat = asyncio.create_task(beat(settings, beat_name))
+    try:
+        config = ProjectorConfig(
+            bootstrap=settings.kafka_bootstrap,
+            dsn=settings.postgres_dsn,
+            projection=name,
+            schema=schema,
+        )
+        await Projector(config).run(stop)
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="python -m projections", description=__doc__)
+    parser.add_argument("--schema", default=os.environ.get("AOB_PROJECTION_SCHEMA") or None)
+    parser.add_argument("--name", default=DEFAULT_PROJECTION)
+    args = parser.parse_args()
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=os.environ.get("AOB_LOG_LEVEL", "INFO"), format=log_format)
+    asyncio.run(main(args.schema, args.name))
+
+
+if __name__ == "__main__":
+    cli()

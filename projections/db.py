@@ -1,0 +1,51 @@
+"""The read-model schema and connections to it.
+
+Tables are created from ``schema.sql`` at start-up (idempotent). A projection may write into
+its own Postgres schema (``--schema``): a rebuild or a test then never touches the live
+tables, and a swap is a rename.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import asyncpg
+
+from projections.errors import SchemaNameInvalid
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# Every projector writing one schema takes this lock per batch, so batches of two
+# projectors (say the service and a rebuild) never interleave: each reads the state the
+# other committed, and dedupe does the rest.
+BATCH_LOCK_KEY = 0x0A0B_0001
+
+
+def schema_sql() -> str:
+    return resources.files("projections").joinpath("schema.sql").read_text()
+
+
+def check_schema_name(schema: str) -> str:
+    if not _IDENTIFIER.match(schema):
+        raise SchemaNameInvalid(f"schema {schema!r} is not a lower-case SQL identifier")
+    return schema
+
+
+async def connect(dsn: str, schema: str | None = None) -> asyncpg.Connection:
+    """A connection whose unqualified table names resolve in ``schema`` (else the default)."""
+    settings = {"application_name": "aob-projections"}
+    if schema is not None:
+        settings["search_path"] = check_schema_name(schema)
+    conn: asyncpg.Connection = await asyncpg.connect(dsn, server_settings=settings)
+    return conn
+
+
+async def ensure_schema(conn: asyncpg.Connection, schema: str | None = None) -> None:
+    # Two projectors starting together would race on CREATE TABLE IF NOT EXISTS (it is not
+    # atomic against the catalog), hence the lock.
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", BATCH_LOCK_KEY)
+        if schema is not None:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {check_schema_name(schema)}")
+        await conn.execute(schema_sql())

@@ -1,0 +1,202 @@
+"""Run events -> rows of ``runs`` and ``node_executions``: a pure fold.
+
+The runner loads the current rows of the runs a batch touches, folds the batch's new events
+into them here, in log order, and writes back the rows that changed. Rules:
+
+- a run's status never leaves a terminal one (COMPLETED, FAILED, CANCELLED);
+- a node's status moves forward within an attempt and restarts with a newer attempt; an
+  event of an older attempt changes nothing; SUCCEEDED and SKIPPED are final;
+- ``attempts`` is the highest attempt seen; ``successes`` counts distinct NodeSucceeded
+  events (it must stay at most 1: a check on exactly-once effects);
+- ``updated_at`` is the newest event's ``occurred_at``, so a rebuild yields the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from schemas.envelope import Event
+from schemas.events import (
+    NodeFailed,
+    NodeScheduled,
+    NodeSkipped,
+    NodeStarted,
+    NodeSucceeded,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    RunSubmitted,
+)
+
+RUN_TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+NODE_FINAL = frozenset({"SUCCEEDED", "SKIPPED"})
+NODE_RANK = {
+    "PENDING": 0,
+    "SCHEDULED": 1,
+    "RUNNING": 2,
+    "WAITING": 3,
+    "FAILED": 4,
+    "SKIPPED": 5,
+    "SUCCEEDED": 5,
+}
+
+
+@dataclass
+class RunRow:
+    run_id: str
+    tenant: str
+    workflow_id: str
+    workflow_name: str
+    version: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    input: Any = None
+    output: Any = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    event_count: int = 0
+
+
+@dataclass
+class NodeRow:
+    run_id: str
+    node_id: str
+    node_type: str
+    status: str = "PENDING"
+    attempts: int = 0
+    successes: int = 0
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    output: Any = None
+    output_ref: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunFold:
+    """The rows of some runs, and which of them the fold changed."""
+
+    runs: dict[str, RunRow] = field(default_factory=dict)
+    nodes: dict[tuple[str, str], NodeRow] = field(default_factory=dict)
+    changed_runs: set[str] = field(default_factory=set)
+    changed_nodes: set[tuple[str, str]] = field(default_factory=set)
+
+    def apply(self, ev: Event) -> None:
+        """Fold one new (never seen before) event of run ``ev.aggregate_id``."""
+        run = self._run(ev)
+        run.event_count += 1
+        run.updated_at = max(run.updated_at, ev.occurred_at)
+        self.changed_runs.add(run.run_id)
+        if isinstance(ev, RunSubmitted):
+            self._submitted(run, ev)
+        elif isinstance(ev, RunStarted):
+            if run.status not in RUN_TERMINAL:
+                run.status = "RUNNING"
+            run.started_at = run.started_at or ev.occurred_at
+        elif isinstance(ev, RunCompleted | RunFailed | RunCancelled):
+            self._finished(run, ev)
+        elif isinstance(ev, NodeScheduled | NodeStarted | NodeSucceeded | NodeFailed | NodeSkipped):
+            self._node_event(run, ev)
+        # Other run events (warnings, cancel requests, types added later) only enter the
+        # event history and the run's updated_at.
+
+    # --- runs ----------------------------------------------------------------------------
+
+    def _run(self, ev: Event) -> RunRow:
+        run = self.runs.get(ev.aggregate_id)
+        if run is None:
+            # Normally RunSubmitted creates it; a run first seen through a later event (its
+            # RunSubmitted was poison) still gets a row, filled in as far as events tell.
+            run = RunRow(
+                run_id=ev.aggregate_id,
+                tenant=ev.actor.tenant,
+                workflow_id="",
+                workflow_name="",
+                version=str(getattr(ev.payload, "version", "")),
+                status="PENDING",
+                created_at=ev.occurred_at,
+                updated_at=ev.occurred_at,
+            )
+            self.runs[run.run_id] = run
+        return run
+
+    def _submitted(self, run: RunRow, ev: RunSubmitted) -> None:
+        p = ev.payload
+        run.tenant = ev.actor.tenant
+        run.workflow_id, run.workflow_name, run.version = p.workflow_id, p.workflow_name, p.version
+        run.input = p.input
+        run.created_at = min(run.created_at, ev.occurred_at)
+        for node_id in p.ir.order or list(p.ir.nodes):
+            key = (run.run_id, node_id)
+            if key not in self.nodes:
+                self.nodes[key] = NodeRow(run.run_id, node_id, p.ir.nodes[node_id].type)
+                self.changed_nodes.add(key)
+
+    def _finished(self, run: RunRow, ev: RunCompleted | RunFailed | RunCancelled) -> None:
+        if run.status in RUN_TERMINAL:
+            return
+        run.finished_at = ev.occurred_at
+        if isinstance(ev, RunCompleted):
+            run.status, run.output = "COMPLETED", ev.payload.output
+        elif isinstance(ev, RunFailed):
+            where = f"node {ev.payload.node_id!r}: " if ev.payload.node_id else ""
+            run.status, run.error = "FAILED", f"{where}{ev.payload.reason}"
+        else:
+            run.status, run.error = "CANCELLED", ev.payload.reason
+
+    # --- nodes ---------------------------------------------------------------------------
+
+    def _node(self, run: RunRow, node_id: str, node_type: str = "") -> NodeRow:
+        key = (run.run_id, node_id)
+        node = self.nodes.get(key)
+        if node is None:  # a node the IR did not list (added by a patch, say)
+            node = self.nodes[key] = NodeRow(run.run_id, node_id, node_type)
+        if node_type and not node.node_type:
+            node.node_type = node_type
+        self.changed_nodes.add(key)
+        return node
+
+    def _node_event(self, run: RunRow, ev: Event) -> None:
+        p: Any = ev.payload
+        node = self._node(run, p.node_id, getattr(p, "node_type", ""))
+        at = ev.occurred_at
+        if isinstance(ev, NodeSucceeded):
+            node.successes += 1  # counted even when stale: it measures duplicate effects
+        if isinstance(ev, NodeSkipped):
+            if node.status not in NODE_FINAL:
+                node.status, node.finished_at = "SKIPPED", at
+            return
+        status = {
+            NodeScheduled: "SCHEDULED",
+            NodeStarted: "RUNNING",
+            NodeSucceeded: "SUCCEEDED",
+            NodeFailed: "FAILED",
+        }[type(ev)]
+        if not _moves_forward(node, p.attempt, status):
+            return
+        if p.attempt > node.attempts:  # a new attempt starts afresh
+            node.attempts = p.attempt
+            node.started_at = node.finished_at = None
+        node.status = status
+        if isinstance(ev, NodeScheduled):
+            node.scheduled_at = at
+        elif isinstance(ev, NodeStarted):
+            node.started_at = at
+        elif isinstance(ev, NodeSucceeded):
+            node.finished_at, node.error = at, None
+            node.output = ev.payload.output if ev.payload.output_inline else None
+            node.output_ref = ev.payload.output_ref
+        elif isinstance(ev, NodeFailed):
+            node.finished_at, node.error = at, ev.payload.error
+
+
+def _moves_forward(node: NodeRow, attempt: int, status: str) -> bool:
+    if node.status in NODE_FINAL or attempt < node.attempts:
+        return False
+    return attempt > node.attempts or NODE_RANK[status] > NODE_RANK[node.status]

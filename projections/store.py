@@ -1,0 +1,335 @@
+"""Applying one decoded batch to Postgres: rows and offsets in ONE transaction.
+
+Work per batch is a fixed handful of set-based statements (``unnest`` of arrays), whatever
+its size: one statement per row would cap the projection at a few thousand rows a second.
+An event whose id is already in ``run_events`` / ``workflow_events`` was applied before
+(redelivery, a restart, another projector): it is skipped with all its effects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+
+import asyncpg
+
+from projections.batch import Batch, Positioned
+from projections.db import BATCH_LOCK_KEY
+from projections.runs import NodeRow, RunFold, RunRow
+from projections.workflows import VersionRow, WorkflowRow, fold_published
+from schemas.events import WorkflowPublished
+from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
+
+RUN_CHANNEL = "aob_run_changed"
+PROGRESS_CHANNEL = "aob_projection_progress"
+
+
+@dataclass(frozen=True)
+class Applied:
+    new_events: int
+    duplicates: int
+    poison: int
+    runs_changed: frozenset[str]
+
+
+def _dumps(value: object) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _split_new(batch_events: list[Positioned], seen: set[str]) -> tuple[list[Positioned], int]:
+    """Events not seen before, first copy only, in log order; and how many were dropped."""
+    fresh = []
+    for pe in batch_events:
+        if pe.event.event_id not in seen:
+            seen.add(pe.event.event_id)
+            fresh.append(pe)
+    return fresh, len(batch_events) - len(fresh)
+
+
+async def load_offsets(conn: asyncpg.Connection, projection: str) -> dict[tuple[str, int], int]:
+    rows = await conn.fetch(
+        "SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = $1",
+        projection,
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+async def apply_batch(conn: asyncpg.Connection, projection: str, batch: Batch) -> Applied:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", BATCH_LOCK_KEY)
+        await _poison(conn, batch)
+        wf_events = [pe for pe in batch.events if pe.position.topic == WORKFLOW_EVENTS]
+        run_events = [pe for pe in batch.events if pe.position.topic == RUN_EVENTS]
+        new_wf, dup_wf = await _workflows(conn, wf_events)
+        new_run, dup_run, changed = await _runs(conn, run_events)
+        await conn.executemany(
+            """INSERT INTO projection_offsets (projection, topic, partition, next_offset)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (projection, topic, partition)
+               DO UPDATE SET next_offset = GREATEST(projection_offsets.next_offset,
+                                                    EXCLUDED.next_offset),
+                             updated_at = now()""",
+            [(projection, t, p, o) for (t, p), o in batch.next_offsets.items()],
+        )
+        # Delivered at commit, and only if it commits; one per run and batch (NOTIFY takes a
+        # global lock at commit, so it is coalesced).
+        if changed:
+            await conn.execute(
+                "SELECT pg_notify($1, r) FROM unnest($2::text[]) AS r", RUN_CHANNEL, sorted(changed)
+            )
+        await conn.execute("SELECT pg_notify($1, $2)", PROGRESS_CHANNEL, projection)
+    return Applied(new_wf + new_run, dup_wf + dup_run, len(batch.poison), frozenset(changed))
+
+
+async def _poison(conn: asyncpg.Connection, batch: Batch) -> None:
+    if batch.poison:
+        await conn.executemany(
+            """INSERT INTO projection_poison (topic, partition, "offset", reason)
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+            [
+                (p.position.topic, p.position.partition, p.position.offset, p.reason)
+                for p in batch.poison
+            ],
+        )
+
+
+# --- workflows -------------------------------------------------------------------------
+
+
+async def _workflows(conn: asyncpg.Connection, events: list[Positioned]) -> tuple[int, int]:
+    if not events:
+        return 0, 0
+    ids = [pe.event.event_id for pe in events]
+    seen = {
+        r["event_id"]
+        for r in await conn.fetch(
+            "SELECT event_id FROM workflow_events WHERE event_id = ANY($1::text[])", ids
+        )
+    }
+    fresh, dropped = _split_new(events, seen)
+    published = [pe for pe in fresh if isinstance(pe.event, WorkflowPublished)]
+    if fresh:
+        await conn.executemany(
+            """INSERT INTO workflow_events
+                 (event_id, workflow_id, type, occurred_at, kafka_partition, kafka_offset)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+            [
+                (
+                    e.event_id,
+                    e.aggregate_id,
+                    e.type,
+                    e.occurred_at,
+                    pe.position.partition,
+                    pe.position.offset,
+                )
+                for pe in fresh
+                for e in [pe.event]
+            ],
+        )
+    if published:
+        workflow_ids = sorted({pe.event.aggregate_id for pe in published})
+        rows = {
+            r["workflow_id"]: WorkflowRow(**dict(r))
+            for r in await conn.fetch(
+                """SELECT workflow_id, tenant, name, latest_version, created_at, updated_at
+                   FROM workflows WHERE workflow_id = ANY($1::text[])""",
+                workflow_ids,
+            )
+        }
+        versions: dict[tuple[str, str], VersionRow] = {}
+        for pe in published:
+            assert isinstance(pe.event, WorkflowPublished)
+            fold_published(rows, versions, pe.event)
+        await conn.executemany(
+            """INSERT INTO workflows
+                 (workflow_id, tenant, name, latest_version, created_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (workflow_id) DO UPDATE SET name = EXCLUDED.name,
+                 latest_version = EXCLUDED.latest_version, updated_at = EXCLUDED.updated_at""",
+            [
+                (w.workflow_id, w.tenant, w.name, w.latest_version, w.created_at, w.updated_at)
+                for w in rows.values()
+                if w.workflow_id in workflow_ids
+            ],
+        )
+        await conn.executemany(
+            """INSERT INTO workflow_versions (workflow_id, version, definition, definition_ref,
+                                              ir_ref, published_at, event_id)
+               VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+            [
+                (
+                    v.workflow_id,
+                    v.version,
+                    v.definition_json,
+                    v.definition_ref,
+                    v.ir_ref,
+                    v.published_at,
+                    v.event_id,
+                )
+                for v in versions.values()
+            ],
+        )
+    return len(fresh), dropped
+
+
+# --- runs ------------------------------------------------------------------------------
+
+_RUN_COLUMNS = (
+    "run_id, tenant, workflow_id, workflow_name, version, status, input, output, error,"
+    " created_at, updated_at, started_at, finished_at, event_count"
+)
+_NODE_COLUMNS = (
+    "run_id, node_id, node_type, status, attempts, successes, scheduled_at, started_at,"
+    " finished_at, output, output_ref, error"
+)
+
+
+async def _load_fold(conn: asyncpg.Connection, run_ids: list[str]) -> RunFold:
+    fold = RunFold()
+    for r in await conn.fetch(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ANY($1::text[])", run_ids
+    ):
+        row = dict(r)  # asyncpg hands jsonb over as its text
+        row["input"], row["output"] = _loads(row["input"]), _loads(row["output"])
+        fold.runs[row["run_id"]] = RunRow(**row)
+    for r in await conn.fetch(
+        f"SELECT {_NODE_COLUMNS} FROM node_executions WHERE run_id = ANY($1::text[])", run_ids
+    ):
+        row = dict(r)
+        row["output"] = _loads(row["output"])
+        fold.nodes[(row["run_id"], row["node_id"])] = NodeRow(**row)
+    return fold
+
+
+def _loads(text: str | None) -> object:
+    return None if text is None else json.loads(text)
+
+
+async def _runs(conn: asyncpg.Connection, events: list[Positioned]) -> tuple[int, int, set[str]]:
+    if not events:
+        return 0, 0, set()
+    seen = {
+        r["event_id"]
+        for r in await conn.fetch(
+            "SELECT event_id FROM run_events WHERE event_id = ANY($1::text[])",
+            [pe.event.event_id for pe in events],
+        )
+    }
+    fresh, dropped = _split_new(events, seen)
+    if not fresh:
+        return 0, dropped, set()
+    run_ids = sorted({pe.event.aggregate_id for pe in fresh})
+    last_seq: dict[str, int] = defaultdict(int)
+    for r in await conn.fetch(
+        "SELECT run_id, max(seq) AS seq FROM run_events"
+        " WHERE run_id = ANY($1::text[]) GROUP BY run_id",
+        run_ids,
+    ):
+        last_seq[r["run_id"]] = r["seq"]
+
+    fold = await _load_fold(conn, run_ids)
+    history = []
+    for pe in fresh:
+        ev = pe.event
+        fold.apply(ev)
+        last_seq[ev.aggregate_id] += 1
+        history.append(
+            (
+                ev.aggregate_id,
+                last_seq[ev.aggregate_id],
+                ev.event_id,
+                ev.type,
+                ev.occurred_at,
+                pe.position.partition,
+                pe.position.offset,
+                ev.causation_id,
+                ev.actor.model_dump_json(),
+                ev.payload.model_dump_json(),
+            )
+        )
+    await conn.execute(
+        """INSERT INTO run_events (run_id, seq, event_id, type, occurred_at, kafka_partition,
+                                   kafka_offset, causation_id, actor, payload)
+           SELECT r, s, e, t, o, p, k, c, a::jsonb, y::jsonb
+           FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[],
+                       $6::int[], $7::bigint[], $8::text[], $9::text[], $10::text[])
+                AS x(r, s, e, t, o, p, k, c, a, y)
+           ON CONFLICT DO NOTHING""",
+        *map(list, zip(*history, strict=True)),
+    )
+    await _write_runs(conn, [fold.runs[r] for r in sorted(fold.changed_runs)])
+    await _write_nodes(conn, [fold.nodes[k] for k in sorted(fold.changed_nodes)])
+    return len(fresh), dropped, fold.changed_runs
+
+
+async def _write_runs(conn: asyncpg.Connection, rows: list[RunRow]) -> None:
+    if not rows:
+        return
+    cols = [
+        [r.run_id for r in rows],
+        [r.tenant for r in rows],
+        [r.workflow_id for r in rows],
+        [r.workflow_name for r in rows],
+        [r.version for r in rows],
+        [r.status for r in rows],
+        [_dumps(r.input) for r in rows],
+        [_dumps(r.output) for r in rows],
+        [r.error for r in rows],
+        [r.created_at for r in rows],
+        [r.updated_at for r in rows],
+        [r.started_at for r in rows],
+        [r.finished_at for r in rows],
+        [r.event_count for r in rows],
+    ]
+    # The rows were read under the batch lock and folded here: they replace what is stored.
+    await conn.execute(
+        f"""INSERT INTO runs ({_RUN_COLUMNS})
+            SELECT a, b, c, d, e, f, g::jsonb, h::jsonb, i, j, k, l, m, n
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                        $7::text[], $8::text[], $9::text[], $10::timestamptz[],
+                        $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::int[])
+                 AS x(a, b, c, d, e, f, g, h, i, j, k, l, m, n)
+            ON CONFLICT (run_id) DO UPDATE SET
+              tenant = EXCLUDED.tenant, workflow_id = EXCLUDED.workflow_id,
+              workflow_name = EXCLUDED.workflow_name, version = EXCLUDED.version,
+              status = EXCLUDED.status, input = EXCLUDED.input, output = EXCLUDED.output,
+              error = EXCLUDED.error, created_at = EXCLUDED.created_at,
+              updated_at = EXCLUDED.updated_at, started_at = EXCLUDED.started_at,
+              finished_at = EXCLUDED.finished_at, event_count = EXCLUDED.event_count""",
+        *cols,
+    )
+
+
+async def _write_nodes(conn: asyncpg.Connection, rows: list[NodeRow]) -> None:
+    if not rows:
+        return
+    cols = [
+        [r.run_id for r in rows],
+        [r.node_id for r in rows],
+        [r.node_type for r in rows],
+        [r.status for r in rows],
+        [r.attempts for r in rows],
+        [r.successes for r in rows],
+        [r.scheduled_at for r in rows],
+        [r.started_at for r in rows],
+        [r.finished_at for r in rows],
+        [_dumps(r.output) for r in rows],
+        [r.output_ref for r in rows],
+        [r.error for r in rows],
+    ]
+    await conn.execute(
+        f"""INSERT INTO node_executions ({_NODE_COLUMNS})
+            SELECT a, b, c, d, e, f, g, h, i, j::jsonb, k, l
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[],
+                        $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[],
+                        $11::text[], $12::text[])
+                 AS x(a, b, c, d, e, f, g, h, i, j, k, l)
+            ON CONFLICT (run_id, node_id) DO UPDATE SET
+              node_type = EXCLUDED.node_type, status = EXCLUDED.status,
+              attempts = EXCLUDED.attempts, successes = EXCLUDED.successes,
+              scheduled_at = EXCLUDED.scheduled_at, started_at = EXCLUDED.started_at,
+              finished_at = EXCLUDED.finished_at, output = EXCLUDED.output,
+              output_ref = EXCLUDED.output_ref, error = EXCLUDED.error""",
+        *cols,
+    )

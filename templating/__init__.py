@@ -1,0 +1,18 @@
+"""Sandboxed Jinja2 templates and expressions over a run's context.
+
+``render_value`` renders node configs, ``evaluate`` computes condition expressions; both run
+in one hardened sandbox (``templating.sandbox``) and raise ``TemplateError`` on failure.
+"""
+
+from templating.errors import TemplateError, TemplatingError
+from templating.render import evaluate, render_string, render_value
+from templating.sandbox import MAX_OUTPUT_CHARS
+
+__all__ = [
+    "MAX_OUTPUT_CHARS",
+    "TemplateError",
+    "TemplatingError",
+    "evaluate",
+    "render_string",
+    "render_value",
+]

@@ -1,0 +1,231 @@
+"""The projector against the real Kafka and Postgres: rows, dedupe, NOTIFY, crash restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from infra.bus import EventBus
+from schemas.compiler import compile_workflow
+from schemas.envelope import Event, system_actor
+from schemas.events import (
+    NodeScheduled,
+    NodeScheduledPayload,
+    NodeStarted,
+    NodeStartedPayload,
+    NodeSucceeded,
+    NodeSucceededPayload,
+    RunCompleted,
+    RunCompletedPayload,
+    RunStarted,
+    RunStartedPayload,
+    RunSubmitted,
+    RunSubmittedPayload,
+    RunWarning,
+    RunWarningPayload,
+    WorkflowPublished,
+    WorkflowPublishedPayload,
+)
+from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
+from schemas.workflow import WorkflowDefinition
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.connected
+
+REF = "cas://sha256:" + "b" * 64
+DEFINITION = WorkflowDefinition.model_validate(
+    {"nodes": [{"id": "only", "type": "noop"}], "edges": []}
+)
+
+
+def _run_events(run_id: str, tenant: str) -> list[Event]:
+    actor = system_actor("test", tenant=tenant)
+    ir = compile_workflow(DEFINITION)
+
+    def ev(cls: type[Event], payload: Any) -> Event:
+        return cls(aggregate_id=run_id, correlation_id=run_id, actor=actor, payload=payload)
+
+    succeeded = ev(
+        NodeSucceeded,
+        NodeSucceededPayload(
+            node_id="only", attempt=1, output={}, output_inline=True, output_ref=REF, output_size=2
+        ),
+    )
+    return [
+        ev(
+            RunSubmitted,
+            RunSubmittedPayload(
+                workflow_id=f"wf-{run_id}",
+                workflow_name="demo",
+                version=ir.version,
+                input={"n": 1},
+                ir=ir,
+                definition_ref=REF,
+                ir_ref=REF,
+            ),
+        ),
+        ev(RunStarted, RunStartedPayload(version=ir.version)),
+        ev(
+            NodeScheduled,
+            NodeScheduledPayload(
+                node_id="only", node_type="noop", attempt=1, task_topic="aob.tasks.noop"
+            ),
+        ),
+        ev(NodeStarted, NodeStartedPayload(node_id="only", attempt=1, worker="test")),
+        succeeded,
+        succeeded,  # at-least-once delivery: the same event twice
+        ev(RunCompleted, RunCompletedPayload(output={"only": {}})),
+    ]
+
+
+async def _listen(conn: asyncpg.Connection, channel: str) -> list[str]:
+    received: list[str] = []
+    await conn.add_listener(channel, lambda *args: received.append(args[3]))
+    return received
+
+
+async def test_projects_a_run_and_a_workflow(
+    pg: asyncpg.Connection, bus: EventBus, projector: Any, stack: Any
+) -> None:
+    run_id, wf_id, tenant = f"run-{uuid.uuid4()}", f"wf-{uuid.uuid4()}", f"t-{uuid.uuid4().hex[:8]}"
+    listener = await asyncpg.connect(stack.postgres_dsn)
+    notified = await _listen(listener, "aob_run_changed")
+    try:
+        await bus.append(
+            WORKFLOW_EVENTS,
+            WorkflowPublished(
+                aggregate_id=wf_id,
+                actor=system_actor("test", tenant=tenant),
+                payload=WorkflowPublishedPayload(
+                    workflow_id=wf_id,
+                    name="demo",
+                    version="v1",
+                    definition=DEFINITION.canonical(),
+                    definition_ref=REF,
+                    ir_ref=REF,
+                ),
+            ),
+        )
+        await bus.append_many(RUN_EVENTS, _run_events(run_id, tenant))
+
+        async def run_completed() -> asyncpg.Record:
+            row = await pg.fetchrow("SELECT * FROM runs WHERE run_id = $1", run_id)
+            assert row is not None and row["status"] == "COMPLETED", row
+            return row
+
+        run = await eventually(run_completed, timeout=60)
+        assert run["tenant"] == tenant and run["event_count"] == 6
+        node = await pg.fetchrow("SELECT * FROM node_executions WHERE run_id = $1", run_id)
+        assert (node["status"], node["successes"], node["attempts"]) == ("SUCCEEDED", 1, 1)
+        assert node["output_ref"] == REF
+        seqs = await pg.fetch("SELECT seq FROM run_events WHERE run_id = $1 ORDER BY seq", run_id)
+        assert [r["seq"] for r in seqs] == [1, 2, 3, 4, 5, 6]
+
+        wf = await eventually(
+            lambda: _fetch_one(pg, "SELECT * FROM workflows WHERE workflow_id = $1", wf_id)
+        )
+        assert (wf["tenant"], wf["latest_version"]) == (tenant, "v1")
+        version = await pg.fetchrow("SELECT * FROM workflow_versions WHERE workflow_id = $1", wf_id)
+        assert version["definition"] is not None
+
+        offsets = await pg.fetch("SELECT * FROM projection_offsets WHERE projection = 'test'")
+        assert {r["topic"] for r in offsets} >= {RUN_EVENTS, WORKFLOW_EVENTS}
+
+        await eventually(lambda: _assert_in(run_id, notified), timeout=10)
+
+        # Crash (no clean shutdown) and restart: nothing is applied twice.
+        projector.kill()
+        await bus.append(RUN_EVENTS, _run_events(run_id, tenant)[4])  # the duplicate again
+        projector.start()
+        warning = RunWarning(
+            aggregate_id=run_id,
+            correlation_id=run_id,
+            actor=system_actor("test", tenant=tenant),
+            payload=RunWarningPayload(message="after restart"),
+        )
+        await bus.append(RUN_EVENTS, warning)
+
+        async def warning_seen() -> None:
+            row = await pg.fetchrow("SELECT event_count FROM runs WHERE run_id = $1", run_id)
+            assert row["event_count"] == 7
+
+        await eventually(warning_seen, timeout=60)
+        node = await pg.fetchrow("SELECT successes FROM node_executions WHERE run_id = $1", run_id)
+        assert node["successes"] == 1
+        seqs = await pg.fetch("SELECT seq FROM run_events WHERE run_id = $1 ORDER BY seq", run_id)
+        assert [r["seq"] for r in seqs] == [1, 2, 3, 4, 5, 6, 7]
+        assert await pg.fetchval("SELECT status FROM runs WHERE run_id = $1", run_id) == "COMPLETED"
+    finally:
+        await listener.close()
+
+
+async def test_poison_is_noted_and_skipped(pg: asyncpg.Connection, bus: EventBus) -> None:
+    run_id = f"run-{uuid.uuid4()}"
+    position = await bus.send(RUN_EVENTS, run_id.encode(), b"{not json", [])
+    await bus.append_many(RUN_EVENTS, _run_events(run_id, "acme")[:2])
+
+    async def both() -> None:
+        reason = await pg.fetchval(
+            "SELECT reason FROM projection_poison"
+            ' WHERE topic = $1 AND partition = $2 AND "offset" = $3',
+            position.topic,
+            position.partition,
+            position.offset,
+        )
+        assert reason and "JSON" in reason
+        assert await pg.fetchval("SELECT status FROM runs WHERE run_id = $1", run_id) == "RUNNING"
+
+    await eventually(both, timeout=60)
+
+
+async def test_throughput(pg: asyncpg.Connection, bus: EventBus, record_property: Any) -> None:
+    """Prints events/s for a few thousand synthetic events (a figure, not an assertion)."""
+    # Wait until the projector has caught up with the log so far.
+    marker = f"run-{uuid.uuid4()}"
+    await bus.append_many(RUN_EVENTS, _run_events(marker, "bench")[:1])
+    await eventually(
+        lambda: _fetch_one(pg, "SELECT 1 FROM runs WHERE run_id = $1", marker), timeout=120
+    )
+
+    runs = [f"run-{uuid.uuid4()}" for _ in range(600)]
+    events = [ev for r in runs for ev in _run_events(r, "bench")]  # 7 per run, 1 duplicate
+    distinct = len({e.event_id for e in events})
+    started = time.perf_counter()
+    for i in range(0, len(events), 1000):
+        await bus.append_many(RUN_EVENTS, events[i : i + 1000])
+    appended = time.perf_counter()
+
+    async def all_there() -> None:
+        n = await pg.fetchval(
+            "SELECT count(*) FROM run_events WHERE run_id = ANY($1::text[])", runs
+        )
+        assert n == distinct, n
+
+    await eventually(all_there, timeout=120, interval=0.05)
+    elapsed = time.perf_counter() - started
+    rate = len(events) / elapsed
+    record_property("projection_events_per_s", round(rate))
+    print(
+        f"\nprojection: {len(events)} events ({distinct} distinct) in {elapsed:.2f}s "
+        f"= {rate:.0f} events/s (append alone {appended - started:.2f}s)"
+    )
+    completed = await pg.fetchval(
+        "SELECT count(*) FROM runs WHERE run_id = ANY($1::text[]) AND status = 'COMPLETED'", runs
+    )
+    assert completed == len(runs)
+    await asyncio.sleep(0)
+
+
+async def _fetch_one(pg: asyncpg.Connection, sql: str, arg: str) -> asyncpg.Record:
+    row = await pg.fetchrow(sql, arg)
+    assert row is not None
+    return row
+
+
+def _assert_in(item: str, items: list[str]) -> None:
+    assert item in items, f"{item} not among {len(items)} notifications"

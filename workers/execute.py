@@ -1,0 +1,147 @@
+"""One task, start to finish: resolve the context, report the start, run the handler, store
+the output, report the outcome.
+
+Business failures become NodeFailed events. Infrastructure faults (Kafka, the CAS) are
+retried here with backoff until they pass or the worker stops; the caller commits the offset
+only after ``run`` returns, so a task whose outcome was never acknowledged is redelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from aiokafka.errors import KafkaError
+
+from cas.store import BlobCorrupted, BlobNotFound, CasError
+from schemas.canonical import canonical_json
+from schemas.envelope import Event
+from schemas.position import Position
+from schemas.tasks import NodeTask
+from schemas.topics import RUN_EVENTS
+from workers import reports
+from workers.errors import InfrastructureFault
+from workers.handlers.base import Handler, Job
+from workers.outcome import classify
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 60.0
+
+T = TypeVar("T")
+
+
+class EventSink(Protocol):
+    async def append(self, topic: str, event: Event) -> Position: ...
+
+
+class BlobStore(Protocol):
+    async def put_bytes(self, data: bytes, content_type: str = ...) -> str: ...
+    async def get_json(self, ref: str) -> Any: ...
+
+
+TRANSIENT = (KafkaError, CasError, OSError, InfrastructureFault)
+
+
+class TaskExecutor:
+    def __init__(
+        self,
+        *,
+        events: EventSink,
+        store: BlobStore,
+        handlers: Mapping[str, Handler],
+        worker_name: str,
+        default_timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._events = events
+        self._store = store
+        self._handlers = handlers
+        self._worker = worker_name
+        self._default_timeout = default_timeout_s
+        self._max_backoff = max_backoff_s
+
+    async def run(self, task: NodeTask) -> None:
+        handler = self._handlers.get(task.node_type)
+        if handler is None:
+            await self._report(
+                reports.failed(
+                    task, reports.node_reason(task, "no handler in this worker"), retryable=False
+                )
+            )
+            return
+        try:
+            context = await self._context(task)
+        except (BlobNotFound, BlobCorrupted) as e:
+            reason = reports.node_reason(task, f"could not read an upstream output: {e}")
+            await self._report(reports.failed(task, reason, retryable=True))
+            return
+
+        await self._report(reports.started(task, self._worker))
+        timeout = task.timeout_s or self._default_timeout
+        try:
+            output = await asyncio.wait_for(handler(Job(task, context)), timeout)
+            data = canonical_json(output)
+        except (TypeError, ValueError) as e:  # from canonical_json: the handler's output
+            reason = reports.node_reason(task, f"output is not a JSON value: {e}")
+            await self._report(reports.failed(task, reason, retryable=False))
+            return
+        except Exception as e:  # noqa: BLE001 - every handler failure is reported, see outcome
+            what, retryable = classify(e, timeout)
+            log.info("task %s failed: %s", task.task_id, what)
+            await self._report(
+                reports.failed(task, reports.node_reason(task, what), retryable=retryable)
+            )
+            return
+        ref = await self._retrying(
+            lambda: self._store.put_bytes(data, "application/json"), "store output"
+        )
+        await self._report(reports.succeeded(task, output, ref, len(data)))
+
+    async def _context(self, task: NodeTask) -> dict[str, Any]:
+        """``{input, nodes}`` with every upstream output resolved from the CAS if not inline.
+
+        A missing or corrupt blob will not heal by waiting: that fails the node (retryable, a
+        later attempt may find it restored); an unreachable CAS is retried here.
+        """
+        nodes: dict[str, Any] = {}
+        for node_id, ctx in task.nodes.items():
+            output = ctx.output
+            if ctx.output is None and ctx.output_ref:
+                ref = ctx.output_ref
+                output = await self._retrying(
+                    lambda ref=ref: self._store.get_json(ref),  # type: ignore[misc]
+                    f"read {ref}",
+                    permanent=(BlobNotFound, BlobCorrupted),
+                )
+            nodes[node_id] = {"output": output, "status": ctx.status}
+        return {"input": task.input, "nodes": nodes}
+
+    async def _report(self, event: Event) -> None:
+        await self._retrying(lambda: self._events.append(RUN_EVENTS, event), f"append {event.type}")
+
+    async def _retrying(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        what: str,
+        attempts: int | None = None,
+        permanent: tuple[type[BaseException], ...] = (),
+    ) -> T:
+        """``fn()`` until it passes; transient faults are retried with capped backoff
+        (forever unless ``attempts`` is set, then the last error is raised)."""
+        delay = 0.1
+        tried = 0
+        while True:
+            tried += 1
+            try:
+                return await fn()
+            except permanent:
+                raise
+            except TRANSIENT as e:
+                if attempts is not None and tried >= attempts:
+                    raise
+                log.warning("%s failed (attempt %d), retrying in %.1fs: %s", what, tried, delay, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)

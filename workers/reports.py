@@ -1,0 +1,71 @@
+"""The events a worker appends about a task: pure functions of the task and the outcome.
+
+Ids are deterministic (task id + outcome), so a task delivered twice reports the same events
+and every consumer drops the second copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.envelope import deterministic_id, system_actor
+from schemas.events import (
+    INLINE_OUTPUT_MAX_BYTES,
+    NodeFailed,
+    NodeFailedPayload,
+    NodeStarted,
+    NodeStartedPayload,
+    NodeSucceeded,
+    NodeSucceededPayload,
+)
+from schemas.tasks import NodeTask
+
+MAX_ERROR_CHARS = 4000  # a reason is for a person or a model to read, not a dump
+
+
+def _envelope(task: NodeTask, outcome: str) -> dict[str, Any]:
+    return {
+        "event_id": deterministic_id(task.task_id, outcome),
+        "aggregate_id": task.run_id,
+        "correlation_id": task.run_id,
+        "causation_id": task.task_id,
+        "actor": system_actor(f"worker:{task.node_type}", tenant=task.tenant),
+    }
+
+
+def started(task: NodeTask, worker: str) -> NodeStarted:
+    return NodeStarted(
+        **_envelope(task, "started"),
+        payload=NodeStartedPayload(node_id=task.node_id, attempt=task.attempt, worker=worker),
+    )
+
+
+def succeeded(task: NodeTask, output: Any, output_ref: str, output_size: int) -> NodeSucceeded:
+    inline = output_size <= INLINE_OUTPUT_MAX_BYTES
+    return NodeSucceeded(
+        **_envelope(task, "succeeded"),
+        payload=NodeSucceededPayload(
+            node_id=task.node_id,
+            attempt=task.attempt,
+            output=output if inline else None,
+            output_inline=inline,
+            output_ref=output_ref,
+            output_size=output_size,
+        ),
+    )
+
+
+def failed(task: NodeTask, reason: str, *, retryable: bool) -> NodeFailed:
+    """``reason`` should already name the node (``node_reason`` does)."""
+    if len(reason) > MAX_ERROR_CHARS:
+        reason = reason[: MAX_ERROR_CHARS - 1] + "…"
+    return NodeFailed(
+        **_envelope(task, "failed"),
+        payload=NodeFailedPayload(
+            node_id=task.node_id, attempt=task.attempt, error=reason, retryable=retryable
+        ),
+    )
+
+
+def node_reason(task: NodeTask, what: str) -> str:
+    return f"node {task.node_id!r} ({task.node_type}, attempt {task.attempt}): {what}"

@@ -1,0 +1,211 @@
+"""The worker process: one Kafka consumer per node type it serves, tasks run concurrently.
+
+Each type has consumer group ``aob-workers-<type>`` on ``aob.tasks.<type>``, auto-commit off.
+Tasks of one partition run concurrently (up to ``concurrency`` in the whole process): a slow
+HTTP or LLM node must not hold up the no-op behind it, and one partition carries many runs.
+Offsets are committed in order nevertheless (``workers.offsets``): only up to the lowest
+unfinished offset of each partition, after the task's outcome was acknowledged by Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Mapping
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from schemas.codec import decode_task
+from schemas.errors import PoisonRecord
+from schemas.topics import task_topic
+from workers.execute import TaskExecutor
+from workers.offsets import OffsetTracker
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 32
+COMMIT_COALESCE_S = 0.05  # gather commits of tasks finishing together into one request
+
+
+class DeadLetters:
+    """Where undecodable records go (``infra.bus.EventBus`` in production)."""
+
+    async def dead_letter(
+        self, key: bytes | None, value: bytes | None, reason: str, source: str
+    ) -> object: ...
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: TypeConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._consumer.drain(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
+class TypeConsumer:
+    """The consumer loop of one node type."""
+
+    def __init__(
+        self,
+        node_type: str,
+        *,
+        bootstrap: str,
+        executor: TaskExecutor,
+        dead_letters: DeadLetters,
+        slots: asyncio.Semaphore,
+        group_prefix: str = "aob-workers-",
+    ) -> None:
+        self.node_type = node_type
+        self.topic = task_topic(node_type)
+        self._executor = executor
+        self._dlq = dead_letters
+        self._slots = slots
+        self._offsets = OffsetTracker()
+        self._running: dict[TopicPartition, set[asyncio.Task[None]]] = {}
+        self._commit_wanted = asyncio.Event()
+        self._stopping = False
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=f"{group_prefix}{node_type}",
+            client_id=f"aob-worker-{node_type}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,  # the 500 ms default is pure latency when the topic is idle
+            max_poll_interval_ms=600_000,  # a rebalance waits for running tasks (drain)
+        )
+
+    async def run(self) -> None:
+        self._consumer.subscribe([self.topic], listener=_Revocations(self))
+        await self._consumer.start()
+        committer = asyncio.create_task(self._commit_loop(), name=f"commit-{self.node_type}")
+        try:
+            while not self._stopping:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=200)
+                for tp, records in batches.items():
+                    for record in records:
+                        await self._slots.acquire()
+                        self._offsets.started(tp, record.offset)
+                        task = asyncio.create_task(self._process(tp, record))
+                        self._running.setdefault(tp, set()).add(task)
+                        task.add_done_callback(self._running[tp].discard)
+        finally:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def close(self, grace_s: float = 30.0) -> None:
+        """Let running tasks finish (at most ``grace_s``), commit, leave the group."""
+        running = [t for tasks in self._running.values() for t in tasks]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace_s)
+            for t in pending:  # redelivered to the next worker: at least once
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._commit()
+        await self._consumer.stop()
+
+    async def drain(self, partitions: list[TopicPartition]) -> None:
+        """Before a partition moves to another worker: finish its tasks and commit them."""
+        running = [t for tp in partitions for t in self._running.get(tp, ())]
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        await self._commit()
+        for tp in partitions:
+            self._offsets.forget(tp)
+            self._running.pop(tp, None)
+
+    async def _process(self, tp: TopicPartition, record: ConsumerRecord) -> None:
+        try:
+            try:
+                task = decode_task(record.value)
+            except PoisonRecord as e:
+                source = f"{tp.topic}:{tp.partition}:{record.offset}"
+                log.warning("poison task at %s: %s", source, e.reason)
+                await self._dlq.dead_letter(record.key, record.value, e.reason, source)
+            else:
+                await self._executor.run(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug: leave the offset uncommitted so that the task comes back
+            log.exception("task at %s:%d:%d crashed", tp.topic, tp.partition, record.offset)
+            return
+        finally:
+            self._slots.release()
+        self._offsets.finished(tp, record.offset)
+        self._commit_wanted.set()
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._commit_wanted.wait()
+            await asyncio.sleep(COMMIT_COALESCE_S)
+            self._commit_wanted.clear()
+            await self._commit()
+
+    async def _commit(self) -> None:
+        offsets = self._offsets.to_commit()
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as e:  # rebalance under way: redelivery is safe
+            log.warning("commit of %s failed: %s", offsets, e)
+            return
+        self._offsets.committed(offsets)
+
+
+async def serve(
+    node_types: list[str],
+    *,
+    bootstrap: str,
+    executor: TaskExecutor,
+    dead_letters: DeadLetters,
+    stop: asyncio.Event,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> None:
+    """Consume every type's topic until ``stop`` is set, then shut down cleanly."""
+    slots = asyncio.Semaphore(concurrency)
+    consumers = [
+        TypeConsumer(
+            t, bootstrap=bootstrap, executor=executor, dead_letters=dead_letters, slots=slots
+        )
+        for t in node_types
+    ]
+    loops = [asyncio.create_task(c.run(), name=f"worker-{c.node_type}") for c in consumers]
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*loops, stopper], return_when=asyncio.FIRST_COMPLETED)
+    for c in consumers:
+        c.stop()
+    await asyncio.gather(*loops, return_exceptions=True)
+    await asyncio.gather(*(c.close() for c in consumers), return_exceptions=True)
+    stopper.cancel()
+    for loop in done:
+        if loop is not stopper and loop.exception() is not None:
+            raise loop.exception()  # type: ignore[misc]
+
+
+def handler_types(handlers: Mapping[str, object], requested: str | None) -> list[str]:
+    """The node types to serve: ``requested`` (comma-separated) or every type with a handler."""
+    if not requested:
+        return sorted(handlers)
+    types = [t.strip() for t in requested.split(",") if t.strip()]
+    unknown = [t for t in types if t not in handlers]
+    if unknown:
+        raise ValueError(
+            f"no handler for {', '.join(unknown)} (have: {', '.join(sorted(handlers))})"
+        )
+    return types
