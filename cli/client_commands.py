@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import typer
@@ -18,13 +18,17 @@ from cli.timeline import nodes_table, timeline_table
 from infra.settings import Settings
 
 console = Console()
+# Hints go to stderr, so that `KEY=$(aob keys create ...)` captures the key alone.
+hints = Console(stderr=True)
 keys_app = typer.Typer(help="API keys (one tenant each; only hashes are stored).")
 workflows_app = typer.Typer(help="Publish workflow definitions.")
 runs_app = typer.Typer(help="Submit and inspect runs.")
 
 
 @keys_app.command("create")
-def keys_create(tenant: str = typer.Option(..., "--tenant", help="The tenant the key acts for.")) -> None:
+def keys_create(
+    tenant: str = typer.Option(..., "--tenant", help="The tenant the key acts for."),
+) -> None:
     """Print a new API key for TENANT. It is shown once: only its hash is stored."""
 
     async def create() -> str:
@@ -42,7 +46,11 @@ def keys_create(tenant: str = typer.Option(..., "--tenant", help="The tenant the
 
     key = asyncio.run(create())
     typer.echo(key)
-    console.print(f"[dim]export AOB_API_KEY={key}[/]", highlight=False, stderr=True)
+    hints.print(
+        f"[dim]Shown once; only its hash is stored. Use it with:[/]\nexport AOB_API_KEY={key}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _load_json(text: str, what: str) -> Any:
@@ -54,8 +62,13 @@ def _load_json(text: str, what: str) -> Any:
 
 @workflows_app.command("publish")
 def workflows_publish(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Definition JSON, or {name, definition}."),
-    name: str | None = typer.Option(None, help="Workflow name (default: the file's name or its `name`)."),
+    file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="Definition JSON, or {name, definition}."),
+    ],
+    name: str | None = typer.Option(
+        None, help="Workflow name (default: the file's name or its `name`)."
+    ),
 ) -> None:
     """Publish a workflow definition; prints its id and version."""
     doc = _load_json(file.read_text(), str(file))
@@ -92,7 +105,8 @@ def runs_submit(
             answer = await api.command("/v1/runs", body, 202)
             if not wait:
                 return answer, None
-            with console.status("waiting for the run…", ) as status:
+            with console.status("waiting for the run…") as status:
+
                 def show(run: dict[str, Any]) -> None:
                     done = sum(n["status"] in {"SUCCEEDED", "SKIPPED"} for n in run["nodes"])
                     status.update(f"run {run['status']}: {done}/{len(run['nodes'])} nodes finished")

@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth import ensure_schema as ensure_auth_schema
 from cas import ContentStore
-from command_api import problems, registry
+from command_api import idempotency, problems, registry
 from command_api.context import CommandContext
 from command_api.metrics import LATENCY, REGISTRY, REQUESTS
 from command_api.ratelimit import TokenBuckets
@@ -47,7 +49,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise _TooLarge
+                raise _TooLarge()
             return message
 
         try:
@@ -62,8 +64,12 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised from ``receive``. An HTTPException, because FastAPI turns any other error met
+    while reading a body into a 400; this one it passes on, and it ends as a 413 problem."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "the request body is over the limit")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -76,20 +82,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with pool.acquire() as conn:
             await ensure_auth_schema(conn)
             await registry.ensure_schema(conn)
+            await idempotency.forget_old(conn, limits.idempotency_ttl_hours)
         bus = EventBus(settings.kafka_bootstrap, client_id="aob-command-api")
         await bus.start()
         cas = ContentStore.from_settings(settings)
         await asyncio.to_thread(cas.ensure_bucket)
-        app.state.commands = CommandContext(
+        ctx = CommandContext(
             pool=pool,
             bus=bus,
             cas=cas,
             settings=limits,
             buckets=TokenBuckets(limits.rate_per_second, limits.rate_burst),
+            bus_started=True,
         )
+        app.state.commands = ctx
         try:
             yield
         finally:
+            ctx.bus_started = False
             await bus.stop()
             await pool.close()
 
@@ -108,9 +118,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     @app.get("/healthz")
-    async def healthz(request: Request) -> dict[str, str]:
-        await request.app.state.commands.pool.fetchval("SELECT 1")
-        return {"status": "ok"}
+    async def healthz(request: Request) -> Response:
+        """Liveness: the Kafka producer is started and PostgreSQL answers (no auth)."""
+        ctx: CommandContext = request.app.state.commands
+        checks = {"kafka_producer": "ok" if ctx.bus_started else "stopped"}
+        try:
+            async with asyncio.timeout(2):
+                await ctx.pool.fetchval("SELECT 1")
+            checks["postgres"] = "ok"
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            checks["postgres"] = f"unreachable: {type(e).__name__}"
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ok", "checks": checks})
+        return problems.problem(
+            503,
+            "Service Unavailable",
+            "not healthy: " + ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
+            checks=checks,
+        )
 
     @app.get("/metrics")
     async def metrics() -> Response:

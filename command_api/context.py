@@ -26,6 +26,7 @@ class CommandContext:
     cas: ContentStore
     settings: CommandApiSettings
     buckets: TokenBuckets
+    bus_started: bool = False
     # Versions are immutable, so a compiled IR never goes stale: keep the recent ones.
     _irs: OrderedDict[str, WorkflowIR] = field(default_factory=OrderedDict)
 
@@ -57,4 +58,6 @@ async def principal_of(request: Request) -> Principal:
             "missing or unknown API key: send 'Authorization: Bearer <key>' "
             "(create one with `aob keys create --tenant NAME`)"
         )
+    # Rate-limited per tenant before the body is looked at: a flood costs us little.
+    ctx.check_rate(principal.tenant)
     return principal

@@ -1,14 +1,14 @@
 """Errors of the command API, each mapped to one HTTP status in ``problems.py``.
 
-    CommandError                 (status, title, detail, extra fields for the problem body)
-    ├── BadRequest          400  the body is not JSON, or a header is malformed
-    ├── Unauthorized        401  no API key, or not one we know
-    ├── NotFound            404  no such workflow, version, run or route
-    ├── Conflict            409  an identical request is still being processed
-    ├── PayloadTooLarge     413  the body or a value in it is over its limit
-    ├── InvalidInput        422  the body is JSON but not a valid command (``errors`` lists why)
-    ├── RateLimited         429  the tenant is over its rate (``retry_after`` seconds)
-    └── NotAvailable        501  a command this release does not offer yet
+CommandError                 (status, title, detail, extra fields for the problem body)
+├── BadRequest          400  the body is not JSON, or a header is malformed
+├── Unauthorized        401  no API key, or not one we know
+├── NotFound            404  no such workflow, version, run or route
+├── Conflict            409  an identical request is still being processed
+├── PayloadTooLarge     413  the body or a value in it is over its limit
+├── InvalidInput        422  the body is JSON but not a valid command (``errors`` lists why)
+├── RateLimited         429  the tenant is over its rate (``retry_after`` seconds)
+└── NotAvailable        501  a command this release does not offer yet
 """
 
 from __future__ import annotations

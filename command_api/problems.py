@@ -24,8 +24,9 @@ log = logging.getLogger("aob.command_api")
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None,
-            **extra: Any) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM)
 
@@ -54,7 +55,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InvalidWorkflow)
     async def invalid_workflow(request: Request, exc: InvalidWorkflow) -> JSONResponse:
         return problem(
-            422, "Invalid workflow", "the workflow definition is invalid: " + "; ".join(exc.reasons),
+            422,
+            "Invalid workflow",
+            "the workflow definition is invalid: " + "; ".join(exc.reasons),
             errors=exc.reasons,
         )
 
@@ -63,8 +66,9 @@ def install(app: FastAPI) -> None:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             ctx = next((e.get("ctx", {}) for e in errors if e.get("type") == "json_invalid"), {})
-            return problem(400, "Bad Request",
-                           f"the body is not valid JSON: {ctx.get('error', 'parse error')}")
+            return problem(
+                400, "Bad Request", f"the body is not valid JSON: {ctx.get('error', 'parse error')}"
+            )
         reasons = _field_errors(exc)
         return problem(422, "Unprocessable Content", "; ".join(reasons), errors=reasons)
 
@@ -75,7 +79,11 @@ def install(app: FastAPI) -> None:
             detail = f"no such endpoint: {request.method} {request.url.path}"
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+        elif exc.status_code == 413:
+            detail = "the request body is over the size limit"
+        title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}.get(
+            exc.status_code, "Error"
+        )
         return problem(exc.status_code, title, detail, dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(Exception)
@@ -83,6 +91,9 @@ def install(app: FastAPI) -> None:
         # Infrastructure faults (Kafka, Postgres, MinIO unreachable): the command was not
         # accepted, and retrying with the same Idempotency-Key is safe.
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem(503, "Service Unavailable",
-                       f"the command could not be accepted ({type(exc).__name__}); retry later",
-                       {"Retry-After": "1"})
+        return problem(
+            503,
+            "Service Unavailable",
+            f"the command could not be accepted ({type(exc).__name__}); retry later",
+            {"Retry-After": "1"},
+        )

@@ -58,7 +58,11 @@ class PublishedVersion:
 
 
 async def ensure_schema(conn: asyncpg.Connection) -> None:
-    await conn.execute(DDL)
+    # CREATE ... IF NOT EXISTS is not safe against a concurrent twin (two processes starting
+    # at once can both try to create the row type): serialise on an advisory lock.
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('aob.command_api.schema'))")
+        await conn.execute(DDL)
 
 
 async def find_version(
@@ -68,7 +72,9 @@ async def find_version(
     query = """SELECT workflow_id, version, name, definition_ref, ir_ref, event_id, position
                FROM workflow_registry WHERE workflow_id = $1 AND tenant = $2"""
     if version is None:
-        row = await pool.fetchrow(query + " ORDER BY last_published_at DESC LIMIT 1", workflow_id, tenant)
+        row = await pool.fetchrow(
+            query + " ORDER BY last_published_at DESC LIMIT 1", workflow_id, tenant
+        )
     else:
         row = await pool.fetchrow(query + " AND version = $3", workflow_id, tenant, version)
     return PublishedVersion(**dict(row)) if row else None
@@ -79,17 +85,30 @@ async def record_version(pool: asyncpg.Pool, tenant: str, v: PublishedVersion) -
         """INSERT INTO workflow_registry
                (workflow_id, version, tenant, name, definition_ref, ir_ref, event_id, position)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-           ON CONFLICT (workflow_id, version) DO UPDATE SET last_published_at = now()""",
-        v.workflow_id, v.version, tenant, v.name, v.definition_ref, v.ir_ref, v.event_id, v.position,
+           ON CONFLICT (workflow_id, version) DO UPDATE SET last_published_at = now(),
+               event_id = EXCLUDED.event_id, position = EXCLUDED.position""",
+        v.workflow_id,
+        v.version,
+        tenant,
+        v.name,
+        v.definition_ref,
+        v.ir_ref,
+        v.event_id,
+        v.position,
     )
 
 
 async def record_run(
     pool: asyncpg.Pool, run_id: str, tenant: str, workflow_id: str, version: str
 ) -> None:
+    # A keyed retry registers the same run id again: that is not an error.
     await pool.execute(
-        "INSERT INTO runs_registry (run_id, tenant, workflow_id, version) VALUES ($1, $2, $3, $4)",
-        run_id, tenant, workflow_id, version,
+        "INSERT INTO runs_registry (run_id, tenant, workflow_id, version) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (run_id) DO NOTHING",
+        run_id,
+        tenant,
+        workflow_id,
+        version,
     )
 
 

@@ -12,7 +12,7 @@ from auth import Principal
 from command_api import registry
 from command_api.context import CommandContext, principal_of
 from command_api.errors import NotAvailable, NotFound, PayloadTooLarge
-from command_api.idempotency import Answer, once, request_hash
+from command_api.idempotency import Answer, keyed_id, once, request_hash
 from command_api.metrics import EVENTS_APPENDED
 from schemas import (
     Actor,
@@ -25,6 +25,7 @@ from schemas import (
     canonical_json,
     compile_workflow,
     deterministic_id,
+    new_id,
 )
 from schemas.envelope import Event
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
@@ -43,6 +44,15 @@ def _actor(principal: Principal) -> Actor:
     return Actor(kind="user", id=principal.key_id, tenant=principal.tenant)
 
 
+def _published_answer(v: registry.PublishedVersion) -> dict[str, Any]:
+    return {
+        "workflow_id": v.workflow_id,
+        "version": v.version,
+        "event_id": v.event_id,
+        "position": v.position,
+    }
+
+
 def workflow_id_for(tenant: str, name_or_id: str) -> str:
     """Ids are derived from (tenant, name), so a name resolves without a lookup."""
     try:
@@ -57,17 +67,28 @@ async def _append(ctx: CommandContext, topic: str, event: Event) -> str:
     return position.token()
 
 
-async def _idempotent(request: Request, principal: Principal, key: str | None, command: Any) -> JSONResponse:
+async def _idempotent(
+    request: Request, principal: Principal, key: str | None, command: Any
+) -> JSONResponse:
     ctx = _ctx(request)
-    ctx.check_rate(principal.tenant)
     fingerprint = request_hash(request.method, request.url.path, await request.body())
-    status, body = await once(ctx.pool, principal.tenant, key, fingerprint, command)
+    status, body = await once(
+        ctx.pool,
+        principal.tenant,
+        key,
+        fingerprint,
+        command,
+        wait_s=ctx.settings.idempotency_wait_s,
+    )
     return JSONResponse(body, status_code=status)
 
 
 @router.post("/workflows", status_code=201)
 async def publish_workflow(
-    request: Request, caller: Caller, command: PublishWorkflow, idempotency_key: IdempotencyKey = None
+    request: Request,
+    caller: Caller,
+    command: PublishWorkflow,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Validate and compile a definition, store both in the CAS, append WorkflowPublished."""
     ctx = _ctx(request)
@@ -75,38 +96,42 @@ async def publish_workflow(
     async def publish() -> Answer:
         ir = compile_workflow(command.definition)  # InvalidWorkflow -> 422 with every reason
         workflow_id = workflow_id_for(caller.tenant, command.name)
+        latest = await registry.find_version(ctx.pool, caller.tenant, workflow_id, None)
+        if latest is not None and latest.version == ir.version:
+            # The same definition again: nothing changes, so nothing is appended; the answer
+            # is the version's own event and position (a client waiting on it sees it done).
+            return 201, _published_answer(latest)
         known = await registry.find_version(ctx.pool, caller.tenant, workflow_id, ir.version)
+        definition = command.definition.canonical()
         if known is None:
-            definition = command.definition.canonical()
             definition_ref, _ = await ctx.cas.put_json(definition)
             ir_ref, _ = await ctx.cas.put_json(ir.model_dump(mode="json"))
-            event = WorkflowPublished(
-                aggregate_id=workflow_id,
-                actor=_actor(caller),
-                payload={
-                    "workflow_id": workflow_id,
-                    "name": command.name,
-                    "version": ir.version,
-                    "definition": definition,
-                    "definition_ref": definition_ref,
-                    "ir_ref": ir_ref,
-                },
-            )
-            position = await _append(ctx, WORKFLOW_EVENTS, event)
-            known = registry.PublishedVersion(
-                workflow_id, ir.version, command.name, definition_ref, ir_ref, event.event_id,
-                position,
-            )
-            ctx.remember_ir(ir)
-        # Publishing an identical definition again appends nothing: the version exists,
-        # and its first event and position are the answer. It becomes the latest again.
-        await registry.record_version(ctx.pool, caller.tenant, known)
-        return 201, {
-            "workflow_id": workflow_id,
-            "version": known.version,
-            "event_id": known.event_id,
-            "position": known.position,
-        }
+        else:
+            # An older version published again becomes the latest once more: that is a
+            # change the read side must see, so it is a new event (blobs are already stored).
+            definition_ref, ir_ref = known.definition_ref, known.ir_ref
+        event = WorkflowPublished(
+            event_id=keyed_id("publish", caller.tenant, idempotency_key) or new_id(),
+            aggregate_id=workflow_id,
+            actor=_actor(caller),
+            payload={
+                "workflow_id": workflow_id,
+                "name": command.name,
+                "version": ir.version,
+                "definition": definition,
+                "definition_ref": definition_ref,
+                "ir_ref": ir_ref,
+            },
+        )
+        # Appended before the registry row: a version runs can be bound to is always in the
+        # log. A crash in between leaves an event without a row; publishing again fixes it.
+        position = await _append(ctx, WORKFLOW_EVENTS, event)
+        published = registry.PublishedVersion(
+            workflow_id, ir.version, command.name, definition_ref, ir_ref, event.event_id, position
+        )
+        ctx.remember_ir(ir)
+        await registry.record_version(ctx.pool, caller.tenant, published)
+        return 201, _published_answer(published)
 
     return await _idempotent(request, caller, idempotency_key, publish)
 
@@ -137,8 +162,11 @@ async def submit_run(
                 f"the run input is {size} bytes; the limit is {ctx.settings.max_input_bytes}"
             )
         ir = await ctx.load_ir(version.ir_ref, version.version)
-        run_id = str(uuid.uuid4())
+        # With an Idempotency-Key, a retry after a crash re-appends the same ids (dropped as
+        # duplicates downstream) instead of starting a second run.
+        run_id = keyed_id("run", caller.tenant, idempotency_key) or new_id()
         event = RunSubmitted(
+            event_id=keyed_id("submit", caller.tenant, idempotency_key) or new_id(),
             aggregate_id=run_id,
             correlation_id=run_id,
             actor=_actor(caller),
@@ -175,6 +203,7 @@ async def cancel_run(
         if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
             raise NotFound(f"run {run_id!r} not found")
         event = RunCancelRequested(
+            event_id=keyed_id(f"cancel/{run_id}", caller.tenant, idempotency_key) or new_id(),
             aggregate_id=run_id,
             correlation_id=run_id,
             actor=_actor(caller),

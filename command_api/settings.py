@@ -1,4 +1,5 @@
-"""The command API's own limits (``AOB_*`` environment variables)."""
+"""The command API's own limits, from ``AOB_COMMAND_API_*`` environment variables
+(e.g. ``AOB_COMMAND_API_MAX_BODY_BYTES``); endpoints and ports come from ``infra.settings``."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class CommandApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AOB_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="AOB_COMMAND_API_", extra="ignore")
 
     max_body_bytes: int = Field(1024 * 1024, description="Largest request body accepted.")
     max_input_bytes: int = Field(256 * 1024, description="Largest run input (canonical JSON).")
     rate_per_second: float = Field(500.0, description="Sustained requests per tenant.")
     rate_burst: int = Field(1000, description="Requests a tenant may send at once.")
+    idempotency_wait_s: float = Field(
+        5.0, description="How long a repeated request waits for the first one's answer."
+    )
+    idempotency_ttl_hours: int = Field(24, description="How long Idempotency-Keys are kept.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from graphql.validation import ASTValidationRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -26,7 +27,7 @@ MAX_ALIASES = 30
 MAX_TOKENS = 2_000
 CACHE_SIZE = 1_000  # distinct query texts kept parsed and validated
 
-_RULES = [depth_rule(MAX_DEPTH, None), alias_rule(MAX_ALIASES)]
+_RULES: list[type[ASTValidationRule]] = [depth_rule(MAX_DEPTH, None), alias_rule(MAX_ALIASES)]
 
 
 def extensions() -> list[Callable[[], SchemaExtension]]:

@@ -7,14 +7,17 @@ from enum import Enum
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
+from strawberry.extensions import MaskErrors
 from strawberry.scalars import JSON
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 
+from cas import CasError
 from query_api import db
 from query_api.context import ReadContext
 from query_api.cursors import decode_cursor, encode_cursor
-from query_api.errors import BadCursor, PageSizeOutOfRange
+from query_api.errors import BadCursor, PageSizeOutOfRange, QueryApiError
 from query_api.limits import extensions
 from query_api.read_your_writes import parse_position, wait_for
 
@@ -380,4 +383,22 @@ def nodes_loader(pool: Any) -> DataLoader[str, list[Node]]:
     return DataLoader(load_fn=load)
 
 
-schema = strawberry.Schema(query=Query, extensions=extensions())
+def _is_internal(error: GraphQLError) -> bool:
+    """A fault of ours (a database error, a bug), not of the query: its text may show
+    internals, so the client gets a generic message and the log gets the traceback."""
+    original = error.original_error
+    return original is not None and not isinstance(original, QueryApiError | CasError)
+
+
+class ReadSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # A client's mistake (a bad cursor, a syntax error) is answered, not logged.
+        super().process_errors([e for e in errors if _is_internal(e)], execution_context)
+
+
+schema = ReadSchema(
+    query=Query,
+    extensions=[*extensions(), lambda: MaskErrors(should_mask_error=_is_internal)],
+)

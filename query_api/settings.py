@@ -12,14 +12,14 @@ class QueryApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AOB_QUERY_API_", extra="ignore")
 
     read_schema: str | None = Field(
-        None,
+        default=None,
         description="Postgres schema holding the read models (a rebuilt copy, or a test's); "
         "default: the search path's (public).",
     )
     projection: str = Field(
-        DEFAULT_PROJECTION,
+        default=DEFAULT_PROJECTION,
         description="Name under which the projector stores its offsets; `after:` waits on it.",
     )
-    catch_up_timeout_s: float = Field(10.0, description="How long `after:` waits, at most.")
-    max_body_bytes: int = Field(256 * 1024, description="Larger request bodies get a 413.")
+    catch_up_timeout_s: float = Field(default=10.0, description="How long `after:` waits, at most.")
+    max_body_bytes: int = Field(default=256 * 1024, description="Larger request bodies get a 413.")
     pool_max_size: int = 10

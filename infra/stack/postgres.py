@@ -242,6 +242,9 @@ async def ensure_running(settings: Settings, progress: Progress) -> tuple[int | 
     user = os_user()
     started = False
     if postmaster_pid(settings) is None:
+        # A lock file left by a killed server names a pid that may now belong to another
+        # process of the same user, which PostgreSQL would take for a live postmaster.
+        (data_dir(settings) / "postmaster.pid").unlink(missing_ok=True)
         _prepare(settings, user)
         if not (data_dir(settings) / "PG_VERSION").exists():
             with progress.step("initialising PostgreSQL cluster…"):

@@ -1,0 +1,163 @@
+"""The command API's pure parts: problem mapping, body limit, idempotency hashing, rate limit.
+
+The small apps here carry only ``problems.install`` and ``BodyLimit``: no server is needed.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from command_api import problems
+from command_api.app import BodyLimit
+from command_api.errors import (
+    BadRequest,
+    CommandError,
+    Conflict,
+    InvalidInput,
+    NotAvailable,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+)
+from command_api.idempotency import keyed_id, request_hash
+from command_api.ratelimit import TokenBuckets
+from schemas import InvalidWorkflow, PublishWorkflow
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+    problems.install(app)
+
+    @app.post("/raise/{kind}")
+    async def raise_(kind: str) -> None:
+        errors: dict[str, Exception] = {
+            "unauthorized": Unauthorized("no key"),
+            "notfound": NotFound("no such run"),
+            "ratelimited": RateLimited("slow down", 2.2),
+            "workflow": InvalidWorkflow(["the graph has a cycle: a -> b -> a"]),
+            "notavailable": NotAvailable("not in this release"),
+            "bug": RuntimeError("boom"),
+        }
+        raise errors[kind]
+
+    @app.post("/publish")
+    async def publish(command: PublishWorkflow) -> dict[str, str]:
+        return {"name": command.name}
+
+    app.add_middleware(BodyLimit, max_bytes=100)
+    return app
+
+
+client = TestClient(_app(), raise_server_exceptions=False)
+
+
+def test_every_error_class_has_its_status() -> None:
+    assert [
+        c.status
+        for c in (
+            BadRequest,
+            Unauthorized,
+            NotFound,
+            Conflict,
+            PayloadTooLarge,
+            InvalidInput,
+            RateLimited,
+            NotAvailable,
+        )
+    ] == [400, 401, 404, 409, 413, 422, 429, 501]
+    assert all(issubclass(c, CommandError) for c in (BadRequest, RateLimited, NotAvailable))
+
+
+def test_errors_are_problem_json_with_the_right_headers() -> None:
+    r = client.post("/raise/unauthorized")
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert r.json() == {
+        "type": "about:blank",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "no key",
+    }
+    r = client.post("/raise/ratelimited")
+    assert r.status_code == 429 and r.headers["retry-after"] == "3"
+    assert client.post("/raise/notfound").status_code == 404
+    assert client.post("/raise/notavailable").status_code == 501
+
+
+def test_an_invalid_workflow_lists_every_reason() -> None:
+    r = client.post("/raise/workflow")
+    assert r.status_code == 422
+    assert r.json()["errors"] == ["the graph has a cycle: a -> b -> a"]
+    assert "cycle" in r.json()["detail"]
+
+
+def test_a_bug_is_a_problem_without_a_traceback() -> None:
+    r = client.post("/raise/bug")
+    assert r.status_code == 503
+    assert "Traceback" not in r.text and r.json()["status"] == 503
+
+
+def test_invalid_json_is_400_and_unknown_fields_422_in_plain_words() -> None:
+    r = client.post("/publish", content=b'{"name": ', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
+    r = client.post(
+        "/publish",
+        json={"name": "x", "definition": {"nodes": [{"id": "a", "type": "noop"}]}, "colour": "red"},
+    )
+    assert r.status_code == 422
+    assert "colour: unknown field (not allowed)" in r.json()["errors"]
+
+
+def test_unknown_route_and_wrong_method_are_problems() -> None:
+    r = client.get("/nowhere")
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    r = client.get("/publish")
+    assert r.status_code == 405 and r.json()["title"] == "Method Not Allowed"
+    assert "POST" in r.headers["allow"]
+
+
+def test_body_over_the_limit_is_413_by_header_and_by_stream() -> None:
+    r = client.post("/publish", content=b"x" * 101, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+
+    def chunks():  # no Content-Length: the size is only known by counting
+        for _ in range(10):
+            yield b" " * 20
+
+    r = client.post("/publish", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+
+
+def test_request_hash_ignores_json_spelling_but_not_the_value_or_the_path() -> None:
+    a = request_hash("POST", "/v1/runs", b'{"workflow_id": "w", "input": {"a": 1, "b": 2}}')
+    b = request_hash("POST", "/v1/runs", b'{"input":{"b":2,"a":1},"workflow_id":"w"}')
+    assert a == b
+    assert a != request_hash("POST", "/v1/runs", b'{"workflow_id": "w", "input": {"a": 2}}')
+    assert a != request_hash(
+        "POST", "/v1/workflows", b'{"workflow_id": "w", "input": {"a": 1, "b": 2}}'
+    )
+    assert request_hash("POST", "/p", b"not json") != request_hash("POST", "/p", b"not  json")
+
+
+def test_keyed_ids_are_stable_per_tenant_and_key() -> None:
+    assert keyed_id("run", "t1", "k") == keyed_id("run", "t1", "k")
+    assert keyed_id("run", "t1", "k") != keyed_id("run", "t2", "k")
+    assert keyed_id("run", "t1", "k") != keyed_id("submit", "t1", "k")
+    assert keyed_id("run", "t1", None) is None
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("a") == 0.5  # one token comes every 0.5 s
+    assert buckets.take("b") == 0.0  # tenants do not share a bucket
+    now[0] = 0.5
+    assert buckets.take("a") == 0.0
+    assert buckets.take("a") > 0
+    now[0] = 100.0  # idle time refills up to the burst, not beyond
+    assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("a") > 0
