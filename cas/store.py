@@ -21,9 +21,9 @@ from schemas.canonical import canonical_json, cas_ref, digest_of_ref, sha256_hex
 class CasError(Exception):
     """Root of CAS errors.
 
-        CasError
-        ├── BlobNotFound   no blob under that hash
-        └── BlobCorrupted  the stored bytes do not hash to their name
+    CasError
+    ├── BlobNotFound   no blob under that hash
+    └── BlobCorrupted  the stored bytes do not hash to their name
     """
 
 
@@ -36,7 +36,9 @@ class BlobCorrupted(CasError):
 
 
 class S3Client(Protocol):
-    def put_object(self, bucket_name: str, object_name: str, data: Any, length: int, **kw: Any) -> Any: ...
+    def put_object(
+        self, bucket_name: str, object_name: str, data: Any, length: int, **kw: Any
+    ) -> Any: ...
     def get_object(self, bucket_name: str, object_name: str, **kw: Any) -> Any: ...
     def bucket_exists(self, bucket_name: str) -> bool: ...
     def make_bucket(self, bucket_name: str, **kw: Any) -> Any: ...
@@ -75,7 +77,11 @@ class ContentStore:
         digest = sha256_hex(data)
         # Same name, same bytes: a repeated write changes nothing, so no existence check.
         self._client.put_object(
-            self._bucket, object_name(digest), io.BytesIO(data), len(data), content_type=content_type
+            self._bucket,
+            object_name(digest),
+            io.BytesIO(data),
+            len(data),
+            content_type=content_type,
         )
         return cas_ref(digest)
 

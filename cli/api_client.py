@@ -56,7 +56,9 @@ class ApiClient:
         self.rest = httpx.AsyncClient(
             base_url=settings.command_api_url, headers=headers, timeout=timeout
         )
-        self.gql = httpx.AsyncClient(base_url=settings.query_api_url, headers=headers, timeout=timeout)
+        self.gql = httpx.AsyncClient(
+            base_url=settings.query_api_url, headers=headers, timeout=timeout
+        )
 
     async def __aenter__(self) -> ApiClient:
         return self
@@ -78,7 +80,9 @@ class ApiClient:
 
     async def query(self, query: str, **variables: Any) -> dict[str, Any]:
         try:
-            response = await self.gql.post("/graphql", json={"query": query, "variables": variables})
+            response = await self.gql.post(
+                "/graphql", json={"query": query, "variables": variables}
+            )
         except httpx.ConnectError as e:
             raise CLIError(
                 f"the query API at {self.gql.base_url} is not reachable ({e}); run `aob up`"

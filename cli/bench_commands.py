@@ -54,7 +54,11 @@ def _step_latencies(events: list[dict[str, Any]]) -> list[float]:
     first_effect: dict[str, datetime] = {}
     for e in events:
         cause = e.get("causationId")
-        if cause in kinds and kinds[cause] == "run.node_succeeded" and e["type"] != "run.node_started":
+        if (
+            cause in kinds
+            and kinds[cause] == "run.node_succeeded"
+            and e["type"] != "run.node_started"
+        ):
             t = datetime.fromisoformat(e["occurredAt"])
             first_effect[cause] = min(first_effect.get(cause, t), t)
     return [(t - at[c]).total_seconds() * 1000 for c, t in first_effect.items()]
@@ -72,7 +76,10 @@ async def _bench(settings: Settings, runs: int, concurrency: int, timeout: float
 
         async def submit(i: int) -> None:
             async with gate:
-                body = {"workflow_id": example["name"], "input": {"name": f"b{i}", "numbers": [i, 1]}}
+                body = {
+                    "workflow_id": example["name"],
+                    "input": {"name": f"b{i}", "numbers": [i, 1]},
+                }
                 run_ids.append((await api.command("/v1/runs", body, 202))["run_id"])
 
         with Progress(console=console, transient=True) as progress:
@@ -102,13 +109,18 @@ async def _bench(settings: Settings, runs: int, concurrency: int, timeout: float
 
     completed = [r for r in details.values() if r["status"] == "COMPLETED"]
     # End to end on the writers' clocks: first submission to last completion.
-    first = min(datetime.fromisoformat(r["createdAt"]) for r in details.values()) if details else None
+    first = (
+        min(datetime.fromisoformat(r["createdAt"]) for r in details.values()) if details else None
+    )
     last = max(
-        (datetime.fromisoformat(r["finishedAt"]) for r in completed if r["finishedAt"]), default=None
+        (datetime.fromisoformat(r["finishedAt"]) for r in completed if r["finishedAt"]),
+        default=None,
     )
     span = (last - first).total_seconds() if first and last else finished - started
     latencies = [
-        ms for r in details.values() for ms in _step_latencies([e["node"] for e in r["events"]["edges"]])
+        ms
+        for r in details.values()
+        for ms in _step_latencies([e["node"] for e in r["events"]["edges"]])
     ]
     return {
         "workflow": example["name"],
@@ -119,7 +131,9 @@ async def _bench(settings: Settings, runs: int, concurrency: int, timeout: float
         "submit_concurrency": concurrency,
         "command_api_requests_per_s": round(runs / (submitted - started), 1),
         "runs_per_s": round(len(completed) / span, 1) if span > 0 else None,
-        "node_executions_per_s": round(len(completed) * nodes_per_run / span, 1) if span > 0 else None,
+        "node_executions_per_s": round(len(completed) * nodes_per_run / span, 1)
+        if span > 0
+        else None,
         "end_to_end_s": round(span, 3),
         "coordinator_step_latency_ms": {
             "p50": _percentile(latencies, 0.5),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -10,7 +11,9 @@ schemas_app = typer.Typer(help="The wire contract (events, commands, workflow fo
 
 
 @schemas_app.command("export")
-def export(directory: Path = typer.Argument(..., help="Folder to write the schemas into.")) -> None:
+def export(
+    directory: Annotated[Path, typer.Argument(help="Folder to write the schemas into.")],
+) -> None:
     """Write one JSON Schema file per event, task, command and workflow model."""
     from schemas.export import export_json_schemas
 

@@ -36,13 +36,16 @@ def timeline_table(run: dict[str, Any]) -> Table:
     for ev in events:
         payload = ev["payload"] or {}
         ms = (datetime.fromisoformat(ev["occurredAt"]) - t0).total_seconds() * 1000
-        table.add_row(f"{ms:8.1f}", ev["type"], payload.get("node_id", ""), _detail(ev["type"], payload))
+        table.add_row(
+            f"{ms:8.1f}", ev["type"], payload.get("node_id", ""), _detail(ev["type"], payload)
+        )
     return table
 
 
 def nodes_table(run: dict[str, Any]) -> Table:
-    table = Table("node", "type", "status", "attempts", "output / error", title="nodes",
-                  title_justify="left")
+    table = Table(
+        "node", "type", "status", "attempts", "output / error", title="nodes", title_justify="left"
+    )
     for n in run["nodes"]:
         shown = json.dumps(n["output"])[:80] if n["output"] is not None else (n["error"] or "")
         table.add_row(n["id"], n["type"], n["status"], str(n["attempts"]), shown)

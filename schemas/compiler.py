@@ -131,6 +131,4 @@ def compile_workflow(definition: WorkflowDefinition) -> WorkflowIR:
             if indegree[edge.node] == 0:
                 ready.append(edge.node)
                 ready.sort(key=position.__getitem__)
-    return WorkflowIR(
-        version=definition_version(definition), nodes=nodes, roots=roots, order=order
-    )
+    return WorkflowIR(version=definition_version(definition), nodes=nodes, roots=roots, order=order)

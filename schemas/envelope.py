@@ -65,7 +65,9 @@ class Event(BaseModel):
     wire_name: ClassVar[str] = ""
     wire_version: ClassVar[int] = 1
 
-    event_id: str = Field(default_factory=new_id, description="Unique; deterministic for decisions.")
+    event_id: str = Field(
+        default_factory=new_id, description="Unique; deterministic for decisions."
+    )
     type: str = Field("", description="Stable wire name, e.g. `run.node_succeeded`.")
     schema_version: int = Field(0, description="Version of this type's shape.")
     aggregate_id: str = Field(description="Workflow id or run id: the Kafka key.")

@@ -1,10 +1,10 @@
 """Errors of the wire contract.
 
-    SchemaError
-    ├── InvalidWorkflow      a definition that cannot be published or run (reasons listed)
-    ├── UnknownEventType     a wire name no registered event carries
-    ├── DuplicateEventType   two classes claim one wire name (a bug, raised at import)
-    └── PoisonRecord         bytes on a topic that are not a valid event or task
+SchemaError
+├── InvalidWorkflow      a definition that cannot be published or run (reasons listed)
+├── UnknownEventType     a wire name no registered event carries
+├── DuplicateEventType   two classes claim one wire name (a bug, raised at import)
+└── PoisonRecord         bytes on a topic that are not a valid event or task
 """
 
 from __future__ import annotations

@@ -43,7 +43,9 @@ class RunSubmittedPayload(Payload):
     workflow_name: str
     version: str = Field(description="The workflow version the run is bound to.")
     input: Any = Field(None, description="The run input, as submitted.")
-    ir: WorkflowIR = Field(description="The compiled workflow, inline: the coordinator reads no storage.")
+    ir: WorkflowIR = Field(
+        description="The compiled workflow, inline: the coordinator reads no storage."
+    )
     definition_ref: str
     ir_ref: str
 

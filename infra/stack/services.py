@@ -44,7 +44,9 @@ async def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _python_service(name: str, module: str, settings: Settings, url: str | None = None) -> ServiceSpec:
+def _python_service(
+    name: str, module: str, settings: Settings, url: str | None = None
+) -> ServiceSpec:
     from infra.heartbeat import is_fresh
     from infra.stack.process import owned_pid, pid_file
 

@@ -43,9 +43,7 @@ def expected_outputs(items: list[int], name: str) -> dict[str, Any]:
         "shout": {"text": name.upper()},
         "count": {"n": len(items)},
         "total": {"sum": sum(items)},
-        "report": {
-            "summary": f"HELLO {name.upper()}: {len(items)} items, sum {sum(items)}"
-        },
+        "report": {"summary": f"HELLO {name.upper()}: {len(items)} items, sum {sum(items)}"},
         "done": {},
     }
 
@@ -87,7 +85,10 @@ async def test_twenty_fan_out_fan_in_runs_complete_with_correct_outputs(
             results = {}
             for run_id in runs:
                 run = (await graphql(gql, RUN_QUERY, id=run_id))["run"]
-                assert run is not None and run["status"] == "COMPLETED", (run_id, run and run["status"])
+                assert run is not None and run["status"] == "COMPLETED", (
+                    run_id,
+                    run and run["status"],
+                )
                 results[run_id] = run
             return results
 
@@ -126,7 +127,9 @@ async def test_a_branch_not_taken_is_skipped_and_the_join_still_runs(
         assert (await rest.post("/v1/workflows", json=example)).status_code == 201
         run_ids = {}
         for items in ([1], [1, 2, 3, 4, 5]):
-            r = await rest.post("/v1/runs", json={"workflow_id": "branching", "input": {"numbers": items}})
+            r = await rest.post(
+                "/v1/runs", json={"workflow_id": "branching", "input": {"numbers": items}}
+            )
             assert r.status_code == 202, r.text
             run_ids[len(items)] = r.json()["run_id"]
 

@@ -38,8 +38,7 @@ def definition(nodes: list[tuple[str, str]], edges: list[tuple[str, str] | tuple
         {
             "nodes": [{"id": i, "type": t} for i, t in nodes],
             "edges": [
-                {"from": e[0], "to": e[1], **({"when": e[2]} if len(e) == 3 else {})}
-                for e in edges
+                {"from": e[0], "to": e[1], **({"when": e[2]} if len(e) == 3 else {})} for e in edges
             ],
         }
     )
