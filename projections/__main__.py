@@ -1,7 +1,8 @@
-"""``python -m projections [--schema NAME] [--name NAME]``: build the read models until SIGTERM.
+"""``python -m projections [--schema S] [--name N] [--topic-prefix P]``: read models until SIGTERM.
 
 ``--schema`` writes into that Postgres schema instead of the default one (rebuilds, tests);
-``--name`` names the projection whose offsets are kept (one set of offsets per name).
+``--name`` names the projection whose offsets are kept (one set of offsets per name);
+``--topic-prefix`` reads an isolated log (``<prefix>.runs.events``, …) instead of ``aob.*``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ import signal
 
 from infra.heartbeat import beat
 from infra.settings import get_settings
-from projections.runner import DEFAULT_PROJECTION, Projector, ProjectorConfig
+from projections.runner import DEFAULT_PROJECTION, TOPICS, Projector, ProjectorConfig
 
 
-async def main(schema: str | None, name: str) -> None:
+def topics_with_prefix(prefix: str) -> tuple[str, ...]:
+    """``<prefix>.workflows.events`` and ``<prefix>.runs.events``: topics of an isolated log."""
+    return tuple(f"{prefix}.{t.removeprefix('aob.')}" for t in TOPICS)
+
+
+async def main(schema: str | None, name: str, topic_prefix: str | None) -> None:
     settings = get_settings()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -33,6 +39,7 @@ async def main(schema: str | None, name: str) -> None:
             dsn=settings.postgres_dsn,
             projection=name,
             schema=schema,
+            topics=topics_with_prefix(topic_prefix) if topic_prefix else TOPICS,
         )
         await Projector(config).run(stop)
     finally:
@@ -45,10 +52,13 @@ def cli() -> None:
     parser = argparse.ArgumentParser(prog="python -m projections", description=__doc__)
     parser.add_argument("--schema", default=os.environ.get("AOB_PROJECTION_SCHEMA") or None)
     parser.add_argument("--name", default=DEFAULT_PROJECTION)
+    parser.add_argument(
+        "--topic-prefix", help="read <prefix>.workflows.events and <prefix>.runs.events"
+    )
     args = parser.parse_args()
     log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=os.environ.get("AOB_LOG_LEVEL", "INFO"), format=log_format)
-    asyncio.run(main(args.schema, args.name))
+    asyncio.run(main(args.schema, args.name, args.topic_prefix))
 
 
 if __name__ == "__main__":

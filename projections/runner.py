@@ -35,6 +35,7 @@ class ProjectorConfig:
     dsn: str
     projection: str = DEFAULT_PROJECTION
     schema: str | None = None
+    topics: tuple[str, ...] = TOPICS
     max_batch: int = 5000  # records per transaction
     max_backoff_s: float = 10.0
 
@@ -76,7 +77,7 @@ class Projector:
             # ``consumer.topics()`` fetches metadata without updating the consumer's own view
             # (aiokafka 0.14), so ask the fetched cluster itself.
             cluster = await consumer._client.fetch_all_metadata()
-            found = {t: cluster.partitions_for_topic(t) for t in TOPICS}
+            found = {t: cluster.partitions_for_topic(t) for t in self.config.topics}
             if all(found.values()):
                 return [TopicPartition(t, p) for t, ps in found.items() for p in sorted(ps or ())]
             log.info("waiting for topics %s", [t for t, p in found.items() if not p])

@@ -19,7 +19,6 @@ from projections.db import BATCH_LOCK_KEY
 from projections.runs import NodeRow, RunFold, RunRow
 from projections.workflows import VersionRow, WorkflowRow, fold_published
 from schemas.events import WorkflowPublished
-from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 
 RUN_CHANNEL = "aob_run_changed"
 PROGRESS_CHANNEL = "aob_projection_progress"
@@ -59,8 +58,9 @@ async def apply_batch(conn: asyncpg.Connection, projection: str, batch: Batch) -
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", BATCH_LOCK_KEY)
         await _poison(conn, batch)
-        wf_events = [pe for pe in batch.events if pe.position.topic == WORKFLOW_EVENTS]
-        run_events = [pe for pe in batch.events if pe.position.topic == RUN_EVENTS]
+        # By the event's own name, not the topic's: topics may carry a prefix (tests, rebuilds).
+        wf_events = [pe for pe in batch.events if pe.event.type.startswith("workflow.")]
+        run_events = [pe for pe in batch.events if not pe.event.type.startswith("workflow.")]
         new_wf, dup_wf = await _workflows(conn, wf_events)
         new_run, dup_run, changed = await _runs(conn, run_events)
         await conn.executemany(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
@@ -31,7 +30,6 @@ from schemas.events import (
     WorkflowPublished,
     WorkflowPublishedPayload,
 )
-from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 from schemas.workflow import WorkflowDefinition
 from tests.helpers import eventually
 
@@ -97,7 +95,7 @@ async def test_projects_a_run_and_a_workflow(
     notified = await _listen(listener, "aob_run_changed")
     try:
         await bus.append(
-            WORKFLOW_EVENTS,
+            projector.workflows_topic,
             WorkflowPublished(
                 aggregate_id=wf_id,
                 actor=system_actor("test", tenant=tenant),
@@ -111,7 +109,8 @@ async def test_projects_a_run_and_a_workflow(
                 ),
             ),
         )
-        await bus.append_many(RUN_EVENTS, _run_events(run_id, tenant))
+        events = _run_events(run_id, tenant)
+        await bus.append_many(projector.runs_topic, events)
 
         async def run_completed() -> asyncpg.Record:
             row = await pg.fetchrow("SELECT * FROM runs WHERE run_id = $1", run_id)
@@ -134,13 +133,13 @@ async def test_projects_a_run_and_a_workflow(
         assert version["definition"] is not None
 
         offsets = await pg.fetch("SELECT * FROM projection_offsets WHERE projection = 'test'")
-        assert {r["topic"] for r in offsets} >= {RUN_EVENTS, WORKFLOW_EVENTS}
+        assert {r["topic"] for r in offsets} >= {projector.runs_topic, projector.workflows_topic}
 
         await eventually(lambda: _assert_in(run_id, notified), timeout=10)
 
         # Crash (no clean shutdown) and restart: nothing is applied twice.
         projector.kill()
-        await bus.append(RUN_EVENTS, _run_events(run_id, tenant)[4])  # the duplicate again
+        await bus.append(projector.runs_topic, events[4])  # the duplicate once more
         projector.start()
         warning = RunWarning(
             aggregate_id=run_id,
@@ -148,7 +147,7 @@ async def test_projects_a_run_and_a_workflow(
             actor=system_actor("test", tenant=tenant),
             payload=RunWarningPayload(message="after restart"),
         )
-        await bus.append(RUN_EVENTS, warning)
+        await bus.append(projector.runs_topic, warning)
 
         async def warning_seen() -> None:
             row = await pg.fetchrow("SELECT event_count FROM runs WHERE run_id = $1", run_id)
@@ -164,10 +163,12 @@ async def test_projects_a_run_and_a_workflow(
         await listener.close()
 
 
-async def test_poison_is_noted_and_skipped(pg: asyncpg.Connection, bus: EventBus) -> None:
+async def test_poison_is_noted_and_skipped(
+    pg: asyncpg.Connection, bus: EventBus, projector: Any
+) -> None:
     run_id = f"run-{uuid.uuid4()}"
-    position = await bus.send(RUN_EVENTS, run_id.encode(), b"{not json", [])
-    await bus.append_many(RUN_EVENTS, _run_events(run_id, "acme")[:2])
+    position = await bus.send(projector.runs_topic, run_id.encode(), b"{not json", [])
+    await bus.append_many(projector.runs_topic, _run_events(run_id, "acme")[:2])
 
     async def both() -> None:
         reason = await pg.fetchval(
@@ -183,22 +184,22 @@ async def test_poison_is_noted_and_skipped(pg: asyncpg.Connection, bus: EventBus
     await eventually(both, timeout=60)
 
 
-async def test_throughput(pg: asyncpg.Connection, bus: EventBus, record_property: Any) -> None:
-    """Prints events/s for a few thousand synthetic events (a figure, not an assertion)."""
-    # Wait until the projector has caught up with the log so far.
+async def test_throughput(
+    pg: asyncpg.Connection, bus: EventBus, projector: Any, record_property: Any
+) -> None:
+    """Prints events/s for a backlog of synthetic events (a figure, not an assertion)."""
     marker = f"run-{uuid.uuid4()}"
-    await bus.append_many(RUN_EVENTS, _run_events(marker, "bench")[:1])
+    await bus.append_many(projector.runs_topic, _run_events(marker, "bench")[:1])
     await eventually(
         lambda: _fetch_one(pg, "SELECT 1 FROM runs WHERE run_id = $1", marker), timeout=120
     )
+    projector.stop()  # let a backlog build up, then time the catch-up
 
-    runs = [f"run-{uuid.uuid4()}" for _ in range(600)]
+    runs = [f"run-{uuid.uuid4()}" for _ in range(3000)]
     events = [ev for r in runs for ev in _run_events(r, "bench")]  # 7 per run, 1 duplicate
     distinct = len({e.event_id for e in events})
-    started = time.perf_counter()
-    for i in range(0, len(events), 1000):
-        await bus.append_many(RUN_EVENTS, events[i : i + 1000])
-    appended = time.perf_counter()
+    for i in range(0, len(events), 2000):
+        await bus.append_many(projector.runs_topic, events[i : i + 2000])
 
     async def all_there() -> None:
         n = await pg.fetchval(
@@ -206,19 +207,24 @@ async def test_throughput(pg: asyncpg.Connection, bus: EventBus, record_property
         )
         assert n == distinct, n
 
-    await eventually(all_there, timeout=120, interval=0.05)
+    started = time.perf_counter()
+    projector.start()
+    await eventually(all_there, timeout=300, interval=0.05)
     elapsed = time.perf_counter() - started
     rate = len(events) / elapsed
     record_property("projection_events_per_s", round(rate))
     print(
-        f"\nprojection: {len(events)} events ({distinct} distinct) in {elapsed:.2f}s "
-        f"= {rate:.0f} events/s (append alone {appended - started:.2f}s)"
+        f"\nprojection catch-up: {len(events)} events ({distinct} distinct, {len(runs)} runs)"
+        f" in {elapsed:.2f}s incl. process start = {rate:.0f} events/s"
     )
     completed = await pg.fetchval(
         "SELECT count(*) FROM runs WHERE run_id = ANY($1::text[]) AND status = 'COMPLETED'", runs
     )
     assert completed == len(runs)
-    await asyncio.sleep(0)
+    successes = await pg.fetchval(
+        "SELECT max(successes) FROM node_executions WHERE run_id = ANY($1::text[])", runs
+    )
+    assert successes == 1
 
 
 async def _fetch_one(pg: asyncpg.Connection, sql: str, arg: str) -> asyncpg.Record:

@@ -1,0 +1,89 @@
+"""A worker subprocess (``python -m workers``) and readers of the topics it writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from infra.bus import EventBus
+from infra.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def worker_process(stack: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    # The system's own workers (``aob up``) may share the consumer group and take a task
+    # first; both run this code, so the assertions hold whichever answers.
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers", "--types", "noop,transform,condition"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stderr=log,
+        )
+    deadline = time.monotonic() + 60
+    while b"serving" not in log_path.read_bytes():  # signal handlers are in place by then
+        assert proc.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, "worker did not start"
+        time.sleep(0.1)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0  # SIGTERM is a clean stop
+
+
+@pytest.fixture
+async def bus(stack: Settings) -> AsyncIterator[EventBus]:
+    b = EventBus(stack.kafka_bootstrap, client_id="aob-test")
+    await b.start()
+    yield b
+    await b.stop()
+
+
+class TopicReader:
+    """Everything appended to a topic after the reader was made (no consumer group)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        cluster = await self.consumer._client.fetch_all_metadata()
+        parts = [TopicPartition(self.topic, p) for p in cluster.partitions_for_topic(self.topic)]
+        self.consumer.assign(parts)
+        await self.consumer.seek_to_end(*parts)
+        for tp in parts:  # resolve the end now, not lazily at the first fetch
+            await self.consumer.position(tp)
+
+    async def read(self) -> list[object]:
+        batches = await self.consumer.getmany(timeout_ms=200)
+        return [r for records in batches.values() for r in records]
+
+
+@pytest.fixture
+async def reader_factory(stack: Settings) -> AsyncIterator[object]:
+    readers: list[TopicReader] = []
+
+    async def make(topic: str) -> TopicReader:
+        r = TopicReader(stack.kafka_bootstrap, topic)
+        await r.start()
+        readers.append(r)
+        return r
+
+    yield make
+    for r in readers:
+        await r.consumer.stop()

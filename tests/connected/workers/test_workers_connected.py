@@ -1,0 +1,118 @@
+"""The worker process against the real Kafka and MinIO: tasks in, events and blobs out."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from cas.store import ContentStore
+from infra.bus import EventBus
+from infra.settings import Settings
+from schemas.codec import decode_event
+from schemas.envelope import Event, deterministic_id
+from schemas.events import NodeFailed, NodeStarted, NodeSucceeded
+from schemas.tasks import NodeContext, NodeTask
+from schemas.topics import DLQ, RUN_EVENTS, task_topic
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.connected
+
+
+def _task(config: dict[str, Any], nodes: dict[str, NodeContext] | None = None) -> NodeTask:
+    run_id = f"run-{uuid.uuid4()}"
+    return NodeTask(
+        task_id=str(uuid.uuid4()),
+        run_id=run_id,
+        tenant="acme",
+        node_id="shape",
+        node_type="transform",
+        attempt=1,
+        config=config,
+        input={"items": [1, 2, 3], "who": "Ada"},
+        nodes=nodes or {},
+    )
+
+
+async def _events_of(reader: Any, run_id: str, seen: list[Event]) -> list[Event]:
+    for record in await reader.read():
+        if record.key == run_id.encode():
+            seen.append(decode_event(record.value))
+    return seen
+
+
+async def test_transform_task_reports_start_and_rendered_output(
+    worker_process: Any, bus: EventBus, reader_factory: Any, stack: Settings
+) -> None:
+    store = ContentStore.from_settings(stack)
+    big_ref, _ = await store.put_json({"rows": list(range(5))})  # an upstream output by ref
+    reader = await reader_factory(RUN_EVENTS)
+    task = _task(
+        {
+            "output": {
+                "n": "{{ input.items | length }}",
+                "hi": "Hi {{ input.who }}",
+                "up": "{{ nodes.fetch.output.rows[-1] }}",
+            }
+        },
+        {"fetch": NodeContext(status="SUCCEEDED", output_ref=big_ref)},
+    )
+    await bus.send_task(task)
+    seen: list[Event] = []
+
+    async def finished() -> NodeSucceeded:
+        events = await _events_of(reader, task.run_id, seen)
+        done = [e for e in events if isinstance(e, NodeSucceeded)]
+        assert done, [e.type for e in events]
+        return done[0]
+
+    ok = await eventually(finished, timeout=60)
+    assert any(isinstance(e, NodeStarted) for e in seen)
+    started = next(e for e in seen if isinstance(e, NodeStarted))
+    assert started.event_id == deterministic_id(task.task_id, "started")
+    expected = {"n": 3, "hi": "Hi Ada", "up": 4}
+    assert ok.event_id == deterministic_id(task.task_id, "succeeded")
+    assert (ok.causation_id, ok.correlation_id) == (task.task_id, task.run_id)
+    assert ok.actor.id == "worker:transform" and ok.actor.tenant == "acme"
+    assert ok.payload.output_inline and ok.payload.output == expected
+    assert await store.get_json(ok.payload.output_ref) == expected
+
+
+async def test_bad_template_fails_the_node_by_name(
+    worker_process: Any, bus: EventBus, reader_factory: Any
+) -> None:
+    reader = await reader_factory(RUN_EVENTS)
+    task = _task({"output": {"x": "{{ input.nope.deeper }}"}})
+    await bus.send_task(task)
+    seen: list[Event] = []
+
+    async def failed() -> NodeFailed:
+        events = await _events_of(reader, task.run_id, seen)
+        bad = [e for e in events if isinstance(e, NodeFailed)]
+        assert bad, [e.type for e in events]
+        return bad[0]
+
+    ev = await eventually(failed, timeout=60)
+    assert "'shape'" in ev.payload.error and "nope" in ev.payload.error
+    assert ev.payload.retryable is False
+    assert ev.event_id == deterministic_id(task.task_id, "failed")
+
+
+async def test_poison_task_goes_to_the_dlq(
+    worker_process: Any, bus: EventBus, reader_factory: Any
+) -> None:
+    reader = await reader_factory(DLQ)
+    key = f"poison-{uuid.uuid4()}".encode()
+    await bus.send(task_topic("transform"), key, b"\\xff not a task", [])
+    seen: list[Any] = []
+
+    async def parked() -> Any:
+        seen.extend(r for r in await reader.read() if r.key == key)
+        assert seen
+        return seen[0]
+
+    record = await eventually(parked, timeout=60)
+    headers = dict(record.headers)
+    assert b"not JSON" in headers["aob-dlq-reason"]
+    assert headers["aob-dlq-source"].startswith(b"aob.tasks.transform:")
