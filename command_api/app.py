@@ -11,8 +11,6 @@ import asyncpg
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth import ensure_schema as ensure_auth_schema
 from cas import ContentStore
@@ -22,54 +20,9 @@ from command_api.metrics import LATENCY, REGISTRY, REQUESTS
 from command_api.ratelimit import TokenBuckets
 from command_api.routes import router
 from command_api.settings import CommandApiSettings
+from infra.body_limit import BodyLimit
 from infra.bus import EventBus
 from infra.settings import Settings, get_settings
-
-
-class BodyLimit:
-    """413 for bodies over the limit, by Content-Length or by counting a streamed body.
-    (Starlette sets no limit of its own.)"""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
-            return
-        seen = 0
-
-        async def counting() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge()
-            return message
-
-        try:
-            await self.app(scope, counting, send)
-        except _TooLarge:
-            await self._too_large(scope, receive, send)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problems.problem(
-            413, "Content Too Large", f"the request body is over {self.max_bytes} bytes"
-        )
-        await response(scope, receive, send)
-
-
-class _TooLarge(StarletteHTTPException):
-    """Raised from ``receive``. An HTTPException, because FastAPI turns any other error met
-    while reading a body into a 400; this one it passes on, and it ends as a 413 problem."""
-
-    def __init__(self) -> None:
-        super().__init__(413, "the request body is over the limit")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

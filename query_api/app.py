@@ -21,10 +21,10 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from auth import authenticate
 from auth import ensure_schema as ensure_auth_schema
 from cas import ContentStore
+from infra.body_limit import BodyLimit
 from infra.settings import Settings, get_settings
 from projections.db import check_schema_name
 from projections.db import ensure_schema as ensure_read_models
-from query_api.body_limit import BodyLimit
 from query_api.context import ReadContext
 from query_api.progress import ProgressWatcher
 from query_api.schema import nodes_loader, schema

@@ -1,15 +1,22 @@
-"""A request-body limit: Starlette has none by default (FIELD_NOTES), and a GraphQL query
-needs a few kilobytes at most."""
+"""A request-body limit for AOB's HTTP services: Starlette has none by default (FIELD_NOTES).
+
+413 by Content-Length before anything is read, or by counting a streamed (chunked) body.
+"""
 
 from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive``. An HTTPException because FastAPI turns any other error met
+    while reading a body into a 400; this one reaches the app's problem handler as a 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"the request body is over the limit of {max_bytes} bytes")
 
 
 class BodyLimit:
@@ -34,7 +41,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge  # a chunked body that lied by omission
+                    raise BodyTooLarge(self.max_bytes)  # a chunked body that lied by omission
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -45,16 +52,16 @@ class BodyLimit:
         try:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
-            if not started:
+            if not started:  # the app did not answer it itself
                 await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
         body = json.dumps(
             {
                 "type": "about:blank",
-                "title": "Payload Too Large",
+                "title": "Content Too Large",
                 "status": 413,
-                "detail": f"request bodies are limited to {self.max_bytes} bytes",
+                "detail": f"the request body is over the limit of {self.max_bytes} bytes",
             }
         ).encode()
         await send(
