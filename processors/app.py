@@ -41,6 +41,10 @@ def create_app(settings: Settings, config: CoordinatorConfig) -> CoordinatorApp:
         topic_allow_declare=False,
         topic_disable_leader=True,  # no on_leader timers, so no leader topic
         topic_partitions=settings.topic_partitions,
+        # A coordinator restarted after a crash waits for its dead predecessor's session to
+        # expire before it gets the partitions back: 60 s by default, 10 s here.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         datadir=str(settings.home / "faust" / config.app_id),
     )
     # Raw bytes in and out: decoding is ours (schemas.codec), so a poison record reaches the
