@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then \
 		PYBIN=""; \
 		for c in python3.13 python3.12 python3.11 python3; do \
-			if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+			if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
 				PYBIN=$$c; break; \
 			fi; \
 		done; \
