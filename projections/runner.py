@@ -57,7 +57,7 @@ class Projector:
         )
         await consumer.start()
         try:
-            partitions = await self._partitions(consumer)
+            partitions = await self._partitions(consumer, stop)
             consumer.assign(partitions)
             delay = 0.2
             while not stop.is_set():
@@ -72,8 +72,10 @@ class Projector:
         finally:
             await consumer.stop()
 
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        while True:
+    async def _partitions(
+        self, consumer: AIOKafkaConsumer, stop: asyncio.Event
+    ) -> list[TopicPartition]:
+        while not stop.is_set():
             # ``consumer.topics()`` fetches metadata without updating the consumer's own view
             # (aiokafka 0.14), so ask the fetched cluster itself.
             cluster = await consumer._client.fetch_all_metadata()
@@ -81,7 +83,8 @@ class Projector:
             if all(found.values()):
                 return [TopicPartition(t, p) for t, ps in found.items() for p in sorted(ps or ())]
             log.info("waiting for topics %s", [t for t, p in found.items() if not p])
-            await asyncio.sleep(1.0)
+            await _sleep_unless(stop, 1.0)
+        return []  # stopped while waiting: nothing to assign
 
     async def _project(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition], stop: asyncio.Event

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any
@@ -10,6 +15,7 @@ import asyncpg
 import pytest
 
 from infra.bus import EventBus
+from infra.settings import Settings
 from schemas.compiler import compile_workflow
 from schemas.envelope import Event, system_actor
 from schemas.events import (
@@ -31,6 +37,7 @@ from schemas.events import (
     WorkflowPublishedPayload,
 )
 from schemas.workflow import WorkflowDefinition
+from tests.connected.projections.conftest import ROOT
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.connected
@@ -235,3 +242,35 @@ async def _fetch_one(pg: asyncpg.Connection, sql: str, arg: str) -> asyncpg.Reco
 
 def _assert_in(item: str, items: list[str]) -> None:
     assert item in items, f"{item} not among {len(items)} notifications"
+
+
+async def test_sigterm_stops_a_projector_still_waiting_for_its_topics(
+    stack: Settings, unique: str
+) -> None:
+    # Topics that do not exist: the projector waits for them, and must still obey SIGTERM.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AOB_LOG_LEVEL": "INFO"}
+    argv = [
+        sys.executable,
+        "-m",
+        "projections",
+        "--schema",
+        f"t_{unique[:16]}",
+        "--name",
+        f"wait-{unique[:8]}",
+        "--topic-prefix",
+        f"absent-{unique[:8]}",
+    ]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        lines: list[bytes] = []
+        assert proc.stdout is not None
+        while b"waiting for topics" not in b"".join(lines):
+            line = await asyncio.to_thread(proc.stdout.readline)
+            assert line, b"".join(lines).decode(errors="replace")
+            lines.append(line)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
