@@ -97,3 +97,19 @@ async def authenticate(db: Executor, authorization: str | None) -> Principal | N
         _cache.clear()
     _cache[digest] = (now + _CACHE_TTL_S, principal)
     return principal
+
+
+async def issue_key(dsn: str, tenant: str) -> str:
+    """Connect to ``dsn``, make sure the key table exists, and create a key for ``tenant``.
+
+    The one way the CLI, the demo and the tests make keys (no API issues keys: a tenant's
+    first key cannot be asked for with a key).
+    """
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await ensure_schema(conn)
+        return await create_key(conn, tenant)
+    finally:
+        await conn.close()

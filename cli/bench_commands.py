@@ -21,8 +21,9 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from auth import issue_key
 from cli.api_client import ApiClient
-from cli.demo_commands import _demo_key
+from cli.demo_commands import DEMO_TENANT
 from infra.settings import Settings
 from infra.stack import Stack
 
@@ -66,7 +67,7 @@ def _step_latencies(events: list[dict[str, Any]]) -> list[float]:
 
 async def _bench(settings: Settings, runs: int, concurrency: int, timeout: float) -> dict[str, Any]:
     await Stack(settings).up()
-    key = await _demo_key(settings)
+    key = await issue_key(settings.postgres_dsn, DEMO_TENANT)
     example = json.loads(EXAMPLE.read_text())
     nodes_per_run = len(example["definition"]["nodes"])
     async with ApiClient(settings, key) as api:

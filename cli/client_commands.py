@@ -11,7 +11,7 @@ import asyncpg
 import typer
 from rich.console import Console
 
-from auth import create_key, ensure_schema
+from auth import issue_key
 from cli import CLIError
 from cli.api_client import ApiClient, api_key_from_env
 from cli.timeline import nodes_table, timeline_table
@@ -33,16 +33,11 @@ def keys_create(
 
     async def create() -> str:
         try:
-            conn = await asyncpg.connect(Settings().postgres_dsn)
+            return await issue_key(Settings().postgres_dsn, tenant)
+        except ValueError as e:  # a tenant name we do not accept
+            raise CLIError(str(e)) from e
         except (OSError, asyncpg.PostgresError) as e:
             raise CLIError(f"PostgreSQL is not reachable ({e}); run `aob up`") from e
-        try:
-            await ensure_schema(conn)
-            return await create_key(conn, tenant)
-        except ValueError as e:
-            raise CLIError(str(e)) from e
-        finally:
-            await conn.close()
 
     key = asyncio.run(create())
     typer.echo(key)

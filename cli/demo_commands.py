@@ -11,11 +11,10 @@ import json
 import time
 from pathlib import Path
 
-import asyncpg
 import typer
 from rich.console import Console
 
-from auth import create_key, ensure_schema
+from auth import issue_key
 from cli import CLIError
 from cli.api_client import ApiClient
 from cli.stack_commands import RichProgress
@@ -26,24 +25,16 @@ from infra.stack import Stack
 console = Console()
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+DEMO_TENANT = "demo"
 DEMO_WORKFLOW = "fan-out-fan-in"
 DEMO_INPUT = {"name": "world", "numbers": [3, 1, 4, 1, 5]}
-
-
-async def _demo_key(settings: Settings) -> str:
-    conn = await asyncpg.connect(settings.postgres_dsn)
-    try:
-        await ensure_schema(conn)
-        return await create_key(conn, "demo")
-    finally:
-        await conn.close()
 
 
 async def _demo(settings: Settings, timeout: float) -> bool:
     progress = RichProgress(console)
     await Stack(settings, progress=progress).up()
     with progress.step("creating an API key for tenant 'demo'…"):
-        key = await _demo_key(settings)
+        key = await issue_key(settings.postgres_dsn, DEMO_TENANT)
     examples = sorted(EXAMPLES_DIR.glob("*.json"))
     if not examples:
         raise CLIError(f"no example workflows in {EXAMPLES_DIR}")

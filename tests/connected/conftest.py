@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
 
-from auth import create_key, ensure_schema
+from auth import issue_key
 from infra.settings import Settings
 from infra.stack import Stack
 
@@ -18,12 +17,7 @@ async def services(stack: Settings) -> Settings:
 
 
 async def _key_for(settings: Settings, tenant: str) -> str:
-    conn = await asyncpg.connect(settings.postgres_dsn)
-    try:
-        await ensure_schema(conn)
-        return await create_key(conn, tenant)
-    finally:
-        await conn.close()
+    return await issue_key(settings.postgres_dsn, tenant)
 
 
 @pytest.fixture

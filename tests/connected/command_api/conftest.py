@@ -11,11 +11,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
-from auth import create_key, ensure_schema
+from auth import issue_key
 from infra.settings import Settings
 from tests.helpers import eventually
 
@@ -75,12 +74,7 @@ async def command_api(command_api_process: tuple[str, subprocess.Popen[bytes]]) 
 
 
 async def new_key(settings: Settings, tenant: str | None = None) -> str:
-    conn = await asyncpg.connect(settings.postgres_dsn)
-    try:
-        await ensure_schema(conn)
-        return await create_key(conn, tenant or f"ca-{uuid.uuid4().hex[:12]}")
-    finally:
-        await conn.close()
+    return await issue_key(settings.postgres_dsn, tenant or f"ca-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from auth import create_key, ensure_schema
+from auth import issue_key
 from infra.settings import Settings
 from projections import db as read_db
 from tests.connected.query_api.support import CATCH_UP_TIMEOUT_S, QueryApi
@@ -85,12 +85,7 @@ async def pg(stack: Settings, query_api: QueryApi) -> AsyncIterator[asyncpg.Conn
 
 
 async def _key_for(settings: Settings, tenant: str) -> str:
-    conn = await asyncpg.connect(settings.postgres_dsn)
-    try:
-        await ensure_schema(conn)
-        return await create_key(conn, tenant)
-    finally:
-        await conn.close()
+    return await issue_key(settings.postgres_dsn, tenant)
 
 
 @pytest.fixture
