@@ -88,11 +88,22 @@ def ensure_installed(settings: Settings, progress: Progress) -> None:
     marker.write_text("ok\n")
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: url-safe base64 of a uuid4. Like Kafka's own ``Uuid.randomUuid``,
+    never one starting with '-': the storage tool's argument parser reads that as an option."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
 def _cluster_id(settings: Settings) -> str:
     path = kafka_dir(settings) / "cluster.id"
     if path.exists():
-        return path.read_text().strip()
-    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cid = path.read_text().strip()
+        if cid and not cid.startswith("-"):  # an unusable id from an older release: replace
+            return cid
+    cid = new_cluster_id()
     path.write_text(cid + "\n")
     return cid
 
