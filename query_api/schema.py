@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -71,6 +72,11 @@ def _datetime_key(value: Any) -> datetime:
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+
+    @staticmethod
+    def after(edges: Sequence[Any], more: bool) -> PageInfo:
+        """The page info of a page of ``edges`` (each with a ``cursor``)."""
+        return PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None)
 
 
 # "NodeExecution", not "Node": Relay reserves the type name Node for its object interface.
@@ -187,9 +193,7 @@ class Run:
         ]
         return EventConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=PageInfo.after(edges, more=len(rows) > limit),
         )
 
 
@@ -301,9 +305,7 @@ class Query:
         ]
         return WorkflowConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=PageInfo.after(edges, more=len(rows) > limit),
         )
 
     @strawberry.field(
@@ -353,9 +355,7 @@ class Query:
         ]
         return RunConnection(
             edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(rows) > limit, end_cursor=edges[-1].cursor if edges else None
-            ),
+            page_info=PageInfo.after(edges, more=len(rows) > limit),
         )
 
 

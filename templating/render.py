@@ -100,15 +100,20 @@ def _render_string(source: str, context: Mapping[str, Any], budget: _Budget) -> 
                 len(json.dumps(value)) if not isinstance(value, str) else len(value), source
             )
             return value
-        parts: list[str] = []
-        for chunk in _compile_template(source).generate(**context):
-            budget.spend(len(chunk), source)
-            parts.append(chunk)
-        return "".join(parts)
+        return _generate(source, context, budget)
     except TemplateError:
         raise
     except Exception as e:  # whatever a user's template raises is the template's error
         raise _failure(source, e) from e
+
+
+def _generate(source: str, context: Mapping[str, Any], budget: _Budget) -> str:
+    """The template's text, chunk by chunk, stopped as soon as it is over budget."""
+    parts: list[str] = []
+    for chunk in _compile_template(source).generate(**context):
+        budget.spend(len(chunk), source)
+        parts.append(chunk)
+    return "".join(parts)
 
 
 def _render(value: Any, context: Mapping[str, Any], budget: _Budget, depth: int) -> Any:
@@ -134,12 +139,7 @@ def render_string(
 ) -> str:
     """``source`` rendered to a string, even when it is one expression (e.g. a prompt)."""
     try:
-        parts: list[str] = []
-        budget = _Budget(max_chars)
-        for chunk in _compile_template(source).generate(**context):
-            budget.spend(len(chunk), source)
-            parts.append(chunk)
-        return "".join(parts)
+        return _generate(source, context, _Budget(max_chars))
     except TemplateError:
         raise
     except Exception as e:

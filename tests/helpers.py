@@ -35,3 +35,22 @@ async def eventually(
                     f"not true after {timeout:.1f}s ({attempts} attempts): {exc!r}"
                 ) from exc
         await asyncio.sleep(interval)
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports free right now (all held open until all are chosen)."""
+    import socket
+
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(int(s.getsockname()[1]))
+    for s in socks:
+        s.close()
+    return ports
+
+
+def free_port() -> int:
+    return free_ports(1)[0]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from auth import issue_key
+from infra.bus import EventBus
 from infra.settings import Settings
 from infra.stack import Stack
 
@@ -29,3 +32,12 @@ async def api_key(services: Settings, unique: str) -> str:
 @pytest.fixture
 async def other_tenant_key(services: Settings, unique: str) -> str:
     return await _key_for(services, f"o-{unique[:12]}")
+
+
+@pytest.fixture
+async def bus(stack: Settings) -> AsyncIterator[EventBus]:
+    """A producer of the stack's Kafka, for tests that append events or tasks themselves."""
+    b = EventBus(stack.kafka_bootstrap, client_id="aob-test")
+    await b.start()
+    yield b
+    await b.stop()

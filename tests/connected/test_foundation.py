@@ -9,7 +9,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from infra.settings import Settings
 from infra.stack import Stack
 from infra.stack.process import owned_pid, pid_alive, pid_file, port_free
 from schemas.topics import TopicSpec
-from tests.helpers import eventually
+from tests.helpers import eventually, free_ports
 
 pytestmark = pytest.mark.connected
 
@@ -160,18 +159,6 @@ def test_minio_put_stat_get(stack: Settings, unique: str) -> None:
         client.remove_object(stack.minio_bucket, name)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.fixture
 def second_home() -> object:
     # World-searchable, so that the PostgreSQL OS user can reach it when running as root.
@@ -184,7 +171,7 @@ def second_home() -> object:
 async def test_second_stack_survives_kafka_sigkill_and_stops_clean(
     stack: Settings, unique: str, second_home: Path
 ) -> None:
-    kafka_port, controller, pg_port, minio_port, console = _free_ports(5)
+    kafka_port, controller, pg_port, minio_port, console = free_ports(5)
     settings = Settings(
         home=second_home,
         cache_dir=stack.cache_dir,

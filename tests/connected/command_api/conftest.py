@@ -4,7 +4,6 @@ the real stack, and API keys of fresh tenants."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -16,20 +15,14 @@ import pytest
 
 from auth import issue_key
 from infra.settings import Settings
-from tests.helpers import eventually
+from tests.helpers import eventually, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def command_api_process(stack: Settings) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "AOB_COMMAND_API_PORT": str(port),

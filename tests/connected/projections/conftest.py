@@ -12,7 +12,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from infra.bus import EventBus
 from infra.kafka_admin import ensure_topics
 from infra.settings import Settings
 from schemas.topics import TopicSpec
@@ -89,11 +88,3 @@ async def pg(stack: Settings, projector: ProjectorProcess) -> AsyncIterator[asyn
     projector.stop()
     await conn.execute(f"DROP SCHEMA IF EXISTS {projector.schema} CASCADE")
     await conn.close()
-
-
-@pytest.fixture
-async def bus(stack: Settings) -> AsyncIterator[EventBus]:
-    b = EventBus(stack.kafka_bootstrap, client_id="aob-test")
-    await b.start()
-    yield b
-    await b.stop()

@@ -4,7 +4,6 @@ fill themselves: nothing here touches (or is touched by) the live projector's ta
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,15 +18,9 @@ from auth import issue_key
 from infra.settings import Settings
 from projections import db as read_db
 from tests.connected.query_api.support import CATCH_UP_TIMEOUT_S, QueryApi
-from tests.helpers import eventually
+from tests.helpers import eventually, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +35,7 @@ async def query_api(stack: Settings, read_schema: str) -> AsyncIterator[QueryApi
         await read_db.ensure_schema(conn, read_schema)
     finally:
         await conn.close()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),

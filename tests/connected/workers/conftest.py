@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from infra.bus import EventBus
 from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -43,14 +42,6 @@ def worker_process(stack: Settings, tmp_path: Path) -> Iterator[subprocess.Popen
         proc.kill()
         proc.wait()
     assert proc.returncode == 0  # SIGTERM is a clean stop
-
-
-@pytest.fixture
-async def bus(stack: Settings) -> AsyncIterator[EventBus]:
-    b = EventBus(stack.kafka_bootstrap, client_id="aob-test")
-    await b.start()
-    yield b
-    await b.stop()
 
 
 class TopicReader:
