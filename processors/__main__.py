@@ -17,7 +17,9 @@ from infra.settings import get_settings
 from processors.app import create_app
 from processors.config import CoordinatorConfig
 from processors.coordinator import Coordinator, register
+from processors.recovery import LogRecovery
 from processors.topics import TopicMismatch, prepare_topics
+from schemas.envelope import utcnow
 
 
 def main() -> int:
@@ -31,7 +33,8 @@ def main() -> int:
         return 2
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
     parts = create_app(settings, config)
-    register(parts, Coordinator(parts, config))
+    recovery = LogRecovery(settings.kafka_bootstrap, config.runs_topic, utcnow)
+    register(parts, Coordinator(parts, config, recover=recovery))
 
     @parts.app.task
     async def heartbeat() -> None:

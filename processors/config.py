@@ -13,6 +13,7 @@ from schemas.topics import DLQ, RUN_EVENTS, TASK_TOPIC_PREFIX
 
 DEFAULT_APP_ID = "aob-coordinator"
 TABLE_NAME = "run_state"
+TIMERS_TABLE_NAME = "run_timers"
 
 
 class CoordinatorConfig(BaseSettings):
@@ -24,11 +25,19 @@ class CoordinatorConfig(BaseSettings):
     dlq_topic: str = DLQ
     # Log throughput and latency every this many seconds (0: never).
     stats_interval_s: float = 30.0
+    # How often the timer looks for due retries and deadlines: the lateness of a timer.
+    timer_interval_s: float = 0.25
+    # Added to an attempt's time limit before the coordinator gives up on it, so that the
+    # worker's own timeout, which says more, is normally the one reported.
+    timeout_grace_s: float = 5.0
+    # A timer fired but not yet acted on (a backlog) is fired again after this long; the
+    # copies share one event id, so consumers see one.
+    timer_refire_s: float = 15.0
 
     @property
-    def changelog_topic(self) -> str:
-        """The name faust gives the table's changelog topic."""
-        return f"{self.app_id}-{TABLE_NAME}-changelog"
+    def changelog_topics(self) -> list[str]:
+        """The names faust gives the tables' changelog topics."""
+        return [f"{self.app_id}-{name}-changelog" for name in (TABLE_NAME, TIMERS_TABLE_NAME)]
 
     @property
     def heartbeat_name(self) -> str:

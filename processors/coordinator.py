@@ -10,6 +10,11 @@ every consumer drops.
 
 Concurrency is 1 (faust can commit past an unfinished record with more), and nothing slow
 runs here: no storage, no HTTP; the IR travels inline in RunSubmitted.
+
+Alongside each state, the run's pending timers (planned retries, attempt deadlines) are
+written to a second table, which ``processors.ticker`` reads to wake the run when one is due.
+An event of a run the table has lost is not dropped: the partition's states are rebuilt from
+the log first (``processors.recovery``).
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from pydantic import ValidationError
 from processors.app import CoordinatorApp
 from processors.config import CoordinatorConfig
 from processors.core import RunState, step
+from processors.core.timers import pending_timers
 from processors.errors import StateCorrupt
 from processors.stats import LoopStats
+from processors.ticker import Ticker, timers_entry
 from schemas.codec import decode_event, encode_event, encode_task
 from schemas.envelope import Event, utcnow
 from schemas.errors import PoisonRecord
@@ -37,15 +44,14 @@ from schemas.tasks import NodeTask
 log = logging.getLogger("aob.coordinator")
 
 Clock = Callable[[], datetime]
-# Rebuilds a run's state when the table has none for an event that is not its RunSubmitted
-# (e.g. a lost or truncated changelog). Gets the run id and the partition the run lives on.
-StateRecovery = Callable[[str, int], Awaitable[RunState | None]]
+# Rebuilds the states of a partition's unfinished runs from the log, as they were before the
+# record at the given offset (``processors.recovery.LogRecovery``).
+StateRecovery = Callable[[int, int], Awaitable[dict[str, RunState]]]
 
 
-async def no_recovery(run_id: str, partition: int) -> RunState | None:
-    """Default: nothing is rebuilt. Folding the run's partition from the start (a bounded
-    replay by run id) is the planned implementation; until then the event is logged."""
-    return None
+async def no_recovery(partition: int, before: int) -> dict[str, RunState]:
+    """Rebuilds nothing (for tests of the loop alone)."""
+    return {}
 
 
 class Coordinator:
@@ -58,6 +64,7 @@ class Coordinator:
     ) -> None:
         self.app = parts.app
         self.table = parts.table
+        self.timers = parts.timers
         self.config = config
         self.clock = clock
         self.recover = recover
@@ -66,6 +73,10 @@ class Coordinator:
         # table stays the truth (a rebalance may replace its bytes), the cache saves a JSON
         # parse per event when it is unchanged.
         self._decoded: dict[bytes, tuple[bytes, RunState]] = {}
+        # Partition -> the offset before which it was rebuilt from the log (once per process:
+        # a run still unknown after that has no RunSubmitted before it).
+        self._rebuilt: dict[int, int] = {}
+        self.ticker = Ticker(parts.app, parts.timers, config, clock)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -81,7 +92,7 @@ class Coordinator:
         run_key = event.aggregate_id.encode()
         state = self._load(run_key)
         if state is None and not isinstance(event, RunSubmitted):
-            state = await self.recover(event.aggregate_id, partition)
+            state = await self._rebuild(event.aggregate_id, partition, offset)
             if state is None:
                 log.warning(
                     "no state for run %s at %s:%d:%d (%s); the event is ignored",
@@ -102,7 +113,7 @@ class Coordinator:
             self.stats.record(time.perf_counter() - started, 0)
             return  # a duplicate, an echo of our own decision, or a finished run
         await self._send(decision.events, decision.tasks, partition)
-        self._store(run_key, new_state)
+        self._store(run_key, new_state, partition)
         self.stats.record(time.perf_counter() - started, len(decision.events) + len(decision.tasks))
 
     async def _send(self, events: list[Event], tasks: list[NodeTask], partition: int) -> None:
@@ -137,13 +148,40 @@ class Coordinator:
         self._decoded[run_key] = (raw, state)
         return state
 
-    def _store(self, run_key: bytes, state: RunState) -> None:
+    def _store(self, run_key: bytes, state: RunState, partition: int) -> None:
         raw = state.model_dump_json().encode()
         self.table[run_key] = raw
         if state.finished:
             self._decoded.pop(run_key, None)  # nothing more will happen: free the memory
         else:
             self._decoded[run_key] = (raw, state)
+        timers = pending_timers(state, self.config.timeout_grace_s)
+        entry = timers_entry(partition, state.tenant, timers) if timers else None
+        if self.timers.get(run_key) != entry:
+            if entry is None:
+                del self.timers[run_key]
+            else:
+                self.timers[run_key] = entry
+
+    async def _rebuild(self, run_id: str, partition: int, offset: int) -> RunState | None:
+        """The state of ``run_id``, rebuilt with every unfinished run of ``partition`` from
+        the log before ``offset``; the others are stored as well, when the table lacks them."""
+        if partition in self._rebuilt:
+            return None
+        log.warning(
+            "no state for run %s at %s:%d:%d: rebuilding the partition's runs from the log",
+            run_id,
+            self.config.runs_topic,
+            partition,
+            offset,
+        )
+        states = await self.recover(partition, offset)
+        self._rebuilt[partition] = offset
+        for other_id, other in states.items():
+            key = other_id.encode()
+            if other_id != run_id and self.table.get(key) is None:
+                self._store(key, other, partition)
+        return states.get(run_id)
 
     async def _dead_letter(
         self, key: bytes | None, value: bytes | None, reason: str, where: tuple[int, int]
@@ -165,10 +203,15 @@ def register(parts: CoordinatorApp, coordinator: Coordinator) -> None:
                 record.key, record.value, (record.message.partition, record.message.offset)
             )
 
+    @parts.app.timer(coordinator.config.timer_interval_s)
+    async def fire_timers() -> None:
+        await coordinator.ticker.tick()
+
     if coordinator.config.stats_interval_s > 0:
 
         @parts.app.timer(coordinator.config.stats_interval_s)
         async def report_stats() -> None:
             figures = coordinator.stats.report()
+            figures["timers_fired"] = coordinator.ticker.fired_total
             if figures["events"]:
                 log.info("coordinator loop: %s", figures)

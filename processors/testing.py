@@ -36,8 +36,15 @@ WORKER = Actor(kind="system", id="worker", tenant="acme")
 Edge = tuple[str, str] | tuple[str, str, str | None]
 
 
-def build_ir(nodes: dict[str, str], edges: list[Edge], max_attempts: int = 1) -> WorkflowIR:
-    """An IR from ``{node id: type}`` (in definition order) and ``(from, to[, when])``."""
+def build_ir(
+    nodes: dict[str, str],
+    edges: list[Edge],
+    max_attempts: int = 1,
+    backoff_s: float = 0,
+    timeout_s: float | None = None,
+) -> WorkflowIR:
+    """An IR from ``{node id: type}`` (in definition order) and ``(from, to[, when])``;
+    every node gets the same retry policy and time limit."""
     preds: dict[str, list[IREdge]] = defaultdict(list)
     succs: dict[str, list[IREdge]] = defaultdict(list)
     for edge in edges:
@@ -49,7 +56,8 @@ def build_ir(nodes: dict[str, str], edges: list[Edge], max_attempts: int = 1) ->
         nid: IRNode(
             id=nid,
             type=kind,
-            retry=RetryPolicy(max_attempts=max_attempts, backoff_s=0),
+            retry=RetryPolicy(max_attempts=max_attempts, backoff_s=backoff_s),
+            timeout_s=timeout_s,
             predecessors=preds[nid],
             successors=succs[nid],
         )

@@ -1,10 +1,11 @@
 """The topics the coordinator needs before faust starts.
 
 faust runs with ``topic_allow_declare=False``: it must not create the run topic (that is the
-deployment's, with its retention) nor guess the changelog's shape. So the changelog is
-created here, compacted and with exactly as many partitions as the run topic: faust writes a
-run's state to the changelog partition of the event being processed, and on recovery reads
-partition ``p`` of the changelog for partition ``p`` of the runs (co-partitioning).
+deployment's, with its retention) nor guess the changelog's shape. So the changelogs
+are created here, compacted and with exactly as many partitions as the run topic: faust
+writes a run's state to the changelog partition of the event being processed, and on
+recovery reads partition ``p`` of the changelog for partition ``p`` of the runs
+(co-partitioning).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ async def partitions_of(bootstrap: str, topic: str) -> int | None:
 
 
 async def prepare_topics(bootstrap: str, config: CoordinatorConfig, partitions: int) -> None:
-    """Check the run topic, and create the table's changelog if it is missing."""
+    """Check the run topic, and create the tables' changelogs if they are missing."""
     have = await partitions_of(bootstrap, config.runs_topic)
     if have is None:
         raise TopicMismatch(
@@ -45,5 +46,7 @@ async def prepare_topics(bootstrap: str, config: CoordinatorConfig, partitions: 
             f"topic {config.runs_topic} has {have} partitions, the coordinator's table "
             f"{partitions} (AOB_TOPIC_PARTITIONS): they must be equal"
         )
-    spec = TopicSpec(config.changelog_topic, partitions, {"cleanup.policy": "compact"})
-    await ensure_topics(bootstrap, [spec])
+    compacted = {"cleanup.policy": "compact"}
+    await ensure_topics(
+        bootstrap, [TopicSpec(name, partitions, compacted) for name in config.changelog_topics]
+    )

@@ -24,6 +24,7 @@ from schemas.errors import (
 from schemas.events import (
     INLINE_OUTPUT_MAX_BYTES,
     NodeFailed,
+    NodeRetryPlanned,
     NodeScheduled,
     NodeSkipped,
     NodeStarted,
@@ -35,6 +36,7 @@ from schemas.events import (
     RunStarted,
     RunSubmitted,
     RunWarning,
+    TimerFired,
     WorkflowPublished,
 )
 from schemas.ir import IREdge, IRNode, WorkflowIR
@@ -55,6 +57,7 @@ __all__ = [
     "NodeContext",
     "NodeDef",
     "NodeFailed",
+    "NodeRetryPlanned",
     "NodeScheduled",
     "NodeSkipped",
     "NodeStarted",
@@ -73,6 +76,7 @@ __all__ = [
     "SchemaError",
     "SubmitPatch",
     "SubmitRun",
+    "TimerFired",
     "UnknownEventType",
     "WorkflowDefinition",
     "WorkflowIR",

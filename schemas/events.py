@@ -6,7 +6,8 @@ Workflow events are keyed by workflow id on ``aob.workflows.events``; run events
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -113,9 +114,47 @@ class NodeFailed(Event):
     payload: NodeFailedPayload
 
 
+class NodeRetryPlannedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=2, description="The attempt that will be scheduled.")
+    due_at: datetime = Field(description="When it will be scheduled (UTC).")
+    delay_s: float = Field(ge=0, description="The backoff chosen, jitter included.")
+
+
+@event("run.node_retry_planned")
+class NodeRetryPlanned(Event):
+    """An attempt failed and may be retried: the next one is due at ``due_at``. The
+    coordinator's timer turns that moment into a TimerFired, which schedules it."""
+
+    payload: NodeRetryPlannedPayload
+
+
+class TimerFiredPayload(Payload):
+    kind: Literal["retry", "timeout"] = Field(
+        description="`retry`: a planned attempt is due. `timeout`: an attempt's time is up."
+    )
+    node_id: str
+    attempt: int = Field(ge=1, description="The attempt the timer is about.")
+    due_at: datetime = Field(description="When the timer was due (it fires at or after).")
+    timeout_s: float | None = Field(
+        None, description="For `timeout`: the limit that passed, grace included."
+    )
+
+
+@event("run.timer_fired")
+class TimerFired(Event):
+    """A moment the coordinator waited for has come. It is a wake-up, not a decision: the
+    coordinator decides on it in order with the run's other events, from the run's facts,
+    so a timer that fires late, twice, or after its attempt answered changes nothing."""
+
+    payload: TimerFiredPayload
+
+
 class NodeSkippedPayload(Payload):
     node_id: str
-    reason: str = Field(description="Why: a branch not taken, or an unknown type.")
+    reason: str = Field(
+        description="Why: a branch not taken, an unknown type, or the run was cancelled."
+    )
 
 
 @event("run.node_skipped")

@@ -28,6 +28,12 @@ EDGE_GUARDS: dict[str, frozenset[str]] = {
 MAX_NODES = 500
 MAX_EDGES = 2_000
 
+# One attempt's time limit when a node sets no ``timeout_s``. The worker stops its handler
+# at this limit; the coordinator, a little later, takes an attempt still unanswered for lost.
+DEFAULT_TIMEOUT_S = 60.0
+# The longest wait between two attempts when a retry policy sets no ``max_backoff_s``.
+DEFAULT_MAX_BACKOFF_S = 300.0
+
 
 class RetryPolicy(BaseModel):
     """How often a node is tried, and how long to wait between attempts."""
@@ -35,7 +41,15 @@ class RetryPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_attempts: int = Field(1, ge=1, le=20, description="Attempts in all, the first included.")
-    backoff_s: float = Field(0.5, ge=0, le=3600, description="Base delay before a retry.")
+    backoff_s: float = Field(
+        0.5,
+        ge=0,
+        le=3600,
+        description="Delay before the first retry; it doubles for each later one, with jitter.",
+    )
+    max_backoff_s: float | None = Field(
+        None, ge=0, le=86_400, description="Cap on one delay (300 s if absent)."
+    )
 
 
 class NodeDef(BaseModel):
@@ -47,7 +61,9 @@ class NodeDef(BaseModel):
     type: str = Field(min_length=1, max_length=64, description="Node type, e.g. `transform`.")
     config: dict[str, Any] = Field(default_factory=dict, description="Type-specific settings.")
     retry: RetryPolicy | None = Field(None, description="Retry policy; one attempt if absent.")
-    timeout_s: float | None = Field(None, gt=0, le=86_400, description="Per-attempt timeout.")
+    timeout_s: float | None = Field(
+        None, gt=0, le=86_400, description="Per-attempt time limit (60 s if absent)."
+    )
 
 
 class EdgeDef(BaseModel):

@@ -21,14 +21,13 @@ from schemas.envelope import Event
 from schemas.position import Position
 from schemas.tasks import NodeTask
 from schemas.topics import RUN_EVENTS
+from schemas.workflow import DEFAULT_TIMEOUT_S
 from workers import reports
 from workers.errors import InfrastructureFault
 from workers.handlers.base import Handler, Job
 from workers.outcome import classify
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TIMEOUT_S = 60.0
 
 T = TypeVar("T")
 

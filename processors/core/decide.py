@@ -14,14 +14,18 @@ The adapter folds every decided event into the state before it reads the next re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from processors.core.backoff import retry_delay_s
 from processors.core.edges import dead_reason, edge_live, predecessors_finished
 from processors.core.evolve import evolve
 from processors.core.state import NodeStatus, RunState, RunStatus
 from schemas.envelope import Event, Payload, deterministic_id, system_actor
 from schemas.events import (
     NodeFailed,
+    NodeFailedPayload,
+    NodeRetryPlanned,
+    NodeRetryPlannedPayload,
     NodeScheduled,
     NodeScheduledPayload,
     NodeSkipped,
@@ -39,6 +43,7 @@ from schemas.events import (
     RunSubmitted,
     RunWarning,
     RunWarningPayload,
+    TimerFired,
 )
 from schemas.tasks import NodeContext, NodeTask
 from schemas.topics import TASK_TYPES, task_topic
@@ -106,13 +111,15 @@ class _Decider:
                 self._emit(RunStarted, RunStartedPayload(version=self.state.version), "start")
                 self._settle(self.state.ir.roots)
         elif isinstance(ev, RunCancelRequested):
-            self._emit(RunCancelled, RunCancelledPayload(reason=ev.payload.reason), "cancel")
+            self._cancel(ev.payload.reason)
         elif isinstance(ev, NodeFailed):
             self._on_failed(ev)
         elif isinstance(ev, NodeSucceeded | NodeSkipped):
             node_id = ev.payload.node_id
             if node_id in self.state.nodes and self.state.nodes[node_id].terminal:
                 self._settle([e.node for e in self.state.node_def(node_id).successors])
+        elif isinstance(ev, TimerFired):
+            self._on_timer(ev)
 
     def _on_failed(self, ev: NodeFailed) -> None:
         p = ev.payload
@@ -122,10 +129,73 @@ class _Decider:
         if node.status is NodeStatus.FAILED:
             reason = f"node {p.node_id!r} failed in attempt {p.attempt}: {p.error}"
             self._emit(RunFailed, RunFailedPayload(reason=reason, node_id=p.node_id), "fail")
-        elif not node.terminal and p.attempt + 1 not in node.scheduled:
-            # Retry at once. A backoff (node retry.backoff_s) becomes a timer later: decide
-            # then emits a "retry due at" fact instead, and the schedule follows the timer.
-            self._schedule(p.node_id, p.attempt + 1)
+            return
+        following = p.attempt + 1
+        if node.terminal or following in node.scheduled or following in node.retry_due:
+            return  # succeeded meanwhile, or this attempt's retry is decided already
+        policy = self.state.node_def(p.node_id).retry
+        delay = retry_delay_s(policy, p.attempt, self.state.run_id, p.node_id)
+        if delay <= 0:
+            self._schedule(p.node_id, following)
+            return
+        # Counted from the failure, not from now: a coordinator that decides late (a
+        # restart, a backlog) plans the same moment as one that decided at once.
+        due = ev.occurred_at + timedelta(seconds=delay)
+        self._emit(
+            NodeRetryPlanned,
+            NodeRetryPlannedPayload(
+                node_id=p.node_id, attempt=following, due_at=due, delay_s=delay
+            ),
+            "plan_retry",
+            p.node_id,
+            following,
+        )
+
+    def _on_timer(self, ev: TimerFired) -> None:
+        """Act on a timer only if what it waited for is still so: the retry is still to
+        be scheduled, or the attempt is still the latest and still unanswered."""
+        t = ev.payload
+        node = self.state.nodes.get(t.node_id)
+        if node is None or node.terminal or self.state.cancel_requested:
+            return
+        if t.kind == "retry":
+            if t.attempt in node.retry_due and t.attempt not in node.scheduled:
+                self._schedule(t.node_id, t.attempt)
+            return
+        if t.attempt != node.attempt or t.attempt in node.failures:
+            return
+        limit = f"{t.timeout_s:g}s" if t.timeout_s is not None else "its time limit"
+        failure = self._emit(
+            NodeFailed,
+            NodeFailedPayload(
+                node_id=t.node_id,
+                attempt=t.attempt,
+                error=f"timed out: attempt {t.attempt} gave no answer within {limit}",
+                retryable=True,
+            ),
+            "time_out",
+            t.node_id,
+            t.attempt,
+        )
+        assert isinstance(failure, NodeFailed)
+        self._on_failed(failure)
+
+    def _cancel(self, reason: str | None) -> None:
+        """Nothing new starts; attempts in flight are abandoned (a late answer is ignored,
+        since a finished run folds nothing); every unfinished node is skipped with a reason
+        that says so, so that the read model shows no node still waiting."""
+        for node_id in self.state.ir.order:
+            node = self.state.nodes[node_id]
+            if node.terminal:
+                continue
+            if node.status in (NodeStatus.SCHEDULED, NodeStatus.RUNNING):
+                why = f"run cancelled; attempt {node.attempt} was abandoned in flight"
+            else:
+                why = "run cancelled before the node started"
+            self._emit(
+                NodeSkipped, NodeSkippedPayload(node_id=node_id, reason=why), "skip", node_id
+            )
+        self._emit(RunCancelled, RunCancelledPayload(reason=reason), "cancel")
 
     # --- readiness, with dead-path elimination ------------------------------------------
 

@@ -13,6 +13,7 @@ from processors.core.state import NodeState, NodeStatus, RunState, RunStatus
 from schemas.envelope import Event
 from schemas.events import (
     NodeFailed,
+    NodeRetryPlanned,
     NodeScheduled,
     NodeSkipped,
     NodeStarted,
@@ -88,6 +89,9 @@ def _apply(state: RunState, event: Event) -> None:
         node = _node(state, event.payload.node_id)
         if node is not None and not node.terminal:
             node.started = sorted({*node.started, event.payload.attempt})
+            # A task redelivered to a worker after a crash starts again: the deadline still
+            # counts from the first start.
+            node.started_at = {event.payload.attempt: event.occurred_at, **node.started_at}
             if event.payload.attempt == node.attempt:
                 node.status = NodeStatus.RUNNING
     elif isinstance(event, NodeSucceeded):
@@ -104,7 +108,9 @@ def _apply(state: RunState, event: Event) -> None:
     elif isinstance(event, NodeFailed):
         f = event.payload
         node = _node(state, f.node_id)
-        if node is not None and not node.terminal:
+        # The first report of an attempt's failure is the one that counts: a worker's late
+        # report of an attempt the coordinator already timed out changes nothing.
+        if node is not None and not node.terminal and f.attempt not in node.failures:
             node.failures = {**node.failures, f.attempt: f.error}
             # Only the latest attempt's failure counts: an older attempt's report is stale.
             if f.attempt >= node.attempt and failed_for_good(
@@ -112,6 +118,11 @@ def _apply(state: RunState, event: Event) -> None:
             ):
                 node.status = NodeStatus.FAILED
                 node.error = f.error
+    elif isinstance(event, NodeRetryPlanned):
+        r = event.payload
+        node = _node(state, r.node_id)
+        if node is not None and not node.terminal and r.attempt not in node.retry_due:
+            node.retry_due = {**node.retry_due, r.attempt: r.due_at}
     elif isinstance(event, NodeSkipped):
         node = _node(state, event.payload.node_id)
         if node is not None and not node.terminal:
@@ -127,5 +138,6 @@ def _apply(state: RunState, event: Event) -> None:
     elif isinstance(event, RunCancelled):
         state.status = RunStatus.CANCELLED
         state.reason = event.payload.reason
-    # RunSubmitted again (another id for the same run), RunWarning and event types this
-    # coordinator does not route on are recorded as applied and change nothing else.
+    # RunSubmitted again (another id for the same run), RunWarning, TimerFired (a wake-up;
+    # the decider reads it) and event types this coordinator does not route on are
+    # recorded as applied and change nothing else.

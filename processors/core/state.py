@@ -7,6 +7,7 @@ same fact changes nothing. The model is JSON-serialisable: it is what the faust 
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -47,7 +48,15 @@ class NodeState(BaseModel):
     status: NodeStatus = NodeStatus.PENDING
     scheduled: list[int] = Field(default_factory=list, description="Attempts scheduled, sorted.")
     started: list[int] = Field(default_factory=list, description="Attempts a worker picked up.")
-    failures: dict[int, str] = Field(default_factory=dict, description="Attempt -> error.")
+    started_at: dict[int, datetime] = Field(
+        default_factory=dict, description="Attempt -> when a worker first reported it started."
+    )
+    retry_due: dict[int, datetime] = Field(
+        default_factory=dict, description="Attempt -> when it is due (a planned retry)."
+    )
+    failures: dict[int, str] = Field(
+        default_factory=dict, description="Attempt -> error (the first report of it)."
+    )
     succeeded_attempt: int | None = None
     output: Any = None
     output_inline: bool = False

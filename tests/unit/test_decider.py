@@ -265,10 +265,16 @@ def test_stale_failure_of_a_superseded_attempt_is_ignored() -> None:
 def test_cancel_stops_everything_after() -> None:
     h = Harness(build_ir({"a": "noop", "b": "noop"}, [("a", "b")]))
     decided = h.feed(cancel_requested("run-1"))
-    assert types(decided) == ["RunCancelled"]
-    assert isinstance(decided[0], RunCancelled)
-    assert decided[0].payload.reason == "user asked"
-    assert h.succeed("a") == []
+    # Every unfinished node is skipped, saying why, then the run is cancelled.
+    assert types(decided) == ["NodeSkipped", "NodeSkipped", "RunCancelled"]
+    skipped = {e.payload.node_id: e.payload.reason for e in decided[:2]}
+    assert skipped == {
+        "a": "run cancelled; attempt 1 was abandoned in flight",
+        "b": "run cancelled before the node started",
+    }
+    assert isinstance(decided[2], RunCancelled)
+    assert decided[2].payload.reason == "user asked"
+    assert h.succeed("a") == []  # the abandoned attempt answers late: nothing happens
     assert h.run.status is RunStatus.CANCELLED
     assert h.scheduled() == [("a", 1)]
 

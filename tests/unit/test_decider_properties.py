@@ -1,7 +1,9 @@
 """Random DAGs through the decider, with a simulated worker and a hostile delivery order.
 
 Events reach the coordinator shuffled (any order a worker race or a replay could produce,
-and more), duplicated, and its own decisions echo back. Whatever the order, every node must
+and more), duplicated, and its own decisions echo back. Workers fail attempts and lose
+answers; timers (planned retries, attempt deadlines) fire at any moment, early, twice, or
+after what they waited for has happened. Whatever the order, every node must
 end SUCCEEDED or SKIPPED exactly once, each scheduled only after all its predecessors
 finished, skips exactly where a reference evaluation of the branches says, and the run
 COMPLETED exactly once.
@@ -16,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processors.core import NodeStatus, RunState, RunStatus, step
+from processors.core.timers import Timer, pending_timers, timer_fired
 from processors.testing import EPOCH, build_ir, failed, run_submitted, started, succeeded
 from schemas.envelope import Event
 from schemas.events import NodeScheduled, NodeSkipped, RunCompleted, RunFailed
@@ -29,7 +32,8 @@ MAX_ATTEMPTS = 3
 class Scenario:
     ir: WorkflowIR
     verdicts: dict[str, bool]  # what each condition node answers
-    flaky: bool
+    flaky: bool  # workers fail some attempts (retryable)
+    lossy: bool  # workers lose the answer of some attempts (only a timeout saves those)
 
 
 @st.composite
@@ -48,7 +52,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             when = draw(st.sampled_from(["true", "false"])) if kinds[p] == "condition" else None
             edges.append((f"n{p}", f"n{i}", when))
     verdicts = {nid: draw(st.booleans()) for nid, kind in nodes.items() if kind == "condition"}
-    return Scenario(build_ir(nodes, edges, MAX_ATTEMPTS), verdicts, draw(st.booleans()))
+    backoff_s = draw(st.sampled_from([0.0, 0.5]))
+    ir = build_ir(nodes, edges, MAX_ATTEMPTS, backoff_s=backoff_s, timeout_s=10)
+    return Scenario(ir, verdicts, draw(st.booleans()), draw(st.booleans()))
 
 
 def expected_statuses(sc: Scenario) -> dict[str, NodeStatus]:
@@ -99,9 +105,12 @@ class Simulation:
     def work(self, task: NodeTask) -> list[Event]:
         """The worker: the same task always gives the same report (deterministic ids)."""
         kind = self.sc.ir.nodes[task.node_id].type
-        coin = random.Random(task.task_id).random()  # stable per task, so redelivery agrees
-        if self.sc.flaky and task.attempt < MAX_ATTEMPTS and coin < 0.3:
+        coins = random.Random(task.task_id)  # stable per task, so redelivery agrees
+        flaky, lossy = coins.random(), coins.random()
+        if self.sc.flaky and task.attempt < MAX_ATTEMPTS and flaky < 0.3:
             return [started(task), failed(task, "transient")]
+        if self.sc.lossy and task.attempt < MAX_ATTEMPTS and lossy < 0.3:
+            return [started(task)]  # the answer is lost: only the deadline moves on
         output = {"result": self.sc.verdicts[task.node_id]} if kind == "condition" else {"n": 1}
         return [started(task), succeeded(task, output)]
 
@@ -113,9 +122,17 @@ class Simulation:
                 choices.append("deliver")
             if self.tasks:
                 choices.append("work")
+            timers = self.fireable()
+            if timers:
+                choices.append("timer")
             if not choices:
                 return
-            if self.rnd.choice(choices) == "deliver":
+            choice = self.rnd.choice(choices)
+            if choice == "timer":
+                assert self.state is not None
+                timer = self.rnd.choice(timers)
+                self.inbox.append(timer_fired(self.state.run_id, self.state.tenant, timer, EPOCH))
+            elif choice == "deliver":
                 event = self.inbox.pop(self.rnd.randrange(len(self.inbox)))
                 self.deliver(event)
                 if self.rnd.random() < 0.1:  # at-least-once: it comes again later
@@ -135,6 +152,18 @@ class Simulation:
                     reports += again
                 self.inbox.extend(reports)
         raise AssertionError("the simulation did not settle")
+
+    def fireable(self) -> list[Timer]:
+        """Pending timers, fired whenever the simulation likes (the decider must not care
+        when). Deadlines of a last attempt stay unfired: that attempt always answers here,
+        and a timeout on it would fail the run, which these scenarios do not want."""
+        if self.state is None:
+            return []
+        return [
+            t
+            for t in pending_timers(self.state, grace_s=0)
+            if t.kind == "retry" or t.attempt < MAX_ATTEMPTS
+        ]
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from infra.kafka_admin import ensure_topics
 from infra.settings import Settings
@@ -80,6 +81,9 @@ async def isolated(
         "AOB_COORDINATOR_TASK_TOPIC_PREFIX": config.task_topic_prefix,
         "AOB_COORDINATOR_DLQ_TOPIC": config.dlq_topic,
         "AOB_COORDINATOR_STATS_INTERVAL_S": "1",
+        # Timers in these tests are short: fire them promptly, with a small grace.
+        "AOB_COORDINATOR_TIMER_INTERVAL_S": "0.1",
+        "AOB_COORDINATOR_TIMEOUT_GRACE_S": "0.5",
     }
     iso = Isolated(stack, config, log_path, env)
     iso.start()
@@ -87,6 +91,16 @@ async def isolated(
         yield iso
     finally:
         stop(iso.process)
+
+
+@pytest.fixture
+async def producer(isolated: Isolated) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(
+        bootstrap_servers=isolated.settings.kafka_bootstrap, acks="all", linger_ms=1
+    )
+    await p.start()
+    yield p
+    await p.stop()
 
 
 def stop(process: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> int | None:

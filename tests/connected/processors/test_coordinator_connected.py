@@ -7,156 +7,29 @@ with NodeStarted/NodeSucceeded, and reads the run's history back from the log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import statistics
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from processors.testing import build_ir, run_submitted, started, succeeded
-from schemas.codec import decode_event, decode_task, encode_event
-from schemas.envelope import Event
-from schemas.errors import PoisonRecord
+from processors.testing import build_ir, run_submitted
+from schemas.codec import encode_event
 from schemas.events import NodeScheduled, RunCompleted
-from schemas.ir import WorkflowIR
-from tests.connected.processors.conftest import TASK_TYPES_USED, Isolated, stop, wait_for_log
+from tests.connected.processors.conftest import Isolated, stop, wait_for_log
+from tests.connected.processors.harness import (
+    FakeWorker,
+    RunLog,
+    assert_completed_once_each,
+    fan_out_fan_in,
+    submit,
+)
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.connected
-
-
-class RunLog:
-    """Every event of the run topic, by run, with the record's timestamp (ms)."""
-
-    def __init__(self, iso: Isolated) -> None:
-        self.iso = iso
-        self.by_run: dict[str, list[tuple[Event, int]]] = defaultdict(list)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> RunLog:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.iso.settings.kafka_bootstrap,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=50,
-        )
-        await consumer.start()
-        parts = [
-            TopicPartition(self.iso.config.runs_topic, p)
-            for p in range(self.iso.settings.topic_partitions)
-        ]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        self._task = asyncio.create_task(self._read(consumer))
-        return self
-
-    async def _read(self, consumer: AIOKafkaConsumer) -> None:
-        try:
-            async for record in consumer:
-                with contextlib.suppress(PoisonRecord):
-                    ev = decode_event(record.value)
-                    self.by_run[ev.aggregate_id].append((ev, record.timestamp))
-        finally:
-            await consumer.stop()
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    def events(self, run_id: str) -> list[Event]:
-        return [ev for ev, _ in self.by_run.get(run_id, [])]
-
-
-class FakeWorker:
-    """Answers tasks of our runs: NodeStarted, then NodeSucceeded with a small output."""
-
-    def __init__(self, iso: Isolated, producer: AIOKafkaProducer, run_ids: set[str]) -> None:
-        self.iso = iso
-        self.producer = producer
-        self.run_ids = run_ids
-        self.tasks_seen: list[Any] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> FakeWorker:
-        consumer = AIOKafkaConsumer(
-            *[self.iso.config.task_topic(t) for t in TASK_TYPES_USED],
-            bootstrap_servers=self.iso.settings.kafka_bootstrap,
-            group_id=f"test-worker-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            fetch_max_wait_ms=50,
-        )
-        await consumer.start()
-        self._task = asyncio.create_task(self._work(consumer))
-        return self
-
-    async def _work(self, consumer: AIOKafkaConsumer) -> None:
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=200)
-                acks = []
-                for records in batches.values():
-                    for record in records:
-                        task = decode_task(record.value)
-                        if task.run_id not in self.run_ids:
-                            continue
-                        self.tasks_seen.append(task)
-                        for ev in (started(task), succeeded(task, {"node": task.node_id})):
-                            key, value, headers = encode_event(ev)
-                            acks.append(
-                                await self.producer.send(
-                                    self.iso.config.runs_topic, value, key=key, headers=headers
-                                )
-                            )
-                if acks:
-                    await asyncio.gather(*acks)
-        finally:
-            await consumer.stop()
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-
-@pytest.fixture
-async def producer(isolated: Isolated) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(
-        bootstrap_servers=isolated.settings.kafka_bootstrap, acks="all", linger_ms=1
-    )
-    await p.start()
-    yield p
-    await p.stop()
-
-
-def fan_out_fan_in() -> WorkflowIR:
-    return build_ir(
-        {"start": "noop", "left": "transform", "right": "transform", "join": "noop"},
-        [("start", "left"), ("start", "right"), ("left", "join"), ("right", "join")],
-    )
-
-
-async def submit(iso: Isolated, producer: AIOKafkaProducer, run_id: str, ir: WorkflowIR) -> None:
-    key, value, headers = encode_event(run_submitted(run_id, ir, {"n": 1}))
-    await producer.send_and_wait(iso.config.runs_topic, value, key=key, headers=headers)
-
-
-def assert_completed_once_each(log: RunLog, run_id: str, ir: WorkflowIR) -> None:
-    events = log.events(run_id)
-    assert events, "no event of the run"
-    assert isinstance(events[-1], RunCompleted), [e.type for e in events]
-    scheduled = [e.payload.node_id for e in events if isinstance(e, NodeScheduled)]
-    # Decisions may be re-sent after a crash, under the same ids: count distinct ids.
-    distinct = {e.event_id: e.payload.node_id for e in events if isinstance(e, NodeScheduled)}
-    assert sorted(distinct.values()) == sorted(ir.nodes), scheduled
 
 
 async def test_fan_out_fan_in_run_completes_with_each_node_scheduled_once(

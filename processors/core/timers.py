@@ -1,0 +1,99 @@
+"""The moments a run waits for: planned retries and attempt deadlines.
+
+Both are read off the run's facts, never kept as separate mutable state: a retry is due when
+a NodeRetryPlanned says so and that attempt is not scheduled yet; an attempt's deadline is
+when a worker first reported it started, plus its time limit (the node's ``timeout_s``, else
+the default) plus a grace that lets the worker's own timeout report first, with its clearer
+reason. An attempt that is scheduled but not started has no deadline: its task waits in
+Kafka until a worker of its type takes it, however long the queue.
+
+The adapter (``processors.ticker``) turns a timer that is due into a ``TimerFired`` event on
+the run's stream; the decider acts on it like on any other event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from processors.core.state import NodeStatus, RunState
+from schemas.envelope import deterministic_id, system_actor
+from schemas.events import TimerFired, TimerFiredPayload
+from schemas.workflow import DEFAULT_TIMEOUT_S
+
+TIMER_COMPONENT = "coordinator-timer"
+TimerKind = Literal["retry", "timeout"]
+
+
+@dataclass(frozen=True)
+class Timer:
+    kind: TimerKind
+    node_id: str
+    attempt: int
+    due_at: datetime
+    timeout_s: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "node_id": self.node_id,
+            "attempt": self.attempt,
+            "due_at": self.due_at.isoformat(),
+            "timeout_s": self.timeout_s,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, object]) -> Timer:
+        timeout = raw.get("timeout_s")
+        return cls(
+            kind="retry" if raw["kind"] == "retry" else "timeout",
+            node_id=str(raw["node_id"]),
+            attempt=int(str(raw["attempt"])),
+            due_at=datetime.fromisoformat(str(raw["due_at"])),
+            timeout_s=None if timeout is None else float(str(timeout)),
+        )
+
+
+def pending_timers(state: RunState, grace_s: float) -> list[Timer]:
+    """Every timer of ``state`` that has not done its work yet, earliest first."""
+    if state.finished:
+        return []
+    out = []
+    for node_id, node in state.nodes.items():
+        if node.terminal:
+            continue
+        for attempt, due in node.retry_due.items():
+            if attempt not in node.scheduled:
+                out.append(Timer("retry", node_id, attempt, due))
+        attempt = node.attempt
+        started_at = node.started_at.get(attempt)
+        if (
+            node.status in (NodeStatus.SCHEDULED, NodeStatus.RUNNING)
+            and started_at is not None
+            and attempt not in node.failures
+        ):
+            limit = (state.node_def(node_id).timeout_s or DEFAULT_TIMEOUT_S) + grace_s
+            out.append(
+                Timer("timeout", node_id, attempt, started_at + timedelta(seconds=limit), limit)
+            )
+    return sorted(out, key=lambda t: t.due_at)
+
+
+def timer_fired(run_id: str, tenant: str, timer: Timer, now: datetime) -> TimerFired:
+    """The event that says ``timer`` is due. Its id depends on the timer alone, so firing
+    one timer twice (a restart, a slow loop) appends one fact that consumers see once."""
+    return TimerFired(
+        event_id=deterministic_id(run_id, "timer", timer.kind, timer.node_id, str(timer.attempt)),
+        aggregate_id=run_id,
+        occurred_at=now,
+        correlation_id=run_id,
+        actor=system_actor(TIMER_COMPONENT, tenant),
+        payload=TimerFiredPayload(
+            kind=timer.kind,
+            node_id=timer.node_id,
+            attempt=timer.attempt,
+            due_at=timer.due_at,
+            timeout_s=timer.timeout_s,
+        ),
+    )

@@ -1,0 +1,104 @@
+"""Rebuilding lost run states from the log (DESIGN.md: the table is a snapshot of a fold).
+
+When the agent meets an event of a run the table does not know, and the event is not the
+run's RunSubmitted, the table has lost it: a changelog deleted or compacted away, a faust
+recovery that came up short. The run topic is the truth, so the states are rebuilt from it:
+every record of the partition before the event being handled is fed through ``step``, in log
+order, exactly as the agent fed them, decisions included but not sent. Decisions are pure
+functions of the run's events, with ids derived from their causes, so the rebuilt state is
+the one the agent had — and the decisions that are already in the log, which come back
+later, are recognised as echoes.
+
+One pass rebuilds every run of the partition (a lost changelog loses them all at once), not
+one run at a time. Runs that finished are not kept: nothing more happens to them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from processors.core import RunState, step
+from schemas.codec import decode_event
+from schemas.errors import PoisonRecord
+
+log = logging.getLogger("aob.coordinator.recovery")
+
+Clock = Callable[[], datetime]
+
+
+def rebuild(records: list[bytes | None], clock: Clock) -> dict[str, RunState]:
+    """The states of the unfinished runs after the agent would have handled ``records``."""
+    states: dict[str, RunState] = {}
+    finished: set[str] = set()
+    for value in records:
+        try:
+            event = decode_event(value)
+        except PoisonRecord:
+            continue  # the agent dead-lettered it
+        run_id = event.aggregate_id
+        if run_id in finished:
+            continue
+        state, _ = step(states.get(run_id), event, clock())
+        if state is None:
+            continue
+        if state.finished:
+            finished.add(run_id)
+            states.pop(run_id, None)
+        else:
+            states[run_id] = state
+    return states
+
+
+class LogRecovery:
+    """Reads a partition of the run topic from its start up to an offset and rebuilds."""
+
+    def __init__(self, bootstrap: str, topic: str, clock: Clock) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.clock = clock
+
+    async def __call__(self, partition: int, before: int) -> dict[str, RunState]:
+        began = time.perf_counter()
+        records = await self._read(partition, before)
+        states = rebuild(records, self.clock)
+        log.warning(
+            "rebuilt %d unfinished runs of %s:%d from %d records of the log in %.1fs",
+            len(states),
+            self.topic,
+            partition,
+            len(records),
+            time.perf_counter() - began,
+        )
+        return states
+
+    async def _read(self, partition: int, before: int) -> list[bytes | None]:
+        tp = TopicPartition(self.topic, partition)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await consumer.start()
+        out: list[bytes | None] = []
+        try:
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            if await consumer.position(tp) >= before:
+                return out
+            while True:
+                batches = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+                for record in batches.get(tp, []):
+                    if record.offset >= before:
+                        return out
+                    out.append(record.value)
+                if await consumer.position(tp) >= before:
+                    return out
+        finally:
+            await consumer.stop()
