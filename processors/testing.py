@@ -49,7 +49,7 @@ def build_ir(
     succs: dict[str, list[IREdge]] = defaultdict(list)
     for edge in edges:
         a, b = edge[0], edge[1]
-        when = edge[2] if len(edge) > 2 else None  # type: ignore[misc]
+        when = edge[2] if len(edge) > 2 else None
         preds[b].append(IREdge(node=a, when=when))
         succs[a].append(IREdge(node=b, when=when))
     ir_nodes = {

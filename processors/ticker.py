@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -57,7 +58,8 @@ class Ticker:
         self.clock = clock
         # (run id, timer) -> monotonic time it was last fired: not again before refire_s.
         self._fired: dict[tuple[str, Timer], float] = {}
-        self._decoded: dict[bytes, tuple[bytes, dict[str, Any]]] = {}
+        # Parsed entries by run key, with the bytes they were parsed from.
+        self._decoded: dict[bytes, tuple[bytes, _Entry]] = {}
         self.fired_total = 0
 
     def busy(self) -> bool:
@@ -77,15 +79,14 @@ class Ticker:
                 continue
             entry = self._entry(key, raw)
             run_id = key.decode()
-            for item in entry["timers"]:
-                timer = Timer.from_json(item)
+            for timer in entry.timers:
                 live.add((run_id, timer))
                 if timer.due_at > now:
                     continue
                 last = self._fired.get((run_id, timer))
                 if last is not None and mono - last < self.config.timer_refire_s:
                     continue
-                out.append((run_id, entry["tenant"], int(entry["partition"]), timer))
+                out.append((run_id, entry.tenant, entry.partition, timer))
         # Forget what no run waits for any more (done, or its run moved to another process).
         self._fired = {k: v for k, v in self._fired.items() if k in live}
         self._decoded = {k: v for k, v in self._decoded.items() if k in self.table}
@@ -114,10 +115,22 @@ class Ticker:
         log.debug("fired %d timers", len(due))
         return len(due)
 
-    def _entry(self, key: bytes, raw: bytes) -> dict[str, Any]:
+    def _entry(self, key: bytes, raw: bytes) -> _Entry:
         cached = self._decoded.get(key)
         if cached is not None and cached[0] == raw:
             return cached[1]
-        entry: dict[str, Any] = json.loads(raw)
+        parsed: dict[str, Any] = json.loads(raw)
+        entry = _Entry(
+            partition=int(parsed["partition"]),
+            tenant=str(parsed["tenant"]),
+            timers=[Timer.from_json(t) for t in parsed["timers"]],
+        )
         self._decoded[key] = (raw, entry)
         return entry
+
+
+@dataclass(frozen=True)
+class _Entry:
+    partition: int
+    tenant: str
+    timers: list[Timer]

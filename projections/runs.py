@@ -6,6 +6,8 @@ into them here, in log order, and writes back the rows that changed. Rules:
 - a run's status never leaves a terminal one (COMPLETED, FAILED, CANCELLED);
 - a node's status moves forward within an attempt and restarts with a newer attempt; an
   event of an older attempt changes nothing; SUCCEEDED and SKIPPED are final;
+- a planned retry (NodeRetryPlanned) starts the next attempt as SCHEDULED, with
+  ``scheduled_at`` the moment it is due, and keeps the error that caused it;
 - ``attempts`` is the highest attempt seen; ``successes`` counts distinct NodeSucceeded
   events (it must stay at most 1: a check on exactly-once effects);
 - ``updated_at`` is the newest event's ``occurred_at``, so a rebuild yields the same rows.
@@ -20,6 +22,7 @@ from typing import Any
 from schemas.envelope import Event
 from schemas.events import (
     NodeFailed,
+    NodeRetryPlanned,
     NodeScheduled,
     NodeSkipped,
     NodeStarted,
@@ -103,8 +106,10 @@ class RunFold:
             self._finished(run, ev)
         elif isinstance(ev, NodeScheduled | NodeStarted | NodeSucceeded | NodeFailed | NodeSkipped):
             self._node_event(run, ev)
-        # Other run events (warnings, cancel requests, types added later) only enter the
-        # event history and the run's updated_at.
+        elif isinstance(ev, NodeRetryPlanned):
+            self._retry_planned(run, ev)
+        # Other run events (warnings, cancel requests, timers, types added later) only enter
+        # the event history and the run's updated_at.
 
     # --- runs ----------------------------------------------------------------------------
 
@@ -194,6 +199,14 @@ class RunFold:
             node.output_ref = ev.payload.output_ref
         elif isinstance(ev, NodeFailed):
             node.finished_at, node.error = at, ev.payload.error
+
+    def _retry_planned(self, run: RunRow, ev: NodeRetryPlanned) -> None:
+        p = ev.payload
+        node = self._node(run, p.node_id)
+        if not _moves_forward(node, p.attempt, "SCHEDULED"):
+            return
+        node.attempts, node.status = p.attempt, "SCHEDULED"
+        node.scheduled_at, node.started_at, node.finished_at = p.due_at, None, None
 
 
 def _moves_forward(node: NodeRow, attempt: int, status: str) -> bool:

@@ -29,4 +29,4 @@ def retry_delay_s(policy: RetryPolicy, failed_attempt: int, run_id: str, node_id
     cap = DEFAULT_MAX_BACKOFF_S if policy.max_backoff_s is None else policy.max_backoff_s
     ceiling = min(policy.backoff_s * 2 ** min(failed_attempt - 1, 30), cap)
     draw = jitter_fraction(run_id, node_id, str(failed_attempt))
-    return round(ceiling / 2 + draw * ceiling / 2, 3)
+    return float(round(ceiling / 2 + draw * ceiling / 2, 3))

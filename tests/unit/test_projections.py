@@ -14,6 +14,8 @@ from schemas.envelope import Event, system_actor
 from schemas.events import (
     NodeFailed,
     NodeFailedPayload,
+    NodeRetryPlanned,
+    NodeRetryPlannedPayload,
     NodeScheduled,
     NodeScheduledPayload,
     NodeSkipped,
@@ -193,6 +195,25 @@ def test_retries_restart_the_node_and_stale_attempts_are_ignored() -> None:
     assert (a.status, a.error, a.output) == ("SUCCEEDED", None, {"v": 2})
     f.apply(sched(log, "a", 3))  # success is final
     assert (a.status, a.attempts) == ("SUCCEEDED", 2)
+
+
+def test_a_planned_retry_shows_the_next_attempt_scheduled_for_its_moment() -> None:
+    log = Log()
+    f = fold([log.submitted(), sched(log, "a"), started(log, "a"), failed(log, "a")])
+    a = f.nodes[("r1", "a")]
+    assert (a.status, a.attempts) == ("FAILED", 1)
+    due = T0 + timedelta(minutes=5)
+    f.apply(
+        log(
+            NodeRetryPlanned, NodeRetryPlannedPayload(node_id="a", attempt=2, due_at=due, delay_s=1)
+        )
+    )
+    assert (a.status, a.attempts, a.scheduled_at, a.error) == ("SCHEDULED", 2, due, "boom")
+    assert (a.started_at, a.finished_at) == (None, None)
+    f.apply(sched(log, "a", 2))  # the timer fired: the same attempt, nothing moves back
+    assert (a.status, a.attempts, a.scheduled_at) == ("SCHEDULED", 2, due)
+    f.apply(started(log, "a", 2))
+    assert a.status == "RUNNING"
 
 
 def test_status_moves_forward_within_an_attempt() -> None:
