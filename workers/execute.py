@@ -4,12 +4,20 @@ the output, report the outcome.
 Business failures become NodeFailed events. Infrastructure faults (Kafka, the CAS) are
 retried here with backoff until they pass or the worker stops; the caller commits the offset
 only after ``run`` returns, so a task whose outcome was never acknowledged is redelivered.
+
+A coordinator that crashed between sending a task and recording it sends the same task
+again (same task id). The executor remembers the ids of the tasks it finished lately, whose
+outcome is acknowledged in the log, and does not run such a copy a second time; a copy that
+arrives while the first is still running waits for it. This spares the side effect within
+one worker's lifetime; across restarts the idempotency key (run/node/attempt) that every
+attempt carries is what the called system can rely on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -54,6 +62,7 @@ class TaskExecutor:
         worker_name: str,
         default_timeout_s: float = DEFAULT_TIMEOUT_S,
         max_backoff_s: float = 5.0,
+        remember_tasks: int = 50_000,
     ) -> None:
         self._events = events
         self._store = store
@@ -61,8 +70,37 @@ class TaskExecutor:
         self._worker = worker_name
         self._default_timeout = default_timeout_s
         self._max_backoff = max_backoff_s
+        self._remember = remember_tasks
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._running: dict[str, asyncio.Future[bool]] = {}
+        self.duplicates_skipped = 0
 
     async def run(self, task: NodeTask) -> None:
+        """Execute ``task`` once; a copy of a task finished or running here is not run again."""
+        if task.task_id in self._finished:
+            self.duplicates_skipped += 1
+            log.info("task %s was done already: its copy is not run again", task.task_id)
+            return
+        first = self._running.get(task.task_id)
+        if first is not None and await asyncio.shield(first):
+            self.duplicates_skipped += 1
+            return
+        # Not seen, or the first copy did not finish (then this one does the work).
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._running[task.task_id] = done
+        finished = False
+        try:
+            await self._execute(task)
+            finished = True
+        finally:
+            if self._running.get(task.task_id) is done:
+                del self._running[task.task_id]
+            done.set_result(finished)
+        self._finished[task.task_id] = None
+        if len(self._finished) > self._remember:
+            self._finished.popitem(last=False)
+
+    async def _execute(self, task: NodeTask) -> None:
         handler = self._handlers.get(task.node_type)
         if handler is None:
             await self._report(
