@@ -13,8 +13,8 @@ runs here: no storage, no HTTP; the IR travels inline in RunSubmitted.
 
 Alongside each state, the run's pending timers (planned retries, attempt deadlines) are
 written to a second table, which ``processors.ticker`` reads to wake the run when one is due.
-An event of a run the table has lost is not dropped: the partition's states are rebuilt from
-the log first (``processors.recovery``).
+A table that lost a partition's history (no marker for it, though the partition has records)
+is rebuilt from the log before the agent handles anything there (``processors.recovery``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 import faust
 from pydantic import ValidationError
@@ -73,9 +74,8 @@ class Coordinator:
         # table stays the truth (a rebalance may replace its bytes), the cache saves a JSON
         # parse per event when it is unchanged.
         self._decoded: dict[bytes, tuple[bytes, RunState]] = {}
-        # Partition -> the offset before which it was rebuilt from the log (once per process:
-        # a run still unknown after that has no RunSubmitted before it).
-        self._rebuilt: dict[int, int] = {}
+        # Partitions whose table was checked for loss since they were assigned.
+        self._checked: set[int] = set()
         self.ticker = Ticker(parts.app, parts.timers, config, clock)
 
     # --- the loop -------------------------------------------------------------------------
@@ -84,6 +84,8 @@ class Coordinator:
         """Process one record of the run topic at ``where`` = (partition, offset)."""
         started = time.perf_counter()
         partition, offset = where
+        if partition not in self._checked:
+            await self._check_partition(partition, offset)
         try:
             event = decode_event(value)
         except PoisonRecord as e:
@@ -92,17 +94,17 @@ class Coordinator:
         run_key = event.aggregate_id.encode()
         state = self._load(run_key)
         if state is None and not isinstance(event, RunSubmitted):
-            state = await self._rebuild(event.aggregate_id, partition, offset)
-            if state is None:
-                log.warning(
-                    "no state for run %s at %s:%d:%d (%s); the event is ignored",
-                    event.aggregate_id,
-                    self.config.runs_topic,
-                    partition,
-                    offset,
-                    event.type,
-                )
-                return
+            # The partition's table is whole (checked above), so this run never started
+            # here: a stray event, or one of a run submitted to another deployment.
+            log.warning(
+                "no state for run %s at %s:%d:%d (%s); the event is ignored",
+                event.aggregate_id,
+                self.config.runs_topic,
+                partition,
+                offset,
+                event.type,
+            )
+            return
         try:
             new_state, decision = step(state, event, self.clock())
         except Exception as e:  # a bug in the decider: park the record, keep the other runs going
@@ -163,25 +165,37 @@ class Coordinator:
             else:
                 self.timers[run_key] = entry
 
-    async def _rebuild(self, run_id: str, partition: int, offset: int) -> RunState | None:
-        """The state of ``run_id``, rebuilt with every unfinished run of ``partition`` from
-        the log before ``offset``; the others are stored as well, when the table lacks them."""
-        if partition in self._rebuilt:
-            return None
-        log.warning(
-            "no state for run %s at %s:%d:%d: rebuilding the partition's runs from the log",
-            run_id,
-            self.config.runs_topic,
-            partition,
-            offset,
-        )
-        states = await self.recover(partition, offset)
-        self._rebuilt[partition] = offset
-        for other_id, other in states.items():
-            key = other_id.encode()
-            if other_id != run_id and self.table.get(key) is None:
-                self._store(key, other, partition)
-        return states.get(run_id)
+    async def _check_partition(self, partition: int, offset: int) -> None:
+        """Make sure the table holds the partition's history before handling ``offset``.
+
+        The first record the agent handles on a partition writes a marker into the table. A
+        table recovered without that marker while the partition has records before
+        ``offset`` has lost its history (a changelog deleted, or never restored): the states
+        of the partition's unfinished runs are then rebuilt from the log and stored, before
+        anything else happens, so that no event meets a missing state and no run waiting
+        only for a timer is forgotten. Checked once per assignment of the partition.
+        """
+        marker = partition_marker(partition)
+        if self.table.get(marker) is None and offset > 0:
+            log.warning(
+                "the table holds no history of %s:%d, which has %d records before this one: "
+                "rebuilding the states of its runs from the log",
+                self.config.runs_topic,
+                partition,
+                offset,
+            )
+            states = await self.recover(partition, offset)
+            for run_id, state in states.items():
+                key = run_id.encode()
+                if self.table.get(key) is None:
+                    self._store(key, state, partition)
+        if self.table.get(marker) is None:
+            self.table[marker] = f"checked at offset {offset}".encode()
+        self._checked.add(partition)
+
+    def forget_checks(self) -> None:
+        """After a rebalance, check each partition again when it is handled next."""
+        self._checked.clear()
 
     async def _dead_letter(
         self, key: bytes | None, value: bytes | None, reason: str, where: tuple[int, int]
@@ -193,8 +207,18 @@ class Coordinator:
         await fut
 
 
+def partition_marker(partition: int) -> bytes:
+    """The table key that says the table holds partition ``partition``'s history (run ids
+    never contain NUL, so it meets no run)."""
+    return b"\x00partition-checked/" + str(partition).encode()
+
+
 def register(parts: CoordinatorApp, coordinator: Coordinator) -> None:
-    """Attach the agent (and the stats timer) to the faust app."""
+    """Attach the agent, the timer and the rebalance hook to the faust app."""
+
+    @parts.app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        coordinator.forget_checks()
 
     @parts.app.agent(parts.runs_topic, concurrency=1, name="coordinate")
     async def coordinate(stream: faust.StreamT[bytes]) -> None:

@@ -30,12 +30,12 @@ from schemas.tasks import NodeTask
 class Harness:
     """Feeds events through ``step`` as the adapter does, remembering what was decided."""
 
-    def __init__(self, ir: Any, run_input: Any = None) -> None:
+    def __init__(self, ir: Any, run_input: Any = None, run_id: str = "run-1") -> None:
         self.state: RunState | None = None
         self.log: list[Event] = []
         self.open_tasks: dict[str, NodeTask] = {}
         self.all_tasks: list[NodeTask] = []
-        self.feed(run_submitted("run-1", ir, run_input))
+        self.feed(run_submitted(run_id, ir, run_input))
 
     def feed(self, event: Event) -> list[Event]:
         self.state, decision = step(self.state, event, EPOCH)

@@ -96,7 +96,7 @@ async def test_states_lost_with_the_changelog_are_rebuilt_from_the_log(
             await eventually(all_completed, timeout=120)
 
     text = isolated.log_text()
-    assert "rebuilding the partition's runs from the log" in text
+    assert "rebuilding the states of its runs from the log" in text
     assert "unfinished runs of" in text
     for run_id in run_ids:
         events = log.events(run_id)
