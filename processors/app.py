@@ -15,16 +15,13 @@ from dataclasses import dataclass
 import faust
 
 from infra.settings import Settings
-from processors.config import TABLE_NAME, TIMERS_TABLE_NAME, CoordinatorConfig
+from processors.config import TABLE_NAME, CoordinatorConfig
 
 
 @dataclass
 class CoordinatorApp:
     app: faust.App
-    table: faust.types.TableT[bytes, bytes]  # run id (bytes) -> RunState JSON (bytes)
-    # run id (bytes) -> JSON {"partition", "timers"}: the runs that wait for a moment. Kept
-    # apart from the states so that the ticker scans only these, never every run.
-    timers: faust.types.TableT[bytes, bytes]
+    table: faust.types.TableT[bytes, bytes]  # run id (bytes) -> stored state (processors.stored)
     runs_topic: faust.TopicT
 
 
@@ -70,12 +67,4 @@ def create_app(settings: Settings, config: CoordinatorConfig) -> CoordinatorApp:
         value_type=bytes,
         help="The coordinator's state of each run, a fold of the run's events.",
     )
-    timers = app.Table(
-        TIMERS_TABLE_NAME,
-        default=None,
-        partitions=settings.topic_partitions,
-        key_type=bytes,
-        value_type=bytes,
-        help="The pending timers of each run that has some (derived from its state).",
-    )
-    return CoordinatorApp(app=app, table=table, timers=timers, runs_topic=runs_topic)
+    return CoordinatorApp(app=app, table=table, runs_topic=runs_topic)

@@ -13,7 +13,6 @@ from schemas.topics import DLQ, RUN_EVENTS, TASK_TOPIC_PREFIX
 
 DEFAULT_APP_ID = "aob-coordinator"
 TABLE_NAME = "run_state"
-TIMERS_TABLE_NAME = "run_timers"
 
 
 class CoordinatorConfig(BaseSettings):
@@ -37,7 +36,7 @@ class CoordinatorConfig(BaseSettings):
     @property
     def changelog_topics(self) -> list[str]:
         """The names faust gives the tables' changelog topics."""
-        return [f"{self.app_id}-{name}-changelog" for name in (TABLE_NAME, TIMERS_TABLE_NAME)]
+        return [f"{self.app_id}-{TABLE_NAME}-changelog"]
 
     @property
     def heartbeat_name(self) -> str:

@@ -11,8 +11,9 @@ every consumer drops.
 Concurrency is 1 (faust can commit past an unfinished record with more), and nothing slow
 runs here: no storage, no HTTP; the IR travels inline in RunSubmitted.
 
-Alongside each state, the run's pending timers (planned retries, attempt deadlines) are
-written to a second table, which ``processors.ticker`` reads to wake the run when one is due.
+As each state is stored, its pending timers (planned retries, attempt deadlines) go into the
+index of ``processors.ticker``, which wakes the run when one is due; the index is rebuilt
+from the table after every rebalance. States are stored compact (``processors.stored``).
 A table that lost a partition's history (no marker for it, though the partition has records)
 is rebuilt from the log before the agent handles anything there (``processors.recovery``).
 """
@@ -27,15 +28,15 @@ from datetime import datetime
 from typing import Any
 
 import faust
-from pydantic import ValidationError
+from aiokafka.partitioner import murmur2
 
 from processors.app import CoordinatorApp
 from processors.config import CoordinatorConfig
 from processors.core import RunState, step
-from processors.core.timers import pending_timers
-from processors.errors import StateCorrupt
+from processors.recovery import Rebuilt
 from processors.stats import LoopStats
-from processors.ticker import Ticker, timers_entry
+from processors.stored import Finished, Live, decode, encode, encode_finished
+from processors.ticker import Ticker
 from schemas.codec import decode_event, encode_event, encode_task
 from schemas.envelope import Event, utcnow
 from schemas.errors import PoisonRecord
@@ -45,14 +46,14 @@ from schemas.tasks import NodeTask
 log = logging.getLogger("aob.coordinator")
 
 Clock = Callable[[], datetime]
-# Rebuilds the states of a partition's unfinished runs from the log, as they were before the
-# record at the given offset (``processors.recovery.LogRecovery``).
-StateRecovery = Callable[[int, int], Awaitable[dict[str, RunState]]]
+# Rebuilds the states of a partition's runs from the log, as they were before the record at
+# the given offset (``processors.recovery.LogRecovery``).
+StateRecovery = Callable[[int, int], Awaitable[Rebuilt]]
 
 
-async def no_recovery(partition: int, before: int) -> dict[str, RunState]:
+async def no_recovery(partition: int, before: int) -> Rebuilt:
     """Rebuilds nothing (for tests of the loop alone)."""
-    return {}
+    return Rebuilt()
 
 
 class Coordinator:
@@ -65,18 +66,17 @@ class Coordinator:
     ) -> None:
         self.app = parts.app
         self.table = parts.table
-        self.timers = parts.timers
         self.config = config
         self.clock = clock
         self.recover = recover
         self.stats = LoopStats()
         # Decoded states by run id, with the bytes they were read from or written as: the
-        # table stays the truth (a rebalance may replace its bytes), the cache saves a JSON
-        # parse per event when it is unchanged.
+        # table stays the truth (a rebalance may replace its bytes), the cache saves a
+        # decompression and a JSON parse per event when it is unchanged.
         self._decoded: dict[bytes, tuple[bytes, RunState]] = {}
         # Partitions whose table was checked for loss since they were assigned.
         self._checked: set[int] = set()
-        self.ticker = Ticker(parts.app, parts.timers, config, clock)
+        self.ticker = Ticker(parts.app, config, clock)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -93,6 +93,9 @@ class Coordinator:
             return
         run_key = event.aggregate_id.encode()
         state = self._load(run_key)
+        if isinstance(state, Finished):
+            self.stats.record(time.perf_counter() - started, 0)
+            return  # the run is over: late answers, duplicates, a cancel that came too late
         if state is None and not isinstance(event, RunSubmitted):
             # The partition's table is whole (checked above), so this run never started
             # here: a stray event, or one of a run submitted to another deployment.
@@ -136,34 +139,41 @@ class Coordinator:
 
     # --- the table ------------------------------------------------------------------------
 
-    def _load(self, run_key: bytes) -> RunState | None:
+    def _load(self, run_key: bytes) -> RunState | Finished | None:
         raw = self.table.get(run_key)
         if raw is None:
             return None
         cached = self._decoded.get(run_key)
         if cached is not None and (cached[0] is raw or cached[0] == raw):
             return cached[1]
-        try:
-            state = RunState.model_validate_json(raw)
-        except ValidationError as e:
-            raise StateCorrupt(run_key.decode(errors="replace"), str(e)) from e
-        self._decoded[run_key] = (raw, state)
-        return state
+        stored = decode(run_key, raw)
+        if isinstance(stored, Finished):
+            return stored
+        self._decoded[run_key] = (raw, stored.state)
+        return stored.state
 
     def _store(self, run_key: bytes, state: RunState, partition: int) -> None:
-        raw = state.model_dump_json().encode()
+        raw = encode(state, partition)
         self.table[run_key] = raw
         if state.finished:
             self._decoded.pop(run_key, None)  # nothing more will happen: free the memory
         else:
             self._decoded[run_key] = (raw, state)
-        timers = pending_timers(state, self.config.timeout_grace_s)
-        entry = timers_entry(partition, state.tenant, timers) if timers else None
-        if self.timers.get(run_key) != entry:
-            if entry is None:
-                del self.timers[run_key]
-            else:
-                self.timers[run_key] = entry
+        self.ticker.watch(state, partition)
+
+    def live_states(self) -> list[tuple[RunState, int]]:
+        """Every unfinished run in the table, with its partition (for the timer index)."""
+        out = []
+        for key, raw in list(self.table.items()):
+            if raw is None or key.startswith(MARKER_PREFIX):
+                continue
+            stored = decode(key, raw)
+            if isinstance(stored, Live):
+                partition = stored.partition
+                if partition is None:  # stored by an earlier release: where Kafka put it
+                    partition = default_partition(key, self.app.conf.topic_partitions)
+                out.append((stored.state, partition))
+        return out
 
     async def _check_partition(self, partition: int, offset: int) -> None:
         """Make sure the table holds the partition's history before handling ``offset``.
@@ -184,11 +194,15 @@ class Coordinator:
                 partition,
                 offset,
             )
-            states = await self.recover(partition, offset)
-            for run_id, state in states.items():
+            rebuilt = await self.recover(partition, offset)
+            for run_id, state in rebuilt.states.items():
                 key = run_id.encode()
                 if self.table.get(key) is None:
                     self._store(key, state, partition)
+            for run_id, status in rebuilt.finished.items():
+                key = run_id.encode()
+                if self.table.get(key) is None:
+                    self.table[key] = encode_finished(status)
         if self.table.get(marker) is None:
             self.table[marker] = f"checked at offset {offset}".encode()
         self._checked.add(partition)
@@ -207,10 +221,18 @@ class Coordinator:
         await fut
 
 
+MARKER_PREFIX = b"\x00"
+
+
 def partition_marker(partition: int) -> bytes:
     """The table key that says the table holds partition ``partition``'s history (run ids
     never contain NUL, so it meets no run)."""
-    return b"\x00partition-checked/" + str(partition).encode()
+    return MARKER_PREFIX + b"partition-checked/" + str(partition).encode()
+
+
+def default_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as Java's)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def register(parts: CoordinatorApp, coordinator: Coordinator) -> None:
@@ -229,7 +251,14 @@ def register(parts: CoordinatorApp, coordinator: Coordinator) -> None:
 
     @parts.app.timer(coordinator.config.timer_interval_s)
     async def fire_timers() -> None:
-        await coordinator.ticker.tick()
+        ticker = coordinator.ticker
+        if ticker.busy():
+            return
+        # After a rebalance the table was recovered anew: so is the index of timers.
+        generation = getattr(parts.app, "rebalancing_count", 0)
+        if ticker.generation != generation:
+            ticker.rebuild(coordinator.live_states(), generation)
+        await ticker.fire()
 
     if coordinator.config.stats_interval_s > 0:
 

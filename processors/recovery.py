@@ -10,7 +10,7 @@ the one the agent had — and the decisions that are already in the log, which c
 later, are recognised as echoes.
 
 One pass rebuilds every run of the partition (a lost changelog loses them all at once), not
-one run at a time. Runs that finished are not kept: nothing more happens to them.
+one run at a time. Of a finished run only its status is kept: nothing more happens to it.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors.core import RunState, step
+from processors.core import RunState, RunStatus, step
 from schemas.codec import decode_event
 from schemas.errors import PoisonRecord
 
@@ -31,27 +32,34 @@ log = logging.getLogger("aob.coordinator.recovery")
 Clock = Callable[[], datetime]
 
 
-def rebuild(records: list[bytes | None], clock: Clock) -> dict[str, RunState]:
-    """The states of the unfinished runs after the agent would have handled ``records``."""
-    states: dict[str, RunState] = {}
-    finished: set[str] = set()
+@dataclass
+class Rebuilt:
+    """The runs of a partition: states of the unfinished ones, statuses of the others."""
+
+    states: dict[str, RunState] = field(default_factory=dict)
+    finished: dict[str, RunStatus] = field(default_factory=dict)
+
+
+def rebuild(records: list[bytes | None], clock: Clock) -> Rebuilt:
+    """The runs as the agent left them after handling ``records``."""
+    out = Rebuilt()
     for value in records:
         try:
             event = decode_event(value)
         except PoisonRecord:
             continue  # the agent dead-lettered it
         run_id = event.aggregate_id
-        if run_id in finished:
+        if run_id in out.finished:
             continue
-        state, _ = step(states.get(run_id), event, clock())
+        state, _ = step(out.states.get(run_id), event, clock())
         if state is None:
             continue
         if state.finished:
-            finished.add(run_id)
-            states.pop(run_id, None)
+            out.finished[run_id] = state.status
+            out.states.pop(run_id, None)
         else:
-            states[run_id] = state
-    return states
+            out.states[run_id] = state
+    return out
 
 
 class LogRecovery:
@@ -62,19 +70,21 @@ class LogRecovery:
         self.topic = topic
         self.clock = clock
 
-    async def __call__(self, partition: int, before: int) -> dict[str, RunState]:
+    async def __call__(self, partition: int, before: int) -> Rebuilt:
         began = time.perf_counter()
         records = await self._read(partition, before)
-        states = rebuild(records, self.clock)
+        rebuilt = rebuild(records, self.clock)
         log.warning(
-            "rebuilt %d unfinished runs of %s:%d from %d records of the log in %.1fs",
-            len(states),
+            "rebuilt %d unfinished and %d finished runs of %s:%d from %d records of the log "
+            "in %.1fs",
+            len(rebuilt.states),
+            len(rebuilt.finished),
             self.topic,
             partition,
             len(records),
             time.perf_counter() - began,
         )
-        return states
+        return rebuilt
 
     async def _read(self, partition: int, before: int) -> list[bytes | None]:
         tp = TopicPartition(self.topic, partition)

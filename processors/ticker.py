@@ -1,34 +1,32 @@
 """The coordinator's clock: turns timers that are due into ``TimerFired`` events.
 
 The decider is pure and never waits; what a run waits for (a planned retry, an attempt's
-deadline) is listed in the ``run_timers`` table, which the agent rewrites whenever a run's
-pending timers change (``processors.core.timers.pending_timers``). Every ``timer_interval_s``
-the ticker reads that table and appends a ``TimerFired`` for each timer whose moment has
-come, to the run's own partition; the agent then decides on it in order with the run's other
-events, from the run's facts. The ticker writes no table (faust allows that only inside an
-agent) and decides nothing, so it needs no lock against the agent: a timer that fires twice,
-late, or after its attempt answered is harmless by construction (one id per timer; the
-decider checks that what the timer waited for is still so).
+deadline) is read off its state (``processors.core.timers.pending_timers``). The agent keeps
+this index up to date as it stores states (``watch``); after every rebalance the ticker
+rebuilds it from the state table, which faust has just recovered, so a restarted coordinator
+knows every deadline again. Every ``timer_interval_s`` the ticker appends a ``TimerFired``
+for each timer whose moment has come, to the run's own partition; the agent then decides on
+it in order with the run's other events, from the run's facts.
 
-It stays quiet while faust rebalances or recovers tables: those are the moments when the
-table is partial. A timer missed then fires at the next tick.
+The ticker writes no table and decides nothing, so it needs no lock against the agent: a
+timer that fires twice, late, or after its attempt answered is harmless by construction (one
+id per timer; the decider checks that what the timer waited for is still so). It stays quiet
+while faust rebalances or recovers tables; a timer missed then fires at the next tick.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import faust
-
 from processors.config import CoordinatorConfig
-from processors.core.timers import Timer, timer_fired
+from processors.core import RunState
+from processors.core.timers import Timer, pending_timers, timer_fired
 from schemas.codec import encode_event
 
 log = logging.getLogger("aob.coordinator.timers")
@@ -36,101 +34,82 @@ log = logging.getLogger("aob.coordinator.timers")
 Clock = Callable[[], datetime]
 
 
-def timers_entry(partition: int, tenant: str, timers: list[Timer]) -> bytes:
-    """What the agent stores in ``run_timers`` for one run."""
-    return json.dumps(
-        {"partition": partition, "tenant": tenant, "timers": [t.to_json() for t in timers]},
-        separators=(",", ":"),
-    ).encode()
+@dataclass(frozen=True)
+class Waiting:
+    """One run's pending timers, and where to send their events."""
+
+    partition: int
+    tenant: str
+    timers: tuple[Timer, ...]
 
 
 class Ticker:
-    def __init__(
-        self,
-        app: faust.App,
-        table: faust.types.TableT[bytes, bytes],
-        config: CoordinatorConfig,
-        clock: Clock,
-    ) -> None:
+    def __init__(self, app: Any, config: CoordinatorConfig, clock: Clock) -> None:
         self.app = app
-        self.table = table
         self.config = config
         self.clock = clock
+        self.index: dict[str, Waiting] = {}  # run id -> its pending timers
+        self.generation: int | None = None  # the rebalance the index was rebuilt after
         # (run id, timer) -> monotonic time it was last fired: not again before refire_s.
         self._fired: dict[tuple[str, Timer], float] = {}
-        # Parsed entries by run key, with the bytes they were parsed from.
-        self._decoded: dict[bytes, tuple[bytes, _Entry]] = {}
         self.fired_total = 0
 
+    def watch(self, state: RunState, partition: int) -> None:
+        """Record ``state``'s pending timers (the agent calls this on every store)."""
+        timers = tuple(pending_timers(state, self.config.timeout_grace_s))
+        if timers:
+            self.index[state.run_id] = Waiting(partition, state.tenant, timers)
+        else:
+            self.index.pop(state.run_id, None)
+
+    def rebuild(self, states: Iterable[tuple[RunState, int]], generation: int | None) -> None:
+        """The index from scratch, from every unfinished state held (after a rebalance)."""
+        self.index = {}
+        for state, partition in states:
+            self.watch(state, partition)
+        self.generation = generation
+        log.info("timer index rebuilt: %d runs wait for a moment", len(self.index))
+
     def busy(self) -> bool:
-        """Whether faust is rebalancing or recovering (the tables may be partial)."""
+        """Whether faust is rebalancing or recovering (the table may be partial)."""
         return bool(
             getattr(self.app, "rebalancing", False) or getattr(self.app, "in_recovery", False)
         )
 
-    def due(self, now: datetime) -> list[tuple[str, str, int, Timer]]:
-        """(run id, tenant, partition, timer) for every timer due at ``now`` and not fired
-        within ``timer_refire_s``."""
+    def due(self, now: datetime) -> list[tuple[str, Waiting, Timer]]:
+        """(run id, where, timer) for every timer due at ``now`` and not fired within
+        ``timer_refire_s``."""
         out = []
         mono = time.monotonic()
         live: set[tuple[str, Timer]] = set()
-        for key, raw in list(self.table.items()):
-            if raw is None:
-                continue
-            entry = self._entry(key, raw)
-            run_id = key.decode()
-            for timer in entry.timers:
+        for run_id, waiting in self.index.items():
+            for timer in waiting.timers:
                 live.add((run_id, timer))
                 if timer.due_at > now:
                     continue
                 last = self._fired.get((run_id, timer))
                 if last is not None and mono - last < self.config.timer_refire_s:
                     continue
-                out.append((run_id, entry.tenant, entry.partition, timer))
+                out.append((run_id, waiting, timer))
         # Forget what no run waits for any more (done, or its run moved to another process).
         self._fired = {k: v for k, v in self._fired.items() if k in live}
-        self._decoded = {k: v for k, v in self._decoded.items() if k in self.table}
         return out
 
-    async def tick(self) -> int:
-        """Fire what is due; returns how many timers fired."""
-        if self.busy():
-            return 0
+    async def fire(self) -> int:
+        """Append a TimerFired for every timer that is due; returns how many."""
         now = self.clock()
         due = self.due(now)
         if not due:
             return 0
         producer = self.app.producer
         pending = []
-        for run_id, tenant, partition, timer in due:
-            key, value, headers = encode_event(timer_fired(run_id, tenant, timer, now))
-            pending.append(
-                await producer.send(self.config.runs_topic, key, value, partition, None, headers)
-            )
+        for run_id, waiting, timer in due:
+            key, value, headers = encode_event(timer_fired(run_id, waiting.tenant, timer, now))
+            topic = self.config.runs_topic
+            pending.append(await producer.send(topic, key, value, waiting.partition, None, headers))
         await asyncio.gather(*pending)
         mono = time.monotonic()
-        for run_id, _, _, timer in due:
+        for run_id, _, timer in due:
             self._fired[(run_id, timer)] = mono
         self.fired_total += len(due)
-        log.debug("fired %d timers", len(due))
         return len(due)
-
-    def _entry(self, key: bytes, raw: bytes) -> _Entry:
-        cached = self._decoded.get(key)
-        if cached is not None and cached[0] == raw:
-            return cached[1]
-        parsed: dict[str, Any] = json.loads(raw)
-        entry = _Entry(
-            partition=int(parsed["partition"]),
-            tenant=str(parsed["tenant"]),
-            timers=[Timer.from_json(t) for t in parsed["timers"]],
-        )
-        self._decoded[key] = (raw, entry)
-        return entry
-
-
-@dataclass(frozen=True)
-class _Entry:
-    partition: int
-    tenant: str
-    timers: list[Timer]

@@ -46,7 +46,13 @@ async def prepare_topics(bootstrap: str, config: CoordinatorConfig, partitions: 
             f"topic {config.runs_topic} has {have} partitions, the coordinator's table "
             f"{partitions} (AOB_TOPIC_PARTITIONS): they must be equal"
         )
-    compacted = {"cleanup.policy": "compact"}
+    # Compacted, and in segments small enough that compaction keeps up: a restarted
+    # coordinator replays the whole changelog, so its size is the restart's length.
+    compacted = {
+        "cleanup.policy": "compact",
+        "segment.ms": str(10 * 60 * 1000),
+        "min.cleanable.dirty.ratio": "0.1",
+    }
     await ensure_topics(
         bootstrap, [TopicSpec(name, partitions, compacted) for name in config.changelog_topics]
     )

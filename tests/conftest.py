@@ -9,8 +9,10 @@ fake.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -76,3 +78,22 @@ async def stack() -> AsyncIterator[Settings]:
 def unique() -> str:
     """A fresh name part, so tests never see each other's topics, groups or objects."""
     return uuid.uuid4().hex
+
+
+# --- figures: numbers a test measured, shown in the terminal summary ----------------------
+
+FIGURES = pytest.StashKey[list[dict[str, Any]]]()
+
+
+@pytest.fixture(scope="session")
+def figures(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """Append a dict of figures (JSON-able) to have it printed under "figures" at the end."""
+    return request.config.stash.setdefault(FIGURES, [])
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    rows = config.stash.get(FIGURES, [])
+    if rows:
+        terminalreporter.section("figures")
+        for row in rows:
+            terminalreporter.write_line(json.dumps(row, default=str))
