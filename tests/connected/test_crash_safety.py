@@ -545,6 +545,10 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
     completions = {r: sorted(ids) for r, ids in log.completions.items() if len(ids) != 1}
     assert not completions and len(log.completions) == RUNS, completions
     shapes = {r: Counter(log.types[i] for i in ids) for r, ids in log.ids_by_run.items()}
+    # A deadline may come due while a restarted coordinator is still behind on the log: its
+    # TimerFired lands after the answer and must change nothing (no failure, no retry, as
+    # the shapes below show). Those wake-ups are counted, not forbidden.
+    timers_fired = sum(c.pop("run.timer_fired", 0) for c in shapes.values())
     odd = {r: dict(c) for r, c in shapes.items() if c != RUN_EVENT_TYPES}
     assert not odd and len(shapes) == RUNS, f"runs with other distinct events than expected: {odd}"
 
@@ -593,6 +597,7 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
         "distinct_events": distinct,
         "duplicates_dropped": log.records - distinct,
         "duplicates_by_type": dict(log.duplicates_by_type.most_common()),
+        "timers_fired_and_ignored": timers_fired,
         "recover_s_median": round(statistics.median(recover_s), 3),
         "recover_s_max": max(recover_s),
         "recover_s": recover_s,
