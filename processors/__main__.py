@@ -34,7 +34,7 @@ def main() -> int:
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
     parts = create_app(settings, config)
     recovery = LogRecovery(settings.kafka_bootstrap, config.runs_topic, utcnow)
-    register(parts, Coordinator(parts, config, recover=recovery))
+    register(parts, Coordinator(parts, config, recover=recovery, read_range=recovery.read))
 
     @parts.app.task
     async def heartbeat() -> None:

@@ -33,7 +33,7 @@ from aiokafka.partitioner import murmur2
 from processors.app import CoordinatorApp
 from processors.config import CoordinatorConfig
 from processors.core import RunState, step
-from processors.recovery import Rebuilt
+from processors.recovery import Rebuilt, Record
 from processors.stats import LoopStats
 from processors.stored import Finished, Live, decode, encode, encode_finished
 from processors.ticker import Ticker
@@ -49,11 +49,17 @@ Clock = Callable[[], datetime]
 # Rebuilds the states of a partition's runs from the log, as they were before the record at
 # the given offset (``processors.recovery.LogRecovery``).
 StateRecovery = Callable[[int, int], Awaitable[Rebuilt]]
+# Reads the records of a partition in [start, end) straight from the log.
+RangeReader = Callable[[int, int, int], Awaitable[list[Record]]]
 
 
 async def no_recovery(partition: int, before: int) -> Rebuilt:
     """Rebuilds nothing (for tests of the loop alone)."""
     return Rebuilt()
+
+
+async def no_reader(partition: int, start: int, end: int) -> list[Record]:
+    return []
 
 
 class Coordinator:
@@ -63,12 +69,14 @@ class Coordinator:
         config: CoordinatorConfig,
         clock: Clock = utcnow,
         recover: StateRecovery = no_recovery,
+        read_range: RangeReader = no_reader,
     ) -> None:
         self.app = parts.app
         self.table = parts.table
         self.config = config
         self.clock = clock
         self.recover = recover
+        self.read_range = read_range
         self.stats = LoopStats()
         # Decoded states by run id, with the bytes they were read from or written as: the
         # table stays the truth (a rebalance may replace its bytes), the cache saves a
@@ -76,16 +84,61 @@ class Coordinator:
         self._decoded: dict[bytes, tuple[bytes, RunState]] = {}
         # Partitions whose table was checked for loss since they were assigned.
         self._checked: set[int] = set()
+        # Partition -> the offset of the next record to handle (also kept in the table).
+        self._next: dict[int, int] = {}
+        self.gaps_filled = 0
         self.ticker = Ticker(parts.app, config, clock)
 
     # --- the loop -------------------------------------------------------------------------
 
     async def handle(self, key: bytes | None, value: bytes | None, where: tuple[int, int]) -> None:
-        """Process one record of the run topic at ``where`` = (partition, offset)."""
-        started = time.perf_counter()
+        """Process one record of the run topic at ``where`` = (partition, offset).
+
+        Records are handled in offset order with none left out, whatever faust delivers:
+        if the record is past the next one due on its partition, the ones in between are
+        read from the log and handled first (see ``_fill_gap``). A record handled before
+        (redelivered) changes nothing, as every consumer here is idempotent.
+        """
         partition, offset = where
         if partition not in self._checked:
             await self._check_partition(partition, offset)
+        expected = self._next.get(partition)
+        if expected is not None and offset > expected:
+            await self._fill_gap(partition, expected, offset)
+        await self._handle_one(key, value, where)
+        self._advance(partition, offset)
+
+    async def _fill_gap(self, partition: int, start: int, end: int) -> None:
+        """Handle the records ``[start, end)`` that faust did not deliver.
+
+        faust can acknowledge a record it never handed to the agent (it skips records of an
+        older consumer generation, and its offset tracking has been seen to commit past
+        them after a restart), and a record acknowledged is never delivered again. The
+        coordinator does not depend on that: the next offset due is part of its own state.
+        """
+        records = await self.read_range(partition, start, end)
+        log.warning(
+            "records %d..%d of %s:%d were not delivered: handling them from the log",
+            start,
+            end - 1,
+            self.config.runs_topic,
+            partition,
+        )
+        for offset, key, value in records:
+            await self._handle_one(key, value, (partition, offset))
+            self._advance(partition, offset)
+        self.gaps_filled += len(records)
+
+    def _advance(self, partition: int, offset: int) -> None:
+        if offset + 1 > self._next.get(partition, 0):
+            self._next[partition] = offset + 1
+            self.table[partition_marker(partition)] = str(offset + 1).encode()
+
+    async def _handle_one(
+        self, key: bytes | None, value: bytes | None, where: tuple[int, int]
+    ) -> None:
+        started = time.perf_counter()
+        partition, offset = where
         try:
             event = decode_event(value)
         except PoisonRecord as e:
@@ -178,12 +231,13 @@ class Coordinator:
     async def _check_partition(self, partition: int, offset: int) -> None:
         """Make sure the table holds the partition's history before handling ``offset``.
 
-        The first record the agent handles on a partition writes a marker into the table. A
-        table recovered without that marker while the partition has records before
-        ``offset`` has lost its history (a changelog deleted, or never restored): the states
-        of the partition's unfinished runs are then rebuilt from the log and stored, before
-        anything else happens, so that no event meets a missing state and no run waiting
-        only for a timer is forgotten. Checked once per assignment of the partition.
+        The table holds, per partition, the offset of the next record due (written as each
+        record is handled); it also says where to go on from. A table recovered without it
+        while the partition has records before ``offset`` has lost its history (a changelog
+        deleted, or never restored): the states of the partition's runs are then rebuilt
+        from the log and stored before anything else happens, so that no event meets a
+        missing state and no run waiting only for a timer is forgotten. Checked once per
+        assignment of the partition.
         """
         marker = partition_marker(partition)
         if self.table.get(marker) is None and offset > 0:
@@ -203,13 +257,17 @@ class Coordinator:
                 key = run_id.encode()
                 if self.table.get(key) is None:
                     self.table[key] = encode_finished(status)
-        if self.table.get(marker) is None:
-            self.table[marker] = f"checked at offset {offset}".encode()
+        stored = self.table.get(marker)
+        due = int(stored) if stored is not None and stored.isdigit() else None
+        self._next[partition] = offset if due is None else due
+        if stored is None:
+            self.table[marker] = str(offset).encode()
         self._checked.add(partition)
 
     def forget_checks(self) -> None:
         """After a rebalance, check each partition again when it is handled next."""
         self._checked.clear()
+        self._next.clear()
 
     async def _dead_letter(
         self, key: bytes | None, value: bytes | None, reason: str, where: tuple[int, int]
@@ -225,9 +283,9 @@ MARKER_PREFIX = b"\x00"
 
 
 def partition_marker(partition: int) -> bytes:
-    """The table key that says the table holds partition ``partition``'s history (run ids
-    never contain NUL, so it meets no run)."""
-    return MARKER_PREFIX + b"partition-checked/" + str(partition).encode()
+    """The table key holding the next offset due on ``partition``; its presence says the
+    table holds the partition's history (run ids never contain NUL, so it meets no run)."""
+    return MARKER_PREFIX + b"partition-next/" + str(partition).encode()
 
 
 def default_partition(key: bytes, partitions: int) -> int:
@@ -266,5 +324,6 @@ def register(parts: CoordinatorApp, coordinator: Coordinator) -> None:
         async def report_stats() -> None:
             figures = coordinator.stats.report()
             figures["timers_fired"] = coordinator.ticker.fired_total
+            figures["gap_records_filled"] = coordinator.gaps_filled
             if figures["events"]:
                 log.info("coordinator loop: %s", figures)

@@ -30,6 +30,7 @@ from schemas.errors import PoisonRecord
 log = logging.getLogger("aob.coordinator.recovery")
 
 Clock = Callable[[], datetime]
+Record = tuple[int, bytes | None, bytes | None]  # offset, key, value
 
 
 @dataclass
@@ -72,8 +73,8 @@ class LogRecovery:
 
     async def __call__(self, partition: int, before: int) -> Rebuilt:
         began = time.perf_counter()
-        records = await self._read(partition, before)
-        rebuilt = rebuild(records, self.clock)
+        records = await self.read(partition, 0, before)
+        rebuilt = rebuild([value for _, _, value in records], self.clock)
         log.warning(
             "rebuilt %d unfinished and %d finished runs of %s:%d from %d records of the log "
             "in %.1fs",
@@ -86,29 +87,26 @@ class LogRecovery:
         )
         return rebuilt
 
-    async def _read(self, partition: int, before: int) -> list[bytes | None]:
+    async def read(self, partition: int, start: int, end: int) -> list[Record]:
+        """(offset, key, value) of every record of ``partition`` in ``[start, end)``."""
         tp = TopicPartition(self.topic, partition)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
-            isolation_level="read_committed",
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         await consumer.start()
-        out: list[bytes | None] = []
+        out: list[Record] = []
         try:
             consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            if await consumer.position(tp) >= before:
-                return out
-            while True:
+            consumer.seek(tp, start)
+            while await consumer.position(tp) < end:
                 batches = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
                 for record in batches.get(tp, []):
-                    if record.offset >= before:
+                    if record.offset >= end:
                         return out
-                    out.append(record.value)
-                if await consumer.position(tp) >= before:
-                    return out
+                    out.append((record.offset, record.key, record.value))
+            return out
         finally:
             await consumer.stop()

@@ -30,15 +30,14 @@ import re
 import signal
 import statistics
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from infra.settings import Settings
 from infra.stack import Stack
@@ -46,13 +45,12 @@ from infra.stack.process import (
     ServiceSpec,
     ensure_running,
     log_file,
-    owned_pid,
     pid_alive,
-    pid_file,
 )
 from projections.runner import DEFAULT_PROJECTION
-from schemas.codec import HEADER_EVENT_ID, HEADER_TYPE
-from schemas.topics import DLQ, RUN_EVENTS
+from schemas.topics import RUN_EVENTS
+from tests.connected.live import pid_of, spec_of
+from tests.connected.log_reading import LogTail, count_log, dead_letters, end_offsets
 from tests.helpers import eventually
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(900)]
@@ -69,8 +67,20 @@ SEED = int(os.environ.get("AOB_CRASH_SEED") or random.SystemRandom().randrange(2
 NODE_IDS = ("start", "a", "b", "c", "d", "ab", "cd", "merge", "tick", "done")
 
 
+# Each attempt may take this long. A worker killed ten times in a row keeps an attempt
+# unanswered for longer than the 60 s default; the coordinator would then time it out, and
+# the redelivered first attempt and the retry would both succeed (at-least-once effects, as
+# designed). Deadlines have tests of their own; this test is about crashes.
+TIMEOUT_S = 900
+
+
 def transform(node_id: str, **output: str) -> dict[str, Any]:
-    return {"id": node_id, "type": "transform", "config": {"output": output}}
+    return {
+        "id": node_id,
+        "type": "transform",
+        "config": {"output": output},
+        "timeout_s": TIMEOUT_S,
+    }
 
 
 EDGES = [
@@ -92,8 +102,8 @@ WORKFLOW = {
             transform("ab", s="{{ nodes.a.output.v + nodes.b.output.v }}"),
             transform("cd", s="{{ nodes.c.output.v + nodes.d.output.v }}"),
             transform("merge", total="{{ nodes.ab.output.s + nodes.cd.output.s }}"),
-            {"id": "tick", "type": "noop"},
-            {"id": "done", "type": "noop"},
+            {"id": "tick", "type": "noop", "timeout_s": TIMEOUT_S},
+            {"id": "done", "type": "noop", "timeout_s": TIMEOUT_S},
         ],
         "edges": [{"from": src, "to": dst} for src, dst in EDGES],
     },
@@ -118,173 +128,11 @@ def merge_total(n: int) -> int:
     return (n + 1) + 2 * n + (n + 3) + 4 * n
 
 
-# --- watching the log ----------------------------------------------------------------------
-
-
-async def run_partitions(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-    cluster = await consumer._client.fetch_all_metadata()
-    return [TopicPartition(RUN_EVENTS, p) for p in sorted(cluster.partitions_for_topic(RUN_EVENTS))]
-
-
-@dataclass
-class Seen:
-    at: float  # the producer's timestamp, seconds since the epoch
-    type: str
-    actor: str
-    run_id: str
-
-
-class LogTail:
-    """Every record appended to aob.runs.events from given offsets on (no consumer group)."""
-
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
-        self._consumer = consumer
-        self.seen: list[Seen] = []
-        self.completed: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
-
-    def follow(self, offsets: dict[TopicPartition, int]) -> None:
-        self._consumer.assign(list(offsets))
-        for tp, offset in offsets.items():
-            self._consumer.seek(tp, offset)
-        self._task = asyncio.create_task(self._loop())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _loop(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
-            for records in batches.values():
-                for r in records:
-                    self._note(r)
-
-    def _note(self, r: ConsumerRecord) -> None:
-        headers = dict(r.headers or ())
-        kind = headers.get(HEADER_TYPE, b"").decode(errors="replace")
-        try:
-            actor = str(json.loads(r.value)["actor"]["id"])
-        except (ValueError, TypeError, KeyError):
-            actor = ""
-        run_id = r.key.decode(errors="replace") if r.key else ""
-        self.seen.append(Seen(r.timestamp / 1000, kind, actor, run_id))
-        if kind == "run.completed":
-            self.completed.add(run_id)
-
-    def mark(self) -> int:
-        """A place in what was seen: records produced after now come after it."""
-        return len(self.seen)
-
-    def first_after(self, mark: int, cutoff: float, pred: Callable[[Seen], bool]) -> float:
-        """The producer time of the first record seen after ``mark``, produced after
-        ``cutoff``, that ``pred`` accepts."""
-        assert self._task is not None, "the log tail was not started"
-        if self._task.done():
-            raise RuntimeError("the log tail stopped") from self._task.exception()
-        hits = [s.at for s in self.seen[mark:] if s.at > cutoff and pred(s)]
-        assert hits, "no such record yet"
-        return min(hits)
-
-    def history(self, run_id: str) -> list[str]:
-        return [s.type for s in self.seen if s.run_id == run_id]
-
-
-async def end_offsets(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
-    tps = await run_partitions(consumer)
-    return dict(await consumer.end_offsets(tps))
-
-
-@dataclass
-class LogCount:
-    records: int = 0
-    ids: Counter[str] = field(default_factory=Counter)
-    types: dict[str, str] = field(default_factory=dict)  # event id -> type
-    ids_by_run: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    duplicates_by_type: Counter[str] = field(default_factory=Counter)
-    successes: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
-    completions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-
-
-async def count_log(bootstrap: str, until: dict[TopicPartition, int], runs: set[str]) -> LogCount:
-    """aob.runs.events from the beginning up to ``until``: the records of ``runs``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    out = LogCount()
-    try:
-        consumer.assign(list(until))
-        await consumer.seek_to_beginning(*until)
-        pending = {tp for tp, end in until.items() if end > 0}
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=10_000)
-            for tp, records in batches.items():
-                for r in records:
-                    if r.offset >= until[tp] or r.key is None:
-                        continue
-                    run_id = r.key.decode(errors="replace")
-                    if run_id not in runs:
-                        continue
-                    headers = dict(r.headers or ())
-                    event_id = headers[HEADER_EVENT_ID].decode()
-                    kind = headers[HEADER_TYPE].decode()
-                    out.records += 1
-                    out.ids[event_id] += 1
-                    out.types[event_id] = kind
-                    out.ids_by_run[run_id].add(event_id)
-                    if out.ids[event_id] > 1:
-                        out.duplicates_by_type[kind] += 1
-                    if kind == "run.node_succeeded":
-                        node_id = json.loads(r.value)["payload"]["node_id"]
-                        out.successes[(run_id, node_id)].add(event_id)
-                    elif kind == "run.completed":
-                        out.completions[run_id].add(event_id)
-            for tp in list(pending):
-                if await consumer.position(tp) >= until[tp]:
-                    pending.discard(tp)
-    finally:
-        await consumer.stop()
-    return out
-
-
-async def dead_letters(bootstrap: str, runs: set[str]) -> list[tuple[str, str, str]]:
-    """(run id, reason, source) of every record in aob.dlq keyed by one of ``runs``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    found = []
-    try:
-        cluster = await consumer._client.fetch_all_metadata()
-        tps = [TopicPartition(DLQ, p) for p in sorted(cluster.partitions_for_topic(DLQ) or ())]
-        until = await consumer.end_offsets(tps)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        pending = {tp for tp in tps if until[tp] > 0}
-        while pending:
-            for records in (await consumer.getmany(*pending, timeout_ms=1000)).values():
-                for r in records:
-                    run_id = r.key.decode(errors="replace") if r.key else ""
-                    if run_id in runs:
-                        h = dict(r.headers or ())
-                        reason = h.get("aob-dlq-reason", b"").decode(errors="replace")
-                        found.append((run_id, reason, h.get("aob-dlq-source", b"").decode()))
-            for tp in list(pending):
-                if await consumer.position(tp) >= until[tp]:
-                    pending.discard(tp)
-    finally:
-        await consumer.stop()
-    return found
-
-
 # --- the system under test -----------------------------------------------------------------
 
 
-def spec_of(settings: Settings, name: str) -> ServiceSpec:
-    """The service as ``aob up`` starts it (with the settings in its environment)."""
-    return next(s for s in Stack(settings).services() if s.name == name)
-
-
 def live_pid(settings: Settings, spec: ServiceSpec) -> int:
-    pid = owned_pid(pid_file(settings, spec.name), spec.cmdline_match)
+    pid = pid_of(settings, spec.name)
     assert pid is not None, f"{spec.name} is not running"
     return pid
 
@@ -545,9 +393,8 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
     completions = {r: sorted(ids) for r, ids in log.completions.items() if len(ids) != 1}
     assert not completions and len(log.completions) == RUNS, completions
     shapes = {r: Counter(log.types[i] for i in ids) for r, ids in log.ids_by_run.items()}
-    # A deadline may come due while a restarted coordinator is still behind on the log: its
-    # TimerFired lands after the answer and must change nothing (no failure, no retry, as
-    # the shapes below show). Those wake-ups are counted, not forbidden.
+    # Timer wake-ups are counted, not forbidden: one that lands after the answer must change
+    # nothing (no failure, no retry), as the shapes below show.
     timers_fired = sum(c.pop("run.timer_fired", 0) for c in shapes.values())
     odd = {r: dict(c) for r, c in shapes.items() if c != RUN_EVENT_TYPES}
     assert not odd and len(shapes) == RUNS, f"runs with other distinct events than expected: {odd}"

@@ -21,9 +21,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from infra.settings import Settings
-from infra.stack import Stack
-from infra.stack.process import owned_pid, pid_file
 from schemas.topics import DLQ, RUN_EVENTS, task_topic
+from tests.connected.live import pid_of
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.connected
@@ -174,11 +173,6 @@ async def run_examples(services: Settings, api_key: str, pg: asyncpg.Connection,
     assert json.loads(report["output"]) == {
         "summary": f"HELLO AFTER-POISON-{n - 1}: {n} items, sum {sum(range(n))}"
     }
-
-
-def pid_of(settings: Settings, name: str) -> int | None:
-    spec = next(s for s in Stack(settings).services() if s.name == name)
-    return owned_pid(pid_file(settings, name), spec.cmdline_match)
 
 
 async def test_poison_on_the_run_topic_is_parked_noted_and_runs_go_on(

@@ -31,14 +31,25 @@ def succeed(task: NodeTask) -> list[Event]:
     return [started(task), succeeded(task, {"node": task.node_id})]
 
 
-class RunLog:
+class Background:
+    """Works in a task of its own from ``async with`` until the block ends."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class RunLog(Background):
     """Every event of the run topic, by run, with the record's timestamp (ms)."""
 
     def __init__(self, iso: Isolated) -> None:
         self.iso = iso
         self.by_run: dict[str, list[tuple[Event, int]]] = defaultdict(list)
         self.positions: dict[str, tuple[int, int]] = {}  # event id -> (partition, offset)
-        self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> RunLog:
         consumer = AIOKafkaConsumer(
@@ -66,17 +77,11 @@ class RunLog:
         finally:
             await consumer.stop()
 
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
     def events(self, run_id: str) -> list[Event]:
         return [ev for ev, _ in self.by_run.get(run_id, [])]
 
 
-class FakeWorker:
+class FakeWorker(Background):
     """Answers the tasks of our runs with ``answer(task)``: the events a worker would send."""
 
     def __init__(
@@ -91,7 +96,6 @@ class FakeWorker:
         self.run_ids = run_ids
         self.answer = answer
         self.tasks_seen: list[Any] = []
-        self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> FakeWorker:
         consumer = AIOKafkaConsumer(
@@ -130,12 +134,6 @@ class FakeWorker:
                     await asyncio.gather(*acks)
         finally:
             await consumer.stop()
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
 
 def fan_out_fan_in() -> WorkflowIR:
