@@ -122,6 +122,8 @@ RUN_EVENT_TYPES = {
 
 
 NO_STATE = re.compile(r"no state for run (\S+) at")  # the coordinator's warning
+# The coordinator's warning when faust skipped records and it read them from the log.
+UNDELIVERED = re.compile(r"records (\d+)\.\.(\d+) of \S+ were not delivered")
 
 
 def merge_total(n: int) -> int:
@@ -384,6 +386,9 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
         line for line in lines if (m := NO_STATE.search(line)) is not None and m[1] in runs
     ]
     assert not stateless, f"the coordinator lost the state of runs: {stateless[:5]}"
+    undelivered = sum(
+        int(m[2]) - int(m[1]) + 1 for line in lines if (m := UNDELIVERED.search(line)) is not None
+    )
 
     # 3. Each node of each run succeeded exactly once: in the log (distinct success events)
     #    and in the read model (successes counts distinct NodeSucceeded events).
@@ -445,6 +450,7 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
         "duplicates_dropped": log.records - distinct,
         "duplicates_by_type": dict(log.duplicates_by_type.most_common()),
         "timers_fired_and_ignored": timers_fired,
+        "records_faust_skipped_read_from_log": undelivered,
         "recover_s_median": round(statistics.median(recover_s), 3),
         "recover_s_max": max(recover_s),
         "recover_s": recover_s,
