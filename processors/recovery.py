@@ -1,9 +1,9 @@
 """Rebuilding lost run states from the log (DESIGN.md: the table is a snapshot of a fold).
 
-When the agent meets an event of a run the table does not know, and the event is not the
-run's RunSubmitted, the table has lost it: a changelog deleted or compacted away, a faust
-recovery that came up short. The run topic is the truth, so the states are rebuilt from it:
-every record of the partition before the event being handled is fed through ``step``, in log
+When the coordinator finds that its table holds no history of a partition that has some (a
+changelog deleted, a faust recovery that came up short: see ``Coordinator._check_partition``),
+the run topic is the truth, so the states are rebuilt from it:
+every record of the partition before the record being handled is fed through ``step``, in log
 order, exactly as the agent fed them, decisions included but not sent. Decisions are pure
 functions of the run's events, with ids derived from their causes, so the rebuilt state is
 the one the agent had — and the decisions that are already in the log, which come back
@@ -64,7 +64,8 @@ def rebuild(records: list[bytes | None], clock: Clock) -> Rebuilt:
 
 
 class LogRecovery:
-    """Reads a partition of the run topic from its start up to an offset and rebuilds."""
+    """Reads ranges of a partition of the run topic straight from the log, and rebuilds a
+    partition's runs from its start up to an offset."""
 
     def __init__(self, bootstrap: str, topic: str, clock: Clock) -> None:
         self.bootstrap = bootstrap

@@ -34,26 +34,6 @@ class Timer:
     due_at: datetime
     timeout_s: float | None = None
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "node_id": self.node_id,
-            "attempt": self.attempt,
-            "due_at": self.due_at.isoformat(),
-            "timeout_s": self.timeout_s,
-        }
-
-    @classmethod
-    def from_json(cls, raw: dict[str, object]) -> Timer:
-        timeout = raw.get("timeout_s")
-        return cls(
-            kind="retry" if raw["kind"] == "retry" else "timeout",
-            node_id=str(raw["node_id"]),
-            attempt=int(str(raw["attempt"])),
-            due_at=datetime.fromisoformat(str(raw["due_at"])),
-            timeout_s=None if timeout is None else float(str(timeout)),
-        )
-
 
 def pending_timers(state: RunState, grace_s: float) -> list[Timer]:
     """Every timer of ``state`` that has not done its work yet, earliest first."""

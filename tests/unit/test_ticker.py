@@ -8,7 +8,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from processors.config import CoordinatorConfig
-from processors.core.timers import Timer
 from processors.testing import EPOCH, build_ir, started
 from processors.ticker import Ticker
 from tests.unit.test_decider import Harness
@@ -66,8 +65,3 @@ def test_quiet_while_faust_rebalances_or_recovers() -> None:
     assert ticker(rebalancing=True).busy()
     assert ticker(in_recovery=True).busy()
     assert not ticker().busy()
-
-
-def test_timer_round_trips_through_json() -> None:
-    timer = Timer("timeout", "a", 2, EPOCH, 15.0)
-    assert Timer.from_json(timer.to_json()) == timer
