@@ -23,6 +23,11 @@ from schemas.errors import (
 )
 from schemas.events import (
     INLINE_OUTPUT_MAX_BYTES,
+    ApprovalDecided,
+    ApprovalRefused,
+    ApprovalRequested,
+    ApprovalSubmitted,
+    ModelCalled,
     NodeFailed,
     NodeRetryPlanned,
     NodeScheduled,
@@ -37,6 +42,7 @@ from schemas.events import (
     RunSubmitted,
     RunWarning,
     TimerFired,
+    TokenUsage,
     WorkflowPublished,
 )
 from schemas.ir import IREdge, IRNode, WorkflowIR
@@ -46,6 +52,10 @@ from schemas.workflow import EdgeDef, NodeDef, RetryPolicy, WorkflowDefinition
 __all__ = [
     "INLINE_OUTPUT_MAX_BYTES",
     "Actor",
+    "ApprovalDecided",
+    "ApprovalRefused",
+    "ApprovalRequested",
+    "ApprovalSubmitted",
     "CancelRun",
     "DecideApproval",
     "DuplicateEventType",
@@ -54,6 +64,7 @@ __all__ = [
     "IREdge",
     "IRNode",
     "InvalidWorkflow",
+    "ModelCalled",
     "NodeContext",
     "NodeDef",
     "NodeFailed",
@@ -77,6 +88,7 @@ __all__ = [
     "SubmitPatch",
     "SubmitRun",
     "TimerFired",
+    "TokenUsage",
     "UnknownEventType",
     "WorkflowDefinition",
     "WorkflowIR",

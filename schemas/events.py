@@ -130,8 +130,9 @@ class NodeRetryPlanned(Event):
 
 
 class TimerFiredPayload(Payload):
-    kind: Literal["retry", "timeout"] = Field(
-        description="`retry`: a planned attempt is due. `timeout`: an attempt's time is up."
+    kind: Literal["retry", "timeout", "approval"] = Field(
+        description="`retry`: a planned attempt is due. `timeout`: an attempt's time is up. "
+        "`approval`: an approval's time is up, and its default outcome applies."
     )
     node_id: str
     attempt: int = Field(ge=1, description="The attempt the timer is about.")
@@ -210,6 +211,113 @@ class RunCancelledPayload(Payload):
 @event("run.cancelled")
 class RunCancelled(Event):
     payload: RunCancelledPayload
+
+
+# --- approvals (hitl nodes) -----------------------------------------------------------
+
+ApprovalOutcome = Literal["approved", "rejected"]
+
+
+class ApprovalRequestedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    prompt: str = Field(description="The question for the approver, rendered.")
+    timeout_s: float | None = Field(
+        None, description="How long the approval may wait; no limit if absent."
+    )
+    default_outcome: ApprovalOutcome | None = Field(
+        None, description="The outcome taken when `timeout_s` passes without a decision."
+    )
+    due_at: datetime | None = Field(None, description="When the wait ends (UTC), if limited.")
+
+
+@event("run.approval_requested")
+class ApprovalRequested(Event):
+    """A hitl node's worker asks a person: the node is WAITING until a decision comes (or
+    its time is up). Appended by the hitl worker once the prompt is rendered."""
+
+    payload: ApprovalRequestedPayload
+
+
+class ApprovalSubmittedPayload(Payload):
+    node_id: str
+    decision: ApprovalOutcome
+    comment: str | None = None
+
+
+@event("run.approval_submitted")
+class ApprovalSubmitted(Event):
+    """A person's decision as received by the command API (the actor is that person). It is
+    not yet accepted: the coordinator judges it (ApprovalDecided or ApprovalRefused)."""
+
+    payload: ApprovalSubmittedPayload
+
+
+class ApprovalDecidedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1, description="The attempt that requested the approval.")
+    decision: ApprovalOutcome
+    comment: str | None = None
+    decided_by: str = Field(description="The approver's id, or `timeout` for the default.")
+    timed_out: bool = Field(False, description="Whether the default outcome was taken.")
+    submission_id: str | None = Field(
+        None, description="The ApprovalSubmitted event accepted (none for a timeout)."
+    )
+
+
+@event("run.approval_decided")
+class ApprovalDecided(Event):
+    """The coordinator accepted a decision: the hitl node SUCCEEDED with the output
+    ``{decision, comment, decided_by, timed_out}``, and the run goes down the edges whose
+    ``when`` matches ``decision``."""
+
+    payload: ApprovalDecidedPayload
+
+
+class ApprovalRefusedPayload(Payload):
+    node_id: str
+    decision: ApprovalOutcome
+    submission_id: str = Field(description="The ApprovalSubmitted event refused.")
+    reason: str = Field(description="Why, for the person who sent it.")
+
+
+@event("run.approval_refused")
+class ApprovalRefused(Event):
+    """The coordinator refused a submitted decision: the node was not waiting for one, or
+    was decided already. Nothing else changes."""
+
+    payload: ApprovalRefusedPayload
+
+
+# --- agents ---------------------------------------------------------------------------
+
+
+class TokenUsage(Payload):
+    prompt_tokens: int = Field(0, ge=0)
+    completion_tokens: int = Field(0, ge=0)
+    total_tokens: int = Field(0, ge=0)
+    cached_tokens: int = Field(0, ge=0, description="Prompt tokens the provider had cached.")
+
+
+class ModelCalledPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    turn: int = Field(ge=1, description="1 for the first model call of the attempt.")
+    model: str
+    usage: TokenUsage
+    finish_reason: str | None = None
+    tool_calls: list[str] = Field(
+        default_factory=list, description="Names of the tools the model called in this turn."
+    )
+
+
+@event("run.model_called")
+class ModelCalled(Event):
+    """One model call of an agent node answered: its token usage and what the model asked
+    for. Usage is summed from these (failed attempts cost tokens too); they also show an
+    agent's progress while it works. The coordinator routes on none of it."""
+
+    payload: ModelCalledPayload
 
 
 RUN_TERMINAL_EVENTS: tuple[type[Event], ...] = (RunCompleted, RunFailed, RunCancelled)

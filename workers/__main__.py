@@ -13,40 +13,54 @@ from infra.bus import EventBus
 from infra.heartbeat import beat
 from infra.settings import get_settings
 from workers.execute import TaskExecutor
-from workers.handlers import HANDLERS
+from workers.handlers import open_handlers
 from workers.runtime import DEFAULT_CONCURRENCY, handler_types, serve, worker_name
+from workers.settings import WorkerSettings
 
 
-async def main(types: list[str], concurrency: int) -> None:
+async def main(requested: str | None, concurrency: int) -> None:
     settings = get_settings()
+    worker_settings = WorkerSettings()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    store = ContentStore.from_settings(settings)
-    await asyncio.to_thread(store.ensure_bucket)
-    bus = EventBus(settings.kafka_bootstrap, client_id="aob-workers")
-    await bus.start()
-    heartbeat = asyncio.create_task(beat(settings, "workers"))
-    try:
-        executor = TaskExecutor(
-            events=bus, store=store, handlers=HANDLERS, worker_name=worker_name()
-        )
-        logging.getLogger("workers").info("serving %s", ", ".join(types))
-        await serve(
-            types,
-            bootstrap=settings.kafka_bootstrap,
-            executor=executor,
-            dead_letters=bus,
-            stop=stop,
-            concurrency=concurrency,
-        )
-    finally:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
-        await bus.stop()
+    async with contextlib.AsyncExitStack() as clients:
+        handlers = await open_handlers(worker_settings, clients)
+        try:
+            types = handler_types(handlers, requested)
+        except ValueError as e:
+            raise SystemExit(f"python -m workers: {e}") from None
+        store = ContentStore.from_settings(settings)
+        await asyncio.to_thread(store.ensure_bucket)
+        bus = EventBus(settings.kafka_bootstrap, client_id="aob-workers")
+        await bus.start()
+        heartbeat = asyncio.create_task(beat(settings, "workers"))
+        try:
+            executor = TaskExecutor(
+                events=bus,
+                store=store,
+                handlers=handlers,
+                worker_name=worker_name(),
+                runs_topic=worker_settings.runs_topic,
+            )
+            logging.getLogger("workers").info("serving %s", ", ".join(types))
+            await serve(
+                types,
+                bootstrap=settings.kafka_bootstrap,
+                executor=executor,
+                dead_letters=bus,
+                stop=stop,
+                concurrency=concurrency,
+                topic_prefix=worker_settings.task_topic_prefix,
+                group_prefix=worker_settings.group_prefix,
+            )
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await bus.stop()
 
 
 def cli() -> None:
@@ -54,14 +68,10 @@ def cli() -> None:
     parser.add_argument("--types", help="comma-separated node types (default: every handler's)")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     args = parser.parse_args()
-    try:
-        types = handler_types(HANDLERS, args.types)
-    except ValueError as e:
-        parser.error(str(e))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(main(types, args.concurrency))
+    asyncio.run(main(args.types, args.concurrency))
 
 
 if __name__ == "__main__":

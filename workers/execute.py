@@ -60,6 +60,7 @@ class TaskExecutor:
         store: BlobStore,
         handlers: Mapping[str, Handler],
         worker_name: str,
+        runs_topic: str = RUN_EVENTS,
         default_timeout_s: float = DEFAULT_TIMEOUT_S,
         max_backoff_s: float = 5.0,
         remember_tasks: int = 50_000,
@@ -68,6 +69,7 @@ class TaskExecutor:
         self._store = store
         self._handlers = handlers
         self._worker = worker_name
+        self._runs_topic = runs_topic
         self._default_timeout = default_timeout_s
         self._max_backoff = max_backoff_s
         self._remember = remember_tasks
@@ -157,7 +159,9 @@ class TaskExecutor:
         return {"input": task.input, "nodes": nodes}
 
     async def _report(self, event: Event) -> None:
-        await self._retrying(lambda: self._events.append(RUN_EVENTS, event), f"append {event.type}")
+        await self._retrying(
+            lambda: self._events.append(self._runs_topic, event), f"append {event.type}"
+        )
 
     async def _retrying(
         self,

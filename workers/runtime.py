@@ -21,7 +21,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from schemas.codec import decode_task
 from schemas.errors import PoisonRecord
-from schemas.topics import task_topic
+from schemas.topics import TASK_TOPIC_PREFIX
 from workers.execute import TaskExecutor
 from workers.offsets import OffsetTracker
 
@@ -66,9 +66,10 @@ class TypeConsumer:
         dead_letters: DeadLetters,
         slots: asyncio.Semaphore,
         group_prefix: str = "aob-workers-",
+        topic_prefix: str = TASK_TOPIC_PREFIX,
     ) -> None:
         self.node_type = node_type
-        self.topic = task_topic(node_type)
+        self.topic = f"{topic_prefix}{node_type}"
         self._executor = executor
         self._dlq = dead_letters
         self._slots = slots
@@ -176,12 +177,20 @@ async def serve(
     dead_letters: DeadLetters,
     stop: asyncio.Event,
     concurrency: int = DEFAULT_CONCURRENCY,
+    topic_prefix: str = TASK_TOPIC_PREFIX,
+    group_prefix: str = "aob-workers-",
 ) -> None:
     """Consume every type's topic until ``stop`` is set, then shut down cleanly."""
     slots = asyncio.Semaphore(concurrency)
     consumers = [
         TypeConsumer(
-            t, bootstrap=bootstrap, executor=executor, dead_letters=dead_letters, slots=slots
+            t,
+            bootstrap=bootstrap,
+            executor=executor,
+            dead_letters=dead_letters,
+            slots=slots,
+            group_prefix=group_prefix,
+            topic_prefix=topic_prefix,
         )
         for t in node_types
     ]

@@ -1,15 +1,20 @@
 """The handler registry: node type -> handler.
 
-A node type with no handler here has no worker; add one with ``register``. Handlers that need
-clients (httpx, OpenAI) are objects with ``__call__``, built with their clients injected.
+A node type with no handler here has no worker. Stateless handlers are plain functions in
+``HANDLERS``; handlers that hold clients (an ``httpx.AsyncClient``, an ``AsyncOpenAI``) are
+objects with ``__call__``, built by ``open_handlers`` with their clients injected and closed
+when the worker stops.
 """
 
 from __future__ import annotations
+
+from contextlib import AsyncExitStack
 
 from workers.handlers.base import Handler, Job
 from workers.handlers.condition import condition
 from workers.handlers.noop import noop
 from workers.handlers.transform import transform
+from workers.settings import WorkerSettings
 
 HANDLERS: dict[str, Handler] = {
     "noop": noop,
@@ -18,10 +23,10 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def register(node_type: str, handler: Handler) -> None:
-    if node_type in HANDLERS and HANDLERS[node_type] is not handler:
-        raise ValueError(f"node type {node_type!r} already has a handler")
-    HANDLERS[node_type] = handler
+async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict[str, Handler]:
+    """Every handler this worker has, clients opened on ``stack`` (closed with it)."""
+    handlers = dict(HANDLERS)
+    return handlers
 
 
-__all__ = ["HANDLERS", "Handler", "Job", "register"]
+__all__ = ["HANDLERS", "Handler", "Job", "open_handlers"]

@@ -1,0 +1,54 @@
+"""The worker process's settings, read from the environment.
+
+Topic names default to the deployment's (``schemas.topics``); they can be pointed elsewhere
+so that a second set of workers can share one Kafka cluster with another coordinator (the
+connected tests do this with fresh names, as with ``AOB_COORDINATOR_*``).
+
+The http node's and the agent node's settings live here too: the names are part of the public
+surface (API.md): ``AOB_HTTP_ALLOWLIST``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.topics import RUN_EVENTS, TASK_TOPIC_PREFIX
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AOB_WORKERS_", extra="ignore")
+
+    runs_topic: str = Field(RUN_EVENTS, description="Where outcomes are appended.")
+    task_topic_prefix: str = Field(TASK_TOPIC_PREFIX, description="Tasks: <prefix><type>.")
+    group_prefix: str = Field("aob-workers-", description="Consumer group: <prefix><type>.")
+
+    # --- http node --------------------------------------------------------------------
+    http_allowlist: str = Field(
+        "",
+        validation_alias=AliasChoices("AOB_HTTP_ALLOWLIST"),
+        description="Comma-separated host:port targets let through although not global "
+        "(local test servers, demos). Empty: only globally routable addresses.",
+    )
+    http_max_response_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1,
+        validation_alias=AliasChoices("AOB_HTTP_MAX_RESPONSE_BYTES"),
+        description="A response body larger than this fails the node.",
+    )
+
+    # --- agent node -------------------------------------------------------------------
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OPENAI_BASE_URL"),
+        description="Any OpenAI-compatible endpoint; the SDK's default when unset.",
+    )
+    openai_api_key: str | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
+    agent_model: str = Field(
+        "gpt-4o-mini",
+        validation_alias=AliasChoices("AOB_AGENT_MODEL"),
+        description="The model of an agent node that names none.",
+    )
+
+    def task_topic(self, node_type: str) -> str:
+        return f"{self.task_topic_prefix}{node_type}"
