@@ -32,7 +32,7 @@ from schemas.topics import RUN_EVENTS
 from schemas.workflow import DEFAULT_TIMEOUT_S
 from workers import reports
 from workers.errors import InfrastructureFault
-from workers.handlers.base import Handler, Job
+from workers.handlers.base import WAITING, Handler, Job
 from workers.outcome import classify
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,9 @@ class TaskExecutor:
         await self._report(reports.started(task, self._worker))
         timeout = task.timeout_s or self._default_timeout
         try:
-            output = await asyncio.wait_for(handler(Job(task, context)), timeout)
+            output = await asyncio.wait_for(handler(Job(task, context, self._report)), timeout)
+            if output is WAITING:
+                return  # the node waits outside the worker; its handler reported why
             data = canonical_json(output)
         except (TypeError, ValueError) as e:  # from canonical_json: the handler's output
             reason = reports.node_reason(task, f"output is not a JSON value: {e}")

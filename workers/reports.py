@@ -23,9 +23,11 @@ from schemas.tasks import NodeTask
 MAX_ERROR_CHARS = 4000  # a reason is for a person or a model to read, not a dump
 
 
-def _envelope(task: NodeTask, outcome: str) -> dict[str, Any]:
+def envelope(task: NodeTask, *outcome: str) -> dict[str, Any]:
+    """The envelope fields of an event about ``task``: its id depends on the task and
+    ``outcome`` only, so a task delivered twice reports the same facts."""
     return {
-        "event_id": deterministic_id(task.task_id, outcome),
+        "event_id": deterministic_id(task.task_id, *outcome),
         "aggregate_id": task.run_id,
         "correlation_id": task.run_id,
         "causation_id": task.task_id,
@@ -35,7 +37,7 @@ def _envelope(task: NodeTask, outcome: str) -> dict[str, Any]:
 
 def started(task: NodeTask, worker: str) -> NodeStarted:
     return NodeStarted(
-        **_envelope(task, "started"),
+        **envelope(task, "started"),
         payload=NodeStartedPayload(node_id=task.node_id, attempt=task.attempt, worker=worker),
     )
 
@@ -43,7 +45,7 @@ def started(task: NodeTask, worker: str) -> NodeStarted:
 def succeeded(task: NodeTask, output: Any, output_ref: str, output_size: int) -> NodeSucceeded:
     inline = output_size <= INLINE_OUTPUT_MAX_BYTES
     return NodeSucceeded(
-        **_envelope(task, "succeeded"),
+        **envelope(task, "succeeded"),
         payload=NodeSucceededPayload(
             node_id=task.node_id,
             attempt=task.attempt,
@@ -60,7 +62,7 @@ def failed(task: NodeTask, reason: str, *, retryable: bool) -> NodeFailed:
     if len(reason) > MAX_ERROR_CHARS:
         reason = reason[: MAX_ERROR_CHARS - 1] + "…"
     return NodeFailed(
-        **_envelope(task, "failed"),
+        **envelope(task, "failed"),
         payload=NodeFailedPayload(
             node_id=task.node_id, attempt=task.attempt, error=reason, retryable=retryable
         ),

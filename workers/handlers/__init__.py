@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
-from workers.handlers.base import Handler, Job
+from workers.handlers.base import WAITING, Handler, Job
 from workers.handlers.condition import condition
 from workers.handlers.noop import noop
 from workers.handlers.transform import transform
@@ -29,4 +29,4 @@ async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict
     return handlers
 
 
-__all__ = ["HANDLERS", "Handler", "Job", "open_handlers"]
+__all__ = ["HANDLERS", "WAITING", "Handler", "Job", "open_handlers"]

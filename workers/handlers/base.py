@@ -1,11 +1,30 @@
-"""What a handler is: one async callable taking one ``Job``, returning a JSON value."""
+"""What a handler is: one async callable taking one ``Job``, returning a JSON value.
+
+A handler may also append events about its work while it runs (``Job.emit``: an agent's
+model calls, a hitl node's request for approval), and may end with ``WAITING`` instead of
+an output: its part is done, and the node now waits for something outside the worker (a
+person's decision), so no NodeSucceeded is reported.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
+from schemas.envelope import Event
 from schemas.tasks import NodeTask
+
+Reporter = Callable[[Event], Awaitable[None]]
+
+
+class _Waiting:
+    def __repr__(self) -> str:
+        return "WAITING"
+
+
+WAITING: Final = _Waiting()
+"""Returned by a handler whose node now waits outside the worker (see the module doc)."""
 
 
 @dataclass(frozen=True)
@@ -15,10 +34,19 @@ class Job:
 
     task: NodeTask
     context: dict[str, Any]
+    report: Reporter | None = None
 
     @property
     def config(self) -> dict[str, Any]:
         return self.task.config
+
+    async def emit(self, event: Event) -> None:
+        """Append ``event`` to the run's stream (retried until Kafka acknowledges it).
+        Give it a deterministic id (``workers.reports.envelope``): an attempt delivered
+        twice must append the same facts."""
+        if self.report is None:
+            raise RuntimeError("this job was made without a reporter")
+        await self.report(event)
 
 
 class Handler(Protocol):
