@@ -8,12 +8,16 @@ skipped, never hung on) can be exercised.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.canonical import canonical_json, sha256_hex
 from schemas.envelope import Actor, Event, deterministic_id
 from schemas.events import (
+    ApprovalRequested,
+    ApprovalRequestedPayload,
+    ApprovalSubmitted,
+    ApprovalSubmittedPayload,
     NodeFailed,
     NodeFailedPayload,
     NodeStarted,
@@ -146,4 +150,38 @@ def cancel_requested(run_id: str, reason: str = "user asked") -> Event:
         correlation_id=run_id,
         actor=USER,
         payload=RunCancelRequestedPayload(reason=reason),
+    )
+
+
+def approval_requested(
+    task: NodeTask, timeout_s: float | None = None, default_outcome: str | None = None
+) -> Event:
+    """What the hitl worker appends once it has rendered the prompt."""
+    due = EPOCH + timedelta(seconds=timeout_s) if timeout_s else None
+    payload = ApprovalRequestedPayload(
+        node_id=task.node_id,
+        attempt=task.attempt,
+        prompt=f"decide {task.node_id}",
+        timeout_s=timeout_s,
+        default_outcome=default_outcome,  # type: ignore[arg-type]
+        due_at=due,
+    )
+    return _report(ApprovalRequested, task, payload, "approval_requested")
+
+
+def approval_submitted(
+    run_id: str, node_id: str, decision: str, by: str = "alice", tag: str = "1"
+) -> Event:
+    """A person's decision as the command API appends it (``tag`` tells two apart)."""
+    return ApprovalSubmitted(
+        event_id=deterministic_id("decision", run_id, node_id, tag),
+        aggregate_id=run_id,
+        occurred_at=EPOCH,
+        correlation_id=run_id,
+        actor=Actor(kind="user", id=by, tenant=USER.tenant),
+        payload=ApprovalSubmittedPayload(
+            node_id=node_id,
+            decision=decision,  # type: ignore[arg-type]
+            comment=f"{decision} by {by}",
+        ),
     )

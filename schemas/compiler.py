@@ -10,7 +10,13 @@ from collections import defaultdict
 from schemas.canonical import canonical_json, sha256_hex
 from schemas.errors import InvalidWorkflow
 from schemas.ir import IREdge, IRNode, WorkflowIR
-from schemas.workflow import EDGE_GUARDS, KNOWN_NODE_TYPES, RetryPolicy, WorkflowDefinition
+from schemas.workflow import (
+    EDGE_GUARDS,
+    KNOWN_NODE_TYPES,
+    NodeDef,
+    RetryPolicy,
+    WorkflowDefinition,
+)
 
 
 def definition_version(definition: WorkflowDefinition) -> str:
@@ -32,6 +38,8 @@ def validate_graph(definition: WorkflowDefinition) -> list[str]:
         if node.type not in KNOWN_NODE_TYPES:
             known = ", ".join(sorted(KNOWN_NODE_TYPES))
             reasons.append(f"node {node.id!r} has unknown type {node.type!r} (known: {known})")
+        if node.type == "hitl":
+            reasons.extend(_hitl_config_reasons(node))
 
     pairs: set[tuple[str, str]] = set()
     for i, edge in enumerate(definition.edges):
@@ -61,6 +69,25 @@ def validate_graph(definition: WorkflowDefinition) -> list[str]:
         cycle = find_cycle(ids, [(e.from_, e.to) for e in definition.edges])
         if cycle:
             reasons.append("the graph has a cycle: " + " -> ".join(cycle))
+    return reasons
+
+
+def _hitl_config_reasons(node: NodeDef) -> list[str]:
+    where = f"node {node.id!r} (hitl)"
+    reasons = []
+    prompt = node.config.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        reasons.append(f"{where} needs config.prompt, the question for the approver")
+    default = node.config.get("default_outcome")
+    if default is not None and default not in EDGE_GUARDS["hitl"]:
+        reasons.append(
+            f"{where} has default_outcome {default!r}; it must be 'approved' or 'rejected'"
+        )
+    if default is not None and node.timeout_s is None:
+        reasons.append(
+            f"{where} has a default_outcome but no timeout_s: set how long the approval may "
+            "wait before the default is taken"
+        )
     return reasons
 
 

@@ -22,6 +22,11 @@ from processors.core.evolve import evolve
 from processors.core.state import NodeStatus, RunState, RunStatus
 from schemas.envelope import Event, Payload, deterministic_id, system_actor
 from schemas.events import (
+    ApprovalDecided,
+    ApprovalDecidedPayload,
+    ApprovalRefused,
+    ApprovalRefusedPayload,
+    ApprovalSubmitted,
     NodeFailed,
     NodeFailedPayload,
     NodeRetryPlanned,
@@ -114,6 +119,8 @@ class _Decider:
             self._cancel(ev.payload.reason)
         elif isinstance(ev, NodeFailed):
             self._on_failed(ev)
+        elif isinstance(ev, ApprovalSubmitted):
+            self._on_decision(ev)
         elif isinstance(ev, NodeSucceeded | NodeSkipped):
             node_id = ev.payload.node_id
             if node_id in self.state.nodes and self.state.nodes[node_id].terminal:
@@ -162,6 +169,25 @@ class _Decider:
             if t.attempt in node.retry_due and t.attempt not in node.scheduled:
                 self._schedule(t.node_id, t.attempt)
             return
+        if t.kind == "approval":
+            approval = node.approval
+            if (
+                node.status is NodeStatus.WAITING
+                and approval is not None
+                and approval.attempt == t.attempt
+                and approval.decision is None
+            ):
+                outcome = approval.default_outcome or "rejected"
+                self._decide_approval(
+                    ApprovalDecidedPayload(
+                        node_id=t.node_id,
+                        attempt=t.attempt,
+                        decision=outcome,
+                        decided_by="timeout",
+                        timed_out=True,
+                    )
+                )
+            return
         if t.attempt != node.attempt or t.attempt in node.failures:
             return
         limit = f"{t.timeout_s:g}s" if t.timeout_s is not None else "its time limit"
@@ -180,6 +206,61 @@ class _Decider:
         assert isinstance(failure, NodeFailed)
         self._on_failed(failure)
 
+    def _on_decision(self, ev: ApprovalSubmitted) -> None:
+        """Accept a person's decision only for a node that waits for one and has none yet;
+        otherwise refuse it with a reason they can act on. Either way it is an event."""
+        p = ev.payload
+        node = self.state.nodes.get(p.node_id)
+        refusal = self._refusal(p.node_id)
+        if refusal is not None or node is None or node.approval is None:
+            self._emit(
+                ApprovalRefused,
+                ApprovalRefusedPayload(
+                    node_id=p.node_id,
+                    decision=p.decision,
+                    submission_id=ev.event_id,
+                    reason=refusal or f"node {p.node_id!r} is not waiting for a decision",
+                ),
+                "refuse_decision",
+                p.node_id,
+            )
+            return
+        self._decide_approval(
+            ApprovalDecidedPayload(
+                node_id=p.node_id,
+                attempt=node.approval.attempt,
+                decision=p.decision,
+                comment=p.comment,
+                decided_by=ev.actor.id,
+                submission_id=ev.event_id,
+            )
+        )
+
+    def _refusal(self, node_id: str) -> str | None:
+        """Why a decision on ``node_id`` cannot be taken now, or None if it can."""
+        if self.state.cancel_requested:
+            return "the run is being cancelled"
+        if node_id not in self.state.nodes:
+            return f"the run has no node {node_id!r}"
+        node = self.state.nodes[node_id]
+        node_type = self.state.node_def(node_id).type
+        if node_type != "hitl":
+            return f"node {node_id!r} is a {node_type!r} node; only hitl nodes take decisions"
+        approval = node.approval
+        if approval is not None and approval.decision is not None:
+            by = "its time limit" if approval.decided_by == "timeout" else approval.decided_by
+            return f"node {node_id!r} was decided already: {approval.decision} by {by}"
+        if node.status is not NodeStatus.WAITING:
+            return (
+                f"node {node_id!r} is not waiting for a decision (it is "
+                f"{node.status.value}); decide once its approval is requested"
+            )
+        return None
+
+    def _decide_approval(self, decided: ApprovalDecidedPayload) -> None:
+        self._emit(ApprovalDecided, decided, "decide_approval", decided.node_id, decided.attempt)
+        self._settle([e.node for e in self.state.node_def(decided.node_id).successors])
+
     def _cancel(self, reason: str | None) -> None:
         """Nothing new starts; attempts in flight are abandoned (a late answer is ignored,
         since a finished run folds nothing); every unfinished node is skipped with a reason
@@ -190,6 +271,8 @@ class _Decider:
                 continue
             if node.status in (NodeStatus.SCHEDULED, NodeStatus.RUNNING):
                 why = f"run cancelled; attempt {node.attempt} was abandoned in flight"
+            elif node.status is NodeStatus.WAITING:
+                why = "run cancelled while the node waited for a decision"
             else:
                 why = "run cancelled before the node started"
             self._emit(
@@ -285,7 +368,7 @@ class _Decider:
 
     def _maybe_complete(self) -> None:
         nodes = self.state.nodes
-        if self.state.status is not RunStatus.RUNNING:
+        if self.state.status not in (RunStatus.RUNNING, RunStatus.WAITING):
             return
         if not all(n.terminal for n in nodes.values()):
             return

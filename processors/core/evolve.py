@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from processors.core.state import NodeState, NodeStatus, RunState, RunStatus
+from processors.core.state import Approval, NodeState, NodeStatus, RunState, RunStatus
 from schemas.envelope import Event
 from schemas.events import (
+    ApprovalDecided,
+    ApprovalRequested,
     NodeFailed,
     NodeRetryPlanned,
     NodeScheduled,
@@ -32,6 +34,17 @@ def failed_for_good(state: RunState, node_id: str, attempt: int, retryable: bool
     return not retryable or attempt >= state.node_def(node_id).retry.max_attempts
 
 
+def approval_output(event: ApprovalDecided) -> dict[str, object]:
+    """A decided hitl node's output, as templates and edge guards see it."""
+    d = event.payload
+    return {
+        "decision": d.decision,
+        "comment": d.comment,
+        "decided_by": d.decided_by,
+        "timed_out": d.timed_out,
+    }
+
+
 def evolve(state: RunState | None, event: Event) -> RunState | None:
     """The state after ``event``. ``None`` stays ``None`` until the run's RunSubmitted."""
     if state is None:
@@ -40,6 +53,7 @@ def evolve(state: RunState | None, event: Event) -> RunState | None:
         return state
     new = state.model_copy(update={"applied": state.applied | {event.event_id}})
     _apply(new, event)
+    new.refresh_status()
     return new
 
 
@@ -92,7 +106,8 @@ def _apply(state: RunState, event: Event) -> None:
             # A task redelivered to a worker after a crash starts again: the deadline still
             # counts from the first start.
             node.started_at = {event.payload.attempt: event.occurred_at, **node.started_at}
-            if event.payload.attempt == node.attempt:
+            # A hitl task run again after its request was made must not undo the wait.
+            if event.payload.attempt == node.attempt and node.status is not NodeStatus.WAITING:
                 node.status = NodeStatus.RUNNING
     elif isinstance(event, NodeSucceeded):
         node = _node(state, event.payload.node_id)
@@ -123,6 +138,34 @@ def _apply(state: RunState, event: Event) -> None:
         node = _node(state, r.node_id)
         if node is not None and not node.terminal and r.attempt not in node.retry_due:
             node.retry_due = {**node.retry_due, r.attempt: r.due_at}
+    elif isinstance(event, ApprovalRequested):
+        a = event.payload
+        node = _node(state, a.node_id)
+        # The request of the latest attempt, once: a redelivered task asks again (same id,
+        # or a later copy) and changes nothing.
+        if (
+            node is not None
+            and not node.terminal
+            and a.attempt == node.attempt
+            and (node.approval is None or node.approval.attempt != a.attempt)
+        ):
+            node.status = NodeStatus.WAITING
+            node.approval = Approval(
+                attempt=a.attempt, due_at=a.due_at, default_outcome=a.default_outcome
+            )
+    elif isinstance(event, ApprovalDecided):
+        d = event.payload
+        node = _node(state, d.node_id)
+        if node is not None and not node.terminal and node.approval is not None:
+            node.approval = node.approval.model_copy(
+                update={"decision": d.decision, "decided_by": d.decided_by}
+            )
+            node.status = NodeStatus.SUCCEEDED
+            node.succeeded_attempt = d.attempt
+            # Tiny and always inline: edge guards read ``decision`` (processors.core.edges).
+            node.output = approval_output(event)
+            node.output_inline = True
+            node.output_ref = None
     elif isinstance(event, NodeSkipped):
         node = _node(state, event.payload.node_id)
         if node is not None and not node.terminal:
@@ -139,5 +182,6 @@ def _apply(state: RunState, event: Event) -> None:
         state.status = RunStatus.CANCELLED
         state.reason = event.payload.reason
     # RunSubmitted again (another id for the same run), RunWarning, TimerFired (a wake-up;
-    # the decider reads it) and event types this coordinator does not route on are
+    # the decider reads it), ApprovalSubmitted (judged by the decider), ApprovalRefused,
+    # ModelCalled and event types this coordinator does not route on are
     # recorded as applied and change nothing else.

@@ -32,12 +32,26 @@ class NodeStatus(StrEnum):
     PENDING = "PENDING"
     SCHEDULED = "SCHEDULED"
     RUNNING = "RUNNING"
+    WAITING = "WAITING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
 
 
 NODE_TERMINAL = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED})
+NODE_IN_FLIGHT = frozenset({NodeStatus.SCHEDULED, NodeStatus.RUNNING})
+
+
+class Approval(BaseModel):
+    """A hitl node's request for a decision (ApprovalRequested), and the decision."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int
+    due_at: datetime | None = Field(None, description="When the default outcome applies.")
+    default_outcome: str | None = None
+    decision: str | None = Field(None, description="`approved` or `rejected` once decided.")
+    decided_by: str | None = None
 
 
 class NodeState(BaseModel):
@@ -63,6 +77,7 @@ class NodeState(BaseModel):
     output_ref: str | None = None
     error: str | None = Field(None, description="The error that failed the node for good.")
     skip_reason: str | None = None
+    approval: Approval | None = Field(None, description="hitl nodes: the pending request.")
 
     @property
     def attempt(self) -> int:
@@ -98,6 +113,15 @@ class RunState(BaseModel):
     @property
     def finished(self) -> bool:
         return self.status in RUN_FINISHED
+
+    def refresh_status(self) -> None:
+        """RUNNING or WAITING, from the nodes: a run WAITS when a node waits for a person and
+        nothing else is in flight (the projections apply the same rule)."""
+        if self.status not in (RunStatus.RUNNING, RunStatus.WAITING):
+            return
+        statuses = {n.status for n in self.nodes.values()}
+        waiting = NodeStatus.WAITING in statuses and not statuses & NODE_IN_FLIGHT
+        self.status = RunStatus.WAITING if waiting else RunStatus.RUNNING
 
     def node_def(self, node_id: str) -> IRNode:
         return self.ir.nodes[node_id]

@@ -1,11 +1,13 @@
-"""The moments a run waits for: planned retries and attempt deadlines.
+"""The moments a run waits for: planned retries, attempt deadlines and approval limits.
 
 Both are read off the run's facts, never kept as separate mutable state: a retry is due when
 a NodeRetryPlanned says so and that attempt is not scheduled yet; an attempt's deadline is
 when a worker first reported it started, plus its time limit (the node's ``timeout_s``, else
 the default) plus a grace that lets the worker's own timeout report first, with its clearer
-reason. An attempt that is scheduled but not started has no deadline: its task waits in
-Kafka until a worker of its type takes it, however long the queue.
+reason; a hitl node's approval is due when its request says (ApprovalRequested.due_at), and
+then takes its default outcome. An attempt that is scheduled but not started has no
+deadline: its task waits in Kafka until a worker of its type takes it, however long the
+queue.
 
 The adapter (``processors.ticker``) turns a timer that is due into a ``TimerFired`` event on
 the run's stream; the decider acts on it like on any other event.
@@ -23,7 +25,7 @@ from schemas.events import TimerFired, TimerFiredPayload
 from schemas.workflow import DEFAULT_TIMEOUT_S
 
 TIMER_COMPONENT = "coordinator-timer"
-TimerKind = Literal["retry", "timeout"]
+TimerKind = Literal["retry", "timeout", "approval"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,14 @@ def pending_timers(state: RunState, grace_s: float) -> list[Timer]:
         for attempt, due in node.retry_due.items():
             if attempt not in node.scheduled:
                 out.append(Timer("retry", node_id, attempt, due))
+        approval = node.approval
+        if (
+            node.status is NodeStatus.WAITING
+            and approval is not None
+            and approval.decision is None
+            and approval.due_at is not None
+        ):
+            out.append(Timer("approval", node_id, approval.attempt, approval.due_at))
         attempt = node.attempt
         started_at = node.started_at.get(attempt)
         if (

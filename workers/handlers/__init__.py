@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 
 from workers.handlers.base import WAITING, Handler, Job
 from workers.handlers.condition import condition
+from workers.handlers.hitl import hitl
 from workers.handlers.noop import noop
 from workers.handlers.transform import transform
 from workers.settings import WorkerSettings
@@ -20,6 +21,7 @@ HANDLERS: dict[str, Handler] = {
     "noop": noop,
     "transform": transform,
     "condition": condition,
+    "hitl": hitl,
 }
 
 

@@ -1,0 +1,52 @@
+"""``hitl``: ask a person. The prompt is rendered and ApprovalRequested is appended; the node
+then WAITS, outside any worker, until the coordinator accepts a decision
+(``POST /v1/runs/{run}/approvals/{node}``) or the node's ``timeout_s`` passes and
+``config.default_outcome`` (``rejected`` if absent) is taken.
+
+Config: ``prompt`` (template, required), ``default_outcome`` (``approved`` | ``rejected``).
+The node's ``timeout_s`` is how long the approval may wait; without it, it waits until
+decided or cancelled. The node's output is ``{decision, comment, decided_by, timed_out}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from schemas.envelope import utcnow
+from schemas.events import ApprovalRequested, ApprovalRequestedPayload
+from templating import render_string
+from workers import reports
+from workers.errors import ConfigError
+from workers.handlers.base import WAITING, Job
+
+OUTCOMES = ("approved", "rejected")
+
+
+async def hitl(job: Job) -> Any:
+    prompt = job.config.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigError("hitl config needs 'prompt', a non-empty template string")
+    default = job.config.get("default_outcome", "rejected")
+    if default not in OUTCOMES:
+        raise ConfigError(f"hitl 'default_outcome' must be one of {OUTCOMES}, not {default!r}")
+    text = await asyncio.to_thread(render_string, prompt, job.context)
+    task = job.task
+    now = utcnow()
+    limit = task.timeout_s
+    await job.emit(
+        ApprovalRequested(
+            **reports.envelope(task, "approval_requested"),
+            occurred_at=now,
+            payload=ApprovalRequestedPayload(
+                node_id=task.node_id,
+                attempt=task.attempt,
+                prompt=text,
+                timeout_s=limit,
+                default_outcome=default if limit else None,
+                due_at=now + timedelta(seconds=limit) if limit else None,
+            ),
+        )
+    )
+    return WAITING
