@@ -163,7 +163,7 @@ def approval_requested(
         attempt=task.attempt,
         prompt=f"decide {task.node_id}",
         timeout_s=timeout_s,
-        default_outcome=default_outcome,  # type: ignore[arg-type]
+        default_outcome=default_outcome,
         due_at=due,
     )
     return _report(ApprovalRequested, task, payload, "approval_requested")
@@ -181,7 +181,7 @@ def approval_submitted(
         actor=Actor(kind="user", id=by, tenant=USER.tenant),
         payload=ApprovalSubmittedPayload(
             node_id=node_id,
-            decision=decision,  # type: ignore[arg-type]
+            decision=decision,
             comment=f"{decision} by {by}",
         ),
     )
