@@ -16,7 +16,9 @@ from command_api.idempotency import Answer, keyed_id, once, request_hash
 from command_api.metrics import EVENTS_APPENDED
 from schemas import (
     Actor,
+    ApprovalSubmitted,
     CancelRun,
+    DecideApproval,
     PublishWorkflow,
     RunCancelRequested,
     RunSubmitted,
@@ -220,6 +222,41 @@ async def submit_patch(run_id: str, caller: Caller) -> None:
     raise NotAvailable("patching a running workflow is not available in this release")
 
 
-@router.post("/runs/{run_id}/approvals/{node_id}", status_code=501)
-async def decide_approval(run_id: str, node_id: str, caller: Caller) -> None:
-    raise NotAvailable("approvals (hitl nodes) are not available in this release")
+@router.post("/runs/{run_id}/approvals/{node_id}", status_code=202)
+async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route declares
+    request: Request,
+    caller: Caller,
+    run_id: str,
+    node_id: str,
+    command: DecideApproval,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Submit a decision on a hitl node. The coordinator judges it: it is accepted only if
+    the node waits for a decision and has none (ApprovalDecided), and refused with a reason
+    otherwise (ApprovalRefused); both show in the run's approvals and events."""
+    ctx = _ctx(request)
+
+    async def decide() -> Answer:
+        if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
+            raise NotFound(f"run {run_id!r} not found")
+        event = ApprovalSubmitted(
+            event_id=keyed_id(f"approval/{run_id}/{node_id}", caller.tenant, idempotency_key)
+            or new_id(),
+            aggregate_id=run_id,
+            correlation_id=run_id,
+            actor=_actor(caller),
+            payload={
+                "node_id": node_id,
+                "decision": "approved" if command.decision == "approve" else "rejected",
+                "comment": command.comment,
+            },
+        )
+        position = await _append(ctx, RUN_EVENTS, event)
+        return 202, {
+            "run_id": run_id,
+            "node_id": node_id,
+            "event_id": event.event_id,
+            "position": position,
+        }
+
+    return await _idempotent(request, caller, idempotency_key, decide)

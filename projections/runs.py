@@ -10,7 +10,12 @@ into them here, in log order, and writes back the rows that changed. Rules:
   ``scheduled_at`` the moment it is due, and keeps the error that caused it;
 - ``attempts`` is the highest attempt seen; ``successes`` counts distinct NodeSucceeded
   events (it must stay at most 1: a check on exactly-once effects);
-- ``updated_at`` is the newest event's ``occurred_at``, so a rebuild yields the same rows.
+- ``updated_at`` is the newest event's ``occurred_at``, so a rebuild yields the same rows;
+- a hitl node's ApprovalRequested makes it WAITING and opens its ``approvals`` row; the run
+  is WAITING while a node waits and nothing else is in flight (the coordinator's rule);
+  ApprovalDecided makes the node SUCCEEDED with the decision as output; ApprovalRefused is
+  noted on the row; a run that ends first leaves the row CANCELLED;
+- token usage of agent nodes is the sum of their ModelCalled events, failed attempts too.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from typing import Any
 
 from schemas.envelope import Event
 from schemas.events import (
+    ApprovalDecided,
+    ApprovalRefused,
+    ApprovalRequested,
+    ModelCalled,
     NodeFailed,
     NodeRetryPlanned,
     NodeScheduled,
@@ -79,6 +88,29 @@ class NodeRow:
     output: Any = None
     output_ref: str | None = None
     error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+
+
+@dataclass
+class ApprovalRow:
+    run_id: str
+    node_id: str
+    tenant: str
+    attempt: int
+    status: str  # WAITING APPROVED REJECTED CANCELLED
+    prompt: str
+    requested_at: datetime
+    due_at: datetime | None = None
+    default_outcome: str | None = None
+    decision: str | None = None
+    comment: str | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    timed_out: bool = False
+    refusals: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -87,8 +119,19 @@ class RunFold:
 
     runs: dict[str, RunRow] = field(default_factory=dict)
     nodes: dict[tuple[str, str], NodeRow] = field(default_factory=dict)
+    approvals: dict[tuple[str, str], ApprovalRow] = field(default_factory=dict)
     changed_runs: set[str] = field(default_factory=set)
     changed_nodes: set[tuple[str, str]] = field(default_factory=set)
+    changed_approvals: set[tuple[str, str]] = field(default_factory=set)
+    _by_run: dict[str, dict[str, NodeRow]] = field(default_factory=dict)
+
+    def add_node(self, row: NodeRow) -> NodeRow:
+        self.nodes[(row.run_id, row.node_id)] = row
+        self._by_run.setdefault(row.run_id, {})[row.node_id] = row
+        return row
+
+    def nodes_of(self, run_id: str) -> list[NodeRow]:
+        return list(self._by_run.get(run_id, {}).values())
 
     def apply(self, ev: Event) -> None:
         """Fold one new (never seen before) event of run ``ev.aggregate_id``."""
@@ -106,8 +149,15 @@ class RunFold:
             self._finished(run, ev)
         elif isinstance(ev, NodeScheduled | NodeStarted | NodeSucceeded | NodeFailed | NodeSkipped):
             self._node_event(run, ev)
+            self._refresh_status(run)
         elif isinstance(ev, NodeRetryPlanned):
             self._retry_planned(run, ev)
+            self._refresh_status(run)
+        elif isinstance(ev, ApprovalRequested | ApprovalDecided | ApprovalRefused):
+            self._approval_event(run, ev)
+            self._refresh_status(run)
+        elif isinstance(ev, ModelCalled):
+            self._usage(run, ev)
         # Other run events (warnings, cancel requests, timers, types added later) only enter
         # the event history and the run's updated_at.
 
@@ -140,7 +190,7 @@ class RunFold:
         for node_id in p.ir.order or list(p.ir.nodes):
             key = (run.run_id, node_id)
             if key not in self.nodes:
-                self.nodes[key] = NodeRow(run.run_id, node_id, p.ir.nodes[node_id].type)
+                self.add_node(NodeRow(run.run_id, node_id, p.ir.nodes[node_id].type))
                 self.changed_nodes.add(key)
 
     def _finished(self, run: RunRow, ev: RunCompleted | RunFailed | RunCancelled) -> None:
@@ -154,6 +204,17 @@ class RunFold:
             run.status, run.error = "FAILED", f"{where}{ev.payload.reason}"
         else:
             run.status, run.error = "CANCELLED", ev.payload.reason
+        for key, approval in self.approvals.items():
+            if key[0] == run.run_id and approval.status == "WAITING":
+                approval.status = "CANCELLED"
+                self.changed_approvals.add(key)
+
+    def _refresh_status(self, run: RunRow) -> None:
+        if run.status not in {"RUNNING", "WAITING"}:
+            return
+        statuses = {n.status for n in self.nodes_of(run.run_id)}
+        waiting = "WAITING" in statuses and not statuses & {"SCHEDULED", "RUNNING"}
+        run.status = "WAITING" if waiting else "RUNNING"
 
     # --- nodes ---------------------------------------------------------------------------
 
@@ -161,7 +222,7 @@ class RunFold:
         key = (run.run_id, node_id)
         node = self.nodes.get(key)
         if node is None:  # a node the IR did not list (added by a patch, say)
-            node = self.nodes[key] = NodeRow(run.run_id, node_id, node_type)
+            node = self.add_node(NodeRow(run.run_id, node_id, node_type))
         if node_type and not node.node_type:
             node.node_type = node_type
         self.changed_nodes.add(key)
@@ -207,6 +268,61 @@ class RunFold:
             return
         node.attempts, node.status = p.attempt, "SCHEDULED"
         node.scheduled_at, node.started_at, node.finished_at = p.due_at, None, None
+
+    # --- approvals and usage ------------------------------------------------------------
+
+    def _approval_event(
+        self, run: RunRow, ev: ApprovalRequested | ApprovalDecided | ApprovalRefused
+    ) -> None:
+        key = (run.run_id, ev.payload.node_id)
+        approval = self.approvals.get(key)
+        if isinstance(ev, ApprovalRequested):
+            r = ev.payload
+            node = self._node(run, r.node_id)
+            if _moves_forward(node, r.attempt, "WAITING"):
+                node.attempts, node.status = r.attempt, "WAITING"
+            if approval is None or r.attempt > approval.attempt:
+                self.approvals[key] = ApprovalRow(
+                    run_id=run.run_id,
+                    node_id=r.node_id,
+                    tenant=run.tenant,
+                    attempt=r.attempt,
+                    status="WAITING",
+                    prompt=r.prompt,
+                    requested_at=ev.occurred_at,
+                    due_at=r.due_at,
+                    default_outcome=r.default_outcome,
+                )
+                self.changed_approvals.add(key)
+        elif isinstance(ev, ApprovalDecided):
+            d = ev.payload
+            node = self._node(run, d.node_id)
+            if node.status not in NODE_FINAL:
+                node.status, node.finished_at, node.error = "SUCCEEDED", ev.occurred_at, None
+                node.output, node.output_ref = d.node_output(), None
+            if approval is not None and approval.decision is None:
+                approval.status = d.decision.upper()
+                approval.decision, approval.comment = d.decision, d.comment
+                approval.decided_by, approval.decided_at = d.decided_by, ev.occurred_at
+                approval.timed_out = d.timed_out
+                self.changed_approvals.add(key)
+        elif approval is not None:
+            refusal = {
+                "decision": ev.payload.decision,
+                "reason": ev.payload.reason,
+                "at": ev.occurred_at.isoformat(),
+                "submission_id": ev.payload.submission_id,
+            }
+            approval.refusals = [*approval.refusals, refusal]
+            self.changed_approvals.add(key)
+
+    def _usage(self, run: RunRow, ev: ModelCalled) -> None:
+        node = self._node(run, ev.payload.node_id)
+        u = ev.payload.usage
+        node.prompt_tokens += u.prompt_tokens
+        node.completion_tokens += u.completion_tokens
+        node.total_tokens += u.total_tokens
+        node.cached_tokens += u.cached_tokens
 
 
 def _moves_forward(node: NodeRow, attempt: int, status: str) -> bool:

@@ -67,6 +67,34 @@ CREATE TABLE IF NOT EXISTS node_executions (
     PRIMARY KEY (run_id, node_id)
 );
 
+-- Token usage of agent nodes: the sum of the node's run.model_called events (all attempts).
+ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS prompt_tokens bigint NOT NULL DEFAULT 0;
+ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS completion_tokens bigint NOT NULL DEFAULT 0;
+ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS total_tokens bigint NOT NULL DEFAULT 0;
+ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS cached_tokens bigint NOT NULL DEFAULT 0;
+
+-- A hitl node's request for a decision, and what became of it.
+CREATE TABLE IF NOT EXISTS approvals (
+    run_id          text NOT NULL,
+    node_id         text NOT NULL,
+    tenant          text NOT NULL,
+    attempt         integer NOT NULL,
+    status          text NOT NULL,           -- WAITING APPROVED REJECTED CANCELLED
+    prompt          text NOT NULL,
+    requested_at    timestamptz NOT NULL,
+    due_at          timestamptz,             -- when the default outcome applies, if limited
+    default_outcome text,
+    decision        text,                    -- approved | rejected
+    comment         text,
+    decided_by      text,                    -- the approver's key id, or 'timeout'
+    decided_at      timestamptz,
+    timed_out       boolean NOT NULL DEFAULT false,
+    refusals        jsonb NOT NULL DEFAULT '[]', -- decisions refused: [{decision, reason, at, submission_id}]
+    PRIMARY KEY (run_id, node_id)
+);
+CREATE INDEX IF NOT EXISTS approvals_pending ON approvals (tenant, requested_at, run_id, node_id)
+    WHERE status = 'WAITING';
+
 CREATE TABLE IF NOT EXISTS run_events (
     run_id        text NOT NULL,
     seq           integer NOT NULL,          -- 1, 2, … in log order within the run

@@ -16,7 +16,7 @@ import asyncpg
 
 from projections.batch import Batch, Positioned
 from projections.db import BATCH_LOCK_KEY
-from projections.runs import NodeRow, RunFold, RunRow
+from projections.runs import ApprovalRow, NodeRow, RunFold, RunRow
 from projections.workflows import VersionRow, WorkflowRow, fold_published
 from schemas.events import WorkflowPublished
 
@@ -181,7 +181,12 @@ _RUN_COLUMNS = (
 )
 _NODE_COLUMNS = (
     "run_id, node_id, node_type, status, attempts, successes, scheduled_at, started_at,"
-    " finished_at, output, output_ref, error"
+    " finished_at, output, output_ref, error, prompt_tokens, completion_tokens, total_tokens,"
+    " cached_tokens"
+)
+_APPROVAL_COLUMNS = (
+    "run_id, node_id, tenant, attempt, status, prompt, requested_at, due_at, default_outcome,"
+    " decision, comment, decided_by, decided_at, timed_out, refusals"
 )
 
 
@@ -198,7 +203,13 @@ async def _load_fold(conn: asyncpg.Connection, run_ids: list[str]) -> RunFold:
     ):
         row = dict(r)
         row["output"] = _loads(row["output"])
-        fold.nodes[(row["run_id"], row["node_id"])] = NodeRow(**row)
+        fold.add_node(NodeRow(**row))
+    for r in await conn.fetch(
+        f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE run_id = ANY($1::text[])", run_ids
+    ):
+        row = dict(r)
+        row["refusals"] = _loads(row["refusals"])
+        fold.approvals[(row["run_id"], row["node_id"])] = ApprovalRow(**row)
     return fold
 
 
@@ -260,6 +271,7 @@ async def _runs(conn: asyncpg.Connection, events: list[Positioned]) -> tuple[int
     )
     await _write_runs(conn, [fold.runs[r] for r in sorted(fold.changed_runs)])
     await _write_nodes(conn, [fold.nodes[k] for k in sorted(fold.changed_nodes)])
+    await _write_approvals(conn, [fold.approvals[k] for k in sorted(fold.changed_approvals)])
     return len(fresh), dropped, fold.changed_runs
 
 
@@ -317,19 +329,63 @@ async def _write_nodes(conn: asyncpg.Connection, rows: list[NodeRow]) -> None:
         [_dumps(r.output) for r in rows],
         [r.output_ref for r in rows],
         [r.error for r in rows],
+        [r.prompt_tokens for r in rows],
+        [r.completion_tokens for r in rows],
+        [r.total_tokens for r in rows],
+        [r.cached_tokens for r in rows],
     ]
     await conn.execute(
         f"""INSERT INTO node_executions ({_NODE_COLUMNS})
-            SELECT a, b, c, d, e, f, g, h, i, j::jsonb, k, l
+            SELECT a, b, c, d, e, f, g, h, i, j::jsonb, k, l, m, n, o, p
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[],
                         $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[],
-                        $11::text[], $12::text[])
-                 AS x(a, b, c, d, e, f, g, h, i, j, k, l)
+                        $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[],
+                        $16::bigint[])
+                 AS x(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p)
             ON CONFLICT (run_id, node_id) DO UPDATE SET
               node_type = EXCLUDED.node_type, status = EXCLUDED.status,
               attempts = EXCLUDED.attempts, successes = EXCLUDED.successes,
               scheduled_at = EXCLUDED.scheduled_at, started_at = EXCLUDED.started_at,
               finished_at = EXCLUDED.finished_at, output = EXCLUDED.output,
-              output_ref = EXCLUDED.output_ref, error = EXCLUDED.error""",
+              output_ref = EXCLUDED.output_ref, error = EXCLUDED.error,
+              prompt_tokens = EXCLUDED.prompt_tokens,
+              completion_tokens = EXCLUDED.completion_tokens,
+              total_tokens = EXCLUDED.total_tokens, cached_tokens = EXCLUDED.cached_tokens""",
         *cols,
+    )
+
+
+async def _write_approvals(conn: asyncpg.Connection, rows: list[ApprovalRow]) -> None:
+    if not rows:
+        return
+    await conn.executemany(
+        f"""INSERT INTO approvals ({_APPROVAL_COLUMNS})
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)
+            ON CONFLICT (run_id, node_id) DO UPDATE SET
+              attempt = EXCLUDED.attempt, status = EXCLUDED.status, prompt = EXCLUDED.prompt,
+              requested_at = EXCLUDED.requested_at, due_at = EXCLUDED.due_at,
+              default_outcome = EXCLUDED.default_outcome, decision = EXCLUDED.decision,
+              comment = EXCLUDED.comment, decided_by = EXCLUDED.decided_by,
+              decided_at = EXCLUDED.decided_at, timed_out = EXCLUDED.timed_out,
+              refusals = EXCLUDED.refusals""",
+        [
+            (
+                a.run_id,
+                a.node_id,
+                a.tenant,
+                a.attempt,
+                a.status,
+                a.prompt,
+                a.requested_at,
+                a.due_at,
+                a.default_outcome,
+                a.decision,
+                a.comment,
+                a.decided_by,
+                a.decided_at,
+                a.timed_out,
+                json.dumps(a.refusals),
+            )
+            for a in rows
+        ],
     )

@@ -50,10 +50,39 @@ async def runs_page(
 async def nodes_of_runs(pool: asyncpg.Pool, run_ids: Sequence[str]) -> list[asyncpg.Record]:
     return await pool.fetch(
         """SELECT run_id, node_id, node_type, status, attempts, started_at, finished_at,
-                  output, output_ref, error
+                  output, output_ref, error, prompt_tokens, completion_tokens, total_tokens,
+                  cached_tokens
            FROM node_executions WHERE run_id = ANY($1::text[])
            ORDER BY scheduled_at NULLS LAST, node_id""",
         list(run_ids),
+    )
+
+
+APPROVAL_COLUMNS = """run_id, node_id, attempt, status, prompt, requested_at, due_at,
+    default_outcome, decision, comment, decided_by, decided_at, timed_out, refusals"""
+
+
+async def approvals_of_run(pool: asyncpg.Pool, run_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE run_id = $1 ORDER BY requested_at",
+        run_id,
+    )
+
+
+async def pending_approvals(
+    pool: asyncpg.Pool, tenant: str, limit: int, after: tuple[datetime, str, str] | None
+) -> list[asyncpg.Record]:
+    """The tenant's approvals still waiting for a decision, oldest request first."""
+    args: list[Any] = [tenant]
+    where = "tenant = $1 AND status = 'WAITING'"
+    if after is not None:
+        args.extend(after)
+        where += " AND (requested_at, run_id, node_id) > ($2, $3, $4)"
+    args.append(limit)
+    return await pool.fetch(
+        f"""SELECT {APPROVAL_COLUMNS} FROM approvals WHERE {where}
+            ORDER BY requested_at, run_id, node_id LIMIT ${len(args)}""",
+        *args,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
@@ -79,6 +80,23 @@ class PageInfo:
         return PageInfo(has_next_page=more, end_cursor=edges[-1].cursor if edges else None)
 
 
+@strawberry.type(description="Tokens an agent's model calls used (failed attempts too).")
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cached_tokens: int = strawberry.field(description="Prompt tokens the provider had cached.")
+
+    @staticmethod
+    def of(rows: Sequence[Any]) -> TokenUsage:
+        return TokenUsage(
+            prompt_tokens=sum(r.prompt_tokens for r in rows),
+            completion_tokens=sum(r.completion_tokens for r in rows),
+            total_tokens=sum(r.total_tokens for r in rows),
+            cached_tokens=sum(r.cached_tokens for r in rows),
+        )
+
+
 # "NodeExecution", not "Node": Relay reserves the type name Node for its object interface.
 @strawberry.type(name="NodeExecution")
 class Node:
@@ -91,6 +109,14 @@ class Node:
     output_ref: str | None
     error: str | None
     inline_output: strawberry.Private[Any]
+    prompt_tokens: strawberry.Private[int] = 0
+    completion_tokens: strawberry.Private[int] = 0
+    total_tokens: strawberry.Private[int] = 0
+    cached_tokens: strawberry.Private[int] = 0
+
+    @strawberry.field(description="Token usage of this node's model calls (agent nodes).")
+    def usage(self) -> TokenUsage:
+        return TokenUsage.of([self])
 
     @strawberry.field(description="The output; fetched from the CAS when it is not inline.")
     async def output(self, info: Info[ReadContext, None]) -> JSON | None:
@@ -134,12 +160,77 @@ class Patch:
 
 
 @strawberry.type
+class ApprovalRefusal:
+    decision: str
+    reason: str
+    at: datetime
+    submission_id: str
+
+
+@strawberry.type(description="A hitl node's request for a decision, and the decision.")
 class Approval:
+    run_id: strawberry.ID
     node_id: str
-    status: str
+    attempt: int
+    status: str = strawberry.field(description="WAITING APPROVED REJECTED CANCELLED")
+    prompt: str
+    requested_at: datetime
+    due_at: datetime | None = strawberry.field(
+        description="When the default outcome is taken, if the node has a time limit."
+    )
+    default_outcome: str | None
     decision: str | None
     comment: str | None
-    decided_by: str | None
+    decided_by: str | None = strawberry.field(
+        description="The approver's API key id, or `timeout` when the default was taken."
+    )
+    decided_at: datetime | None
+    timed_out: bool
+    refusals: list[ApprovalRefusal] = strawberry.field(
+        description="Decisions the coordinator refused for this node, with the reason."
+    )
+
+    @staticmethod
+    def of(r: Any) -> Approval:
+        refusals = r["refusals"]
+        if isinstance(refusals, str):  # asyncpg hands jsonb over as its text
+            refusals = json.loads(refusals)
+        return Approval(
+            run_id=r["run_id"],
+            node_id=r["node_id"],
+            attempt=r["attempt"],
+            status=r["status"],
+            prompt=r["prompt"],
+            requested_at=r["requested_at"],
+            due_at=r["due_at"],
+            default_outcome=r["default_outcome"],
+            decision=r["decision"],
+            comment=r["comment"],
+            decided_by=r["decided_by"],
+            decided_at=r["decided_at"],
+            timed_out=r["timed_out"],
+            refusals=[
+                ApprovalRefusal(
+                    decision=x["decision"],
+                    reason=x["reason"],
+                    at=datetime.fromisoformat(x["at"]),
+                    submission_id=x["submission_id"],
+                )
+                for x in refusals
+            ],
+        )
+
+
+@strawberry.type
+class ApprovalEdge:
+    cursor: str
+    node: Approval
+
+
+@strawberry.type
+class ApprovalConnection:
+    edges: list[ApprovalEdge]
+    page_info: PageInfo
 
 
 @strawberry.type
@@ -165,9 +256,13 @@ class Run:
     def patches(self) -> list[Patch]:
         return []
 
-    @strawberry.field(description="Approvals of this run's hitl nodes (none until hitl lands).")
-    def approvals(self) -> list[Approval]:
-        return []
+    @strawberry.field(description="Approvals of this run's hitl nodes, in request order.")
+    async def approvals(self, info: Info[ReadContext, None]) -> list[Approval]:
+        return [Approval.of(r) for r in await db.approvals_of_run(info.context.pool, self.id)]
+
+    @strawberry.field(description="Token usage summed over the run's nodes.")
+    async def usage(self, info: Info[ReadContext, None]) -> TokenUsage:
+        return TokenUsage.of(await info.context.nodes.load(self.id))
 
     @strawberry.field(description="The run's events in log order.")
     async def events(
@@ -358,6 +453,29 @@ class Query:
             page_info=PageInfo.after(edges, more=len(rows) > limit),
         )
 
+    @strawberry.field(
+        description="Approvals waiting for a decision across the caller's runs, oldest first."
+    )
+    async def pending_approvals(
+        self, info: Info[ReadContext, None], first: int = 50, after: str | None = None
+    ) -> ApprovalConnection:
+        limit = _page_size(first)
+        key = None
+        if after:
+            requested, run_id, node_id = decode_cursor(after, 3)
+            key = (_datetime_key(requested), str(run_id), str(node_id))
+        rows = await db.pending_approvals(info.context.pool, info.context.tenant, limit + 1, key)
+        edges = [
+            ApprovalEdge(
+                cursor=encode_cursor(r["requested_at"].isoformat(), r["run_id"], r["node_id"]),
+                node=Approval.of(r),
+            )
+            for r in rows[:limit]
+        ]
+        return ApprovalConnection(
+            edges=edges, page_info=PageInfo.after(edges, more=len(rows) > limit)
+        )
+
 
 def nodes_loader(pool: Any) -> DataLoader[str, list[Node]]:
     """Every run's nodes in one query per request, not one per run."""
@@ -376,6 +494,10 @@ def nodes_loader(pool: Any) -> DataLoader[str, list[Node]]:
                     output_ref=r["output_ref"],
                     error=r["error"],
                     inline_output=r["output"],
+                    prompt_tokens=r["prompt_tokens"],
+                    completion_tokens=r["completion_tokens"],
+                    total_tokens=r["total_tokens"],
+                    cached_tokens=r["cached_tokens"],
                 )
             )
         return [by_run[r] for r in run_ids]

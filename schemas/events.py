@@ -264,6 +264,15 @@ class ApprovalDecidedPayload(Payload):
         None, description="The ApprovalSubmitted event accepted (none for a timeout)."
     )
 
+    def node_output(self) -> dict[str, Any]:
+        """The hitl node's output, as templates and edge guards see it."""
+        return {
+            "decision": self.decision,
+            "comment": self.comment,
+            "decided_by": self.decided_by,
+            "timed_out": self.timed_out,
+        }
+
 
 @event("run.approval_decided")
 class ApprovalDecided(Event):

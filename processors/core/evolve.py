@@ -34,17 +34,6 @@ def failed_for_good(state: RunState, node_id: str, attempt: int, retryable: bool
     return not retryable or attempt >= state.node_def(node_id).retry.max_attempts
 
 
-def approval_output(event: ApprovalDecided) -> dict[str, object]:
-    """A decided hitl node's output, as templates and edge guards see it."""
-    d = event.payload
-    return {
-        "decision": d.decision,
-        "comment": d.comment,
-        "decided_by": d.decided_by,
-        "timed_out": d.timed_out,
-    }
-
-
 def evolve(state: RunState | None, event: Event) -> RunState | None:
     """The state after ``event``. ``None`` stays ``None`` until the run's RunSubmitted."""
     if state is None:
@@ -163,7 +152,7 @@ def _apply(state: RunState, event: Event) -> None:
             node.status = NodeStatus.SUCCEEDED
             node.succeeded_attempt = d.attempt
             # Tiny and always inline: edge guards read ``decision`` (processors.core.edges).
-            node.output = approval_output(event)
+            node.output = d.node_output()
             node.output_inline = True
             node.output_ref = None
     elif isinstance(event, NodeSkipped):

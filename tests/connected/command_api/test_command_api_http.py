@@ -214,7 +214,10 @@ async def test_bad_input_is_4xx_with_a_clear_detail(
     is_problem(await client.get("/v1/nowhere"), 404)
     is_problem(await client.get("/v1/workflows"), 405)
     is_problem(await client.post("/v1/runs/r/patches", json={"patch": [], "reason": "x"}), 501)
-    is_problem(await client.post("/v1/runs/r/approvals/n", json={"decision": "approve"}), 501)
+    r = await client.post("/v1/runs/r/approvals/n", json={"decision": "approve"})
+    assert is_problem(r, 404)["detail"] == "run 'r' not found"
+    r = await client.post("/v1/runs/r/approvals/n", json={"decision": "maybe"})
+    is_problem(r, 422)
 
 
 async def test_a_workflow_of_another_tenant_is_not_found(
