@@ -33,6 +33,7 @@ from aiokafka.partitioner import murmur2
 from processors.app import CoordinatorApp
 from processors.config import CoordinatorConfig
 from processors.core import RunState, step
+from processors.core.decide import refuse_after_finish
 from processors.recovery import Rebuilt, Record
 from processors.stats import LoopStats
 from processors.stored import Finished, Live, decode, encode, encode_finished
@@ -40,7 +41,7 @@ from processors.ticker import Ticker
 from schemas.codec import decode_event, encode_event, encode_task
 from schemas.envelope import Event, utcnow
 from schemas.errors import PoisonRecord
-from schemas.events import RunSubmitted
+from schemas.events import ApprovalSubmitted, RunSubmitted
 from schemas.tasks import NodeTask
 
 log = logging.getLogger("aob.coordinator")
@@ -147,6 +148,10 @@ class Coordinator:
         run_key = event.aggregate_id.encode()
         state = self._load(run_key)
         if isinstance(state, Finished):
+            if isinstance(event, ApprovalSubmitted):  # told why, not silently dropped
+                await self._send(
+                    [refuse_after_finish(event, state.status, self.clock())], [], partition
+                )
             self.stats.record(time.perf_counter() - started, 0)
             return  # the run is over: late answers, duplicates, a cancel that came too late
         if state is None and not isinstance(event, RunSubmitted):

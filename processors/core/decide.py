@@ -83,6 +83,28 @@ def step(state: RunState | None, event: Event, now: datetime) -> tuple[RunState 
     return _Decider(after, event, now).run()
 
 
+def refuse_after_finish(
+    event: ApprovalSubmitted, status: RunStatus, now: datetime
+) -> ApprovalRefused:
+    """A decision that reached a finished run (only its status is kept): refused, so that
+    the person who sent it learns why it changed nothing."""
+    p = event.payload
+    return ApprovalRefused(
+        event_id=deterministic_id(event.event_id, "refuse_decision", p.node_id, "0"),
+        aggregate_id=event.aggregate_id,
+        occurred_at=now,
+        causation_id=event.event_id,
+        correlation_id=event.aggregate_id,
+        actor=system_actor(COMPONENT, event.actor.tenant),
+        payload=ApprovalRefusedPayload(
+            node_id=p.node_id,
+            decision=p.decision,
+            submission_id=event.event_id,
+            reason=f"the run is {status.value}: it takes no more decisions",
+        ),
+    )
+
+
 def decide(state: RunState, event: Event, now: datetime) -> Decision:
     """The decision about ``event``, given ``state`` with ``event`` already folded in."""
     return _Decider(state, event, now).run()[1]

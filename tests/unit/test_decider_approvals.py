@@ -165,3 +165,14 @@ def test_a_redelivered_hitl_task_does_not_undo_the_wait() -> None:
     task = h.all_tasks[-1]
     h.feed(started(task).model_copy(update={"event_id": "another-start"}))
     assert h.status("review") is NodeStatus.WAITING
+
+
+def test_a_decision_on_a_finished_run_is_refused_with_its_status() -> None:
+    from processors.core.decide import refuse_after_finish
+    from processors.core.state import RunStatus as Status
+
+    submission = approval_submitted("run-1", "review", "approved")
+    refused = refuse_after_finish(submission, Status.COMPLETED, EPOCH)
+    assert refused.payload.reason == "the run is COMPLETED: it takes no more decisions"
+    assert refused.payload.submission_id == submission.event_id
+    assert refuse_after_finish(submission, Status.COMPLETED, EPOCH).event_id == refused.event_id
