@@ -2,8 +2,9 @@
 
 Events reach the coordinator shuffled (any order a worker race or a replay could produce,
 and more), duplicated, and its own decisions echo back. Workers fail attempts and lose
-answers; timers (planned retries, attempt deadlines) fire at any moment, early, twice, or
-after what they waited for has happened. Whatever the order, every node must
+answers; timers (planned retries, attempt deadlines, approval limits) fire at any moment,
+early, twice, or after what they waited for has happened. People decide approvals before
+they are asked, twice, and the other way once decided (refused). Whatever the order, every node must
 end SUCCEEDED or SKIPPED exactly once, each scheduled only after all its predecessors
 finished, skips exactly where a reference evaluation of the branches says, and the run
 COMPLETED exactly once.
@@ -19,9 +20,24 @@ from hypothesis import strategies as st
 
 from processors.core import NodeStatus, RunState, RunStatus, step
 from processors.core.timers import Timer, pending_timers, timer_fired
-from processors.testing import EPOCH, build_ir, failed, run_submitted, started, succeeded
+from processors.testing import (
+    EPOCH,
+    approval_requested,
+    approval_submitted,
+    build_ir,
+    failed,
+    run_submitted,
+    started,
+    succeeded,
+)
 from schemas.envelope import Event
-from schemas.events import NodeScheduled, NodeSkipped, RunCompleted, RunFailed
+from schemas.events import (
+    ApprovalDecided,
+    NodeScheduled,
+    NodeSkipped,
+    RunCompleted,
+    RunFailed,
+)
 from schemas.ir import WorkflowIR
 from schemas.tasks import NodeTask
 
@@ -31,7 +47,7 @@ MAX_ATTEMPTS = 3
 @dataclass
 class Scenario:
     ir: WorkflowIR
-    verdicts: dict[str, bool]  # what each condition node answers
+    verdicts: dict[str, bool]  # what each condition node answers, each approval decides
     flaky: bool  # workers fail some attempts (retryable)
     lossy: bool  # workers lose the answer of some attempts (only a timeout saves those)
 
@@ -40,7 +56,9 @@ class Scenario:
 def scenarios(draw: st.DrawFn) -> Scenario:
     n = draw(st.integers(1, 40))
     kinds = draw(
-        st.lists(st.sampled_from(["noop", "transform", "condition"]), min_size=n, max_size=n)
+        st.lists(
+            st.sampled_from(["noop", "transform", "condition", "hitl"]), min_size=n, max_size=n
+        )
     )
     nodes = {f"n{i}": kinds[i] for i in range(n)}
     edges: list[tuple[str, str, str | None]] = []
@@ -49,9 +67,12 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         # none (another root): random fan-outs and joins.
         preds = draw(st.sets(st.integers(0, i - 1), max_size=min(i, 3)))
         for p in sorted(preds):
-            when = draw(st.sampled_from(["true", "false"])) if kinds[p] == "condition" else None
+            guards = {"condition": ["true", "false"], "hitl": ["approved", "rejected"]}
+            when = draw(st.sampled_from(guards[kinds[p]])) if kinds[p] in guards else None
             edges.append((f"n{p}", f"n{i}", when))
-    verdicts = {nid: draw(st.booleans()) for nid, kind in nodes.items() if kind == "condition"}
+    verdicts = {
+        nid: draw(st.booleans()) for nid, kind in nodes.items() if kind in ("condition", "hitl")
+    }
     backoff_s = draw(st.sampled_from([0.0, 0.5]))
     ir = build_ir(nodes, edges, MAX_ATTEMPTS, backoff_s=backoff_s, timeout_s=10)
     return Scenario(ir, verdicts, draw(st.booleans()), draw(st.booleans()))
@@ -63,12 +84,18 @@ def expected_statuses(sc: Scenario) -> dict[str, NodeStatus]:
     for nid in sc.ir.order:
         preds = sc.ir.nodes[nid].predecessors
         live = not preds or any(
-            out[e.node] is NodeStatus.SUCCEEDED
-            and (e.when is None or e.when == str(sc.verdicts[e.node]).lower())
+            out[e.node] is NodeStatus.SUCCEEDED and (e.when is None or e.when == guard(sc, e.node))
             for e in preds
         )
         out[nid] = NodeStatus.SUCCEEDED if live else NodeStatus.SKIPPED
     return out
+
+
+def guard(sc: Scenario, node_id: str) -> str:
+    verdict = sc.verdicts[node_id]
+    if sc.ir.nodes[node_id].type == "hitl":
+        return "approved" if verdict else "rejected"
+    return str(verdict).lower()
 
 
 class Simulation:
@@ -81,6 +108,9 @@ class Simulation:
         self.tasks: list[NodeTask] = []
         self.decided: list[Event] = []
         self.schedule_order: list[tuple[str, int]] = []
+        self.asked: set[str] = set()  # hitl nodes scheduled: a person may decide them
+        self.contradicted: set[str] = set()
+        self.submissions = 0
 
     def deliver(self, event: Event) -> None:
         before = self.state
@@ -95,6 +125,8 @@ class Simulation:
             self.check_ready(task)
             self.schedule_order.append((task.node_id, task.attempt))
             self.tasks.append(task)
+            if task.node_type == "hitl":
+                self.asked.add(task.node_id)
 
     def check_ready(self, task: NodeTask) -> None:
         assert self.state is not None
@@ -111,8 +143,34 @@ class Simulation:
             return [started(task), failed(task, "transient")]
         if self.sc.lossy and task.attempt < MAX_ATTEMPTS and lossy < 0.3:
             return [started(task)]  # the answer is lost: only the deadline moves on
+        if kind == "hitl":  # the worker asks; a person or the time limit decides
+            default = guard(self.sc, task.node_id)
+            return [started(task), approval_requested(task, timeout_s=10, default_outcome=default)]
         output = {"result": self.sc.verdicts[task.node_id]} if kind == "condition" else {"n": 1}
         return [started(task), succeeded(task, output)]
+
+    def deciders(self) -> list[tuple[str, str]]:
+        """(node, decision) a person may send now: the scenario's verdict for any node that
+        is undecided (even before it asks: that one is refused), the other way once decided
+        (refused too)."""
+        assert self.state is not None
+        out = []
+        for nid in sorted(self.asked):
+            node = self.state.nodes[nid]
+            if not node.terminal:
+                out.append((nid, guard(self.sc, nid)))
+            elif node.approval is not None and nid not in self.contradicted:
+                out.append((nid, "rejected" if guard(self.sc, nid) == "approved" else "approved"))
+        return out
+
+    def decide(self, node_id: str, decision: str) -> None:
+        assert self.state is not None
+        if self.state.nodes[node_id].terminal:
+            self.contradicted.add(node_id)
+        self.submissions += 1
+        self.inbox.append(
+            approval_submitted(self.state.run_id, node_id, decision, tag=str(self.submissions))
+        )
 
     def run(self) -> None:
         self.deliver(run_submitted("run-p", self.sc.ir, {"seed": 1}))
@@ -125,10 +183,18 @@ class Simulation:
             timers = self.fireable()
             if timers:
                 choices.append("timer")
+            people = self.deciders() if self.state is not None else []
+            if people and self.rnd.random() < 0.3:
+                choices.append("decide")
             if not choices:
+                if people:  # nothing else can happen: a person must decide
+                    self.decide(*self.rnd.choice(people))
+                    continue
                 return
             choice = self.rnd.choice(choices)
-            if choice == "timer":
+            if choice == "decide":
+                self.decide(*self.rnd.choice(people))
+            elif choice == "timer":
                 assert self.state is not None
                 timer = self.rnd.choice(timers)
                 self.inbox.append(timer_fired(self.state.run_id, self.state.tenant, timer, EPOCH))
@@ -162,7 +228,7 @@ class Simulation:
         return [
             t
             for t in pending_timers(self.state, grace_s=0)
-            if t.kind == "retry" or t.attempt < MAX_ATTEMPTS
+            if t.kind != "timeout" or t.attempt < MAX_ATTEMPTS
         ]
 
 
@@ -188,6 +254,12 @@ def test_every_random_dag_completes_whatever_the_delivery_order(sc: Scenario, se
     assert len(scheduled_ids) == len(set(scheduled_ids)) == len(sim.schedule_order)
     skipped = [e.payload.node_id for e in sim.decided if isinstance(e, NodeSkipped)]
     assert sorted(skipped) == sorted(n for n, s in expected.items() if s is NodeStatus.SKIPPED)
+    # Each approval that ran was decided exactly once, the scenario's way.
+    decided = [e.payload for e in sim.decided if isinstance(e, ApprovalDecided)]
+    assert sorted(d.node_id for d in decided) == sorted(
+        n for n in sim.asked if expected[n] is NodeStatus.SUCCEEDED
+    )
+    assert all(d.decision == guard(sc, d.node_id) for d in decided)
     ran = {n for n, _ in sim.schedule_order}
     assert ran == {n for n, s in expected.items() if s is NodeStatus.SUCCEEDED}
     for nid in ran:
