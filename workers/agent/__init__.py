@@ -7,7 +7,3 @@ model_errors.py  which model errors are worth another try, and when (Retry-After
 calls.py         the one retry layer around each model call
 handler.py       the turn loop, the ModelCalled events and the node's output
 """
-
-from workers.agent.handler import AgentHandler
-
-__all__ = ["AgentHandler"]

@@ -12,7 +12,6 @@ from contextlib import AsyncExitStack
 
 from openai import AsyncOpenAI
 
-from workers.agent import AgentHandler
 from workers.handlers.base import WAITING, Handler, Job
 from workers.handlers.condition import condition
 from workers.handlers.noop import noop
@@ -34,6 +33,8 @@ async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict
 
 
 async def _agent(settings: WorkerSettings, stack: AsyncExitStack) -> Handler:
+    from workers.agent.handler import AgentHandler  # here: workers.agent uses handlers.base
+
     # max_retries=0: the handler's own retry layer is the only one (workers.agent.calls).
     client = AsyncOpenAI(
         base_url=settings.openai_base_url,
