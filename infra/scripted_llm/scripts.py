@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCRIPTED_MARK = "[scripted reply]"
+SCRIPTED_MARK = "(scripted reply)"
 
 
 class ToolCallReply(BaseModel):

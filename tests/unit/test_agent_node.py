@@ -13,6 +13,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from infra.scripted_llm.client import ScriptedLLMClient
+from infra.scripted_llm.scripts import SCRIPTED_MARK
 from infra.scripted_llm.serve import Running, running
 from schemas.envelope import Event
 from schemas.events import ModelCalled
@@ -343,7 +344,7 @@ async def test_the_default_reply_finishes_any_prompt_and_says_it_is_scripted(
     agent: AgentHandler,
 ) -> None:
     out = await agent(job({"prompt": f"Summarise {token()} for the board"}, Reports()))
-    assert out["text"].startswith("[scripted reply]")
+    assert out["text"].startswith(SCRIPTED_MARK)
     assert "Summarise" in out["text"]
     assert out["usage"]["prompt_tokens"] > 0
 
