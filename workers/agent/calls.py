@@ -36,7 +36,7 @@ class RetryPolicy:
 def backoff(tries: int, policy: RetryPolicy, rng: random.Random) -> float:
     """Exponential backoff with jitter: half to all of first_delay * 2**(tries-1), capped."""
     ceiling = min(policy.first_delay_s * 2 ** (tries - 1), policy.max_delay_s)
-    return ceiling * rng.uniform(0.5, 1.0)
+    return float(ceiling * rng.uniform(0.5, 1.0))
 
 
 async def call_model(

@@ -65,7 +65,10 @@ class AgentHandler:
         for turn in range(1, config.max_turns + 1):
             completion = await call_model(
                 lambda timeout: self._client.chat.completions.create(
-                    model=config.model, messages=messages, tools=tools, timeout=timeout
+                    model=config.model,
+                    messages=messages,  # type: ignore[arg-type]  # plain dicts of that shape
+                    tools=tools,  # type: ignore[arg-type]
+                    timeout=timeout,
                 ),
                 model=config.model,
                 deadline=deadline,
