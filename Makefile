@@ -36,9 +36,11 @@ down: setup
 status: setup
 	$(AOB) status
 
+# The tests never talk to a real model provider: without OPENAI_API_KEY and OPENAI_BASE_URL,
+# `aob up` starts the local scripted model and points the agent workers at it.
 test: setup
-	$(AOB) up
-	$(PYTEST) -q
+	env -u OPENAI_API_KEY -u OPENAI_BASE_URL $(AOB) up
+	env -u OPENAI_API_KEY -u OPENAI_BASE_URL $(PYTEST) -q
 
 demo: setup
 	$(AOB) up

@@ -1,5 +1,8 @@
 """``aob demo``: publish the example workflows and run one end to end, printing its timeline.
 
+The demo's run ends with an agent node; with no ``OPENAI_API_KEY`` set it answers from the
+local scripted model that ``aob up`` started (``infra.scripted_llm``), and the demo says so.
+
 It goes through the same doors a user does: the REST command API to publish and submit, and
 the GraphQL query API to watch the run, so a green demo means every part works together.
 """
@@ -13,12 +16,15 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from auth import issue_key
 from cli import CLIError
 from cli.api_client import ApiClient
 from cli.stack_commands import RichProgress
 from cli.timeline import nodes_table, timeline_table
+from infra.scripted_llm.mode import notice as scripted_model_notice
+from infra.scripted_llm.mode import uses_scripted_model
 from infra.settings import Settings
 from infra.stack import Stack
 
@@ -26,13 +32,15 @@ console = Console()
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEMO_TENANT = "demo"
-DEMO_WORKFLOW = "fan-out-fan-in"
+DEMO_WORKFLOW = "agent-report"
 DEMO_INPUT = {"name": "world", "numbers": [3, 1, 4, 1, 5]}
 
 
 async def _demo(settings: Settings, timeout: float) -> bool:
     progress = RichProgress(console)
     await Stack(settings, progress=progress).up()
+    if uses_scripted_model():
+        console.print(f"[yellow]{scripted_model_notice(settings)}[/]")
     with progress.step("creating an API key for tenant 'demo'…"):
         key = await issue_key(settings.postgres_dsn, DEMO_TENANT)
     examples = sorted(EXAMPLES_DIR.glob("*.json"))
@@ -62,6 +70,8 @@ async def _demo(settings: Settings, timeout: float) -> bool:
 
     console.print(timeline_table(run))
     console.print(nodes_table(run))
+    for line in agent_lines(run):
+        console.print(line)
     colour = "green" if run["status"] == "COMPLETED" else "red"
     console.print(
         f"run [bold]{run_id}[/] [bold {colour}]{run['status']}[/] in {took:.2f}s; "
@@ -70,6 +80,24 @@ async def _demo(settings: Settings, timeout: float) -> bool:
     if run.get("error"):
         console.print(f"[red]{run['error']}[/]")
     return bool(run["status"] == "COMPLETED")
+
+
+def agent_lines(run: dict) -> list[str]:  # type: ignore[type-arg]
+    """What each agent node answered and the tokens it used."""
+    lines = []
+    for node in run["nodes"]:
+        output = node.get("output")
+        if node["type"] != "agent" or not isinstance(output, dict):
+            continue
+        usage = output.get("usage") or {}
+        text = escape(str(output.get("text")))  # the model's words, not markup
+        lines.append(
+            f"agent [bold]{node['id']}[/] ({output.get('model')}, {output.get('turns')} "
+            f"turn(s), {usage.get('total_tokens', 0)} tokens: {usage.get('prompt_tokens', 0)} "
+            f"prompt, {usage.get('completion_tokens', 0)} completion, "
+            f"{usage.get('cached_tokens', 0)} cached) answered:\n  {text}"
+        )
+    return lines
 
 
 def demo(

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
+from infra.scripted_llm.mode import notice as scripted_model_notice
+from infra.scripted_llm.mode import uses_scripted_model
 from infra.settings import Settings
 from infra.stack import Stack
 
@@ -88,6 +90,8 @@ def up(
     table.add_row("query api", urls["query_api_url"])
     table.add_row("data", str(stack.settings.home))
     console.print(table)
+    if not infra_only and uses_scripted_model():
+        console.print(f"[yellow]{scripted_model_notice(stack.settings)}[/]")
 
 
 def down(

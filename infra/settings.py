@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     minio_console_port: int = 19001
     command_api_port: int = 18080
     query_api_port: int = 18081
+    scripted_llm_port: int = Field(
+        18090, description="The local scripted model, run when no OPENAI_API_KEY is set."
+    )
 
     # Point these at servers you run yourself (or that docker compose runs); when unset they
     # are derived from the local stack's host and ports.
@@ -91,6 +94,11 @@ class Settings(BaseSettings):
     @property
     def query_api_url(self) -> str:
         return f"http://{self.host}:{self.query_api_port}"
+
+    @property
+    def scripted_llm_url(self) -> str:
+        # Always loopback: the scripted model has no authentication (infra.scripted_llm).
+        return f"http://127.0.0.1:{self.scripted_llm_port}"
 
 
 @lru_cache(maxsize=1)

@@ -26,10 +26,13 @@ from collections.abc import Callable
 
 import httpx
 
+from infra.scripted_llm.mode import uses_scripted_model
+from infra.scripted_llm.mode import worker_env as scripted_model_env
 from infra.settings import Settings
 from infra.stack.process import ServiceSpec
 
-ServiceFactory = Callable[[Settings], ServiceSpec]
+# A factory may answer None: the service is not wanted in this configuration.
+ServiceFactory = Callable[[Settings], ServiceSpec | None]
 
 SERVICES: list[ServiceFactory] = []
 
@@ -78,7 +81,30 @@ def coordinator(settings: Settings) -> ServiceSpec:
 
 
 def workers(settings: Settings) -> ServiceSpec:
-    return _python_service("workers", "workers", settings)
+    spec = _python_service("workers", "workers", settings)
+    if uses_scripted_model():
+        spec.env.update(scripted_model_env(settings))
+    return spec
+
+
+def scripted_llm(settings: Settings) -> ServiceSpec | None:
+    """The local scripted model, only when no OPENAI_API_KEY is set (infra.scripted_llm)."""
+    if not uses_scripted_model():
+        return None
+    url = settings.scripted_llm_url
+    return ServiceSpec(
+        name="scripted_llm",
+        argv=[
+            sys.executable,
+            "-m",
+            "infra.scripted_llm",
+            "--port",
+            f"{settings.scripted_llm_port}",
+        ],
+        health=lambda: http_ok(f"{url}/healthz"),
+        url=url,
+        match="-m infra.scripted_llm",
+    )
 
 
 def command_api(settings: Settings) -> ServiceSpec:
@@ -89,6 +115,6 @@ def query_api(settings: Settings) -> ServiceSpec:
     return _python_service("query_api", "query_api", settings, url=settings.query_api_url)
 
 
-# Read side first (so nothing appended is waited on by nobody), then the deciders, then the
-# doors users knock on.
-SERVICES.extend([projections, coordinator, workers, query_api, command_api])
+# Read side first (so nothing appended is waited on by nobody), then the deciders (the
+# scripted model before the workers that call it), then the doors users knock on.
+SERVICES.extend([projections, coordinator, scripted_llm, workers, query_api, command_api])

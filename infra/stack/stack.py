@@ -75,6 +75,8 @@ class Stack:
         specs = []
         for factory in self._service_factories:
             spec = factory(self.settings)
+            if spec is None:  # not wanted in this configuration
+                continue
             spec.env = {**env, **spec.env}
             specs.append(spec)
         return specs

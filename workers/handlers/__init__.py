@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+from openai import AsyncOpenAI
+
 from workers.handlers.base import WAITING, Handler, Job
 from workers.handlers.condition import condition
 from workers.handlers.hitl import hitl
@@ -28,7 +30,21 @@ HANDLERS: dict[str, Handler] = {
 async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict[str, Handler]:
     """Every handler this worker has, clients opened on ``stack`` (closed with it)."""
     handlers = dict(HANDLERS)
+    handlers["agent"] = await _agent(settings, stack)
     return handlers
+
+
+async def _agent(settings: WorkerSettings, stack: AsyncExitStack) -> Handler:
+    from workers.agent.handler import AgentHandler  # here: workers.agent uses handlers.base
+
+    # max_retries=0: the handler's own retry layer is the only one (workers.agent.calls).
+    client = AsyncOpenAI(
+        base_url=settings.openai_base_url,
+        api_key=settings.openai_api_key or "unset",
+        max_retries=0,
+    )
+    await stack.enter_async_context(client)
+    return AgentHandler(client, default_model=settings.agent_model)
 
 
 __all__ = ["HANDLERS", "WAITING", "Handler", "Job", "open_handlers"]

@@ -1,0 +1,9 @@
+"""The ``agent`` node: a model answering through the OpenAI Chat Completions API with tools.
+
+config.py        the node's config, checked
+prompt.py        the messages: a stable system prefix, then the run's varying part
+tools.py         the tools offered to the model and the answers they give
+model_errors.py  which model errors are worth another try, and when (Retry-After)
+calls.py         the one retry layer around each model call
+handler.py       the turn loop, the ModelCalled events and the node's output
+"""

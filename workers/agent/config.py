@@ -1,0 +1,59 @@
+"""An agent node's config, checked before any model is called.
+
+``prompt`` (template, required), ``system`` (static text appended to AOB's system prefix, not
+rendered, so the prefix stays byte-identical across runs), ``model`` (default
+``AOB_AGENT_MODEL``), ``max_turns`` (model calls per attempt, 1..32, default 8), ``tools``
+(names of the tools the node allows besides ``finish``, which is always offered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from workers.agent.tools import OPTIONAL_TOOLS
+from workers.errors import ConfigError
+
+DEFAULT_MAX_TURNS = 8
+MAX_TURNS_LIMIT = 32
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    prompt: str
+    system: str
+    model: str
+    max_turns: int
+    tools: tuple[str, ...]
+
+
+def parse_config(config: dict[str, Any], default_model: str) -> AgentConfig:
+    prompt = config.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigError("agent config needs a 'prompt' template (a non-empty string)")
+    system = config.get("system", "")
+    if not isinstance(system, str):
+        raise ConfigError("agent config 'system' must be a string")
+    model = config.get("model") or default_model
+    if not isinstance(model, str):
+        raise ConfigError("agent config 'model' must be a string")
+    max_turns = config.get("max_turns", DEFAULT_MAX_TURNS)
+    if (
+        isinstance(max_turns, bool)
+        or not isinstance(max_turns, int)
+        or not 1 <= max_turns <= MAX_TURNS_LIMIT
+    ):
+        raise ConfigError(
+            f"agent config 'max_turns' must be an integer from 1 to {MAX_TURNS_LIMIT}"
+        )
+    tools = config.get("tools", [])
+    if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+        raise ConfigError("agent config 'tools' must be a list of tool names")
+    unknown = sorted(set(tools) - set(OPTIONAL_TOOLS) - {"finish"})
+    if unknown:
+        raise ConfigError(
+            f"agent config names unknown tools: {', '.join(unknown)} "
+            f"(available: finish, {', '.join(OPTIONAL_TOOLS)})"
+        )
+    allowed = tuple(t for t in OPTIONAL_TOOLS if t in tools)
+    return AgentConfig(prompt, system, model, max_turns, allowed)

@@ -1,0 +1,169 @@
+"""The agent handler: a bounded loop of model calls with tools.
+
+Each turn calls the model with the conversation so far and records a ``run.model_called``
+event with its token usage. ``finish(output)`` ends the node with that output; a plain answer
+without tool calls ends it with the answer's text; other tool calls are answered and the model
+goes on. A model still talking after ``max_turns`` calls fails the node.
+
+The node's output::
+
+    {"text": str,          # finish's output if a string, else its JSON; or the plain answer
+     "output": <any>,      # only when finish was given a non-string value: that value
+     "usage": {"prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens"},
+                           # summed over this attempt's model calls
+     "model": str,         # the model asked
+     "turns": int}         # model calls made
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion
+
+from schemas.events import ModelCalled, ModelCalledPayload, TokenUsage
+from schemas.workflow import DEFAULT_TIMEOUT_S
+from templating import render_string
+from workers.agent.calls import RetryPolicy, call_model
+from workers.agent.config import AgentConfig, parse_config
+from workers.agent.prompt import first_messages
+from workers.agent.tools import answer, definitions
+from workers.errors import NodeError
+from workers.handlers.base import Job
+from workers.reports import envelope
+
+
+class AgentHandler:
+    """The ``agent`` node type, speaking to whatever server ``client`` points at."""
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        *,
+        default_model: str,
+        retry: RetryPolicy | None = None,
+        default_timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self._client = client
+        self._default_model = default_model
+        self._retry = retry or RetryPolicy()
+        self._default_timeout_s = default_timeout_s
+
+    async def __call__(self, job: Job) -> dict[str, Any]:
+        config = parse_config(job.config, self._default_model)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (job.task.timeout_s or self._default_timeout_s)
+        # In a thread: a heavy (if bounded) template must not stall the other tasks.
+        prompt = await asyncio.to_thread(render_string, config.prompt, job.context)
+        messages = first_messages(config.system, prompt, job.context)
+        tools = definitions(config.tools)
+        usage = TokenUsage()
+
+        for turn in range(1, config.max_turns + 1):
+            completion = await call_model(
+                lambda timeout: self._client.chat.completions.create(
+                    model=config.model,
+                    messages=messages,  # type: ignore[arg-type]  # plain dicts of that shape
+                    tools=tools,  # type: ignore[arg-type]
+                    timeout=timeout,
+                ),
+                model=config.model,
+                deadline=deadline,
+                policy=self._retry,
+                clock=loop.time,
+            )
+            if not completion.choices:
+                raise NodeError(f"model {config.model} answered with no choices", retryable=True)
+            call_usage = token_usage(completion)
+            usage = add(usage, call_usage)
+            choice = completion.choices[0]
+            calls = choice.message.tool_calls or []
+            await job.emit(
+                ModelCalled(
+                    **envelope(job.task, "model_called", str(turn)),
+                    payload=ModelCalledPayload(
+                        node_id=job.task.node_id,
+                        attempt=job.task.attempt,
+                        turn=turn,
+                        model=config.model,
+                        usage=call_usage,
+                        finish_reason=choice.finish_reason,
+                        tool_calls=[tool_name(c) for c in calls],
+                    ),
+                )
+            )
+            if not calls:
+                return result(choice.message.content or "", usage, config, turn)
+
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": choice.message.content,
+                    "tool_calls": [
+                        {
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": tool_name(c), "arguments": tool_arguments(c)},
+                        }
+                        for c in calls
+                    ],
+                }
+            )
+            for c in calls:
+                outcome = answer(tool_name(c), tool_arguments(c), config.tools)
+                if outcome.finished:
+                    return result(outcome.output, usage, config, turn)
+                messages.append({"role": "tool", "tool_call_id": c.id, "content": outcome.reply})
+
+        raise NodeError(
+            f"agent did not finish within max_turns={config.max_turns} model calls",
+            retryable=False,
+        )
+
+
+def tool_name(call: Any) -> str:
+    function = getattr(call, "function", None)
+    return str(getattr(function, "name", None) or getattr(call, "type", "unknown"))
+
+
+def tool_arguments(call: Any) -> str:
+    function = getattr(call, "function", None)
+    return str(getattr(function, "arguments", None) or "")
+
+
+def token_usage(completion: ChatCompletion) -> TokenUsage:
+    u = completion.usage
+    if u is None:
+        return TokenUsage()
+    details = u.prompt_tokens_details
+    cached = (details.cached_tokens if details is not None else None) or 0
+    return TokenUsage(
+        prompt_tokens=u.prompt_tokens or 0,
+        completion_tokens=u.completion_tokens or 0,
+        total_tokens=u.total_tokens or 0,
+        cached_tokens=cached,
+    )
+
+
+def add(a: TokenUsage, b: TokenUsage) -> TokenUsage:
+    return TokenUsage(
+        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
+        completion_tokens=a.completion_tokens + b.completion_tokens,
+        total_tokens=a.total_tokens + b.total_tokens,
+        cached_tokens=a.cached_tokens + b.cached_tokens,
+    )
+
+
+def result(value: Any, usage: TokenUsage, config: AgentConfig, turns: int) -> dict[str, Any]:
+    """The node's output (shape in the module doc)."""
+    out: dict[str, Any] = {}
+    if isinstance(value, str):
+        out["text"] = value
+    else:
+        out["text"] = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        out["output"] = value
+    out.update(usage=usage.model_dump(), model=config.model, turns=turns)
+    return out
