@@ -24,7 +24,12 @@ pytestmark = pytest.mark.connected
 
 QUERY = """
 query Run($id: ID!) {
-  run(id: $id) { status error nodes { id type status attempts output error } }
+  run(id: $id) {
+    status error
+    usage { promptTokens completionTokens totalTokens cachedTokens }
+    nodes { id type status attempts output error
+            usage { promptTokens completionTokens totalTokens cachedTokens } }
+  }
 }
 """
 
@@ -144,6 +149,11 @@ async def test_an_agent_node_completes_with_its_text_and_usage(
     calls = await eventually(called)
     assert [(c["node_id"], c["turn"], c["usage"]) for c in calls] == [("write", 1, usage)]
     assert calls[0]["tool_calls"] == ["finish"]
+    # The read model: usage on the node, summed on the run (the only agent node here).
+    in_graphql = {"promptTokens": 321, "completionTokens": 12, "totalTokens": 333}
+    assert nodes_of(run)["write"]["usage"] == {**in_graphql, "cachedTokens": 256}
+    assert nodes_of(run)["start"]["usage"]["totalTokens"] == 0
+    assert run["usage"] == {**in_graphql, "cachedTokens": 256}
 
 
 async def test_a_429_then_success_is_retried_and_the_run_completes(
