@@ -24,6 +24,7 @@ query CliRun($id: ID!, $after: String) {
   run(id: $id, after: $after) {
     id status workflowId workflowName version error input output createdAt
     nodes { id type status attempts startedAt finishedAt output outputRef error }
+    approvals { nodeId status prompt decision decidedBy }
     events(first: 500) { edges { node { seq type occurredAt payload } } }
   }
 }
@@ -106,11 +107,13 @@ class ApiClient:
         position: str | None,
         timeout: float,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
+        until: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
-        """Poll the read side until the run is COMPLETED, FAILED or CANCELLED."""
+        """Poll the read side until the run is COMPLETED, FAILED or CANCELLED (or has one
+        of the statuses in ``until``, e.g. WAITING)."""
         started = time.monotonic()
         run = await self.run(run_id, position)
-        while run["status"] not in TERMINAL_RUN_STATUSES:
+        while run["status"] not in TERMINAL_RUN_STATUSES | until:
             if time.monotonic() - started > timeout:
                 raise CLIError(
                     f"run {run_id} is still {run['status']} after {timeout:.0f}s; "

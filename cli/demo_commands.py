@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from auth import issue_key
 from cli import CLIError
-from cli.api_client import ApiClient
+from cli.api_client import TERMINAL_RUN_STATUSES, ApiClient
 from cli.stack_commands import RichProgress
 from cli.timeline import nodes_table, timeline_table
 from infra.scripted_llm.mode import notice as scripted_model_notice
@@ -65,7 +65,25 @@ async def _demo(settings: Settings, timeout: float) -> bool:
                 done = sum(n["status"] in {"SUCCEEDED", "SKIPPED"} for n in run["nodes"])
                 status.update(f"run {run['status']}: {done}/{len(run['nodes'])} nodes finished")
 
-            run = await api.wait_for_run(run_id, submitted["position"], timeout, show)
+            run = await api.wait_for_run(
+                run_id, submitted["position"], timeout, show, until=frozenset({"WAITING"})
+            )
+        for approval in [a for a in run.get("approvals", []) if a["status"] == "WAITING"]:
+            # A person would decide here (REST or a UI listing pendingApprovals); the demo
+            # decides itself, through the same door.
+            console.print(
+                f"the run waits for an approval of [bold]{approval['nodeId']}[/]: "
+                f"{escape(approval['prompt'])!r}; the demo approves it "
+                f"(POST /v1/runs/{run_id}/approvals/{approval['nodeId']})"
+            )
+            await api.command(
+                f"/v1/runs/{run_id}/approvals/{approval['nodeId']}",
+                {"decision": "approve", "comment": "approved by aob demo"},
+                202,
+            )
+        if run["status"] not in TERMINAL_RUN_STATUSES:
+            with console.status("waiting for the run…") as status:
+                run = await api.wait_for_run(run_id, None, timeout, show)
         took = time.monotonic() - started
 
     console.print(timeline_table(run))

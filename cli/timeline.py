@@ -24,6 +24,24 @@ def _detail(kind: str, payload: dict[str, Any]) -> str:
         return f"attempt {payload.get('attempt')} on {payload.get('worker')}"
     if kind == "run.warning":
         return str(payload.get("message", ""))
+    return _approval_or_model_detail(kind, payload)
+
+
+def _approval_or_model_detail(kind: str, payload: dict[str, Any]) -> str:
+    if kind == "run.approval_requested":
+        limit = payload.get("timeout_s")
+        wait = f" (else {payload.get('default_outcome')} after {limit:g}s)" if limit else ""
+        return f"{payload.get('prompt', '')!r}{wait}"
+    if kind == "run.approval_submitted":
+        return str(payload.get("decision", ""))
+    if kind == "run.approval_decided":
+        return f"{payload.get('decision')} by {payload.get('decided_by')}"
+    if kind == "run.approval_refused":
+        return f"refused: {payload.get('reason', '')}"
+    if kind == "run.model_called":
+        usage = payload.get("usage") or {}
+        tools = ", ".join(payload.get("tool_calls") or []) or payload.get("finish_reason") or ""
+        return f"turn {payload.get('turn')}: {usage.get('total_tokens', 0)} tokens → {tools}"
     return ""
 
 
