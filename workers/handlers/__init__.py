@@ -14,6 +14,7 @@ from workers.handlers.base import WAITING, Handler, Job
 from workers.handlers.condition import condition
 from workers.handlers.noop import noop
 from workers.handlers.transform import transform
+from workers.http.client import open_http_handler
 from workers.settings import WorkerSettings
 
 HANDLERS: dict[str, Handler] = {
@@ -26,6 +27,7 @@ HANDLERS: dict[str, Handler] = {
 async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict[str, Handler]:
     """Every handler this worker has, clients opened on ``stack`` (closed with it)."""
     handlers = dict(HANDLERS)
+    handlers["http"] = await open_http_handler(settings, stack)
     return handlers
 
 
