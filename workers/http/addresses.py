@@ -101,6 +101,9 @@ def refusal(ip: IPAddress) -> str | None:
                 return f"embeds {inner} ({form}), which {why}"
             if form in ("IPv4-mapped", "IPv4-compatible"):
                 return None  # the packet goes to the IPv4 address, which is public
+            if form == "Teredo":
+                # Reached through a relay we cannot vet; Teredo is obsolete anyway.
+                return "is a Teredo tunnel address"
     if not ip.is_global:
         return "is not a globally routable address"
     return None
