@@ -64,7 +64,7 @@ class LoopbackServer:
         server_cls = type("Server", (ThreadingHTTPServer,), {"address_family": family})
         server = server_cls((self.host, 0), _handler(self))
         self.port = server.server_address[1]
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         try:
             yield self
