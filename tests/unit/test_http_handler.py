@@ -168,7 +168,7 @@ async def test_redirects_within_the_allowlist_up_to_five(
 async def test_a_sixth_redirect_is_refused(
     client: httpx.AsyncClient, server: LoopbackServer
 ) -> None:
-    with pytest.raises(Refused, match="redirect 6 to .* more than 5 redirects"):
+    with pytest.raises(Refused, match=r"redirect 6 to .* more than 5 redirects"):
         await handler(client)(job({"url": svc(server, "/chain/5")}))
     assert not any(s.path == "/json" for s in server.seen)
 
