@@ -221,3 +221,33 @@ async def test_connection_failure_is_retryable(client: httpx.AsyncClient) -> Non
         with pytest.raises(RequestFailed) as caught:
             await handler(c)(job({"url": f"http://127.0.0.1:{port}/"}))
     assert caught.value.retryable
+
+
+async def test_https_keeps_the_name_for_sni_and_gets_a_pool_per_name() -> None:
+    # In-memory inner transports: nothing is connected; the requests they get are recorded.
+    from workers.http.transport import PinnedTransport
+
+    got: list[httpx.Request] = []
+    made: list[httpx.MockTransport] = []
+
+    def factory() -> httpx.AsyncBaseTransport:
+        made.append(httpx.MockTransport(lambda r: got.append(r) or httpx.Response(204)))
+        return made[-1]
+
+    resolver = MapResolver({"a.test": ["127.0.0.1"], "b.test": ["127.0.0.1"]})
+    allow = parse_allowlist("a.test:443,b.test:443,a.test:80")
+    transport = PinnedTransport(Guard(resolver, allow), factory)
+    async with httpx.AsyncClient(transport=transport, trust_env=False) as c:
+        await c.get("https://a.test/x")
+        await c.get("https://b.test/y")
+        await c.get("https://a.test/z")
+        await c.get("http://a.test/w")
+    assert [str(r.url) for r in got] == [
+        "https://127.0.0.1/x",
+        "https://127.0.0.1/y",
+        "https://127.0.0.1/z",
+        "http://127.0.0.1/w",
+    ]
+    assert [r.headers["host"] for r in got] == ["a.test", "b.test", "a.test", "a.test"]
+    assert [r.extensions.get("sni_hostname") for r in got] == ["a.test", "b.test", "a.test", None]
+    assert len(made) == 3  # plain http, then one TLS pool for a.test and one for b.test
