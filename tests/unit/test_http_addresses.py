@@ -343,3 +343,15 @@ def test_allowlist_parses_names_and_literals() -> None:
     assert allow.allows(Target("http", "127.0.0.1", 81))
     assert allow.allows(Target("http", "::1", 82))
     assert not parse_allowlist("")
+
+
+def test_a_malformed_allowlist_stops_the_worker_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from workers.settings import WorkerSettings
+
+    monkeypatch.setenv("AOB_HTTP_ALLOWLIST", "svc.test:80,localhost")
+    with pytest.raises(ValidationError, match="AOB_HTTP_ALLOWLIST entry 'localhost': no port"):
+        WorkerSettings()
+    monkeypatch.setenv("AOB_HTTP_ALLOWLIST", "svc.test:80,[::1]:81")
+    assert WorkerSettings().http_allowlist == "svc.test:80,[::1]:81"

@@ -251,3 +251,15 @@ async def test_https_keeps_the_name_for_sni_and_gets_a_pool_per_name() -> None:
     assert [r.headers["host"] for r in got] == ["a.test", "b.test", "a.test", "a.test"]
     assert [r.extensions.get("sni_hostname") for r in got] == ["a.test", "b.test", "a.test", None]
     assert len(made) == 3  # plain http, then one TLS pool for a.test and one for b.test
+
+
+async def test_the_next_checked_address_is_tried_when_one_does_not_connect(
+    server: LoopbackServer,
+) -> None:
+    # 127.0.0.2 is loopback too, but the server listens on 127.0.0.1 only: the first answer
+    # refuses the connection, the second one serves.
+    resolver = MapResolver({"two.test": ["127.0.0.2", "127.0.0.1"]})
+    async with build_client(Guard(resolver, parse_allowlist(f"two.test:{server.port}"))) as c:
+        out = await handler(c)(job({"url": f"http://two.test:{server.port}/json"}))
+    assert out["status"] == 200
+    assert server.seen[-1].path == "/json"

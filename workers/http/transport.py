@@ -35,21 +35,29 @@ class PinnedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         target = target_of(request.url)  # scheme and credentials, again: defence in depth
         addresses = await self._guard.addresses(target)
-        address = addresses[0]
         extensions = dict(request.extensions)
         if target.scheme == "https":
             extensions["sni_hostname"] = target.host
             inner = self._tls_pool(target.host)
         else:
             inner = self._plain
-        pinned = httpx.Request(
-            request.method,
-            request.url.copy_with(host=str(address)),
-            headers=request.headers,  # Host: the original name
-            stream=request.stream,
-            extensions=extensions,
-        )
-        return await inner.handle_async_request(pinned)
+        # Every checked address in DNS order until one connects (an IPv6 answer on a host
+        # without IPv6 routes must not fail a name that also has IPv4). A connect error
+        # happens before the body is sent, so the request can be tried again as it is.
+        for n, address in enumerate(addresses, start=1):
+            pinned = httpx.Request(
+                request.method,
+                request.url.copy_with(host=str(address)),
+                headers=request.headers,  # Host: the original name
+                stream=request.stream,
+                extensions=extensions,
+            )
+            try:
+                return await inner.handle_async_request(pinned)
+            except httpx.ConnectError:
+                if n == len(addresses):
+                    raise
+        raise AssertionError("unreachable: the guard returns at least one address")
 
     def _tls_pool(self, host: str) -> httpx.AsyncBaseTransport:
         pool = self._tls.get(host)
