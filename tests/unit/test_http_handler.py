@@ -263,3 +263,13 @@ async def test_the_next_checked_address_is_tried_when_one_does_not_connect(
         out = await handler(c)(job({"url": f"http://two.test:{server.port}/json"}))
     assert out["status"] == 200
     assert server.seen[-1].path == "/json"
+
+
+async def test_reasons_never_show_credentials_or_queries(
+    client: httpx.AsyncClient, server: LoopbackServer
+) -> None:
+    target = f"http://user:hunter2@service.test:{server.port}/json?token=s3cret"
+    with pytest.raises(Refused, match="credentials") as caught:
+        await handler(client)(job({"url": svc(server, f"/to?url={target.replace('?', '%3F')}")}))
+    assert "hunter2" not in str(caught.value)
+    assert "s3cret" not in str(caught.value)

@@ -73,8 +73,9 @@ def is_retryable_status(status: int) -> bool:
 
 
 def shown_url(url: httpx.URL) -> str:
-    """The URL for a reason: without its query, which often carries tokens."""
-    shown = url.copy_with(query=None, fragment=None)
+    """The URL for a reason: without credentials, nor its query, which often carries
+    tokens (reasons are kept in the run's history for everyone who may read the run)."""
+    shown = url.copy_with(userinfo=b"", query=None, fragment=None)
     return f"{shown}?…" if url.query else str(shown)
 
 
