@@ -10,7 +10,7 @@ surface (API.md): ``AOB_HTTP_ALLOWLIST``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY`
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import RUN_EVENTS, TASK_TOPIC_PREFIX
@@ -36,6 +36,21 @@ class WorkerSettings(BaseSettings):
         validation_alias=AliasChoices("AOB_HTTP_MAX_RESPONSE_BYTES"),
         description="A response body larger than this fails the node.",
     )
+    http_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=AliasChoices("AOB_HTTP_TIMEOUT_S"),
+        description="Time limit of an http node's exchange whose config sets no timeout_s.",
+    )
+
+    @field_validator("http_allowlist")
+    @classmethod
+    def _allowlist_parses(cls, value: str) -> str:
+        # A typo must stop the worker at start, not surface as refusals in runs.
+        from workers.http.targets import parse_allowlist
+
+        parse_allowlist(value)
+        return value
 
     # --- agent node -------------------------------------------------------------------
     openai_base_url: str | None = Field(

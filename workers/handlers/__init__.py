@@ -17,6 +17,7 @@ from workers.handlers.condition import condition
 from workers.handlers.hitl import hitl
 from workers.handlers.noop import noop
 from workers.handlers.transform import transform
+from workers.http.client import open_http_handler
 from workers.settings import WorkerSettings
 
 HANDLERS: dict[str, Handler] = {
@@ -30,6 +31,7 @@ HANDLERS: dict[str, Handler] = {
 async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict[str, Handler]:
     """Every handler this worker has, clients opened on ``stack`` (closed with it)."""
     handlers = dict(HANDLERS)
+    handlers["http"] = await open_http_handler(settings, stack)
     handlers["agent"] = await _agent(settings, stack)
     return handlers
 

@@ -22,7 +22,7 @@ from schemas.errors import PoisonRecord
 from schemas.events import NodeScheduled, RunCompleted
 from schemas.ir import WorkflowIR
 from schemas.tasks import NodeTask
-from tests.connected.processors.conftest import TASK_TYPES_USED, Isolated
+from tests.connected.isolated import TASK_TYPES_USED, Isolated
 
 Answer = Callable[[NodeTask], list[Event]]
 
