@@ -87,21 +87,23 @@ def refuse_after_finish(
     event: ApprovalSubmitted, status: RunStatus, now: datetime
 ) -> ApprovalRefused:
     """A decision that reached a finished run (only its status is kept): refused, so that
-    the person who sent it learns why it changed nothing."""
-    p = event.payload
+    the person who sent it learns why it changed nothing. Same id as a refusal ``step``
+    would decide."""
     return ApprovalRefused(
-        event_id=deterministic_id(event.event_id, "refuse_decision", p.node_id, "0"),
+        event_id=deterministic_id(event.event_id, "refuse_decision", event.payload.node_id, "0"),
         aggregate_id=event.aggregate_id,
         occurred_at=now,
         causation_id=event.event_id,
         correlation_id=event.aggregate_id,
         actor=system_actor(COMPONENT, event.actor.tenant),
-        payload=ApprovalRefusedPayload(
-            node_id=p.node_id,
-            decision=p.decision,
-            submission_id=event.event_id,
-            reason=f"the run is {status.value}: it takes no more decisions",
-        ),
+        payload=_refusal_of(event, f"the run is {status.value}: it takes no more decisions"),
+    )
+
+
+def _refusal_of(event: ApprovalSubmitted, reason: str) -> ApprovalRefusedPayload:
+    p = event.payload
+    return ApprovalRefusedPayload(
+        node_id=p.node_id, decision=p.decision, submission_id=event.event_id, reason=reason
     )
 
 
@@ -232,25 +234,16 @@ class _Decider:
         """Accept a person's decision only for a node that waits for one and has none yet;
         otherwise refuse it with a reason they can act on. Either way it is an event."""
         p = ev.payload
-        node = self.state.nodes.get(p.node_id)
         refusal = self._refusal(p.node_id)
-        if refusal is not None or node is None or node.approval is None:
-            self._emit(
-                ApprovalRefused,
-                ApprovalRefusedPayload(
-                    node_id=p.node_id,
-                    decision=p.decision,
-                    submission_id=ev.event_id,
-                    reason=refusal or f"node {p.node_id!r} is not waiting for a decision",
-                ),
-                "refuse_decision",
-                p.node_id,
-            )
+        if refusal is not None:
+            self._emit(ApprovalRefused, _refusal_of(ev, refusal), "refuse_decision", p.node_id)
             return
+        approval = self.state.nodes[p.node_id].approval
+        assert approval is not None  # no refusal: the node waits, so it has asked
         self._decide_approval(
             ApprovalDecidedPayload(
                 node_id=p.node_id,
-                attempt=node.approval.attempt,
+                attempt=approval.attempt,
                 decision=p.decision,
                 comment=p.comment,
                 decided_by=ev.actor.id,

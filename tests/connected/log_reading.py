@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -101,11 +101,13 @@ class LogCount:
     completions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
-async def count_log(bootstrap: str, until: dict[TopicPartition, int], runs: set[str]) -> LogCount:
-    """aob.runs.events from the beginning up to ``until``: the records of ``runs``."""
+async def run_records(
+    bootstrap: str, until: dict[TopicPartition, int], runs: set[str]
+) -> AsyncIterator[tuple[str, ConsumerRecord]]:
+    """(run id, record) for every record of ``runs`` in aob.runs.events, from the beginning
+    up to ``until``, in each partition's order."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
-    out = LogCount()
     try:
         consumer.assign(list(until))
         await consumer.seek_to_beginning(*until)
@@ -117,27 +119,33 @@ async def count_log(bootstrap: str, until: dict[TopicPartition, int], runs: set[
                     if r.offset >= until[tp] or r.key is None:
                         continue
                     run_id = r.key.decode(errors="replace")
-                    if run_id not in runs:
-                        continue
-                    headers = dict(r.headers or ())
-                    event_id = headers[HEADER_EVENT_ID].decode()
-                    kind = headers[HEADER_TYPE].decode()
-                    out.records += 1
-                    out.ids[event_id] += 1
-                    out.types[event_id] = kind
-                    out.ids_by_run[run_id].add(event_id)
-                    if out.ids[event_id] > 1:
-                        out.duplicates_by_type[kind] += 1
-                    if kind == "run.node_succeeded":
-                        node_id = json.loads(r.value)["payload"]["node_id"]
-                        out.successes[(run_id, node_id)].add(event_id)
-                    elif kind == "run.completed":
-                        out.completions[run_id].add(event_id)
+                    if run_id in runs:
+                        yield run_id, r
             for tp in list(pending):
                 if await consumer.position(tp) >= until[tp]:
                     pending.discard(tp)
     finally:
         await consumer.stop()
+
+
+async def count_log(bootstrap: str, until: dict[TopicPartition, int], runs: set[str]) -> LogCount:
+    """aob.runs.events from the beginning up to ``until``: the records of ``runs``."""
+    out = LogCount()
+    async for run_id, r in run_records(bootstrap, until, runs):
+        headers = dict(r.headers or ())
+        event_id = headers[HEADER_EVENT_ID].decode()
+        kind = headers[HEADER_TYPE].decode()
+        out.records += 1
+        out.ids[event_id] += 1
+        out.types[event_id] = kind
+        out.ids_by_run[run_id].add(event_id)
+        if out.ids[event_id] > 1:
+            out.duplicates_by_type[kind] += 1
+        if kind == "run.node_succeeded":
+            node_id = json.loads(r.value)["payload"]["node_id"]
+            out.successes[(run_id, node_id)].add(event_id)
+        elif kind == "run.completed":
+            out.completions[run_id].add(event_id)
     return out
 
 

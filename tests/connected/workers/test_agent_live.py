@@ -17,7 +17,7 @@ from infra.scripted_llm.client import ScriptedLLMClient
 from infra.scripted_llm.mode import uses_scripted_model
 from infra.settings import Settings
 from schemas.codec import HEADER_TYPE
-from tests.connected.log_reading import end_offsets
+from tests.connected.log_reading import end_offsets, run_records
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.connected
@@ -90,28 +90,17 @@ async def api(services: Settings, api_key: str) -> AsyncIterator[Api]:
 
 async def model_calls(bootstrap: str, run_id: str) -> list[dict[str, Any]]:
     """The payloads of the run's ``run.model_called`` events in aob.runs.events."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
-    found = []
     try:
         until = await end_offsets(consumer)
-        consumer.assign(list(until))
-        await consumer.seek_to_beginning(*until)
-        pending = {tp for tp, end in until.items() if end > 0}
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=10_000)
-            for tp, records in batches.items():
-                for r in records:
-                    if r.offset >= until[tp] or r.key is None or r.key.decode() != run_id:
-                        continue
-                    if dict(r.headers or ()).get(HEADER_TYPE) == b"run.model_called":
-                        found.append(json.loads(r.value)["payload"])
-            for tp in list(pending):
-                if await consumer.position(tp) >= until[tp]:
-                    pending.discard(tp)
     finally:
         await consumer.stop()
-    return found
+    return [
+        json.loads(r.value)["payload"]
+        async for _, r in run_records(bootstrap, until, {run_id})
+        if dict(r.headers or ()).get(HEADER_TYPE) == b"run.model_called"
+    ]
 
 
 def nodes_of(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
