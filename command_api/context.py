@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from fastapi import Request
@@ -19,6 +21,14 @@ from schemas import WorkflowIR
 IR_CACHE_SIZE = 256
 
 
+@dataclass(frozen=True)
+class CompiledVersion:
+    """A published version as a run is bound to it: the definition and its IR."""
+
+    definition: dict[str, Any]
+    ir: WorkflowIR
+
+
 @dataclass
 class CommandContext:
     pool: asyncpg.Pool
@@ -28,25 +38,31 @@ class CommandContext:
     buckets: TokenBuckets
     bus_started: bool = False
     # Versions are immutable, so a compiled IR never goes stale: keep the recent ones.
-    _irs: OrderedDict[str, WorkflowIR] = field(default_factory=OrderedDict)
+    _versions: OrderedDict[str, CompiledVersion] = field(default_factory=OrderedDict)
 
     def check_rate(self, tenant: str) -> None:
         wait = self.buckets.take(tenant)
         if wait > 0:
             raise RateLimited(f"tenant {tenant!r} is over its request rate; retry later", wait)
 
-    def remember_ir(self, ir: WorkflowIR) -> None:
-        self._irs[ir.version] = ir
-        self._irs.move_to_end(ir.version)
-        while len(self._irs) > IR_CACHE_SIZE:
-            self._irs.popitem(last=False)
+    def remember(self, compiled: CompiledVersion) -> None:
+        version = compiled.ir.version
+        self._versions[version] = compiled
+        self._versions.move_to_end(version)
+        while len(self._versions) > IR_CACHE_SIZE:
+            self._versions.popitem(last=False)
 
-    async def load_ir(self, ref: str, version: str) -> WorkflowIR:
-        ir = self._irs.get(version)
-        if ir is None:
-            ir = WorkflowIR.model_validate(await self.cas.get_json(ref))
-            self.remember_ir(ir)
-        return ir
+    async def load_version(self, definition_ref: str, ir_ref: str, version: str) -> CompiledVersion:
+        """The version's definition and IR, from the CAS the first time (reads verify the
+        hash), from memory after."""
+        compiled = self._versions.get(version)
+        if compiled is None:
+            definition, ir = await asyncio.gather(
+                self.cas.get_json(definition_ref), self.cas.get_json(ir_ref)
+            )
+            compiled = CompiledVersion(definition, WorkflowIR.model_validate(ir))
+            self.remember(compiled)
+        return compiled
 
 
 async def principal_of(request: Request) -> Principal:

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 
 from auth import Principal
 from command_api import registry
-from command_api.context import CommandContext, principal_of
-from command_api.errors import NotAvailable, NotFound, PayloadTooLarge
+from command_api.context import CommandContext, CompiledVersion, principal_of
+from command_api.errors import NotFound, PayloadTooLarge
 from command_api.idempotency import Answer, keyed_id, once, request_hash
 from command_api.metrics import EVENTS_APPENDED
 from schemas import (
@@ -19,9 +19,11 @@ from schemas import (
     ApprovalSubmitted,
     CancelRun,
     DecideApproval,
+    PatchSubmitted,
     PublishWorkflow,
     RunCancelRequested,
     RunSubmitted,
+    SubmitPatch,
     SubmitRun,
     WorkflowPublished,
     canonical_json,
@@ -131,7 +133,7 @@ async def publish_workflow(
         published = registry.PublishedVersion(
             workflow_id, ir.version, command.name, definition_ref, ir_ref, event.event_id, position
         )
-        ctx.remember_ir(ir)
+        ctx.remember(CompiledVersion(definition, ir))
         await registry.record_version(ctx.pool, caller.tenant, published)
         return 201, _published_answer(published)
 
@@ -163,7 +165,7 @@ async def submit_run(
             raise PayloadTooLarge(
                 f"the run input is {size} bytes; the limit is {ctx.settings.max_input_bytes}"
             )
-        ir = await ctx.load_ir(version.ir_ref, version.version)
+        compiled = await ctx.load_version(version.definition_ref, version.ir_ref, version.version)
         # With an Idempotency-Key, a retry after a crash re-appends the same ids (dropped as
         # duplicates downstream) instead of starting a second run.
         run_id = keyed_id("run", caller.tenant, idempotency_key) or new_id()
@@ -177,7 +179,8 @@ async def submit_run(
                 "workflow_name": version.name,
                 "version": version.version,
                 "input": command.input,
-                "ir": ir,
+                "definition": compiled.definition,
+                "ir": compiled.ir,
                 "definition_ref": version.definition_ref,
                 "ir_ref": version.ir_ref,
             },
@@ -217,9 +220,43 @@ async def cancel_run(
     return await _idempotent(request, caller, idempotency_key, cancel)
 
 
-@router.post("/runs/{run_id}/patches", status_code=501)
-async def submit_patch(run_id: str, caller: Caller) -> None:
-    raise NotAvailable("patching a running workflow is not available in this release")
+@router.post("/runs/{run_id}/patches", status_code=202)
+async def submit_patch(
+    request: Request,
+    caller: Caller,
+    run_id: str,
+    command: SubmitPatch,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Propose an RFC 6902 patch of the run's current definition. The coordinator judges it
+    against the run's version and state: PatchApplied (the run goes on with the new
+    version) or PatchRejected with every reason; both show in the run's patches. The patch
+    id is the appended event's id."""
+    ctx = _ctx(request)
+
+    async def submit() -> Answer:
+        if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
+            raise NotFound(f"run {run_id!r} not found")
+        event = PatchSubmitted(
+            event_id=keyed_id(f"patch/{run_id}", caller.tenant, idempotency_key) or new_id(),
+            aggregate_id=run_id,
+            correlation_id=run_id,
+            actor=_actor(caller),
+            payload={
+                "patch": command.patch,
+                "reason": command.reason,
+                "base_version": command.base_version,
+            },
+        )
+        position = await _append(ctx, RUN_EVENTS, event)
+        return 202, {
+            "patch_id": event.event_id,
+            "run_id": run_id,
+            "event_id": event.event_id,
+            "position": position,
+        }
+
+    return await _idempotent(request, caller, idempotency_key, submit)
 
 
 @router.post("/runs/{run_id}/approvals/{node_id}", status_code=202)

@@ -30,6 +30,7 @@ from schemas.events import (
     RunSubmittedPayload,
 )
 from schemas.ir import IREdge, IRNode, WorkflowIR
+from schemas.ir_definition import definition_from_ir
 from schemas.tasks import NodeTask
 from schemas.workflow import RetryPolicy
 
@@ -96,6 +97,7 @@ def run_submitted(run_id: str, ir: WorkflowIR, run_input: Any = None) -> RunSubm
             workflow_name="test",
             version=ir.version,
             input=run_input,
+            definition=definition_from_ir(ir),
             ir=ir,
             definition_ref="cas://sha256:" + "0" * 64,
             ir_ref="cas://sha256:" + "1" * 64,

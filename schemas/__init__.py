@@ -1,6 +1,6 @@
 """The wire contract: events, tasks, commands, workflow definitions and the compiled IR."""
 
-from schemas.canonical import canonical_json, cas_ref, digest_of_ref, sha256_hex
+from schemas.canonical import canonical_json, cas_ref, digest_of_ref, json_ref, sha256_hex
 from schemas.codec import decode_event, decode_task, encode_event, encode_task
 from schemas.commands import CancelRun, DecideApproval, PublishWorkflow, SubmitPatch, SubmitRun
 from schemas.compiler import compile_workflow, definition_version, validate_graph
@@ -34,6 +34,9 @@ from schemas.events import (
     NodeSkipped,
     NodeStarted,
     NodeSucceeded,
+    PatchApplied,
+    PatchRejected,
+    PatchSubmitted,
     RunCancelled,
     RunCancelRequested,
     RunCompleted,
@@ -74,6 +77,9 @@ __all__ = [
     "NodeStarted",
     "NodeSucceeded",
     "NodeTask",
+    "PatchApplied",
+    "PatchRejected",
+    "PatchSubmitted",
     "PoisonRecord",
     "PublishWorkflow",
     "RetryPolicy",
@@ -104,6 +110,7 @@ __all__ = [
     "encode_event",
     "encode_task",
     "event_class",
+    "json_ref",
     "new_id",
     "registered_events",
     "sha256_hex",

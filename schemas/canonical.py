@@ -28,3 +28,9 @@ def digest_of_ref(ref: str) -> str:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ValueError(f"not a CAS reference: {ref!r}")
     return digest
+
+
+def json_ref(value: Any) -> str:
+    """The CAS reference a JSON value gets when stored (``ContentStore.put_json``): known
+    without storing it, so an event can name a blob that another part writes."""
+    return cas_ref(sha256_hex(canonical_json(value)))

@@ -27,8 +27,16 @@ class SubmitRun(Command):
 
 
 class SubmitPatch(Command):
-    patch: list[dict[str, Any]] = Field(description="RFC 6902 operations.")
+    patch: list[dict[str, Any]] = Field(
+        min_length=1, description="RFC 6902 operations on the run's current definition."
+    )
     reason: str = Field(min_length=1, max_length=2_000)
+    base_version: str | None = Field(
+        None,
+        max_length=200,
+        description="The version the patch was written against: refused if the run has "
+        "moved on since. Judged against the current version if absent.",
+    )
 
 
 class DecideApproval(Command):

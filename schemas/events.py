@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from schemas.envelope import Event, Payload, event
+from schemas.envelope import Event, Payload, event, upcaster
 from schemas.ir import WorkflowIR
+from schemas.ir_definition import definition_from_ir
 
 # Node outputs up to this size travel inline in NodeSucceeded (and so in the coordinator's
 # state and in tasks); larger ones only by CAS reference. Every output is in the CAS.
@@ -44,6 +45,10 @@ class RunSubmittedPayload(Payload):
     workflow_name: str
     version: str = Field(description="The workflow version the run is bound to.")
     input: Any = Field(None, description="The run input, as submitted.")
+    definition: dict[str, Any] = Field(
+        description="The canonical definition of that version, inline: patches are written "
+        "against it, and the coordinator reads no storage."
+    )
     ir: WorkflowIR = Field(
         description="The compiled workflow, inline: the coordinator reads no storage."
     )
@@ -51,9 +56,23 @@ class RunSubmittedPayload(Payload):
     ir_ref: str
 
 
-@event("run.submitted")
+@event("run.submitted", version=2)
 class RunSubmitted(Event):
+    """v2 adds ``definition`` (see ``_run_submitted_v1_to_v2``)."""
+
     payload: RunSubmittedPayload
+
+
+@upcaster("run.submitted", 1)
+def _run_submitted_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """v1 carried only the IR. The definition is rebuilt from it: the same nodes in the same
+    order and the same edges, so a patch of a run submitted before v2 works; its edge order
+    (by source node) may differ from the published text, and a default retry policy is
+    spelled out."""
+    payload = dict(raw.get("payload") or {})
+    if "definition" not in payload and isinstance(payload.get("ir"), dict):
+        payload["definition"] = definition_from_ir(WorkflowIR.model_validate(payload["ir"]))
+    return {**raw, "payload": payload}
 
 
 class RunStartedPayload(Payload):
@@ -327,6 +346,85 @@ class ModelCalled(Event):
     agent's progress while it works. The coordinator routes on none of it."""
 
     payload: ModelCalledPayload
+
+
+# --- patches (DESIGN.md, Patching a running workflow) ----------------------------------
+
+
+class PatchSubmittedPayload(Payload):
+    patch: list[Any] = Field(
+        description="RFC 6902 operations on the run's current definition, as submitted "
+        "(judged by the coordinator, so not trusted to be well-formed)."
+    )
+    reason: str = Field(description="Why the author wants the change.")
+    base_version: str | None = Field(
+        None,
+        description="The version the author wrote the patch against. If the run has moved "
+        "on since, the patch is refused; if absent, it is judged against the current version.",
+    )
+    node_id: str | None = Field(None, description="The agent node that proposed it, if any.")
+    attempt: int | None = Field(None, description="That node's attempt.")
+
+
+@event("run.patch_submitted")
+class PatchSubmitted(Event):
+    """A proposed change to one run's definition, by a person (REST, the actor is their key)
+    or an agent node (the actor is ``agent``, id ``<run>/<node>``). Not yet accepted: the
+    coordinator judges it (PatchApplied or PatchRejected). Its event id is the patch id."""
+
+    payload: PatchSubmittedPayload
+
+
+class PatchAppliedPayload(Payload):
+    patch_id: str = Field(description="The PatchSubmitted event applied.")
+    from_version: str = Field(description="The run's version before.")
+    to_version: str = Field(description="The new version: the sha256 of `definition`.")
+    definition: dict[str, Any] = Field(description="The new definition, canonical.")
+    ir: WorkflowIR = Field(description="The new definition compiled: routing goes on with it.")
+    definition_ref: str = Field(description="CAS reference of `definition` (its sha256).")
+    ir_ref: str = Field(description="CAS reference of `ir` (its sha256).")
+    added_nodes: list[str] = Field(default_factory=list, description="Node ids added.")
+    removed_nodes: list[str] = Field(default_factory=list, description="Node ids removed.")
+    changed_nodes: list[str] = Field(
+        default_factory=list, description="Node ids kept whose definition changed."
+    )
+    agent_spawns: list[str] = Field(
+        default_factory=list,
+        description="Agent nodes this patch added on an agent's proposal: they count "
+        "towards the run's agent spawn limit.",
+    )
+
+
+@event("run.patch_applied")
+class PatchApplied(Event):
+    """The coordinator accepted a patch whole: the run is at ``to_version`` from here on.
+    The definition and IR are inline (the coordinator does no storage I/O); the projector
+    stores both in the CAS under the refs given here, which are their content hashes."""
+
+    payload: PatchAppliedPayload
+
+
+class PatchRejectedPayload(Payload):
+    patch_id: str = Field(description="The PatchSubmitted event refused.")
+    reasons: list[str] = Field(description="Every rule the patch breaks, in words to act on.")
+    current_version: str | None = Field(
+        None,
+        description="The run's version the patch was judged against (absent when the "
+        "run had finished).",
+    )
+    current_definition: dict[str, Any] | None = Field(
+        None,
+        description="The current definition, when the patch was written against an older "
+        "version: what to write it against again.",
+    )
+
+
+@event("run.patch_rejected")
+class PatchRejected(Event):
+    """The coordinator refused a patch: nothing of it applies, and the run goes on as it
+    was. ``reasons`` say what to change."""
+
+    payload: PatchRejectedPayload
 
 
 RUN_TERMINAL_EVENTS: tuple[type[Event], ...] = (RunCompleted, RunFailed, RunCancelled)

@@ -39,6 +39,12 @@ class NodeTask(BaseModel):
     nodes: dict[str, NodeContext] = Field(
         default_factory=dict, description="Finished upstream nodes, by id."
     )
+    version: str | None = Field(None, description="The run's version when it was scheduled.")
+    definition: dict[str, Any] | None = Field(
+        None,
+        description="The run's definition at that version: given only to nodes that may "
+        "patch it (agents offered `patch_workflow`), which write their patches against it.",
+    )
 
     @property
     def idempotency_key(self) -> str:

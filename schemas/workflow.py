@@ -25,6 +25,10 @@ EDGE_GUARDS: dict[str, frozenset[str]] = {
     "hitl": frozenset({"approved", "rejected"}),
 }
 
+# The agent tool that proposes a patch of the running workflow (DESIGN.md, Patching). An
+# agent node is offered it only when its ``config.tools`` lists it.
+PATCH_TOOL = "patch_workflow"
+
 MAX_NODES = 500
 MAX_EDGES = 2_000
 
@@ -87,3 +91,9 @@ class WorkflowDefinition(BaseModel):
     def canonical(self) -> dict[str, Any]:
         """The JSON form whose hash is the version: aliases, no absent optionals."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def may_patch(node_type: str, config: dict[str, Any]) -> bool:
+    """Whether a node may propose patches of its run: an agent that lists the patch tool."""
+    tools = config.get("tools")
+    return node_type == "agent" and isinstance(tools, list) and PATCH_TOOL in tools

@@ -73,6 +73,7 @@ class Log:
                 workflow_name="demo",
                 version=ir.version,
                 input={"x": 1},
+                definition=DEFINITION.canonical(),
                 ir=ir,
                 definition_ref=REF,
                 ir_ref=REF,

@@ -61,6 +61,7 @@ def test_every_event_round_trips_and_keeps_its_wire_name() -> None:
             "workflow_name": "n",
             "version": ir.version,
             "input": {"x": [1, 2]},
+            "definition": definition([("a", "noop")], []).canonical(),
             "ir": ir,
             "definition_ref": "cas://sha256:" + "0" * 64,
             "ir_ref": "cas://sha256:" + "1" * 64,
@@ -69,7 +70,7 @@ def test_every_event_round_trips_and_keeps_its_wire_name() -> None:
     key, value, headers = encode_event(ev)
     assert key == b"run-1"
     assert dict(headers)["aob-type"] == b"run.submitted"
-    assert dict(headers)["aob-schema-version"] == b"1"
+    assert dict(headers)["aob-schema-version"] == b"2"
     assert decode_event(value) == ev
 
 

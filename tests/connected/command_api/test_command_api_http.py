@@ -213,7 +213,11 @@ async def test_bad_input_is_4xx_with_a_clear_detail(
     is_problem(await client.post("/v1/runs", content=b"x" * (1024 * 1024 + 1)), 413)
     is_problem(await client.get("/v1/nowhere"), 404)
     is_problem(await client.get("/v1/workflows"), 405)
-    is_problem(await client.post("/v1/runs/r/patches", json={"patch": [], "reason": "x"}), 501)
+    is_problem(await client.post("/v1/runs/r/patches", json={"patch": [], "reason": "x"}), 422)
+    op = {"op": "remove", "path": "/nodes/0"}
+    r = await client.post("/v1/runs/r/patches", json={"patch": [op], "reason": "x"})
+    assert is_problem(r, 404)["detail"] == "run 'r' not found"
+    is_problem(await client.post("/v1/runs/r/patches", json={"patch": [op]}), 422)
     r = await client.post("/v1/runs/r/approvals/n", json={"decision": "approve"})
     assert is_problem(r, 404)["detail"] == "run 'r' not found"
     r = await client.post("/v1/runs/r/approvals/n", json={"decision": "maybe"})

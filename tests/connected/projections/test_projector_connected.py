@@ -69,6 +69,7 @@ def _run_events(run_id: str, tenant: str) -> list[Event]:
                 workflow_name="demo",
                 version=ir.version,
                 input={"n": 1},
+                definition=DEFINITION.canonical(),
                 ir=ir,
                 definition_ref=REF,
                 ir_ref=REF,
