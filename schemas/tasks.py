@@ -6,6 +6,7 @@ no state of their own.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,6 +39,9 @@ class NodeTask(BaseModel):
     input: Any = Field(None, description="The run input.")
     nodes: dict[str, NodeContext] = Field(
         default_factory=dict, description="Finished upstream nodes, by id."
+    )
+    scheduled_at: datetime | None = Field(
+        None, description="When the coordinator scheduled it: no report of it is older."
     )
     version: str | None = Field(None, description="The run's version when it was scheduled.")
     definition: dict[str, Any] | None = Field(
