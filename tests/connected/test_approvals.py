@@ -8,10 +8,10 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from infra.settings import Settings
+from tests.connected.run_client import RunClient, http_clients
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.connected
@@ -58,24 +58,7 @@ def two_reviews(timeout_s: float | None = None, default: str | None = None) -> d
     }
 
 
-class Client:
-    def __init__(self, rest: httpx.AsyncClient, gql: httpx.AsyncClient) -> None:
-        self.rest, self.gql = rest, gql
-
-    async def submit(self, name: str, definition: dict[str, Any]) -> tuple[str, str]:
-        r = await self.rest.post("/v1/workflows", json={"name": name, "definition": definition})
-        assert r.status_code == 201, r.text
-        r = await self.rest.post("/v1/runs", json={"workflow_id": name})
-        assert r.status_code == 202, r.text
-        return r.json()["run_id"], r.json()["position"]
-
-    async def run(self, run_id: str, after: str | None = None) -> dict[str, Any]:
-        body = {"query": RUN, "variables": {"id": run_id, "after": after}}
-        data = (await self.gql.post("/graphql", json=body)).json()
-        assert not data.get("errors"), data
-        run: dict[str, Any] = data["data"]["run"]
-        return run
-
+class Client(RunClient):
     async def decide(
         self, run_id: str, node_id: str, decision: str, comment: str | None = None
     ) -> str:
@@ -88,31 +71,15 @@ class Client:
         position: str = r.json()["position"]
         return position
 
-    async def until(
-        self, run_id: str, check: Callable[[dict[str, Any]], None], after: str | None = None
-    ) -> dict[str, Any]:
-        async def attempt() -> dict[str, Any]:
-            run = await self.run(run_id, after)
-            check(run)
-            return run
-
-        return await eventually(attempt, timeout=60)
-
     async def pending(self) -> set[tuple[str, str]]:
-        data = (await self.gql.post("/graphql", json={"query": PENDING})).json()
-        assert not data.get("errors"), data
-        edges = data["data"]["pendingApprovals"]["edges"]
+        edges = (await self.query(PENDING))["pendingApprovals"]["edges"]
         return {(e["node"]["runId"], e["node"]["nodeId"]) for e in edges}
 
 
 @pytest.fixture
 async def client(services: Settings, api_key: str) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {api_key}"}
-    async with (
-        httpx.AsyncClient(base_url=services.command_api_url, headers=headers, timeout=30) as rest,
-        httpx.AsyncClient(base_url=services.query_api_url, headers=headers, timeout=60) as gql,
-    ):
-        yield Client(rest, gql)
+    async with http_clients(services, api_key) as (rest, gql):
+        yield Client(rest, gql, RUN)
 
 
 def nodes(run: dict[str, Any]) -> dict[str, str]:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from infra.settings import Settings
-from tests.helpers import eventually
+from tests.connected.run_client import RunClient, http_clients, statuses
 
 pytestmark = pytest.mark.connected
 
@@ -39,40 +38,25 @@ WAITS_FOR_A_PERSON = {
 async def test_cancel_stops_a_waiting_run_and_nothing_after_it_runs(
     services: Settings, api_key: str
 ) -> None:
-    headers = {"Authorization": f"Bearer {api_key}"}
-    async with (
-        httpx.AsyncClient(base_url=services.command_api_url, headers=headers, timeout=30) as rest,
-        httpx.AsyncClient(base_url=services.query_api_url, headers=headers, timeout=60) as gql,
-    ):
-        assert (await rest.post("/v1/workflows", json=WAITS_FOR_A_PERSON)).status_code == 201
-        r = await rest.post("/v1/runs", json={"workflow_id": "waits-for-a-person"})
-        assert r.status_code == 202, r.text
-        run_id, submitted_at = r.json()["run_id"], r.json()["position"]
+    async with http_clients(services, api_key) as (rest, gql):
+        client = RunClient(rest, gql, QUERY)
+        run_id, submitted_at = await client.submit(
+            WAITS_FOR_A_PERSON["name"], WAITS_FOR_A_PERSON["definition"]
+        )
 
-        async def run_now(after: str | None = None) -> dict[str, Any]:
-            body = {"query": QUERY, "variables": {"id": run_id, "after": after}}
-            data = (await gql.post("/graphql", json=body)).json()
-            assert not data.get("errors"), data
-            run: dict[str, Any] | None = data["data"]["run"]
-            assert run is not None
-            return run
-
-        async def review_reached() -> None:
-            run = await run_now(submitted_at)
-            nodes = {n["id"]: n["status"] for n in run["nodes"]}
+        def review_reached(run: dict[str, Any]) -> None:
+            nodes = statuses(run)
             assert nodes["prepare"] == "SUCCEEDED", run
             assert nodes["review"] in ("SCHEDULED", "RUNNING", "WAITING"), run
 
-        await eventually(review_reached, timeout=60)
+        await client.until(run_id, review_reached, submitted_at)
         cancel = await rest.post(f"/v1/runs/{run_id}/cancel", json={"reason": "out of date"})
         assert cancel.status_code == 202, cancel.text
 
-        async def cancelled() -> dict[str, Any]:
-            run = await run_now(cancel.json()["position"])
+        def cancelled(run: dict[str, Any]) -> None:
             assert run["status"] == "CANCELLED", run
-            return run
 
-        run = await eventually(cancelled, timeout=60)
+        run = await client.until(run_id, cancelled, cancel.json()["position"])
     assert run["error"] == "out of date"
     nodes = {n["id"]: n for n in run["nodes"]}
     assert nodes["prepare"]["status"] == "SUCCEEDED"
