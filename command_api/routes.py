@@ -31,7 +31,9 @@ from schemas import (
     deterministic_id,
     new_id,
 )
+from schemas.codec import encode_event
 from schemas.envelope import Event
+from schemas.events import MAX_EVENT_BYTES
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 
 router = APIRouter(prefix="/v1")
@@ -66,6 +68,13 @@ def workflow_id_for(tenant: str, name_or_id: str) -> str:
 
 
 async def _append(ctx: CommandContext, topic: str, event: Event) -> str:
+    size = len(encode_event(event)[1])
+    if size > MAX_EVENT_BYTES:
+        raise PayloadTooLarge(
+            f"the {event.type} event would be {size} bytes, and an event may have at most "
+            f"{MAX_EVENT_BYTES} (a run carries its workflow's definition and compiled form): "
+            "make the definition or the input smaller"
+        )
     position = await ctx.bus.append(topic, event)
     EVENTS_APPENDED.labels(event.type).inc()
     return position.token()

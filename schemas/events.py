@@ -18,6 +18,10 @@ from schemas.ir_definition import definition_from_ir
 # Node outputs up to this size travel inline in NodeSucceeded (and so in the coordinator's
 # state and in tasks); larger ones only by CAS reference. Every output is in the CAS.
 INLINE_OUTPUT_MAX_BYTES = 16 * 1024
+# The largest event value AOB appends: under Kafka's default `message.max.bytes` (1 MiB),
+# with room for the key and headers. Definitions and IRs travel inline in run.submitted and
+# run.patch_applied, so they are what can reach it.
+MAX_EVENT_BYTES = 1_000_000
 
 
 # --- workflows -------------------------------------------------------------------------

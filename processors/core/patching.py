@@ -28,14 +28,18 @@ import jsonpointer
 from pydantic import ValidationError
 
 from processors.core.state import NodeStatus, RunState
+from schemas.canonical import canonical_json
 from schemas.compiler import compile_workflow, validate_graph
-from schemas.events import PatchSubmitted
+from schemas.events import MAX_EVENT_BYTES, PatchSubmitted
 from schemas.ir import WorkflowIR
 from schemas.workflow import MAX_NODES, WorkflowDefinition
 
 DEFAULT_MAX_OPS = 1_000
 DEFAULT_AGENT_SPAWN_LIMIT = 5
 DEFAULT_MAX_PATCHES = 100
+# The new definition and its IR travel inline in run.patch_applied: keep room in an event
+# for the envelope and the lists of changed nodes.
+MAX_VERSION_BYTES = MAX_EVENT_BYTES - 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -126,9 +130,18 @@ def judge(state: RunState, submitted: PatchSubmitted, limits: PatchLimits) -> Ve
         return Refused(reasons)
     if new == old:
         return Refused([f"the patch changes nothing: the definition stays version {state.version}"])
+    ir = compile_workflow(definition)
+    size = len(canonical_json(new)) + len(canonical_json(ir.model_dump(mode="json")))
+    if size > MAX_VERSION_BYTES:
+        return Refused(
+            [
+                f"the patched workflow would take {size} bytes with its compiled form, and a "
+                f"version of a run may take at most {MAX_VERSION_BYTES}: make configs smaller"
+            ]
+        )
     return Accepted(
         definition=new,
-        ir=compile_workflow(definition),
+        ir=ir,
         added=diff.added,
         removed=diff.removed,
         changed=diff.changed,

@@ -339,3 +339,12 @@ def test_a_run_submitted_before_definitions_were_carried_can_be_patched() -> Non
     definition = applied(out).payload.definition
     assert [n["id"] for n in definition["nodes"]] == ["a", "b", "c", "x"]
     assert definition["edges"][-1] == {"from": "c", "to": "x"}
+
+
+def test_a_version_too_large_to_travel_in_an_event_is_refused() -> None:
+    h = chain()
+    big = node("big", "transform", output={"text": "x" * 600_000})
+    reasons = rejected(h.feed(patch_submitted("run-1", [add_node(big), add_edge("c", "big")])))
+    assert len(reasons) == 1
+    assert reasons[0].startswith("the patched workflow would take 12")
+    assert reasons[0].endswith("a version of a run may take at most 934464: make configs smaller")
