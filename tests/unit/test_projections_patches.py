@@ -96,8 +96,8 @@ def test_an_applied_patch_adds_retypes_and_removes_nodes_and_moves_the_version()
     first = submitted(log)
     events = [log.submitted(), log(RunStarted, RunStartedPayload(version="v")), sched(log, "a")]
     events += [first]
-    events += [applied(log, first.event_id, DEFINITION, PATCHED, added_nodes=["c"],
-                       changed_nodes=["b"])]  # fmt: skip
+    diff = {"added_nodes": ["c"], "changed_nodes": ["b"]}
+    events += [applied(log, first.event_id, DEFINITION, PATCHED, **diff)]
     f = fold(events)
     run = f.runs["r1"]
     assert run.version == compile_workflow(PATCHED).version

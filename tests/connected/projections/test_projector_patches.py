@@ -84,10 +84,11 @@ def _events(run_id: str, tenant: str, after: WorkflowDefinition) -> list[Event]:
     good = ev(PatchSubmitted, PatchSubmittedPayload(patch=ADD_C, reason="add c"), person)
     bad = ev(
         PatchSubmitted,
-        PatchSubmittedPayload(patch=[{"op": "remove", "path": "/nodes/0"}], reason="drop a",
-                              node_id="a", attempt=1),
+        PatchSubmittedPayload(
+            patch=[{"op": "remove", "path": "/nodes/0"}], reason="drop a", node_id="a", attempt=1
+        ),
         agent,
-    )  # fmt: skip
+    )
     applied = ev(
         PatchApplied,
         PatchAppliedPayload(
