@@ -106,3 +106,12 @@ def test_the_timeline_reads_patch_events() -> None:
     assert "by agent r1/write: 'add a summary step' (2 ops)" in text
     assert f"→ version {V1[:12]} +summary ~done" in text
     assert "rejected: node 'start' has already run" in text
+
+
+def test_the_cli_run_query_is_valid_against_the_schema() -> None:
+    from graphql import parse, validate
+
+    from cli.api_client import RUN_QUERY
+    from query_api.schema import schema
+
+    assert validate(schema._schema, parse(RUN_QUERY)) == []
