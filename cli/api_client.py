@@ -25,7 +25,12 @@ query CliRun($id: ID!, $after: String) {
     id status workflowId workflowName version error input output createdAt
     nodes { id type status attempts startedAt finishedAt output outputRef error }
     approvals { nodeId status prompt decision decidedBy }
-    events(first: 500) { edges { node { seq type occurredAt payload } } }
+    patches {
+      id status reason fromVersion toVersion rejectedReasons submittedBy { kind id } nodeId
+      addedNodes removedNodes changedNodes
+    }
+    versions { seq version patchId fromVersion createdAt }
+    events(first: 500) { edges { node { seq type occurredAt actor payload } } }
   }
 }
 """

@@ -14,6 +14,7 @@ from rich.console import Console
 from auth import issue_key
 from cli import CLIError
 from cli.api_client import ApiClient, api_key_from_env
+from cli.patch_tables import rejected_table, short, versions_table
 from cli.timeline import nodes_table, timeline_table
 from infra.settings import Settings
 
@@ -118,6 +119,31 @@ def runs_submit(
     console.print(f"run {run['id']} {run['status']}; output {json.dumps(run['output'])}")
     if run["status"] != "COMPLETED":
         raise typer.Exit(1)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str = typer.Argument(..., metavar="RUN", help="The run id."),
+) -> None:
+    """Show RUN as the read side has it: nodes, chain of versions, rejected patches, timeline."""
+
+    async def fetch() -> dict[str, Any]:
+        async with ApiClient(Settings(), api_key_from_env()) as api:
+            return await api.run(run_id)
+
+    run = asyncio.run(fetch())
+    console.print(timeline_table(run))
+    console.print(nodes_table(run))
+    console.print(versions_table(run))
+    refused = rejected_table(run)
+    if refused is not None:
+        console.print(refused)
+    where = f" ({run['error']})" if run.get("error") else ""
+    console.print(
+        f"run {run['id']} of {run['workflowName']} at version {short(run['version'])}: "
+        f"{run['status']}{where}",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

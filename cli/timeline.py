@@ -1,4 +1,5 @@
-"""A run as tables for the terminal: its timeline of events, and its nodes."""
+"""A run as tables for the terminal: its timeline of events, and its nodes (its versions
+and patches are in ``patch_tables``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from typing import Any
 
 from rich.table import Table
 
+from cli.patch_tables import patch_detail
 
-def _detail(kind: str, payload: dict[str, Any]) -> str:
+
+def _detail(kind: str, payload: dict[str, Any], actor: dict[str, Any] | None = None) -> str:
+    if kind.startswith("run.patch_"):
+        return patch_detail(kind, payload, actor)
     if kind == "run.node_succeeded":
         if payload.get("output_inline"):
             return json.dumps(payload.get("output"))[:70]
@@ -55,7 +60,10 @@ def timeline_table(run: dict[str, Any]) -> Table:
         payload = ev["payload"] or {}
         ms = (datetime.fromisoformat(ev["occurredAt"]) - t0).total_seconds() * 1000
         table.add_row(
-            f"{ms:8.1f}", ev["type"], payload.get("node_id", ""), _detail(ev["type"], payload)
+            f"{ms:8.1f}",
+            ev["type"],
+            payload.get("node_id") or "",
+            _detail(ev["type"], payload, ev.get("actor")),
         )
     return table
 

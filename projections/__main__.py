@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 
+from cas import ContentStore
 from infra.heartbeat import beat
 from infra.settings import get_settings
 from projections.runner import DEFAULT_PROJECTION, TOPICS, Projector, ProjectorConfig
@@ -41,7 +42,9 @@ async def main(schema: str | None, name: str, topic_prefix: str | None) -> None:
             schema=schema,
             topics=topics_with_prefix(topic_prefix) if topic_prefix else TOPICS,
         )
-        await Projector(config).run(stop)
+        # The projector stores patched versions' definitions and IRs (the coordinator does
+        # no storage I/O), so it needs the CAS too.
+        await Projector(config, ContentStore.from_settings(settings)).run(stop)
     finally:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,7 +1,9 @@
 """Errors of the projections.
 
     ProjectionError
-    └── SchemaNameInvalid   a --schema name that is not a plain SQL identifier
+    ├── SchemaNameInvalid   a --schema name that is not a plain SQL identifier
+    └── BlobWriteFailed     a patched version's definition or IR could not be put in the
+                            CAS; the batch rolls back and is retried like a database fault
 
 Undecodable records are not errors here: they are noted in ``projection_poison`` and skipped.
 Database and Kafka faults are retried by the runner from the last committed batch.
@@ -15,4 +17,8 @@ class ProjectionError(Exception):
 
 
 class SchemaNameInvalid(ProjectionError):
+    pass
+
+
+class BlobWriteFailed(ProjectionError):
     pass

@@ -3,7 +3,8 @@
 No consumer group: the projector assigns itself every partition of the event topics and
 seeks to the offsets stored in ``projection_offsets``, which are written in the same
 transaction as the rows of each batch. A crash therefore neither loses a batch nor applies
-one twice; after any database fault the runner reloads the stored offsets and seeks back.
+one twice; after any database fault (or a failed CAS write of a patched version's blobs)
+the runner reloads the stored offsets and seeks back.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from aiokafka.errors import KafkaError
 
 from projections import db
 from projections.batch import RawRecord, decode_batch
+from projections.errors import BlobWriteFailed
 from projections.store import apply_batch, load_offsets
+from projections.version_blobs import JsonStore
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,9 @@ class ProjectorConfig:
 
 
 class Projector:
-    def __init__(self, config: ProjectorConfig) -> None:
+    def __init__(self, config: ProjectorConfig, cas: JsonStore | None = None) -> None:
         self.config = config
+        self.cas = cas  # where patched versions' definitions and IRs are stored
         self.applied_events = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -63,7 +67,13 @@ class Projector:
             while not stop.is_set():
                 try:
                     await self._project(consumer, partitions, stop)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as e:
+                except (
+                    OSError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    KafkaError,
+                    BlobWriteFailed,
+                ) as e:
                     log.warning("projection interrupted, resuming from stored offsets: %s", e)
                     await _sleep_unless(stop, delay)
                     delay = min(delay * 2, self.config.max_backoff_s)
@@ -108,7 +118,7 @@ class Projector:
                     for records in fetched.values()
                     for r in records
                 )
-                applied = await apply_batch(conn, self.config.projection, batch)
+                applied = await apply_batch(conn, self.config.projection, batch, self.cas)
                 self.applied_events += applied.new_events
                 log.debug(
                     "batch of %d: %d new, %d seen, %d poison, %d runs, %.1f ms",

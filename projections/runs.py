@@ -15,7 +15,12 @@ into them here, in log order, and writes back the rows that changed. Rules:
   is WAITING while a node waits and nothing else is in flight (the coordinator's rule);
   ApprovalDecided makes the node SUCCEEDED with the decision as output; ApprovalRefused is
   noted on the row; a run that ends first leaves the row CANCELLED;
-- token usage of agent nodes is the sum of their ModelCalled events, failed attempts too.
+- token usage of agent nodes is the sum of their ModelCalled events, failed attempts too;
+- a patch gets its ``run_patches`` row on PatchSubmitted (or on its verdict, if that comes
+  first); the first verdict counts. RunSubmitted writes version 0 of ``run_versions``, each
+  PatchApplied the next one, moves the run to its version, adds PENDING rows for the added
+  nodes, deletes the removed ones (only ever PENDING) and retypes the changed ones; the new
+  version's definition and IR are listed in ``blobs`` for the store to put in the CAS.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from projections.patch_rows import Blob, PatchRow, VersionRow
 from schemas.envelope import Event
 from schemas.events import (
     ApprovalDecided,
@@ -36,6 +42,9 @@ from schemas.events import (
     NodeSkipped,
     NodeStarted,
     NodeSucceeded,
+    PatchApplied,
+    PatchRejected,
+    PatchSubmitted,
     RunCancelled,
     RunCompleted,
     RunFailed,
@@ -123,6 +132,13 @@ class RunFold:
     changed_runs: set[str] = field(default_factory=set)
     changed_nodes: set[tuple[str, str]] = field(default_factory=set)
     changed_approvals: set[tuple[str, str]] = field(default_factory=set)
+    removed_nodes: set[tuple[str, str]] = field(default_factory=set)
+    patches: dict[tuple[str, str], PatchRow] = field(default_factory=dict)
+    changed_patches: set[tuple[str, str]] = field(default_factory=set)
+    # The highest run_versions seq stored per run (loaded with the rows; absent: none yet).
+    version_seq: dict[str, int] = field(default_factory=dict)
+    new_versions: list[VersionRow] = field(default_factory=list)
+    blobs: list[Blob] = field(default_factory=list)
     _by_run: dict[str, dict[str, NodeRow]] = field(default_factory=dict)
 
     def add_node(self, row: NodeRow) -> NodeRow:
@@ -158,6 +174,10 @@ class RunFold:
             self._refresh_status(run)
         elif isinstance(ev, ModelCalled):
             self._usage(run, ev)
+        elif isinstance(ev, PatchSubmitted):
+            self._patch(run, ev.event_id).submitted(ev, run.event_count)
+        elif isinstance(ev, PatchApplied | PatchRejected):
+            self._patch_decided(run, ev)
         # Other run events (warnings, cancel requests, timers, types added later) only enter
         # the event history and the run's updated_at.
 
@@ -192,6 +212,19 @@ class RunFold:
             if key not in self.nodes:
                 self.add_node(NodeRow(run.run_id, node_id, p.ir.nodes[node_id].type))
                 self.changed_nodes.add(key)
+        if run.run_id not in self.version_seq:
+            self.version_seq[run.run_id] = 0
+            self.new_versions.append(
+                VersionRow(
+                    run_id=run.run_id,
+                    seq=0,
+                    version=p.version,
+                    definition=p.definition,
+                    definition_ref=p.definition_ref,
+                    ir_ref=p.ir_ref,
+                    created_at=ev.occurred_at,
+                )
+            )
 
     def _finished(self, run: RunRow, ev: RunCompleted | RunFailed | RunCancelled) -> None:
         if run.status in RUN_TERMINAL:
@@ -315,6 +348,54 @@ class RunFold:
             }
             approval.refusals = [*approval.refusals, refusal]
             self.changed_approvals.add(key)
+
+    # --- patches -------------------------------------------------------------------------
+
+    def _patch(self, run: RunRow, patch_id: str) -> PatchRow:
+        key = (run.run_id, patch_id)
+        patch = self.patches.get(key)
+        if patch is None:
+            patch = self.patches[key] = PatchRow(run.run_id, patch_id, seq=run.event_count)
+        self.changed_patches.add(key)
+        return patch
+
+    def _patch_decided(self, run: RunRow, ev: PatchApplied | PatchRejected) -> None:
+        if not self._patch(run, ev.payload.patch_id).decided(ev) or isinstance(ev, PatchRejected):
+            return
+        p = ev.payload
+        run.version = p.to_version
+        for node_id in p.removed_nodes:  # only ever PENDING ones: nothing of them is lost
+            key = (run.run_id, node_id)
+            if self.nodes.pop(key, None) is not None:
+                self._by_run.get(run.run_id, {}).pop(node_id, None)
+            self.changed_nodes.discard(key)
+            self.removed_nodes.add(key)
+        for node_id in [*p.added_nodes, *p.changed_nodes]:
+            spec = p.ir.nodes.get(node_id)
+            if spec is None:
+                continue
+            key = (run.run_id, node_id)
+            self.removed_nodes.discard(key)
+            self._node(run, node_id).node_type = spec.type
+        seq = self.version_seq.get(run.run_id, 0) + 1
+        self.version_seq[run.run_id] = seq
+        self.new_versions.append(
+            VersionRow(
+                run_id=run.run_id,
+                seq=seq,
+                version=p.to_version,
+                definition=p.definition,
+                definition_ref=p.definition_ref,
+                ir_ref=p.ir_ref,
+                created_at=ev.occurred_at,
+                patch_id=p.patch_id,
+                from_version=p.from_version,
+            )
+        )
+        where = f"version {p.to_version[:12]} of run {run.run_id}"
+        self.blobs.append(Blob(p.definition_ref, p.definition, f"definition of {where}"))
+        self.blobs.append(Blob(p.ir_ref, p.ir.model_dump(mode="json"), f"IR of {where}"))
+        self._refresh_status(run)
 
     def _usage(self, run: RunRow, ev: ModelCalled) -> None:
         node = self._node(run, ev.payload.node_id)

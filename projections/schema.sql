@@ -130,3 +130,48 @@ CREATE TABLE IF NOT EXISTS projection_poison (
     recorded_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (topic, partition, "offset")
 );
+
+-- Patches proposed to a run (run.patch_submitted) and the coordinator's verdict on each
+-- (run.patch_applied / run.patch_rejected). A verdict seen before its submission (that
+-- record was poison, say) still makes the row; the submission fills it in later.
+CREATE TABLE IF NOT EXISTS run_patches (
+    run_id           text NOT NULL,
+    patch_id         text NOT NULL,           -- the PatchSubmitted event's id
+    seq              integer NOT NULL,        -- run_events seq of the submission (else of the verdict): log order
+    status           text NOT NULL,           -- SUBMITTED APPLIED REJECTED
+    reason           text,
+    ops              jsonb,                   -- the RFC 6902 operations, as submitted
+    base_version     text,
+    submitted_by     text,                    -- the actor's id: an API key id, or run/node of an agent
+    actor_kind       text,                    -- user | agent
+    node_id          text,                    -- the agent node that proposed it, if any
+    attempt          integer,
+    submitted_at     timestamptz,
+    decided_at       timestamptz,
+    from_version     text,
+    to_version       text,
+    current_version  text,                    -- the version a rejected patch was judged against
+    rejected_reasons jsonb NOT NULL DEFAULT '[]',
+    added_nodes      jsonb NOT NULL DEFAULT '[]',
+    removed_nodes    jsonb NOT NULL DEFAULT '[]',
+    changed_nodes    jsonb NOT NULL DEFAULT '[]',
+    agent_spawns     jsonb NOT NULL DEFAULT '[]',
+    PRIMARY KEY (run_id, patch_id)
+);
+CREATE INDEX IF NOT EXISTS run_patches_order ON run_patches (run_id, seq);
+
+-- The chain of versions a run went through: seq 0 is the version it was submitted with
+-- (from run.submitted), then one row per applied patch. Definitions are inline, so every
+-- version of every run stays readable and diffable without the CAS.
+CREATE TABLE IF NOT EXISTS run_versions (
+    run_id          text NOT NULL,
+    seq             integer NOT NULL,
+    version         text NOT NULL,
+    definition      jsonb NOT NULL,
+    definition_ref  text NOT NULL,
+    ir_ref          text NOT NULL,
+    patch_id        text,                     -- null for seq 0
+    from_version    text,                     -- null for seq 0
+    created_at      timestamptz NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);

@@ -4,6 +4,8 @@ Work per batch is a fixed handful of set-based statements (``unnest`` of arrays)
 its size: one statement per row would cap the projection at a few thousand rows a second.
 An event whose id is already in ``run_events`` / ``workflow_events`` was applied before
 (redelivery, a restart, another projector): it is skipped with all its effects.
+Patched versions' definitions and IRs go to the CAS inside the batch, before it commits
+(see ``version_blobs``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ import asyncpg
 
 from projections.batch import Batch, Positioned
 from projections.db import BATCH_LOCK_KEY
+from projections.patch_store import (
+    delete_nodes,
+    load_patches,
+    patch_ids_of,
+    write_patches,
+    write_versions,
+)
 from projections.runs import ApprovalRow, NodeRow, RunFold, RunRow
+from projections.version_blobs import JsonStore, store_blobs
 from projections.workflows import VersionRow, WorkflowRow, fold_published
 from schemas.events import WorkflowPublished
 
@@ -54,7 +64,12 @@ async def load_offsets(conn: asyncpg.Connection, projection: str) -> dict[tuple[
     return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
-async def apply_batch(conn: asyncpg.Connection, projection: str, batch: Batch) -> Applied:
+async def apply_batch(
+    conn: asyncpg.Connection, projection: str, batch: Batch, cas: JsonStore | None = None
+) -> Applied:
+    """Apply ``batch``; with ``cas``, also store the blobs of the versions it creates (a
+    projector without one, such as a rebuild into a scratch schema, leaves them to the
+    live projector: the blobs are the same by their hash)."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", BATCH_LOCK_KEY)
         await _poison(conn, batch)
@@ -62,7 +77,7 @@ async def apply_batch(conn: asyncpg.Connection, projection: str, batch: Batch) -
         wf_events = [pe for pe in batch.events if pe.event.type.startswith("workflow.")]
         run_events = [pe for pe in batch.events if not pe.event.type.startswith("workflow.")]
         new_wf, dup_wf = await _workflows(conn, wf_events)
-        new_run, dup_run, changed = await _runs(conn, run_events)
+        new_run, dup_run, changed = await _runs(conn, run_events, cas)
         await conn.executemany(
             """INSERT INTO projection_offsets (projection, topic, partition, next_offset)
                VALUES ($1, $2, $3, $4)
@@ -190,7 +205,7 @@ _APPROVAL_COLUMNS = (
 )
 
 
-async def _load_fold(conn: asyncpg.Connection, run_ids: list[str]) -> RunFold:
+async def _load_fold(conn: asyncpg.Connection, run_ids: list[str], patch_ids: list[str]) -> RunFold:
     fold = RunFold()
     for r in await conn.fetch(
         f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ANY($1::text[])", run_ids
@@ -210,6 +225,8 @@ async def _load_fold(conn: asyncpg.Connection, run_ids: list[str]) -> RunFold:
         row = dict(r)
         row["refusals"] = _loads(row["refusals"])
         fold.approvals[(row["run_id"], row["node_id"])] = ApprovalRow(**row)
+    if patch_ids:  # only the patches this batch's events touch
+        await load_patches(conn, fold, run_ids, patch_ids)
     return fold
 
 
@@ -217,7 +234,9 @@ def _loads(text: str | None) -> object:
     return None if text is None else json.loads(text)
 
 
-async def _runs(conn: asyncpg.Connection, events: list[Positioned]) -> tuple[int, int, set[str]]:
+async def _runs(
+    conn: asyncpg.Connection, events: list[Positioned], cas: JsonStore | None
+) -> tuple[int, int, set[str]]:
     if not events:
         return 0, 0, set()
     seen = {
@@ -239,7 +258,7 @@ async def _runs(conn: asyncpg.Connection, events: list[Positioned]) -> tuple[int
     ):
         last_seq[r["run_id"]] = r["seq"]
 
-    fold = await _load_fold(conn, run_ids)
+    fold = await _load_fold(conn, run_ids, patch_ids_of(fresh))
     history = []
     for pe in fresh:
         ev = pe.event
@@ -272,6 +291,11 @@ async def _runs(conn: asyncpg.Connection, events: list[Positioned]) -> tuple[int
     await _write_runs(conn, [fold.runs[r] for r in sorted(fold.changed_runs)])
     await _write_nodes(conn, [fold.nodes[k] for k in sorted(fold.changed_nodes)])
     await _write_approvals(conn, [fold.approvals[k] for k in sorted(fold.changed_approvals)])
+    await delete_nodes(conn, sorted(fold.removed_nodes))
+    await write_patches(conn, [fold.patches[k] for k in sorted(fold.changed_patches)])
+    await write_versions(conn, fold.new_versions)
+    if cas is not None:
+        await store_blobs(cas, fold.blobs)
     return len(fresh), dropped, fold.changed_runs
 
 

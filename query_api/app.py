@@ -26,6 +26,7 @@ from infra.settings import Settings, get_settings
 from projections.db import check_schema_name
 from projections.db import ensure_schema as ensure_read_models
 from query_api.context import ReadContext
+from query_api.patch_types import patches_loader, versions_loader
 from query_api.progress import ProgressWatcher
 from query_api.schema import nodes_loader, schema
 from query_api.settings import QueryApiSettings
@@ -103,6 +104,8 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
             settings=api,
             tenant=principal.tenant if principal else "",
             nodes=nodes_loader(state.pool),
+            patches=patches_loader(state.pool),
+            versions=versions_loader(state.pool),
         )
 
     app = FastAPI(title="AOB query API", lifespan=lifespan, docs_url=None, redoc_url=None)

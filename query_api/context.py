@@ -21,6 +21,8 @@ class ReadContext(BaseContext):
     settings: QueryApiSettings
     tenant: str  # every query filters on it; "" only for the GraphiQL page, which runs none
     nodes: Any = field(default=None)  # DataLoader[str, list[Node]], one per request
+    patches: Any = field(default=None)  # DataLoader[str, list[Patch]], one per request
+    versions: Any = field(default=None)  # DataLoader[str, list[RunVersion]], one per request
 
     def __post_init__(self) -> None:
         super().__init__()

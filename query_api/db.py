@@ -128,3 +128,22 @@ async def versions_of(pool: asyncpg.Pool, workflow_id: str) -> list[asyncpg.Reco
            WHERE workflow_id = $1 ORDER BY published_at, version""",
         workflow_id,
     )
+
+
+async def patches_of_runs(pool: asyncpg.Pool, run_ids: Sequence[str]) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        """SELECT run_id, patch_id, status, reason, ops, base_version, submitted_by, actor_kind,
+                  node_id, submitted_at, decided_at, from_version, to_version,
+                  rejected_reasons, added_nodes, removed_nodes, changed_nodes
+           FROM run_patches WHERE run_id = ANY($1::text[]) ORDER BY run_id, seq, patch_id""",
+        list(run_ids),
+    )
+
+
+async def versions_of_runs(pool: asyncpg.Pool, run_ids: Sequence[str]) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        """SELECT run_id, seq, version, definition, definition_ref, ir_ref, patch_id,
+                  from_version, created_at
+           FROM run_versions WHERE run_id = ANY($1::text[]) ORDER BY run_id, seq""",
+        list(run_ids),
+    )

@@ -21,6 +21,7 @@ from query_api.context import ReadContext
 from query_api.cursors import decode_cursor, encode_cursor
 from query_api.errors import BadCursor, PageSizeOutOfRange, QueryApiError
 from query_api.limits import extensions
+from query_api.patch_types import Patch, RunVersion
 from query_api.read_your_writes import parse_position, wait_for
 
 MAX_PAGE = 500
@@ -149,17 +150,6 @@ class EventConnection:
 
 
 @strawberry.type
-class Patch:
-    id: str
-    status: str
-    reason: str
-    ops: JSON
-    from_version: str | None
-    to_version: str | None
-    rejected_reasons: list[str]
-
-
-@strawberry.type
 class ApprovalRefusal:
     decision: str
     reason: str
@@ -239,7 +229,7 @@ class Run:
     status: RunStatus
     workflow_id: strawberry.ID
     workflow_name: str
-    version: str
+    version: str = strawberry.field(description="The current version (a patch moves it on).")
     input: JSON | None
     output: JSON | None
     error: str | None
@@ -252,9 +242,16 @@ class Run:
     async def nodes(self, info: Info[ReadContext, None]) -> list[Node]:
         return await info.context.nodes.load(self.id)
 
-    @strawberry.field(description="Patches proposed to this run (none until patching lands).")
-    def patches(self) -> list[Patch]:
-        return []
+    @strawberry.field(description="Patches proposed to this run, in log order.")
+    async def patches(self, info: Info[ReadContext, None]) -> list[Patch]:
+        return await info.context.patches.load(self.id)
+
+    @strawberry.field(
+        description="The run's chain of versions: the submitted one (seq 0), then one per "
+        "applied patch."
+    )
+    async def versions(self, info: Info[ReadContext, None]) -> list[RunVersion]:
+        return await info.context.versions.load(self.id)
 
     @strawberry.field(description="Approvals of this run's hitl nodes, in request order.")
     async def approvals(self, info: Info[ReadContext, None]) -> list[Approval]:

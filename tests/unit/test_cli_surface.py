@@ -19,7 +19,7 @@ EXPECTED = {
     "bench": None,
     "keys": {"create"},
     "workflows": {"publish"},
-    "runs": {"submit"},
+    "runs": {"submit", "show"},
     "schemas": {"export"},
 }
 
