@@ -33,7 +33,7 @@ def main() -> int:
         return 2
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
     parts = create_app(settings, config)
-    recovery = LogRecovery(settings.kafka_bootstrap, config.runs_topic, utcnow)
+    recovery = LogRecovery(settings.kafka_bootstrap, config.runs_topic, utcnow, config.patch_limits)
     register(parts, Coordinator(parts, config, recover=recovery, read_range=recovery.read))
 
     @parts.app.task

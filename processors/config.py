@@ -7,9 +7,17 @@ runs, tasks and consumer group then never meet the running system's).
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.core.patching import (
+    DEFAULT_AGENT_SPAWN_LIMIT,
+    DEFAULT_MAX_OPS,
+    DEFAULT_MAX_PATCHES,
+    PatchLimits,
+)
 from schemas.topics import DLQ, RUN_EVENTS, TASK_TOPIC_PREFIX
+from schemas.workflow import MAX_NODES
 
 DEFAULT_APP_ID = "aob-coordinator"
 TABLE_NAME = "run_state"
@@ -32,6 +40,21 @@ class CoordinatorConfig(BaseSettings):
     # A timer fired but not yet acted on (a backlog) is fired again after this long; the
     # copies share one event id, so consumers see one.
     timer_refire_s: float = 15.0
+    # Bounds on patches of live runs (processors.core.patching). A change applies to
+    # patches judged after it; verdicts already in the log stand.
+    max_patch_ops: int = Field(DEFAULT_MAX_OPS, ge=1)
+    max_nodes_per_run: int = Field(MAX_NODES, ge=1, le=MAX_NODES)
+    max_patches_per_run: int = Field(DEFAULT_MAX_PATCHES, ge=1)
+    agent_spawn_limit: int = Field(DEFAULT_AGENT_SPAWN_LIMIT, ge=0)
+
+    @property
+    def patch_limits(self) -> PatchLimits:
+        return PatchLimits(
+            max_ops=self.max_patch_ops,
+            max_nodes=self.max_nodes_per_run,
+            agent_spawn_limit=self.agent_spawn_limit,
+            max_patches=self.max_patches_per_run,
+        )
 
     @property
     def changelog_topics(self) -> list[str]:

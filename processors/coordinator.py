@@ -41,7 +41,7 @@ from processors.ticker import Ticker
 from schemas.codec import decode_event, encode_event, encode_task
 from schemas.envelope import Event, utcnow
 from schemas.errors import PoisonRecord
-from schemas.events import ApprovalSubmitted, RunSubmitted
+from schemas.events import ApprovalSubmitted, PatchSubmitted, RunSubmitted
 from schemas.tasks import NodeTask
 
 log = logging.getLogger("aob.coordinator")
@@ -78,6 +78,7 @@ class Coordinator:
         self.clock = clock
         self.recover = recover
         self.read_range = read_range
+        self.limits = config.patch_limits
         self.stats = LoopStats()
         # Decoded states by run id, with the bytes they were read from or written as: the
         # table stays the truth (a rebalance may replace its bytes), the cache saves a
@@ -148,7 +149,7 @@ class Coordinator:
         run_key = event.aggregate_id.encode()
         state = self._load(run_key)
         if isinstance(state, Finished):
-            if isinstance(event, ApprovalSubmitted):  # told why, not silently dropped
+            if isinstance(event, ApprovalSubmitted | PatchSubmitted):  # told why, not dropped
                 await self._send(
                     [refuse_after_finish(event, state.status, self.clock())], [], partition
                 )
@@ -167,7 +168,7 @@ class Coordinator:
             )
             return
         try:
-            new_state, decision = step(state, event, self.clock())
+            new_state, decision = step(state, event, self.clock(), self.limits)
         except Exception as e:  # a bug in the decider: park the record, keep the other runs going
             log.exception("deciding on %s %s failed", event.type, event.event_id)
             await self._dead_letter(key, value, f"coordinator could not decide: {e!r}", where)

@@ -24,6 +24,8 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processors.core import RunState, RunStatus, step
+from processors.core.decide import DEFAULT_LIMITS
+from processors.core.patching import PatchLimits
 from schemas.codec import decode_event
 from schemas.errors import PoisonRecord
 
@@ -41,8 +43,11 @@ class Rebuilt:
     finished: dict[str, RunStatus] = field(default_factory=dict)
 
 
-def rebuild(records: list[bytes | None], clock: Clock) -> Rebuilt:
-    """The runs as the agent left them after handling ``records``."""
+def rebuild(
+    records: list[bytes | None], clock: Clock, limits: PatchLimits = DEFAULT_LIMITS
+) -> Rebuilt:
+    """The runs as the agent left them after handling ``records`` (judging patches by the
+    same ``limits``)."""
     out = Rebuilt()
     for value in records:
         try:
@@ -52,7 +57,7 @@ def rebuild(records: list[bytes | None], clock: Clock) -> Rebuilt:
         run_id = event.aggregate_id
         if run_id in out.finished:
             continue
-        state, _ = step(out.states.get(run_id), event, clock())
+        state, _ = step(out.states.get(run_id), event, clock(), limits)
         if state is None:
             continue
         if state.finished:
@@ -67,15 +72,18 @@ class LogRecovery:
     """Reads ranges of a partition of the run topic straight from the log, and rebuilds a
     partition's runs from its start up to an offset."""
 
-    def __init__(self, bootstrap: str, topic: str, clock: Clock) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, clock: Clock, limits: PatchLimits = DEFAULT_LIMITS
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.clock = clock
+        self.limits = limits
 
     async def __call__(self, partition: int, before: int) -> Rebuilt:
         began = time.perf_counter()
         records = await self.read(partition, 0, before)
-        rebuilt = rebuild([value for _, _, value in records], self.clock)
+        rebuilt = rebuild([value for _, _, value in records], self.clock, self.limits)
         log.warning(
             "rebuilt %d unfinished and %d finished runs of %s:%d from %d records of the log "
             "in %.1fs",

@@ -24,6 +24,8 @@ from schemas.events import (
     NodeStartedPayload,
     NodeSucceeded,
     NodeSucceededPayload,
+    PatchSubmitted,
+    PatchSubmittedPayload,
     RunCancelRequested,
     RunCancelRequestedPayload,
     RunSubmitted,
@@ -185,5 +187,34 @@ def approval_submitted(
             node_id=node_id,
             decision=decision,
             comment=f"{decision} by {by}",
+        ),
+    )
+
+
+def patch_submitted(
+    run_id: str,
+    ops: list[Any],
+    reason: str = "a change",
+    *,
+    agent_node: str | None = None,
+    base_version: str | None = None,
+    tag: str = "1",
+) -> PatchSubmitted:
+    """A patch as the command API (a person) or an agent node's worker appends it."""
+    actor = (
+        Actor(kind="agent", id=f"{run_id}/{agent_node}", tenant=USER.tenant) if agent_node else USER
+    )
+    return PatchSubmitted(
+        event_id=deterministic_id("patch", run_id, tag),
+        aggregate_id=run_id,
+        occurred_at=EPOCH,
+        correlation_id=run_id,
+        actor=actor,
+        payload=PatchSubmittedPayload(
+            patch=ops,
+            reason=reason,
+            base_version=base_version,
+            node_id=agent_node,
+            attempt=1 if agent_node else None,
         ),
     )

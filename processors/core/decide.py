@@ -19,7 +19,9 @@ from datetime import datetime, timedelta
 from processors.core.backoff import retry_delay_s
 from processors.core.edges import dead_reason, edge_live, predecessors_finished
 from processors.core.evolve import evolve
+from processors.core.patching import PatchLimits, Refused, judge
 from processors.core.state import NodeStatus, RunState, RunStatus
+from schemas.canonical import json_ref
 from schemas.envelope import Event, Payload, deterministic_id, system_actor
 from schemas.events import (
     ApprovalDecided,
@@ -36,6 +38,11 @@ from schemas.events import (
     NodeSkipped,
     NodeSkippedPayload,
     NodeSucceeded,
+    PatchApplied,
+    PatchAppliedPayload,
+    PatchRejected,
+    PatchRejectedPayload,
+    PatchSubmitted,
     RunCancelled,
     RunCancelledPayload,
     RunCancelRequested,
@@ -52,8 +59,10 @@ from schemas.events import (
 )
 from schemas.tasks import NodeContext, NodeTask
 from schemas.topics import TASK_TYPES, task_topic
+from schemas.workflow import may_patch
 
 COMPONENT = "coordinator"
+DEFAULT_LIMITS = PatchLimits()
 
 
 @dataclass(frozen=True)
@@ -67,11 +76,17 @@ class Decision:
         return bool(self.events or self.tasks)
 
 
-def step(state: RunState | None, event: Event, now: datetime) -> tuple[RunState | None, Decision]:
+def step(
+    state: RunState | None,
+    event: Event,
+    now: datetime,
+    limits: PatchLimits = DEFAULT_LIMITS,
+) -> tuple[RunState | None, Decision]:
     """Fold ``event`` in, decide, and fold the decisions in too: the adapter's one call.
 
     The state returned already contains the decided events, so when they come back through
-    the log they are recognised (by id) and skipped. A duplicate changes nothing.
+    the log they are recognised (by id) and skipped. A duplicate changes nothing. ``limits``
+    bound what a patch may do (``processors.core.patching``).
     """
     if state is not None and event.event_id in state.applied:
         return state, Decision()
@@ -80,23 +95,35 @@ def step(state: RunState | None, event: Event, now: datetime) -> tuple[RunState 
     after = evolve(state, event)
     if after is None:
         return None, Decision()
-    return _Decider(after, event, now).run()
+    return _Decider(after, event, now, limits).run()
 
 
 def refuse_after_finish(
-    event: ApprovalSubmitted, status: RunStatus, now: datetime
-) -> ApprovalRefused:
-    """A decision that reached a finished run (only its status is kept): refused, so that
-    the person who sent it learns why it changed nothing. Same id as a refusal ``step``
+    event: ApprovalSubmitted | PatchSubmitted, status: RunStatus, now: datetime
+) -> ApprovalRefused | PatchRejected:
+    """A decision or a patch that reached a finished run (only its status is kept): refused,
+    so that whoever sent it learns why it changed nothing. Same id as a refusal ``step``
     would decide."""
+    envelope = {
+        "aggregate_id": event.aggregate_id,
+        "occurred_at": now,
+        "causation_id": event.event_id,
+        "correlation_id": event.aggregate_id,
+        "actor": system_actor(COMPONENT, event.actor.tenant),
+    }
+    if isinstance(event, PatchSubmitted):
+        return PatchRejected(
+            event_id=deterministic_id(event.event_id, "reject_patch", "", "0"),
+            payload=PatchRejectedPayload(
+                patch_id=event.event_id,
+                reasons=[f"the run is {status.value}: it takes no more patches"],
+            ),
+            **envelope,
+        )
     return ApprovalRefused(
         event_id=deterministic_id(event.event_id, "refuse_decision", event.payload.node_id, "0"),
-        aggregate_id=event.aggregate_id,
-        occurred_at=now,
-        causation_id=event.event_id,
-        correlation_id=event.aggregate_id,
-        actor=system_actor(COMPONENT, event.actor.tenant),
         payload=_refusal_of(event, f"the run is {status.value}: it takes no more decisions"),
+        **envelope,
     )
 
 
@@ -107,19 +134,22 @@ def _refusal_of(event: ApprovalSubmitted, reason: str) -> ApprovalRefusedPayload
     )
 
 
-def decide(state: RunState, event: Event, now: datetime) -> Decision:
+def decide(
+    state: RunState, event: Event, now: datetime, limits: PatchLimits = DEFAULT_LIMITS
+) -> Decision:
     """The decision about ``event``, given ``state`` with ``event`` already folded in."""
-    return _Decider(state, event, now).run()[1]
+    return _Decider(state, event, now, limits).run()[1]
 
 
 class _Decider:
     """One decision: works on a private copy of the state, folding in each event it makes
     so that later checks in the same decision see them (a skip flows on to successors)."""
 
-    def __init__(self, state: RunState, cause: Event, now: datetime) -> None:
+    def __init__(self, state: RunState, cause: Event, now: datetime, limits: PatchLimits) -> None:
         self.state = state
         self.cause = cause
         self.now = now
+        self.limits = limits
         self.events: list[Event] = []
         self.tasks: list[NodeTask] = []
         self.rank = {node_id: i for i, node_id in enumerate(state.ir.order)}
@@ -145,6 +175,8 @@ class _Decider:
             self._on_failed(ev)
         elif isinstance(ev, ApprovalSubmitted):
             self._on_decision(ev)
+        elif isinstance(ev, PatchSubmitted):
+            self._on_patch(ev)
         elif isinstance(ev, NodeSucceeded | NodeSkipped):
             node_id = ev.payload.node_id
             if node_id in self.state.nodes and self.state.nodes[node_id].terminal:
@@ -276,6 +308,47 @@ class _Decider:
         self._emit(ApprovalDecided, decided, "decide_approval", decided.node_id, decided.attempt)
         self._settle([e.node for e in self.state.node_def(decided.node_id).successors])
 
+    def _on_patch(self, ev: PatchSubmitted) -> None:
+        """Judge a patch whole (``processors.core.patching``). Accepted: the run is at the
+        new version from this event on, and every pending node whose predecessors are all
+        finished now (added after a finished node, or a join that lost a predecessor) is
+        scheduled or skipped at once. Refused: nothing changes, and the reasons say why."""
+        before = self.state.version
+        verdict = judge(self.state, ev, self.limits)
+        if isinstance(verdict, Refused):
+            current = self.state.current_definition() if verdict.stale else None
+            self._emit(
+                PatchRejected,
+                PatchRejectedPayload(
+                    patch_id=ev.event_id,
+                    reasons=verdict.reasons,
+                    current_version=before,
+                    current_definition=current,
+                ),
+                "reject_patch",
+            )
+            return
+        self._emit(
+            PatchApplied,
+            PatchAppliedPayload(
+                patch_id=ev.event_id,
+                from_version=before,
+                to_version=verdict.ir.version,
+                definition=verdict.definition,
+                ir=verdict.ir,
+                definition_ref=json_ref(verdict.definition),
+                ir_ref=json_ref(verdict.ir.model_dump(mode="json")),
+                added_nodes=verdict.added,
+                removed_nodes=verdict.removed,
+                changed_nodes=verdict.changed,
+                agent_spawns=verdict.agent_spawns,
+            ),
+            "apply_patch",
+        )
+        self.rank = {node_id: i for i, node_id in enumerate(self.state.ir.order)}
+        pending = NodeStatus.PENDING
+        self._settle([n for n, node in self.state.nodes.items() if node.status is pending])
+
     def _cancel(self, reason: str | None) -> None:
         """Nothing new starts; attempts in flight are abandoned (a late answer is ignored,
         since a finished run folds nothing); every unfinished node is skipped with a reason
@@ -352,6 +425,7 @@ class _Decider:
             node_id,
             attempt,
         )
+        patches = may_patch(definition.type, definition.config)
         self.tasks.append(
             NodeTask(
                 task_id=scheduled.event_id,
@@ -364,6 +438,10 @@ class _Decider:
                 timeout_s=definition.timeout_s,
                 input=self.state.input,
                 nodes=self._context(),
+                scheduled_at=self.now,
+                version=self.state.version,
+                # Only a node that may patch is shown what it patches: tasks stay small.
+                definition=self.state.current_definition() if patches else None,
             )
         )
 

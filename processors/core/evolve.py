@@ -20,6 +20,8 @@ from schemas.events import (
     NodeSkipped,
     NodeStarted,
     NodeSucceeded,
+    PatchApplied,
+    PatchAppliedPayload,
     RunCancelled,
     RunCancelRequested,
     RunCompleted,
@@ -60,6 +62,7 @@ def _submitted(event: RunSubmitted) -> RunState:
         workflow_id=p.workflow_id,
         version=p.version,
         ir=p.ir,
+        definition=p.definition,
         input=p.input,
         nodes={node_id: NodeState() for node_id in p.ir.nodes},
         applied={event.event_id},
@@ -160,6 +163,8 @@ def _apply(state: RunState, event: Event) -> None:
         if node is not None and not node.terminal:
             node.status = NodeStatus.SKIPPED
             node.skip_reason = event.payload.reason
+    elif isinstance(event, PatchApplied):
+        _patched(state, event.payload)
     elif isinstance(event, RunCancelRequested):
         state.cancel_requested = True
     elif isinstance(event, RunCompleted):
@@ -171,6 +176,22 @@ def _apply(state: RunState, event: Event) -> None:
         state.status = RunStatus.CANCELLED
         state.reason = event.payload.reason
     # RunSubmitted again (another id for the same run), RunWarning, TimerFired (a wake-up;
-    # the decider reads it), ApprovalSubmitted (judged by the decider), ApprovalRefused,
-    # ModelCalled and event types this coordinator does not route on are
-    # recorded as applied and change nothing else.
+    # the decider reads it), ApprovalSubmitted and PatchSubmitted (judged by the decider),
+    # ApprovalRefused, PatchRejected, ModelCalled and event types this coordinator does not
+    # route on are recorded as applied and change nothing else.
+
+
+def _patched(state: RunState, p: PatchAppliedPayload) -> None:
+    """The run moves to the patch's version: nodes added start PENDING, nodes removed (only
+    ever ones not yet scheduled) are gone, and the others keep every fact about them."""
+    if p.from_version != state.version or p.patch_id in state.patches:
+        return  # not a successor of this version (cannot come from our decider)
+    state.nodes = {node_id: state.nodes.get(node_id, NodeState()) for node_id in p.ir.nodes}
+    state.ir = p.ir
+    state.definition = p.definition
+    state.version = p.to_version
+    state.patches = [*state.patches, p.patch_id]
+    state.agent_spawns = [
+        *state.agent_spawns,
+        *(n for n in p.agent_spawns if n not in state.agent_spawns),
+    ]

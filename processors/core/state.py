@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.ir import IRNode, WorkflowIR
+from schemas.ir_definition import definition_from_ir
 
 
 class RunStatus(StrEnum):
@@ -100,12 +101,25 @@ class RunState(BaseModel):
     version: str
     status: RunStatus = RunStatus.PENDING
     ir: WorkflowIR
+    definition: dict[str, Any] | None = Field(
+        None,
+        description="The canonical definition of ``version``: what patches are written "
+        "against (absent in states stored by a release before patching: see "
+        "``current_definition``).",
+    )
     input: Any = None
     nodes: dict[str, NodeState]
     applied: set[str] = Field(
         default_factory=set,
         description="Ids of the events folded in: a duplicate, or the echo of our own "
         "decision coming back through the log, is recognised and changes nothing.",
+    )
+    patches: list[str] = Field(
+        default_factory=list, description="Ids of the patches applied, in order."
+    )
+    agent_spawns: list[str] = Field(
+        default_factory=list,
+        description="Agent nodes added on agents' proposals (the spawn limit counts them).",
     )
     cancel_requested: bool = False
     reason: str | None = Field(None, description="Why the run failed or was cancelled.")
@@ -122,6 +136,10 @@ class RunState(BaseModel):
         statuses = {n.status for n in self.nodes.values()}
         waiting = NodeStatus.WAITING in statuses and not statuses & NODE_IN_FLIGHT
         self.status = RunStatus.WAITING if waiting else RunStatus.RUNNING
+
+    def current_definition(self) -> dict[str, Any]:
+        """The definition the run is at, rebuilt from the IR if the state predates it."""
+        return self.definition if self.definition is not None else definition_from_ir(self.ir)
 
     def node_def(self, node_id: str) -> IRNode:
         return self.ir.nodes[node_id]

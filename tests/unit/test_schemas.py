@@ -214,3 +214,22 @@ def test_json_schema_export_writes_every_contract_model(tmp_path: Path) -> None:
     assert "workflow.definition.schema.json" in names
     schema = json.loads((tmp_path / "command.submit_run.schema.json").read_text())
     assert schema["additionalProperties"] is False
+
+
+def test_a_v1_run_submitted_is_upcast_with_a_definition_rebuilt_from_its_ir() -> None:
+    ev = decode_event((FIXTURES / "run.submitted.v1.json").read_bytes())
+    assert isinstance(ev, RunSubmitted)
+    assert ev.schema_version == 2
+    assert ev.payload.definition == {
+        "nodes": [
+            {
+                "id": "greet",
+                "type": "transform",
+                "config": {"output": {"greeting": "hello {{ input.name }}"}},
+            }
+        ],
+        "edges": [],
+    }
+    rebuilt = compile_workflow(WorkflowDefinition.model_validate(ev.payload.definition))
+    assert rebuilt.nodes == ev.payload.ir.nodes
+    assert rebuilt.order == ev.payload.ir.order
