@@ -112,8 +112,9 @@ class KafkaVerdicts:
         if query.submitted is not None:
             return query.submitted.partition
         # Where a producer puts the run's key (``infra.bus`` uses aiokafka's default).
-        await consumer.topics()  # fills the metadata cache
-        partitions = sorted(consumer.partitions_for_topic(self._topic) or ())
+        # aiokafka has no public call for a topic's partitions that fetches them if unknown.
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = sorted(cluster.partitions_for_topic(self._topic) or ())
         if not partitions:
             raise LookupError(f"topic {self._topic!r} has no partitions")
         return int(DefaultPartitioner()(query.run_id.encode(), partitions, partitions))
