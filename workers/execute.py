@@ -160,8 +160,8 @@ class TaskExecutor:
             nodes[node_id] = {"output": output, "status": ctx.status}
         return {"input": task.input, "nodes": nodes}
 
-    async def _report(self, event: Event) -> None:
-        await self._retrying(
+    async def _report(self, event: Event) -> Position:
+        return await self._retrying(
             lambda: self._events.append(self._runs_topic, event), f"append {event.type}"
         )
 

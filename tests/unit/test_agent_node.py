@@ -21,7 +21,7 @@ from schemas.tasks import NodeTask
 from workers.agent.calls import RetryPolicy
 from workers.agent.handler import AgentHandler
 from workers.agent.prompt import SYSTEM_PREFIX, first_messages
-from workers.agent.tools import PATCH_UNAVAILABLE
+from workers.agent.verdicts import Verdict, VerdictQuery
 from workers.errors import ConfigError, NodeError
 from workers.handlers import Job
 
@@ -38,11 +38,21 @@ async def admin(scripted: Running) -> AsyncIterator[ScriptedLLMClient]:
         yield client
 
 
+class NoVerdicts:
+    """A coordinator that never answers: these tests submit no well-formed patch."""
+
+    async def wait(self, query: VerdictQuery, /) -> Verdict | None:
+        raise AssertionError(f"no patch was expected here, got {query}")
+
+
 @pytest.fixture
 async def agent(scripted: Running) -> AsyncIterator[AgentHandler]:
     async with AsyncOpenAI(base_url=scripted.base_url, api_key="test", max_retries=0) as client:
         yield AgentHandler(
-            client, default_model="test-model", retry=RetryPolicy(first_delay_s=0.01)
+            client,
+            default_model="test-model",
+            verdicts=NoVerdicts(),
+            retry=RetryPolicy(first_delay_s=0.01),
         )
 
 
@@ -189,41 +199,6 @@ async def test_a_plain_answer_ends_the_node_with_its_text(
     assert [e.payload.tool_calls for e in reports.model_calls] == [[]]
 
 
-async def test_patch_workflow_is_answered_unavailable_and_the_model_goes_on(
-    agent: AgentHandler, admin: ScriptedLLMClient
-) -> None:
-    t = token()
-    patch = [{"op": "add", "path": "/nodes/-", "value": {"id": "x", "type": "noop"}}]
-    await admin.add_script(
-        t,
-        [
-            {
-                "tool_calls": [
-                    {"name": "patch_workflow", "arguments": {"patch": patch, "reason": "r"}}
-                ]
-            },
-            {"tool_calls": [{"name": "finish", "arguments": {"output": "done without it"}}]},
-        ],
-    )
-    reports = Reports()
-    out = await agent(job({"prompt": t, "tools": ["patch_workflow"]}, reports))
-    assert out["text"] == "done without it" and out["turns"] == 2
-
-    first, second = await admin.requests(t)
-    names = [tool["function"]["name"] for tool in first["body"]["tools"]]
-    assert names == ["finish", "patch_workflow"]
-    assistant, tool_message = second["body"]["messages"][-2:]
-    assert assistant["tool_calls"][0]["function"]["name"] == "patch_workflow"
-    assert tool_message["role"] == "tool"
-    assert tool_message["tool_call_id"] == assistant["tool_calls"][0]["id"]
-    assert tool_message["content"] == PATCH_UNAVAILABLE
-    # Both calls' usage summed in the output, one event per call.
-    calls = reports.model_calls
-    assert [e.payload.turn for e in calls] == [1, 2]
-    assert out["usage"]["total_tokens"] == sum(e.payload.usage.total_tokens for e in calls)
-    assert len({e.event_id for e in calls}) == 2
-
-
 async def test_a_tool_the_node_does_not_allow_is_refused_to_the_model(
     agent: AgentHandler, admin: ScriptedLLMClient
 ) -> None:
@@ -250,7 +225,8 @@ async def test_not_finishing_within_max_turns_fails_the_node(
     agent: AgentHandler, admin: ScriptedLLMClient
 ) -> None:
     t = token()
-    again = {"tool_calls": [{"name": "patch_workflow", "arguments": {"patch": [], "reason": "r"}}]}
+    # Malformed (no reason): answered with an error, so the model just goes on talking.
+    again = {"tool_calls": [{"name": "patch_workflow", "arguments": {"patch": []}}]}
     await admin.add_script(t, [again] * 5)
     reports = Reports()
     with pytest.raises(NodeError) as caught:
@@ -318,7 +294,9 @@ async def test_retries_exhausted_fail_the_node_retryably(
     busy = {"status": 503, "headers": {"retry-after": "0"}, "error": {"message": "overloaded"}}
     await admin.add_script(t, [busy] * 3)
     async with AsyncOpenAI(base_url=scripted.base_url, api_key="k", max_retries=0) as client:
-        handler = AgentHandler(client, default_model="m", retry=RetryPolicy(max_tries=3))
+        handler = AgentHandler(
+            client, default_model="m", verdicts=NoVerdicts(), retry=RetryPolicy(max_tries=3)
+        )
         with pytest.raises(NodeError) as caught:
             await handler(job({"prompt": t}, Reports()))
     assert caught.value.retryable and "overloaded" in str(caught.value)

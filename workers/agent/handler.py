@@ -3,7 +3,9 @@
 Each turn calls the model with the conversation so far and records a ``run.model_called``
 event with its token usage. ``finish(output)`` ends the node with that output; a plain answer
 without tool calls ends it with the answer's text; other tool calls are answered and the model
-goes on. A model still talking after ``max_turns`` calls fails the node.
+goes on. ``patch_workflow`` is answered with the coordinator's verdict on the patch
+(``workers.agent.patching``), which may take a while: the model waits, within the attempt's
+time. A model still talking after ``max_turns`` calls fails the node.
 
 The node's output::
 
@@ -29,25 +31,30 @@ from schemas.workflow import DEFAULT_TIMEOUT_S
 from templating import render_string
 from workers.agent.calls import RetryPolicy, call_model
 from workers.agent.config import AgentConfig, parse_config
-from workers.agent.prompt import first_messages
-from workers.agent.tools import answer, definitions
+from workers.agent.patching import Patcher
+from workers.agent.prompt import RunDefinition, first_messages
+from workers.agent.tools import PATCH_WORKFLOW, answer, definitions
+from workers.agent.verdicts import VerdictSource
 from workers.errors import NodeError
 from workers.handlers.base import Job
 from workers.reports import envelope
 
 
 class AgentHandler:
-    """The ``agent`` node type, speaking to whatever server ``client`` points at."""
+    """The ``agent`` node type, speaking to whatever server ``client`` points at, and
+    learning the fate of its patches from ``verdicts``."""
 
     def __init__(
         self,
         client: AsyncOpenAI,
         *,
         default_model: str,
+        verdicts: VerdictSource,
         retry: RetryPolicy | None = None,
         default_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self._client = client
+        self._verdicts = verdicts
         self._default_model = default_model
         self._retry = retry or RetryPolicy()
         self._default_timeout_s = default_timeout_s
@@ -58,7 +65,11 @@ class AgentHandler:
         deadline = loop.time() + (job.task.timeout_s or self._default_timeout_s)
         # In a thread: a heavy (if bounded) template must not stall the other tasks.
         prompt = await asyncio.to_thread(render_string, config.prompt, job.context)
-        messages = first_messages(config.system, prompt, job.context)
+        patcher = Patcher(job, self._verdicts, deadline=deadline, clock=loop.time)
+        run = None
+        if PATCH_WORKFLOW in config.tools:
+            run = RunDefinition(job.task.version, job.task.definition)
+        messages = first_messages(config.system, prompt, job.context, run)
         tools = definitions(config.tools)
         usage = TokenUsage()
 
@@ -112,11 +123,14 @@ class AgentHandler:
                     ],
                 }
             )
-            for c in calls:
+            for index, c in enumerate(calls):
                 outcome = answer(tool_name(c), tool_arguments(c), config.tools)
                 if outcome.finished:
                     return result(outcome.output, usage, config, turn)
-                messages.append({"role": "tool", "tool_call_id": c.id, "content": outcome.reply})
+                reply = outcome.reply
+                if outcome.patch is not None:
+                    reply = await patcher.submit(outcome.patch, turn, index)
+                messages.append({"role": "tool", "tool_call_id": c.id, "content": reply})
 
         raise NodeError(
             f"agent did not finish within max_turns={config.max_turns} model calls",

@@ -2,9 +2,10 @@
 
 ``finish(output)`` is always offered: it ends the node with ``output``. ``patch_workflow(patch,
 reason)`` is offered only to nodes that list it in ``config.tools``: an agent's tools are no
-more powerful than its node allows (fetched content may try to steer the model). Patching is
-not wired to the coordinator yet, so the tool answers that it is unavailable, in words the
-model can act on. Definitions are listed in a fixed order so the request prefix is stable.
+more powerful than its node allows (fetched content may try to steer the model). Its
+arguments are checked here; submitting the patch and answering with the coordinator's
+verdict is ``workers.agent.patching``'s. Definitions are listed in a fixed order and never
+vary, so the request prefix is stable.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from workers.agent.patching import PatchCall
+
 FINISH = "finish"
 PATCH_WORKFLOW = "patch_workflow"
 OPTIONAL_TOOLS: tuple[str, ...] = (PATCH_WORKFLOW,)
-
-PATCH_UNAVAILABLE = (
-    "patch_workflow is not available yet: this AOB cannot change a running workflow, so the "
-    "patch was not applied. Carry on without it and call finish with your result."
-)
 
 _DEFINITIONS: dict[str, dict[str, Any]] = {
     FINISH: {
@@ -40,18 +38,27 @@ _DEFINITIONS: dict[str, dict[str, Any]] = {
         "type": "function",
         "function": {
             "name": PATCH_WORKFLOW,
-            "description": "Propose a change to this run's workflow definition as a JSON "
-            "Patch (RFC 6902). The answer says whether it was accepted, with the reasons "
-            "when it was not.",
+            "description": "Change this run's workflow while it runs: a JSON Patch (RFC "
+            "6902) on the run's definition, the JSON document in your task, of the form "
+            '{"nodes": [{"id", "type", "config", "retry"?, "timeout_s"?}, ...], '
+            '"edges": [{"from", "to", "when"?}, ...]}. Node types: noop, transform, http, '
+            "agent, hitl, condition. Nodes that already ran cannot change and the graph "
+            "must stay acyclic. The patch applies whole or not at all: the answer says "
+            "'accepted' with the run's new version and definition, or 'refused' with the "
+            "reasons, which say what to correct.",
             "parameters": {
                 "type": "object",
                 "properties": {
                     "patch": {
                         "type": "array",
-                        "description": "JSON Patch operations on the run's definition.",
+                        "description": "JSON Patch operations, e.g. "
+                        '{"op": "add", "path": "/nodes/-", "value": {...}}.',
                         "items": {"type": "object"},
                     },
-                    "reason": {"type": "string", "description": "Why the change is needed."},
+                    "reason": {
+                        "type": "string",
+                        "description": "Why the change is needed (kept with the patch).",
+                    },
                 },
                 "required": ["patch", "reason"],
             },
@@ -68,11 +75,13 @@ def definitions(allowed: tuple[str, ...]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class ToolAnswer:
-    """What one tool call did: ``finished`` with ``output``, or ``reply`` for the model."""
+    """What one tool call did: ``finished`` with ``output``; a well-formed ``patch`` to
+    submit; or else ``reply`` for the model."""
 
     reply: str = ""
     finished: bool = False
     output: Any = None
+    patch: PatchCall | None = None
 
 
 def answer(name: str, arguments: str, allowed: tuple[str, ...]) -> ToolAnswer:
@@ -90,4 +99,24 @@ def answer(name: str, arguments: str, allowed: tuple[str, ...]) -> ToolAnswer:
         if "output" not in args:
             return ToolAnswer(reply="error: finish needs an 'output' argument")
         return ToolAnswer(finished=True, output=args["output"])
-    return ToolAnswer(reply=PATCH_UNAVAILABLE)
+    return patch_call(args)
+
+
+def patch_call(args: dict[str, Any]) -> ToolAnswer:
+    """The patch to submit, or the error to tell the model (nothing is submitted then)."""
+    patch, reason = args.get("patch"), args.get("reason")
+    ops_ok = isinstance(patch, list) and all(isinstance(op, dict) for op in patch)
+    reason_ok = isinstance(reason, str) and bool(reason.strip())
+    if isinstance(patch, list) and ops_ok and isinstance(reason, str) and reason_ok:
+        return ToolAnswer(patch=PatchCall(patch=patch, reason=reason))
+    problems = []
+    if not isinstance(patch, list):
+        problems.append("'patch' must be a list of JSON Patch operations")
+    elif not ops_ok:
+        problems.append("every item of 'patch' must be an operation object ({\"op\": ...})")
+    if not reason_ok:
+        problems.append("'reason' must be a non-empty string")
+    return ToolAnswer(
+        reply=f"error: nothing was submitted: {'; '.join(problems)}. Call patch_workflow "
+        "again with corrected arguments, or finish."
+    )

@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 
 from openai import AsyncOpenAI
 
+from infra.settings import get_settings
 from workers.handlers.base import WAITING, Handler, Job
 from workers.handlers.condition import condition
 from workers.handlers.hitl import hitl
@@ -38,6 +39,7 @@ async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict
 
 async def _agent(settings: WorkerSettings, stack: AsyncExitStack) -> Handler:
     from workers.agent.handler import AgentHandler  # here: workers.agent uses handlers.base
+    from workers.agent.verdicts import KafkaVerdicts
 
     # max_retries=0: the handler's own retry layer is the only one (workers.agent.calls).
     client = AsyncOpenAI(
@@ -46,7 +48,8 @@ async def _agent(settings: WorkerSettings, stack: AsyncExitStack) -> Handler:
         max_retries=0,
     )
     await stack.enter_async_context(client)
-    return AgentHandler(client, default_model=settings.agent_model)
+    verdicts = KafkaVerdicts(get_settings().kafka_bootstrap, settings.runs_topic)
+    return AgentHandler(client, default_model=settings.agent_model, verdicts=verdicts)
 
 
 __all__ = ["HANDLERS", "WAITING", "Handler", "Job", "open_handlers"]

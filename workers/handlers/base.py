@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from schemas.envelope import Event
+from schemas.position import Position
 from schemas.tasks import NodeTask
 
-Reporter = Callable[[Event], Awaitable[None]]
+# Appends an event to the run's stream; the worker's returns where it landed, a test's may not.
+Reporter = Callable[[Event], Awaitable[Position | None]]
 
 
 class _Waiting:
@@ -40,13 +42,14 @@ class Job:
     def config(self) -> dict[str, Any]:
         return self.task.config
 
-    async def emit(self, event: Event) -> None:
-        """Append ``event`` to the run's stream (retried until Kafka acknowledges it).
-        Give it a deterministic id (``workers.reports.envelope``): an attempt delivered
-        twice must append the same facts."""
+    async def emit(self, event: Event) -> Position | None:
+        """Append ``event`` to the run's stream (retried until Kafka acknowledges it) and
+        return where it landed, when the reporter says. Give it a deterministic id
+        (``workers.reports.envelope``): an attempt delivered twice must append the same
+        facts."""
         if self.report is None:
             raise RuntimeError("this job was made without a reporter")
-        await self.report(event)
+        return await self.report(event)
 
 
 class Handler(Protocol):

@@ -1,0 +1,216 @@
+"""Agents patching their own run, through the running system that ``aob up`` started: REST ->
+coordinator -> the agent worker -> the scripted model (its replies scripted per test) -> the
+agent's PatchSubmitted -> the coordinator's verdict -> the agent's next turn -> the read side.
+
+The nodes the agents add are ``transform`` nodes: the live stack's workers only reach the
+http targets in the ``AOB_HTTP_ALLOWLIST`` they were started with, which a test cannot set.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.scripted_llm.client import ScriptedLLMClient
+from infra.scripted_llm.mode import uses_scripted_model
+from infra.settings import Settings
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.connected
+
+QUERY = """
+query Run($id: ID!) {
+  run(id: $id) { status error nodes { id type status output error } }
+}
+"""
+
+PATCH_TOOL = "patch_workflow"
+
+
+def planner(token: str) -> dict[str, Any]:
+    """``start`` -> ``plan``, an agent that may patch the run (its prompt names ``token``)."""
+    return {
+        "nodes": [
+            {"id": "start", "type": "transform", "config": {"output": {"n": 3}}},
+            {
+                "id": "plan",
+                "type": "agent",
+                "timeout_s": 60,
+                "config": {"prompt": f"Plan {token}", "max_turns": 4, "tools": [PATCH_TOOL]},
+            },
+        ],
+        "edges": [{"from": "start", "to": "plan"}],
+    }
+
+
+def add_node(node: dict[str, Any], after: str = "plan") -> list[dict[str, Any]]:
+    return [
+        {"op": "add", "path": "/nodes/-", "value": node},
+        {"op": "add", "path": "/edges/-", "value": {"from": after, "to": node["id"]}},
+    ]
+
+
+def patch_call(patch: list[dict[str, Any]], reason: str) -> dict[str, Any]:
+    return {"tool_calls": [{"name": PATCH_TOOL, "arguments": {"patch": patch, "reason": reason}}]}
+
+
+def finish(output: str) -> dict[str, Any]:
+    return {"tool_calls": [{"name": "finish", "arguments": {"output": output}}]}
+
+
+class Api:
+    def __init__(self, rest: httpx.AsyncClient, gql: httpx.AsyncClient) -> None:
+        self.rest, self.gql = rest, gql
+
+    async def run(self, name: str, definition: dict[str, Any]) -> str:
+        published = await self.rest.post(
+            "/v1/workflows", json={"name": name, "definition": definition}
+        )
+        assert published.status_code == 201, published.text
+        submitted = await self.rest.post("/v1/runs", json={"workflow_id": name, "input": {}})
+        assert submitted.status_code == 202, submitted.text
+        return str(submitted.json()["run_id"])
+
+    async def finished(self, run_id: str) -> dict[str, Any]:
+        async def done() -> dict[str, Any]:
+            response = await self.gql.post(
+                "/graphql", json={"query": QUERY, "variables": {"id": run_id}}
+            )
+            run = response.json()["data"]["run"]
+            assert run is not None and run["status"] in {"COMPLETED", "FAILED"}, run
+            return dict(run)
+
+        return await eventually(done, timeout=120)
+
+
+@pytest.fixture
+async def scripted(services: Settings) -> AsyncIterator[ScriptedLLMClient]:
+    assert uses_scripted_model(), "run the connected tests without OPENAI_API_KEY (make test)"
+    async with ScriptedLLMClient(services.scripted_llm_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def api(services: Settings, api_key: str) -> AsyncIterator[Api]:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with (
+        httpx.AsyncClient(base_url=services.command_api_url, headers=headers, timeout=30) as rest,
+        httpx.AsyncClient(base_url=services.query_api_url, headers=headers, timeout=30) as gql,
+    ):
+        yield Api(rest, gql)
+
+
+def nodes_of(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n["id"]: n for n in run["nodes"]}
+
+
+def tool_answer(request: dict[str, Any]) -> str:
+    message = request["body"]["messages"][-1]
+    assert message["role"] == "tool", message
+    return str(message["content"])
+
+
+async def test_an_agent_adds_a_node_after_itself_and_the_node_runs(
+    api: Api, scripted: ScriptedLLMClient
+) -> None:
+    token = uuid.uuid4().hex
+    report = {
+        "id": "report",
+        "type": "transform",
+        "config": {"output": {"plan": "{{ nodes.plan.output.text }}", "n": "{{ input }}"}},
+    }
+    await scripted.add_script(
+        token,
+        [patch_call(add_node(report), "the plan needs a report"), finish(f"planned {token}")],
+    )
+    run = await api.finished(await api.run(f"patch-{token}", planner(token)))
+
+    assert run["status"] == "COMPLETED", run
+    nodes = nodes_of(run)
+    assert nodes["plan"]["status"] == "SUCCEEDED"
+    assert nodes["report"]["status"] == "SUCCEEDED", nodes
+    assert nodes["report"]["output"]["plan"] == f"planned {token}"
+
+    first, second = await scripted.requests(token)
+    user = first["body"]["messages"][1]["content"]
+    assert "This run's workflow definition, version " in user
+    assert f'"prompt":"Plan {token}"' in user  # the definition, compact
+    answer = tool_answer(second)
+    assert answer.startswith("accepted: the run is now at version ")
+    assert "(added: report; removed: none; changed: none)" in answer
+    assert '"id":"report"' in answer
+
+
+async def test_a_refused_patch_is_corrected_from_its_reasons(
+    api: Api, scripted: ScriptedLLMClient
+) -> None:
+    token = uuid.uuid4().hex
+    wrong = [{"op": "add", "path": "/edges/-", "value": {"from": "plan", "to": "ghost"}}]
+    summary = {"id": "summary", "type": "transform", "config": {"output": "done"}}
+    await scripted.add_script(
+        token,
+        [
+            patch_call(wrong, "a summary after the plan"),
+            patch_call(add_node(summary), "a summary after the plan, declared this time"),
+            finish(f"planned {token}"),
+        ],
+    )
+    run = await api.finished(await api.run(f"patch-{token}", planner(token)))
+
+    assert run["status"] == "COMPLETED", run
+    assert nodes_of(run)["summary"]["status"] == "SUCCEEDED"
+    assert nodes_of(run)["summary"]["output"] == "done"
+    assert "ghost" not in nodes_of(run)
+
+    _, after_refusal, after_correction = await scripted.requests(token)
+    refused = tool_answer(after_refusal)
+    assert refused.startswith("refused, nothing was applied:\n- ")
+    assert "ghost" in refused
+    assert refused.endswith("Correct the patch and call patch_workflow again, or finish.")
+    # The model's second request carried the reasons it corrected the patch from.
+    assert after_refusal["body"]["messages"][-2]["tool_calls"][0]["function"]["name"] == PATCH_TOOL
+    assert tool_answer(after_correction).startswith("accepted: ")
+
+
+async def test_a_sixth_agent_node_added_by_agents_is_refused_and_the_run_goes_on(
+    api: Api, scripted: ScriptedLLMClient
+) -> None:
+    token = uuid.uuid4().hex
+
+    def helper(i: int) -> dict[str, Any]:
+        return {"id": f"helper{i}", "type": "agent", "config": {"prompt": f"Help with part {i}"}}
+
+    five = [op for i in range(1, 6) for op in add_node(helper(i))]
+    await scripted.add_script(
+        token,
+        [
+            patch_call(five, "five helpers"),
+            patch_call(add_node(helper(6)), "one more helper"),
+            finish(f"planned {token}"),
+        ],
+    )
+    run = await api.finished(await api.run(f"patch-{token}", planner(token)))
+
+    assert run["status"] == "COMPLETED", run
+    nodes = nodes_of(run)
+    for i in range(1, 6):
+        assert nodes[f"helper{i}"]["status"] == "SUCCEEDED", nodes
+        assert nodes[f"helper{i}"]["type"] == "agent"
+    assert "helper6" not in nodes
+    assert nodes["plan"]["output"]["text"] == f"planned {token}"
+
+    # The helpers see the plan's output (with the token) in their context: keep plan's own.
+    requests = [
+        r
+        for r in await scripted.requests(token)
+        if r["body"]["messages"][1]["content"].startswith(f"Plan {token}")
+    ]
+    _, after_five, after_sixth = requests
+    assert tool_answer(after_five).startswith("accepted: ")
+    refused = tool_answer(after_sixth)
+    assert refused.startswith("refused, nothing was applied:\n- ")
+    assert "agents may add at most 5 agent nodes to one run and have added 5" in refused
