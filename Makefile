@@ -38,9 +38,12 @@ status: setup
 
 # The tests never talk to a real model provider: without OPENAI_API_KEY and OPENAI_BASE_URL,
 # `aob up` starts the local scripted model and points the agent workers at it.
+# The tests use the scripted model, and one loopback http target (tests/connected/conftest.py).
+TEST_ENV = env -u OPENAI_API_KEY -u OPENAI_BASE_URL AOB_HTTP_ALLOWLIST=127.0.0.1:18095
+
 test: setup
-	env -u OPENAI_API_KEY -u OPENAI_BASE_URL $(AOB) up
-	env -u OPENAI_API_KEY -u OPENAI_BASE_URL $(PYTEST) -q
+	$(TEST_ENV) $(AOB) up
+	$(TEST_ENV) $(PYTEST) -q
 
 demo: setup
 	$(AOB) up

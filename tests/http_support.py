@@ -62,7 +62,7 @@ class LoopbackServer:
     def running(self) -> Iterator[LoopbackServer]:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         server_cls = type("Server", (ThreadingHTTPServer,), {"address_family": family})
-        server = server_cls((self.host, 0), _handler(self))
+        server = server_cls((self.host, self.port), _handler(self))  # 0: any free port
         self.port = server.server_address[1]
         thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         thread.start()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -10,13 +11,34 @@ from auth import issue_key
 from infra.bus import EventBus
 from infra.settings import Settings
 from infra.stack import Stack
+from tests.http_support import LoopbackServer
+
+# A loopback target that the workers of the test stack may reach through the http node: the
+# stack is started with it in AOB_HTTP_ALLOWLIST (here, or by `make test`). Outside the
+# kernel's range of ports for outgoing connections, so it is free to bind.
+LIVE_HTTP_TARGET = ("127.0.0.1", 18095)
 
 
 @pytest.fixture(scope="session")
 async def services(stack: Settings) -> Settings:
     """Every AOB service running (``aob up``), on top of the stack's servers."""
+    os.environ.setdefault("AOB_HTTP_ALLOWLIST", "{}:{}".format(*LIVE_HTTP_TARGET))
     await Stack(stack).up()
     return stack
+
+
+@pytest.fixture
+def live_http_target(services: Settings) -> Iterator[LoopbackServer]:
+    """A loopback HTTP server the running workers are allowed to call."""
+    allowed = os.environ.get("AOB_HTTP_ALLOWLIST", "")
+    target = "{}:{}".format(*LIVE_HTTP_TARGET)
+    assert target in allowed.split(","), (
+        f"the stack's workers must allow {target}: start it with AOB_HTTP_ALLOWLIST={target} "
+        "(make test does)"
+    )
+    server = LoopbackServer(host=LIVE_HTTP_TARGET[0], port=LIVE_HTTP_TARGET[1])
+    with server.running():
+        yield server
 
 
 async def _key_for(settings: Settings, tenant: str) -> str:

@@ -2,29 +2,30 @@
 coordinator -> the agent worker -> the scripted model (its replies scripted per test) -> the
 agent's PatchSubmitted -> the coordinator's verdict -> the agent's next turn -> the read side.
 
-The nodes the agents add are ``transform`` nodes: the live stack's workers only reach the
-http targets in the ``AOB_HTTP_ALLOWLIST`` they were started with, which a test cannot set.
+The http node an agent adds calls a loopback target that the test stack's workers are allowed
+to reach (``LIVE_HTTP_TARGET``, put in ``AOB_HTTP_ALLOWLIST`` when the stack starts).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from infra.scripted_llm.client import ScriptedLLMClient
 from infra.scripted_llm.mode import uses_scripted_model
 from infra.settings import Settings
-from tests.helpers import eventually
+from tests.connected.run_client import RunClient, http_clients
+from tests.http_support import LoopbackServer
 
 pytestmark = pytest.mark.connected
 
 QUERY = """
-query Run($id: ID!) {
-  run(id: $id) { status error nodes { id type status output error } }
+query Run($id: ID!, $after: String) {
+  run(id: $id, after: $after) { id status error nodes { id type status output error } }
 }
 """
 
@@ -62,29 +63,16 @@ def finish(output: str) -> dict[str, Any]:
     return {"tool_calls": [{"name": "finish", "arguments": {"output": output}}]}
 
 
-class Api:
-    def __init__(self, rest: httpx.AsyncClient, gql: httpx.AsyncClient) -> None:
-        self.rest, self.gql = rest, gql
-
-    async def run(self, name: str, definition: dict[str, Any]) -> str:
-        published = await self.rest.post(
-            "/v1/workflows", json={"name": name, "definition": definition}
-        )
-        assert published.status_code == 201, published.text
-        submitted = await self.rest.post("/v1/runs", json={"workflow_id": name, "input": {}})
-        assert submitted.status_code == 202, submitted.text
-        return str(submitted.json()["run_id"])
+class Api(RunClient):
+    async def started(self, name: str, definition: dict[str, Any]) -> str:
+        run_id, _ = await self.submit(name, definition, {})
+        return run_id
 
     async def finished(self, run_id: str) -> dict[str, Any]:
-        async def done() -> dict[str, Any]:
-            response = await self.gql.post(
-                "/graphql", json={"query": QUERY, "variables": {"id": run_id}}
-            )
-            run = response.json()["data"]["run"]
-            assert run is not None and run["status"] in {"COMPLETED", "FAILED"}, run
-            return dict(run)
+        def done(run: dict[str, Any]) -> None:
+            assert run["status"] in {"COMPLETED", "FAILED"}, run
 
-        return await eventually(done, timeout=120)
+        return await self.until(run_id, done, timeout=120)
 
 
 @pytest.fixture
@@ -96,12 +84,8 @@ async def scripted(services: Settings) -> AsyncIterator[ScriptedLLMClient]:
 
 @pytest.fixture
 async def api(services: Settings, api_key: str) -> AsyncIterator[Api]:
-    headers = {"Authorization": f"Bearer {api_key}"}
-    async with (
-        httpx.AsyncClient(base_url=services.command_api_url, headers=headers, timeout=30) as rest,
-        httpx.AsyncClient(base_url=services.query_api_url, headers=headers, timeout=30) as gql,
-    ):
-        yield Api(rest, gql)
+    async with http_clients(services, api_key) as (rest, gql):
+        yield Api(rest, gql, QUERY)
 
 
 def nodes_of(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -114,26 +98,35 @@ def tool_answer(request: dict[str, Any]) -> str:
     return str(message["content"])
 
 
-async def test_an_agent_adds_a_node_after_itself_and_the_node_runs(
-    api: Api, scripted: ScriptedLLMClient
+async def test_an_agent_adds_an_http_node_after_itself_and_the_node_runs(
+    api: Api, scripted: ScriptedLLMClient, live_http_target: LoopbackServer
 ) -> None:
     token = uuid.uuid4().hex
-    report = {
-        "id": "report",
-        "type": "transform",
-        "config": {"output": {"plan": "{{ nodes.plan.output.text }}", "n": "{{ input }}"}},
+    post = {
+        "id": "post",
+        "type": "http",
+        "config": {
+            "method": "POST",
+            "url": f"{live_http_target.base}/echo",
+            "body": {"plan": "{{ nodes.plan.output.text }}"},
+        },
     }
     await scripted.add_script(
         token,
-        [patch_call(add_node(report), "the plan needs a report"), finish(f"planned {token}")],
+        [patch_call(add_node(post), "post the plan"), finish(f"planned {token}")],
     )
-    run = await api.finished(await api.run(f"patch-{token}", planner(token)))
+    run = await api.finished(await api.started(f"patch-{token}", planner(token)))
 
     assert run["status"] == "COMPLETED", run
     nodes = nodes_of(run)
     assert nodes["plan"]["status"] == "SUCCEEDED"
-    assert nodes["report"]["status"] == "SUCCEEDED", nodes
-    assert nodes["report"]["output"]["plan"] == f"planned {token}"
+    assert nodes["post"]["status"] == "SUCCEEDED", nodes
+    assert nodes["post"]["output"]["status"] == 200
+    (seen,) = [r for r in live_http_target.seen if token in r.body.decode()]
+    assert (seen.method, seen.path) == ("POST", "/echo")
+    assert json.loads(seen.body) == {"plan": f"planned {token}"}
+    headers = {k.lower(): v for k, v in seen.headers.items()}
+    assert headers["idempotency-key"] == f"{run['id']}/post/1"
 
     first, second = await scripted.requests(token)
     user = first["body"]["messages"][1]["content"]
@@ -141,8 +134,8 @@ async def test_an_agent_adds_a_node_after_itself_and_the_node_runs(
     assert f'"prompt":"Plan {token}"' in user  # the definition, compact
     answer = tool_answer(second)
     assert answer.startswith("accepted: the run is now at version ")
-    assert "(added: report; removed: none; changed: none)" in answer
-    assert '"id":"report"' in answer
+    assert "(added: post; removed: none; changed: none)" in answer
+    assert '"id":"post"' in answer
 
 
 async def test_a_refused_patch_is_corrected_from_its_reasons(
@@ -159,7 +152,7 @@ async def test_a_refused_patch_is_corrected_from_its_reasons(
             finish(f"planned {token}"),
         ],
     )
-    run = await api.finished(await api.run(f"patch-{token}", planner(token)))
+    run = await api.finished(await api.started(f"patch-{token}", planner(token)))
 
     assert run["status"] == "COMPLETED", run
     assert nodes_of(run)["summary"]["status"] == "SUCCEEDED"
@@ -193,7 +186,7 @@ async def test_a_sixth_agent_node_added_by_agents_is_refused_and_the_run_goes_on
             finish(f"planned {token}"),
         ],
     )
-    run = await api.finished(await api.run(f"patch-{token}", planner(token)))
+    run = await api.finished(await api.started(f"patch-{token}", planner(token)))
 
     assert run["status"] == "COMPLETED", run
     nodes = nodes_of(run)
