@@ -1,7 +1,9 @@
 """``aob demo``: publish the example workflows and run one end to end, printing its timeline.
 
-The demo's run ends with an agent node; with no ``OPENAI_API_KEY`` set it answers from the
-local scripted model that ``aob up`` started (``infra.scripted_llm``), and the demo says so.
+While the run waits for its approval, the demo patches it (a node between the agent and the
+end) and approves it. The run ends with an agent node; with no ``OPENAI_API_KEY`` set it
+answers from the local scripted model that ``aob up`` started (``infra.scripted_llm``), and
+the demo says so.
 
 It goes through the same doors a user does: the REST command API to publish and submit, and
 the GraphQL query API to watch the run, so a green demo means every part works together.
@@ -21,6 +23,7 @@ from rich.markup import escape
 from auth import issue_key
 from cli import CLIError
 from cli.api_client import TERMINAL_RUN_STATUSES, ApiClient
+from cli.patch_tables import versions_table
 from cli.stack_commands import RichProgress
 from cli.timeline import nodes_table, timeline_table
 from infra.scripted_llm.mode import notice as scripted_model_notice
@@ -34,6 +37,25 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 DEMO_TENANT = "demo"
 DEMO_WORKFLOW = "agent-report"
 DEMO_INPUT = {"name": "world", "numbers": [3, 1, 4, 1, 5]}
+# While the run waits for its approval, the demo patches it: a `check` node goes between the
+# agent and `done`, both still pending. The `test` operation makes the patch refuse to apply
+# to a definition whose edge 7 is not the one it means to replace.
+DEMO_PATCH = [
+    {"op": "test", "path": "/edges/7", "value": {"from": "write", "to": "done"}},
+    {"op": "remove", "path": "/edges/7"},
+    {
+        "op": "add",
+        "path": "/nodes/-",
+        "value": {
+            "id": "check",
+            "type": "transform",
+            "config": {"output": {"words": "{{ nodes.write.output.text | wordcount }}"}},
+        },
+    },
+    {"op": "add", "path": "/edges/-", "value": {"from": "write", "to": "check"}},
+    {"op": "add", "path": "/edges/-", "value": {"from": "check", "to": "done"}},
+]
+DEMO_PATCH_REASON = "count the words of the write-up before the run ends"
 
 
 async def _demo(settings: Settings, timeout: float) -> bool:
@@ -68,6 +90,7 @@ async def _demo(settings: Settings, timeout: float) -> bool:
             run = await api.wait_for_run(
                 run_id, submitted["position"], timeout, show, until=frozenset({"WAITING"})
             )
+        patch = await _patch(api, run, timeout)
         for approval in [a for a in run.get("approvals", []) if a["status"] == "WAITING"]:
             # A person would decide here (REST or a UI listing pendingApprovals); the demo
             # decides itself, through the same door.
@@ -88,6 +111,7 @@ async def _demo(settings: Settings, timeout: float) -> bool:
 
     console.print(timeline_table(run))
     console.print(nodes_table(run))
+    console.print(versions_table(run))
     for line in agent_lines(run):
         console.print(line)
     colour = "green" if run["status"] == "COMPLETED" else "red"
@@ -97,7 +121,40 @@ async def _demo(settings: Settings, timeout: float) -> bool:
     )
     if run.get("error"):
         console.print(f"[red]{run['error']}[/]")
-    return bool(run["status"] == "COMPLETED")
+    return bool(run["status"] == "COMPLETED" and patch["status"] == "APPLIED")
+
+
+async def _patch(api: ApiClient, run: dict, timeout: float) -> dict:  # type: ignore[type-arg]
+    """Patch the waiting run through REST and wait for the coordinator's verdict."""
+    run_id = run["id"]
+    console.print(
+        f"the demo patches the run (POST /v1/runs/{run_id}/patches): "
+        f"{DEMO_PATCH_REASON}, with a node [bold]check[/] between write and done"
+    )
+    answer = await api.command(
+        f"/v1/runs/{run_id}/patches",
+        {"patch": DEMO_PATCH, "reason": DEMO_PATCH_REASON, "base_version": run["version"]},
+        202,
+    )
+    started = time.monotonic()
+    with console.status("waiting for the coordinator's verdict on the patch…"):
+        while True:
+            current = await api.run(run_id, answer["position"])
+            patch = next(p for p in current["patches"] if p["id"] == answer["patch_id"])
+            if patch["status"] != "SUBMITTED":
+                break
+            if time.monotonic() - started > timeout:
+                raise CLIError(f"patch {answer['patch_id']} was not judged in {timeout:.0f}s")
+            await asyncio.sleep(0.2)
+    if patch["status"] == "APPLIED":
+        console.print(
+            f"patch applied: the run went from version {patch['fromVersion'][:12]} to "
+            f"{patch['toVersion'][:12]} (added {', '.join(patch['addedNodes'])})"
+        )
+    else:
+        reasons = "; ".join(patch["rejectedReasons"])
+        console.print(f"[red]patch rejected: {escape(reasons)}[/]")
+    return patch  # type: ignore[no-any-return]
 
 
 def agent_lines(run: dict) -> list[str]:  # type: ignore[type-arg]
