@@ -14,7 +14,7 @@ from openai import AsyncOpenAI
 
 from infra.scripted_llm.client import ScriptedLLMClient
 from infra.scripted_llm.scripts import SCRIPTED_MARK
-from infra.scripted_llm.serve import Running, running
+from infra.scripted_llm.serve import Running
 from schemas.envelope import Event
 from schemas.events import ModelCalled
 from schemas.tasks import NodeTask
@@ -24,18 +24,6 @@ from workers.agent.prompt import SYSTEM_PREFIX, first_messages
 from workers.agent.verdicts import Verdict, VerdictQuery
 from workers.errors import ConfigError, NodeError
 from workers.handlers import Job
-
-
-@pytest.fixture
-async def scripted() -> AsyncIterator[Running]:
-    async with running() as server:
-        yield server
-
-
-@pytest.fixture
-async def admin(scripted: Running) -> AsyncIterator[ScriptedLLMClient]:
-    async with ScriptedLLMClient(scripted.url) as client:
-        yield client
 
 
 class NoVerdicts:

@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaConnectionError
 from openai import AsyncOpenAI
 
 from infra.scripted_llm.client import ScriptedLLMClient
-from infra.scripted_llm.serve import Running, running
+from infra.scripted_llm.serve import Running
 from schemas.canonical import canonical_json
 from schemas.compiler import compile_workflow, definition_version
 from schemas.envelope import Event, system_actor
@@ -160,18 +160,6 @@ def job(prompt: str, reports: Reports, *, tools: bool = True, attempt: int = 1) 
         definition=DEFINITION if tools else None,
     )
     return Job(task, {"input": task.input, "nodes": {}}, reports)
-
-
-@pytest.fixture
-async def scripted() -> AsyncIterator[Running]:
-    async with running() as server:
-        yield server
-
-
-@pytest.fixture
-async def admin(scripted: Running) -> AsyncIterator[ScriptedLLMClient]:
-    async with ScriptedLLMClient(scripted.url) as client:
-        yield client
 
 
 @pytest.fixture

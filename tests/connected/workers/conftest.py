@@ -1,4 +1,5 @@
-"""A worker subprocess (``python -m workers``) and readers of the topics it writes."""
+"""A worker subprocess (``python -m workers``), readers of the topics it writes, and the
+running system's scripted model."""
 
 from __future__ import annotations
 
@@ -12,9 +13,18 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.scripted_llm.client import ScriptedLLMClient
+from infra.scripted_llm.mode import uses_scripted_model
 from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+async def scripted(services: Settings) -> AsyncIterator[ScriptedLLMClient]:
+    assert uses_scripted_model(), "run the connected tests without OPENAI_API_KEY (make test)"
+    async with ScriptedLLMClient(services.scripted_llm_url) as client:
+        yield client
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from infra.scripted_llm.client import ScriptedLLMClient
-from infra.scripted_llm.mode import uses_scripted_model
 from infra.settings import Settings
 from schemas.codec import HEADER_TYPE
 from tests.connected.log_reading import end_offsets, run_records
@@ -45,13 +44,6 @@ def workflow(name: str, prompt: str) -> dict[str, Any]:
             "edges": [{"from": "start", "to": "write"}],
         },
     }
-
-
-@pytest.fixture
-async def scripted(services: Settings) -> AsyncIterator[ScriptedLLMClient]:
-    assert uses_scripted_model(), "run the connected tests without OPENAI_API_KEY (make test)"
-    async with ScriptedLLMClient(services.scripted_llm_url) as client:
-        yield client
 
 
 class Api:

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from infra.scripted_llm.client import ScriptedLLMClient
-from infra.scripted_llm.mode import uses_scripted_model
 from infra.settings import Settings
 from tests.connected.run_client import RunClient, http_clients
 from tests.http_support import LoopbackServer
@@ -73,13 +72,6 @@ class Api(RunClient):
             assert run["status"] in {"COMPLETED", "FAILED"}, run
 
         return await self.until(run_id, done, timeout=120)
-
-
-@pytest.fixture
-async def scripted(services: Settings) -> AsyncIterator[ScriptedLLMClient]:
-    assert uses_scripted_model(), "run the connected tests without OPENAI_API_KEY (make test)"
-    async with ScriptedLLMClient(services.scripted_llm_url) as client:
-        yield client
 
 
 @pytest.fixture
