@@ -80,6 +80,31 @@ async def _append(ctx: CommandContext, topic: str, event: Event) -> str:
     return position.token()
 
 
+async def _to_run(
+    ctx: CommandContext,
+    caller: Principal,
+    run_id: str,
+    kind: type[Event],
+    payload: dict[str, Any],
+    *,
+    scope: str,
+    idempotency_key: str | None,
+) -> tuple[Event, str]:
+    """Append a command's event to a run of the caller's tenant (404 if there is none).
+    With an Idempotency-Key, its id is derived from (``scope``, tenant, key). Returns the
+    event and its position."""
+    if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
+        raise NotFound(f"run {run_id!r} not found")
+    event = kind(
+        event_id=keyed_id(scope, caller.tenant, idempotency_key) or new_id(),
+        aggregate_id=run_id,
+        correlation_id=run_id,
+        actor=_actor(caller),
+        payload=payload,
+    )
+    return event, await _append(ctx, RUN_EVENTS, event)
+
+
 async def _idempotent(
     request: Request, principal: Principal, key: str | None, command: Any
 ) -> JSONResponse:
@@ -214,16 +239,15 @@ async def cancel_run(
     ctx = _ctx(request)
 
     async def cancel() -> Answer:
-        if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
-            raise NotFound(f"run {run_id!r} not found")
-        event = RunCancelRequested(
-            event_id=keyed_id(f"cancel/{run_id}", caller.tenant, idempotency_key) or new_id(),
-            aggregate_id=run_id,
-            correlation_id=run_id,
-            actor=_actor(caller),
-            payload={"reason": command.reason},
+        event, position = await _to_run(
+            ctx,
+            caller,
+            run_id,
+            RunCancelRequested,
+            {"reason": command.reason},
+            scope=f"cancel/{run_id}",
+            idempotency_key=idempotency_key,
         )
-        position = await _append(ctx, RUN_EVENTS, event)
         return 202, {"run_id": run_id, "event_id": event.event_id, "position": position}
 
     return await _idempotent(request, caller, idempotency_key, cancel)
@@ -244,20 +268,20 @@ async def submit_patch(
     ctx = _ctx(request)
 
     async def submit() -> Answer:
-        if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
-            raise NotFound(f"run {run_id!r} not found")
-        event = PatchSubmitted(
-            event_id=keyed_id(f"patch/{run_id}", caller.tenant, idempotency_key) or new_id(),
-            aggregate_id=run_id,
-            correlation_id=run_id,
-            actor=_actor(caller),
-            payload={
-                "patch": command.patch,
-                "reason": command.reason,
-                "base_version": command.base_version,
-            },
+        payload = {
+            "patch": command.patch,
+            "reason": command.reason,
+            "base_version": command.base_version,
+        }
+        event, position = await _to_run(
+            ctx,
+            caller,
+            run_id,
+            PatchSubmitted,
+            payload,
+            scope=f"patch/{run_id}",
+            idempotency_key=idempotency_key,
         )
-        position = await _append(ctx, RUN_EVENTS, event)
         return 202, {
             "patch_id": event.event_id,
             "run_id": run_id,
@@ -283,21 +307,20 @@ async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route decl
     ctx = _ctx(request)
 
     async def decide() -> Answer:
-        if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
-            raise NotFound(f"run {run_id!r} not found")
-        event = ApprovalSubmitted(
-            event_id=keyed_id(f"approval/{run_id}/{node_id}", caller.tenant, idempotency_key)
-            or new_id(),
-            aggregate_id=run_id,
-            correlation_id=run_id,
-            actor=_actor(caller),
-            payload={
-                "node_id": node_id,
-                "decision": "approved" if command.decision == "approve" else "rejected",
-                "comment": command.comment,
-            },
+        payload = {
+            "node_id": node_id,
+            "decision": "approved" if command.decision == "approve" else "rejected",
+            "comment": command.comment,
+        }
+        event, position = await _to_run(
+            ctx,
+            caller,
+            run_id,
+            ApprovalSubmitted,
+            payload,
+            scope=f"approval/{run_id}/{node_id}",
+            idempotency_key=idempotency_key,
         )
-        position = await _append(ctx, RUN_EVENTS, event)
         return 202, {
             "run_id": run_id,
             "node_id": node_id,

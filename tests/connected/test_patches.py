@@ -19,12 +19,16 @@ pytestmark = pytest.mark.connected
 RUN = """
 query Run($id: ID!, $after: String) {
   run(id: $id, after: $after) {
-    status version
+    status version workflowId
     nodes { id status output startedAt }
     patches { id status reason ops fromVersion toVersion rejectedReasons }
     versions { seq version patchId }
   }
 }
+"""
+
+WORKFLOW = """
+query Workflow($id: ID!) { workflow(id: $id) { versions { version definition } } }
 """
 
 # start -> gate -(approved)-> b -> c. The gate holds the run while a patch is judged.
@@ -134,6 +138,22 @@ async def test_a_persons_patch_inserts_a_node_between_two_pending_nodes_and_it_r
     )
     assert nodes["x"]["output"] == {"saw": "b"}
     assert nodes["b"]["startedAt"] <= nodes["x"]["startedAt"] <= nodes["c"]["startedAt"]
+
+    # The patch changed this run only: not the workflow's published versions, nor a run of
+    # it submitted afterwards.
+    r = await client.rest.post("/v1/runs", json={"workflow_id": f"gated-{unique[:8]}"})
+    assert r.status_code == 202, r.text
+    other = await client.until(r.json()["run_id"], lambda o: None, r.json()["position"])
+    assert other["version"] == v0
+    assert set(statuses(other)) == {"start", "gate", "b", "c"}
+    assert other["patches"] == []
+    workflow = (await client.query(WORKFLOW, {"id": run["workflowId"]}))["workflow"]
+    assert [v["version"] for v in workflow["versions"]] == [v0]
+    assert [e["from"] + ">" + e["to"] for e in workflow["versions"][0]["definition"]["edges"]] == [
+        "start>gate",
+        "gate>b",
+        "b>c",
+    ]
 
 
 async def test_patches_that_break_a_rule_are_refused_with_reasons_and_the_run_goes_on(
