@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from processors.core import RunStatus
 from processors.recovery import Rebuilt, rebuild
-from processors.testing import EPOCH, build_ir, started, succeeded
+from processors.testing import EPOCH, build_ir, patch_submitted, started, succeeded
 from schemas.codec import encode_event
 from schemas.envelope import Event
 from tests.unit.test_decider import Harness
@@ -37,3 +37,19 @@ def test_records_before_the_submission_of_an_unknown_run_are_skipped() -> None:
     assert rebuild(raw([orphan]), clock=lambda: EPOCH) == Rebuilt()
     done = rebuild(raw([*h.log, succeeded(h.task("a"))]), clock=lambda: EPOCH)
     assert done == Rebuilt(finished={"run-1": RunStatus.COMPLETED})
+
+
+def test_a_patched_run_is_rebuilt_at_its_patched_version() -> None:
+    ir = build_ir({"a": "noop", "b": "noop"}, [("a", "b")])
+    h = Harness(ir)
+    add = [
+        {"op": "add", "path": "/nodes/-", "value": {"id": "x", "type": "noop"}},
+        {"op": "add", "path": "/edges/-", "value": {"from": "a", "to": "x"}},
+    ]
+    h.feed(patch_submitted("run-1", add))
+    h.feed(patch_submitted("run-1", [{"op": "remove", "path": "/nodes/0"}], tag="2"))
+    h.succeed("a")  # b and the added x are scheduled
+    rebuilt = rebuild(raw(h.log), clock=lambda: EPOCH)
+    assert rebuilt.states["run-1"] == h.run
+    assert len(h.run.patches) == 1
+    assert set(h.run.nodes) == {"a", "b", "x"}
