@@ -96,7 +96,6 @@ class Patcher:
         self._deadline = deadline
         self._clock = clock
         self.version: str | None = job.task.version
-        self.definition: dict[str, Any] | None = job.task.definition
 
     def submission(self, call: PatchCall, turn: int, index: int) -> PatchSubmitted:
         task = self._job.task
@@ -144,10 +143,7 @@ class Patcher:
             )
         if isinstance(verdict, PatchApplied):
             self.version = verdict.payload.to_version
-            self.definition = verdict.payload.definition
             return accepted_reply(verdict)
         if verdict.payload.current_version is not None:
             self.version = verdict.payload.current_version
-        if verdict.payload.current_definition is not None:
-            self.definition = verdict.payload.current_definition
         return refused_reply(verdict)

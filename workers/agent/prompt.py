@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.canonical import canonical_json
+from workers.agent.patching import compact_json
 
 SYSTEM_PREFIX = """You are an agent node in an AOB workflow run. A workflow is a graph of \
 steps; you are one of them. The user message holds your task, then the run context: the \
@@ -62,7 +62,7 @@ def definition_section(run: RunDefinition) -> str:
         "patch_workflow takes JSON Patch (RFC 6902) operations on exactly this document, e.g. "
         '{"op":"add","path":"/nodes/-","value":{"id":"...","type":"...","config":{...}}} to '
         'append a node and {"op":"add","path":"/edges/-","value":{"from":"...","to":"..."}} '
-        f"to append an edge:\n{canonical_json(run.definition).decode()}"
+        f"to append an edge:\n{compact_json(run.definition)}"
     )
 
 

@@ -14,10 +14,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.workflow import PATCH_TOOL
 from workers.agent.patching import PatchCall
 
 FINISH = "finish"
-PATCH_WORKFLOW = "patch_workflow"
+PATCH_WORKFLOW = PATCH_TOOL  # one name, also read by the coordinator (schemas.workflow)
 OPTIONAL_TOOLS: tuple[str, ...] = (PATCH_WORKFLOW,)
 
 _DEFINITIONS: dict[str, dict[str, Any]] = {

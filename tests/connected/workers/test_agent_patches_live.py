@@ -17,6 +17,7 @@ import pytest
 
 from infra.scripted_llm.client import ScriptedLLMClient
 from infra.settings import Settings
+from schemas.workflow import PATCH_TOOL
 from tests.connected.run_client import RunClient, http_clients
 from tests.http_support import LoopbackServer
 
@@ -27,8 +28,6 @@ query Run($id: ID!, $after: String) {
   run(id: $id, after: $after) { id status error nodes { id type status output error } }
 }
 """
-
-PATCH_TOOL = "patch_workflow"
 
 
 def planner(token: str) -> dict[str, Any]:
