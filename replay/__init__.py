@@ -1,0 +1,8 @@
+"""The replay tooling (DESIGN.md, Read side): the log read back, to show a run at any point
+of its history, to fork it there, and to rebuild the read models from the start.
+
+| module | what |
+|---|---|
+| ``run_log`` | one run's distinct events, straight from its partition, and ``--at`` points |
+| ``errors`` | the exception tree |
+"""
