@@ -14,6 +14,7 @@ from rich.console import Console
 from auth import issue_key
 from cli import CLIError
 from cli.api_client import ApiClient, api_key_from_env
+from cli.history import show_at
 from cli.patch_tables import rejected_table, short, versions_table
 from cli.timeline import nodes_table, timeline_table
 from infra.settings import Settings
@@ -124,14 +125,30 @@ def runs_submit(
 @runs_app.command("show")
 def runs_show(
     run_id: str = typer.Argument(..., metavar="RUN", help="The run id."),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        metavar="POSITION",
+        help="Show the run as it was at that point of its history, folded from the log: "
+        "a seq (7: after its 7th event) or a log position (aob.runs.events:3:1042).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """Show RUN as the read side has it: nodes, chain of versions, rejected patches, timeline."""
+    """Show RUN as the read side has it: nodes, chain of versions, rejected patches, timeline.
+    With --at, as it was at that point: its events up to there, folded by the coordinator's
+    own evolve function."""
+    if at is not None:
+        show_at(run_id, at, as_json)
+        return
 
     async def fetch() -> dict[str, Any]:
         async with ApiClient(Settings(), api_key_from_env()) as api:
             return await api.run(run_id)
 
     run = asyncio.run(fetch())
+    if as_json:
+        typer.echo(json.dumps(run, indent=2))
+        return
     console.print(timeline_table(run))
     console.print(nodes_table(run))
     console.print(versions_table(run))

@@ -12,7 +12,7 @@ from rich.table import Table
 from cli.patch_tables import patch_detail
 
 
-def _detail(kind: str, payload: dict[str, Any], actor: dict[str, Any] | None = None) -> str:
+def event_detail(kind: str, payload: dict[str, Any], actor: dict[str, Any] | None = None) -> str:
     if kind.startswith("run.patch_"):
         return patch_detail(kind, payload, actor)
     if kind == "run.node_succeeded":
@@ -63,7 +63,7 @@ def timeline_table(run: dict[str, Any]) -> Table:
             f"{ms:8.1f}",
             ev["type"],
             payload.get("node_id") or "",
-            _detail(ev["type"], payload, ev.get("actor")),
+            event_detail(ev["type"], payload, ev.get("actor")),
         )
     return table
 

@@ -149,6 +149,19 @@ class RunFold:
     def nodes_of(self, run_id: str) -> list[NodeRow]:
         return list(self._by_run.get(run_id, {}).values())
 
+    def status_after(self, ev: Event) -> tuple[str | None, str | None, str | None]:
+        """(run status, node id, node status) as they stand after ``ev`` was applied: the
+        read model's history of the run, kept with the event. The node is the one the event
+        is about (none for run-level events, or a node the run no longer has)."""
+        run = self.runs.get(ev.aggregate_id)
+        node_id = getattr(ev.payload, "node_id", None)
+        node = self.nodes.get((ev.aggregate_id, node_id)) if isinstance(node_id, str) else None
+        return (
+            run.status if run else None,
+            node_id if isinstance(node_id, str) else None,
+            node.status if node else None,
+        )
+
     def apply(self, ev: Event) -> None:
         """Fold one new (never seen before) event of run ``ev.aggregate_id``."""
         run = self._run(ev)

@@ -109,6 +109,12 @@ CREATE TABLE IF NOT EXISTS run_events (
     PRIMARY KEY (run_id, seq)
 );
 CREATE INDEX IF NOT EXISTS run_events_position ON run_events (kafka_partition, kafka_offset);
+-- The read model's own history of the run: its status after each event, and the status of
+-- the node the event is about. `aob runs show --at` folds the log through the coordinator's
+-- evolve and must agree with these rows at every position (null on rows projected before).
+ALTER TABLE run_events ADD COLUMN IF NOT EXISTS run_status text;
+ALTER TABLE run_events ADD COLUMN IF NOT EXISTS node_id text;
+ALTER TABLE run_events ADD COLUMN IF NOT EXISTS node_status text;
 
 -- Workflow events seen, by id: a redelivered WorkflowPublished changes nothing.
 CREATE TABLE IF NOT EXISTS workflow_events (

@@ -264,6 +264,7 @@ async def _runs(
         ev = pe.event
         fold.apply(ev)
         last_seq[ev.aggregate_id] += 1
+        run_status, node_id, node_status = fold.status_after(ev)
         history.append(
             (
                 ev.aggregate_id,
@@ -276,15 +277,20 @@ async def _runs(
                 ev.causation_id,
                 ev.actor.model_dump_json(),
                 ev.payload.model_dump_json(),
+                run_status,
+                node_id,
+                node_status,
             )
         )
     await conn.execute(
         """INSERT INTO run_events (run_id, seq, event_id, type, occurred_at, kafka_partition,
-                                   kafka_offset, causation_id, actor, payload)
-           SELECT r, s, e, t, o, p, k, c, a::jsonb, y::jsonb
+                                   kafka_offset, causation_id, actor, payload, run_status,
+                                   node_id, node_status)
+           SELECT r, s, e, t, o, p, k, c, a::jsonb, y::jsonb, rs, n, ns
            FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[],
-                       $6::int[], $7::bigint[], $8::text[], $9::text[], $10::text[])
-                AS x(r, s, e, t, o, p, k, c, a, y)
+                       $6::int[], $7::bigint[], $8::text[], $9::text[], $10::text[],
+                       $11::text[], $12::text[], $13::text[])
+                AS x(r, s, e, t, o, p, k, c, a, y, rs, n, ns)
            ON CONFLICT DO NOTHING""",
         *map(list, zip(*history, strict=True)),
     )

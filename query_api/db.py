@@ -90,7 +90,8 @@ async def events_page(
     pool: asyncpg.Pool, run_id: str, limit: int, after_seq: int
 ) -> list[asyncpg.Record]:
     return await pool.fetch(
-        """SELECT seq, event_id, type, occurred_at, causation_id, actor, payload
+        """SELECT seq, event_id, type, occurred_at, causation_id, actor, payload,
+                  kafka_partition, kafka_offset, run_status, node_id, node_status
            FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3""",
         run_id,
         after_seq,

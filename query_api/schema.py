@@ -23,6 +23,8 @@ from query_api.errors import BadCursor, PageSizeOutOfRange, QueryApiError
 from query_api.limits import extensions
 from query_api.patch_types import Patch, RunVersion
 from query_api.read_your_writes import parse_position, wait_for
+from schemas.position import Position
+from schemas.topics import RUN_EVENTS
 
 MAX_PAGE = 500
 
@@ -126,15 +128,44 @@ class Node:
         return await info.context.cas.get_json(self.output_ref)
 
 
-@strawberry.type
+@strawberry.type(
+    description="One of a run's events, with what the read model made of it: the run's "
+    "status after it, and the status of the node it is about."
+)
 class Event:
     id: strawberry.ID
-    seq: int
+    seq: int = strawberry.field(description="1, 2, … : the run's distinct events in log order.")
+    position: str = strawberry.field(
+        description="Where the log holds it (`topic:partition:offset`), as `--at` takes it."
+    )
     type: str
     occurred_at: datetime
     causation_id: str | None
     actor: JSON
     payload: JSON
+    run_status: RunStatus | None = strawberry.field(
+        description="The run's status after this event (null if projected by an older release)."
+    )
+    node_id: str | None = strawberry.field(description="The node the event is about, if any.")
+    node_status: NodeStatus | None = strawberry.field(
+        description="That node's status after this event."
+    )
+
+    @staticmethod
+    def of(r: Any) -> Event:
+        return Event(
+            id=r["event_id"],
+            seq=r["seq"],
+            position=Position(RUN_EVENTS, r["kafka_partition"], r["kafka_offset"]).token(),
+            type=r["type"],
+            occurred_at=r["occurred_at"],
+            causation_id=r["causation_id"],
+            actor=r["actor"],
+            payload=r["payload"],
+            run_status=RunStatus(r["run_status"]) if r["run_status"] else None,
+            node_id=r["node_id"],
+            node_status=NodeStatus(r["node_status"]) if r["node_status"] else None,
+        )
 
 
 @strawberry.type
@@ -268,21 +299,7 @@ class Run:
         limit = _page_size(first)
         after_seq = _int_key(decode_cursor(after, 1)[0]) if after else 0
         rows = await db.events_page(info.context.pool, self.id, limit + 1, after_seq)
-        edges = [
-            EventEdge(
-                cursor=encode_cursor(r["seq"]),
-                node=Event(
-                    id=r["event_id"],
-                    seq=r["seq"],
-                    type=r["type"],
-                    occurred_at=r["occurred_at"],
-                    causation_id=r["causation_id"],
-                    actor=r["actor"],
-                    payload=r["payload"],
-                ),
-            )
-            for r in rows[:limit]
-        ]
+        edges = [EventEdge(cursor=encode_cursor(r["seq"]), node=Event.of(r)) for r in rows[:limit]]
         return EventConnection(
             edges=edges,
             page_info=PageInfo.after(edges, more=len(rows) > limit),

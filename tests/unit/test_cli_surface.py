@@ -20,6 +20,7 @@ EXPECTED = {
     "keys": {"create"},
     "workflows": {"publish"},
     "runs": {"submit", "show"},
+    "events": {"tail"},
     "schemas": {"export"},
 }
 
