@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=limits,
             buckets=TokenBuckets(limits.rate_per_second, limits.rate_burst),
             bus_started=True,
+            kafka_bootstrap=settings.kafka_bootstrap,
         )
         app.state.commands = ctx
         try:

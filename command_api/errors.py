@@ -4,11 +4,15 @@ CommandError                 (status, title, detail, extra fields for the proble
 ├── BadRequest          400  the body is not JSON, or a header is malformed
 ├── Unauthorized        401  no API key, or not one we know
 ├── NotFound            404  no such workflow, version, run or route
-├── Conflict            409  an identical request is still being processed
+├── Conflict            409  an identical request is still being processed; a run to fork
+│                            whose events the log does not show yet
 ├── PayloadTooLarge     413  the body or a value in it is over its limit
 ├── InvalidInput        422  the body is JSON but not a valid command (``errors`` lists why)
 ├── RateLimited         429  the tenant is over its rate (``retry_after`` seconds)
 └── NotAvailable        501  a command this release does not offer yet
+
+Errors of the packages the routes use are mapped in ``problems.py`` too: ``replay``'s
+PositionOutsideRun (a fork point outside the run) is a 422, RunNotInLog a 409.
 """
 
 from __future__ import annotations

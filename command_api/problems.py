@@ -16,7 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from command_api.errors import CommandError, RateLimited, Unauthorized
+from command_api.errors import CommandError, Conflict, InvalidInput, RateLimited, Unauthorized
+from replay.errors import PositionOutsideRun, ReplayError, RunNotInLog
 from schemas.errors import InvalidWorkflow
 
 log = logging.getLogger("aob.command_api")
@@ -51,6 +52,25 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, Unauthorized):
             headers = {"WWW-Authenticate": "Bearer"}
         return problem(exc.status, exc.title, exc.detail, headers, **exc.extra)
+
+    @app.exception_handler(ReplayError)
+    async def replay_error(request: Request, exc: ReplayError) -> JSONResponse:
+        # Reading a run's history from the log (forks): a point outside the run is the
+        # caller's to fix; a run whose events the log does not show yet (just submitted,
+        # or a lagging follower) is worth a retry.
+        if isinstance(exc, PositionOutsideRun):
+            mapped: CommandError = InvalidInput(str(exc))
+        elif isinstance(exc, RunNotInLog):
+            mapped = Conflict(f"the run's events are not in the log yet; retry ({exc})")
+        else:
+            log.exception("reading the log failed on %s %s", request.method, request.url.path)
+            return problem(
+                503,
+                "Service Unavailable",
+                f"the run's history could not be read ({exc}); retry later",
+                {"Retry-After": "1"},
+            )
+        return await command_error(request, mapped)
 
     @app.exception_handler(InvalidWorkflow)
     async def invalid_workflow(request: Request, exc: InvalidWorkflow) -> JSONResponse:

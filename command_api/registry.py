@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -110,6 +111,25 @@ async def record_run(
         workflow_id,
         version,
     )
+
+
+@dataclass(frozen=True)
+class RegisteredRun:
+    run_id: str
+    workflow_id: str
+    version: str  # the version it was submitted (or forked) at
+    created_at: datetime
+
+
+async def find_run(pool: asyncpg.Pool, tenant: str, run_id: str) -> RegisteredRun | None:
+    """A run of the tenant's (None if it has none by that id)."""
+    row = await pool.fetchrow(
+        "SELECT run_id, workflow_id, version, created_at FROM runs_registry"
+        " WHERE run_id = $1 AND tenant = $2",
+        run_id,
+        tenant,
+    )
+    return RegisteredRun(**dict(row)) if row else None
 
 
 async def run_exists(pool: asyncpg.Pool, tenant: str, run_id: str) -> bool:

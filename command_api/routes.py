@@ -11,17 +11,21 @@ from fastapi.responses import JSONResponse
 from auth import Principal
 from command_api import registry
 from command_api.context import CommandContext, CompiledVersion, principal_of
-from command_api.errors import NotFound, PayloadTooLarge
+from command_api.errors import InvalidInput, NotFound, PayloadTooLarge
 from command_api.idempotency import Answer, keyed_id, once, request_hash
 from command_api.metrics import EVENTS_APPENDED
+from processors.core import fold
+from replay.run_log import read_run, until
 from schemas import (
     Actor,
     ApprovalSubmitted,
     CancelRun,
     DecideApproval,
+    ForkRun,
     PatchSubmitted,
     PublishWorkflow,
     RunCancelRequested,
+    RunForked,
     RunSubmitted,
     SubmitPatch,
     SubmitRun,
@@ -67,13 +71,17 @@ def workflow_id_for(tenant: str, name_or_id: str) -> str:
         return deterministic_id("workflow", tenant, name_or_id)
 
 
-async def _append(ctx: CommandContext, topic: str, event: Event) -> str:
+async def _append(ctx: CommandContext, topic: str, event: Event, advice: str | None = None) -> str:
+    """Append ``event``; 413 if it is over MAX_EVENT_BYTES (``advice`` says what to do)."""
     size = len(encode_event(event)[1])
     if size > MAX_EVENT_BYTES:
+        advice = advice or (
+            "(a run carries its workflow's definition and compiled form): "
+            "make the definition or the input smaller"
+        )
         raise PayloadTooLarge(
             f"the {event.type} event would be {size} bytes, and an event may have at most "
-            f"{MAX_EVENT_BYTES} (a run carries its workflow's definition and compiled form): "
-            "make the definition or the input smaller"
+            f"{MAX_EVENT_BYTES} {advice}"
         )
     position = await ctx.bus.append(topic, event)
     EVENTS_APPENDED.labels(event.type).inc()
@@ -329,3 +337,75 @@ async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route decl
         }
 
     return await _idempotent(request, caller, idempotency_key, decide)
+
+
+@router.post("/runs/{run_id}/forks", status_code=202)
+async def fork_run(
+    request: Request,
+    caller: Caller,
+    run_id: str,
+    command: ForkRun,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Start a new run from RUN's history up to ``at``: what had finished there is reused
+    (outputs included, never run again), what was in flight or waiting runs again in the
+    fork, the rest follows as usual. RUN itself is not touched. The history is read from
+    the log, the source of truth (not a read model that may lag), and travels in the fork's
+    RunForked event."""
+    ctx = _ctx(request)
+
+    async def fork() -> Answer:
+        source = await registry.find_run(ctx.pool, caller.tenant, run_id)
+        if source is None:
+            raise NotFound(f"run {run_id!r} not found")
+        logged = await read_run(ctx.kafka_bootstrap, run_id, since=source.created_at)
+        point = until(logged, str(command.at))  # PositionOutsideRun -> 422 with the range
+        # The source at that point, folded as the coordinator folds it: its input, and the
+        # version the fork starts at (a patch before the point moved it on).
+        state = fold(None, [entry.event for entry in point])
+        if state is None:
+            raise InvalidInput(f"run {run_id!r} has no start in its history up to {command.at}")
+        given = command.input if "input" in command.model_fields_set else state.input
+        size = len(canonical_json(given))
+        if size > ctx.settings.max_input_bytes:
+            raise PayloadTooLarge(
+                f"the run input is {size} bytes; the limit is {ctx.settings.max_input_bytes}"
+            )
+        fork_id = keyed_id("fork", caller.tenant, idempotency_key) or new_id()
+        at = point[-1].position.token()
+        event = RunForked(
+            event_id=keyed_id("forked", caller.tenant, idempotency_key) or new_id(),
+            aggregate_id=fork_id,
+            causation_id=point[-1].event.event_id,
+            correlation_id=fork_id,
+            actor=_actor(caller),
+            payload={
+                "source_run_id": run_id,
+                "at": at,
+                "at_seq": len(point),
+                "input": given,
+                "history": [entry.event.model_dump(mode="json") for entry in point],
+            },
+        )
+        # Registered before the append, as a submitted run is: approvals, cancels, patches
+        # and forks of the fork are authorised by it.
+        await registry.record_run(
+            ctx.pool, fork_id, caller.tenant, state.workflow_id, state.version
+        )
+        position = await _append(
+            ctx,
+            RUN_EVENTS,
+            event,
+            advice=f"(it carries the source's {len(point)} events up to that point): the "
+            "run's history is too long to fork at that point; fork at an earlier one",
+        )
+        return 202, {
+            "run_id": fork_id,
+            "forked_from": run_id,
+            "at": at,
+            "at_seq": len(point),
+            "event_id": event.event_id,
+            "position": position,
+        }
+
+    return await _idempotent(request, caller, idempotency_key, fork)

@@ -41,7 +41,7 @@ from processors.ticker import Ticker
 from schemas.codec import decode_event, encode_event, encode_task
 from schemas.envelope import Event, utcnow
 from schemas.errors import PoisonRecord
-from schemas.events import ApprovalSubmitted, PatchSubmitted, RunSubmitted
+from schemas.events import ApprovalSubmitted, PatchSubmitted, RunForked, RunSubmitted
 from schemas.tasks import NodeTask
 
 log = logging.getLogger("aob.coordinator")
@@ -155,7 +155,7 @@ class Coordinator:
                 )
             self.stats.record(time.perf_counter() - started, 0)
             return  # the run is over: late answers, duplicates, a cancel that came too late
-        if state is None and not isinstance(event, RunSubmitted):
+        if state is None and not isinstance(event, RunSubmitted | RunForked):
             # The partition's table is whole (checked above), so this run never started
             # here: a stray event, or one of a run submitted to another deployment.
             log.warning(

@@ -28,6 +28,8 @@ from schemas.events import (
     PatchSubmittedPayload,
     RunCancelRequested,
     RunCancelRequestedPayload,
+    RunForked,
+    RunForkedPayload,
     RunSubmitted,
     RunSubmittedPayload,
 )
@@ -216,5 +218,39 @@ def patch_submitted(
             base_version=base_version,
             node_id=agent_node,
             attempt=1 if agent_node else None,
+        ),
+    )
+
+
+def run_forked(
+    fork_id: str,
+    source: list[Event],
+    at_seq: int,
+    *,
+    run_input: Any = None,
+    keep_input: bool = True,
+) -> RunForked:
+    """What the command API appends to fork a run whose distinct events are ``source`` (in
+    log order) after its first ``at_seq`` of them. The input is the source's unless
+    ``keep_input`` is false (then ``run_input``). Positions are offsets of partition 0."""
+    history = source[:at_seq]
+    source_id = history[0].aggregate_id
+    given = run_input
+    if keep_input:
+        first = history[0]
+        given = first.payload.input if isinstance(first, RunSubmitted | RunForked) else None
+    return RunForked(
+        event_id=deterministic_id("fork", fork_id),
+        aggregate_id=fork_id,
+        occurred_at=EPOCH,
+        causation_id=history[-1].event_id,
+        correlation_id=fork_id,
+        actor=USER,
+        payload=RunForkedPayload(
+            source_run_id=source_id,
+            at=f"aob.runs.events:0:{at_seq - 1}",
+            at_seq=at_seq,
+            input=given,
+            history=[ev.model_dump(mode="json") for ev in history],
         ),
     )

@@ -20,7 +20,9 @@ into them here, in log order, and writes back the rows that changed. Rules:
   first); the first verdict counts. RunSubmitted writes version 0 of ``run_versions``, each
   PatchApplied the next one, moves the run to its version, adds PENDING rows for the added
   nodes, deletes the removed ones (only ever PENDING) and retypes the changed ones; the new
-  version's definition and IR are listed in ``blobs`` for the store to put in the CAS.
+  version's definition and IR are listed in ``blobs`` for the store to put in the CAS;
+- RunForked makes a fork's rows at once (``_forked``): the carried history folded here,
+  re-addressed to the fork, with the nodes the coordinator starts afresh reset to PENDING.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from processors.core import fold
+from processors.core.forking import fork_state
 from projections.patch_rows import Blob, PatchRow, VersionRow
 from schemas.envelope import Event
 from schemas.events import (
@@ -48,6 +52,7 @@ from schemas.events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunForked,
     RunStarted,
     RunSubmitted,
 )
@@ -122,6 +127,16 @@ class ApprovalRow:
     refusals: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ForkRow:
+    """Where a fork came from (the ``forked_*`` columns of its ``runs`` row)."""
+
+    run_id: str
+    forked_from: str
+    forked_at: str  # log position token of the source's last event included
+    forked_at_seq: int
+
+
 @dataclass
 class RunFold:
     """The rows of some runs, and which of them the fold changed."""
@@ -139,6 +154,7 @@ class RunFold:
     version_seq: dict[str, int] = field(default_factory=dict)
     new_versions: list[VersionRow] = field(default_factory=list)
     blobs: list[Blob] = field(default_factory=list)
+    forks: list[ForkRow] = field(default_factory=list)
     _by_run: dict[str, dict[str, NodeRow]] = field(default_factory=dict)
 
     def add_node(self, row: NodeRow) -> NodeRow:
@@ -164,6 +180,9 @@ class RunFold:
 
     def apply(self, ev: Event) -> None:
         """Fold one new (never seen before) event of run ``ev.aggregate_id``."""
+        if isinstance(ev, RunForked) and ev.aggregate_id not in self.runs:
+            self._forked(ev)
+            return
         run = self._run(ev)
         run.event_count += 1
         run.updated_at = max(run.updated_at, ev.occurred_at)
@@ -238,6 +257,44 @@ class RunFold:
                     created_at=ev.occurred_at,
                 )
             )
+
+    def _forked(self, ev: RunForked) -> None:
+        """The fork's rows, as the coordinator starts it: the source's history up to the
+        point, folded by these same rules for the fork's id (``history`` is facts, so a fork
+        of a fork or a patched source come out right); then every node the coordinator
+        starts afresh (not finished at the point: ``processors.core.forking``) is PENDING
+        with no attempt, so the fork's own attempt 1 moves it on. Finished nodes keep their
+        rows (outputs, attempts, times, token usage) and decided approvals theirs; the run
+        starts PENDING with the fork's input, as a submitted one. The carried events are
+        the source's: they go to neither ``run_events`` nor ``run_patches`` of the fork."""
+        fork_id, p = ev.aggregate_id, ev.payload
+        history = p.history_events()
+        point = fork_state(fold(None, history), ev)
+        source = RunFold()
+        for past in history:
+            source.apply(past.model_copy(update={"aggregate_id": fork_id}))
+        run = source.runs.get(fork_id) or self._run(ev)
+        run.tenant, run.input, run.output, run.error = ev.actor.tenant, p.input, None, None
+        run.status, run.event_count = "PENDING", 1
+        run.created_at = run.updated_at = ev.occurred_at
+        run.started_at = run.finished_at = None
+        self.runs[fork_id] = run
+        self.changed_runs.add(fork_id)
+        self.forks.append(ForkRow(fork_id, p.source_run_id, p.at, p.at_seq))
+        finished = {n for n, node in point.nodes.items() if node.terminal} if point else set()
+        for row in source.nodes_of(fork_id):
+            kept = row if row.node_id in finished else NodeRow(fork_id, row.node_id, row.node_type)
+            self.add_node(kept)
+            self.changed_nodes.add((fork_id, row.node_id))
+        for (run_id, node_id), approval in source.approvals.items():
+            if node_id in finished and approval.decision is not None:
+                approval.tenant = run.tenant
+                self.approvals[(run_id, node_id)] = approval
+                self.changed_approvals.add((run_id, node_id))
+        if fork_id in source.version_seq:
+            self.version_seq[fork_id] = source.version_seq[fork_id]
+        # The versions' blobs are in the CAS already: the source's projection put them there.
+        self.new_versions.extend(source.new_versions)
 
     def _finished(self, run: RunRow, ev: RunCompleted | RunFailed | RunCancelled) -> None:
         if run.status in RUN_TERMINAL:

@@ -181,3 +181,10 @@ CREATE TABLE IF NOT EXISTS run_versions (
     created_at      timestamptz NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+
+-- Forks (run.forked): the run a fork was made from, and the point of its history where.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS forked_from text;      -- the source run's id
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS forked_at text;        -- position token of the source's last event included
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS forked_at_seq integer; -- how many of the source's events
+CREATE INDEX IF NOT EXISTS runs_forked_from ON runs (forked_from, created_at, run_id)
+    WHERE forked_from IS NOT NULL;

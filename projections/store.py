@@ -25,7 +25,7 @@ from projections.patch_store import (
     write_patches,
     write_versions,
 )
-from projections.runs import ApprovalRow, NodeRow, RunFold, RunRow
+from projections.runs import ApprovalRow, ForkRow, NodeRow, RunFold, RunRow
 from projections.version_blobs import JsonStore, store_blobs
 from projections.workflows import VersionRow, WorkflowRow, fold_published
 from schemas.events import WorkflowPublished
@@ -295,6 +295,7 @@ async def _runs(
         *map(list, zip(*history, strict=True)),
     )
     await _write_runs(conn, [fold.runs[r] for r in sorted(fold.changed_runs)])
+    await _write_forks(conn, fold.forks)
     await _write_nodes(conn, [fold.nodes[k] for k in sorted(fold.changed_nodes)])
     await _write_approvals(conn, [fold.approvals[k] for k in sorted(fold.changed_approvals)])
     await delete_nodes(conn, sorted(fold.removed_nodes))
@@ -419,3 +420,13 @@ async def _write_approvals(conn: asyncpg.Connection, rows: list[ApprovalRow]) ->
             for a in rows
         ],
     )
+
+
+async def _write_forks(conn: asyncpg.Connection, rows: list[ForkRow]) -> None:
+    """The ``forked_*`` columns of forks made in this batch (their rows are written)."""
+    if rows:
+        await conn.executemany(
+            "UPDATE runs SET forked_from = $2, forked_at = $3, forked_at_seq = $4"
+            " WHERE run_id = $1",
+            [(f.run_id, f.forked_from, f.forked_at, f.forked_at_seq) for f in rows],
+        )

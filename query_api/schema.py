@@ -16,7 +16,7 @@ from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext, Info
 
 from cas import CasError
-from query_api import db
+from query_api import db, fork_queries
 from query_api.context import ReadContext
 from query_api.cursors import decode_cursor, encode_cursor
 from query_api.errors import BadCursor, PageSizeOutOfRange, QueryApiError
@@ -292,6 +292,20 @@ class Run:
     async def usage(self, info: Info[ReadContext, None]) -> TokenUsage:
         return TokenUsage.of(await info.context.nodes.load(self.id))
 
+    @strawberry.field(description="Where this run was forked from; null if it is not a fork.")
+    async def forked_from(self, info: Info[ReadContext, None]) -> ForkOrigin | None:
+        row = await fork_queries.origin(info.context.pool, info.context.tenant, self.id)
+        if row is None:
+            return None
+        return ForkOrigin(
+            run_id=row["forked_from"], position=row["forked_at"], seq=row["forked_at_seq"]
+        )
+
+    @strawberry.field(description="Runs forked from this one, oldest first.")
+    async def forks(self, info: Info[ReadContext, None]) -> list[Run]:
+        rows = await fork_queries.forks_of(info.context.pool, info.context.tenant, self.id)
+        return [_run(r) for r in rows]
+
     @strawberry.field(description="The run's events in log order.")
     async def events(
         self, info: Info[ReadContext, None], first: int = 100, after: str | None = None
@@ -304,6 +318,22 @@ class Run:
             edges=edges,
             page_info=PageInfo.after(edges, more=len(rows) > limit),
         )
+
+
+@strawberry.type(description="Where a fork was made: the run, and the point of its history.")
+class ForkOrigin:
+    run_id: strawberry.ID = strawberry.field(description="The run forked from.")
+    position: str = strawberry.field(
+        description="Log position token of the source's last event the fork includes."
+    )
+    seq: int = strawberry.field(
+        description="How many of the source's events the fork includes (its events' seq)."
+    )
+
+    @strawberry.field(description="The run forked from; null if it is not visible.")
+    async def run(self, info: Info[ReadContext, None]) -> Run | None:
+        row = await db.run(info.context.pool, info.context.tenant, str(self.run_id))
+        return _run(row) if row else None
 
 
 @strawberry.type

@@ -4,7 +4,7 @@ of its history, to fork it there, and to rebuild the read models from the start.
 | module | what |
 |---|---|
 | ``run_log`` | one run's distinct events, straight from its partition, and ``--at`` points |
-| ``time_travel`` | a run folded to a point through the coordinator's ``evolve`` (``runs show --at``) |
+| ``time_travel`` | a run folded to a point by the coordinator's ``evolve`` (``--at``) |
 | ``tail`` | the end of the log, and what is appended to it (``aob events tail``) |
 | ``errors`` | the exception tree |
 """

@@ -2,7 +2,14 @@
 
 from schemas.canonical import canonical_json, cas_ref, digest_of_ref, json_ref, sha256_hex
 from schemas.codec import decode_event, decode_task, encode_event, encode_task
-from schemas.commands import CancelRun, DecideApproval, PublishWorkflow, SubmitPatch, SubmitRun
+from schemas.commands import (
+    CancelRun,
+    DecideApproval,
+    ForkRun,
+    PublishWorkflow,
+    SubmitPatch,
+    SubmitRun,
+)
 from schemas.compiler import compile_workflow, definition_version, validate_graph
 from schemas.envelope import (
     Actor,
@@ -41,6 +48,7 @@ from schemas.events import (
     RunCancelRequested,
     RunCompleted,
     RunFailed,
+    RunForked,
     RunStarted,
     RunSubmitted,
     RunWarning,
@@ -64,6 +72,7 @@ __all__ = [
     "DuplicateEventType",
     "EdgeDef",
     "Event",
+    "ForkRun",
     "IREdge",
     "IRNode",
     "InvalidWorkflow",
@@ -87,6 +96,7 @@ __all__ = [
     "RunCancelled",
     "RunCompleted",
     "RunFailed",
+    "RunForked",
     "RunStarted",
     "RunSubmitted",
     "RunWarning",

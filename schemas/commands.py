@@ -46,3 +46,14 @@ class DecideApproval(Command):
 
 class CancelRun(Command):
     reason: str | None = Field(None, max_length=2_000)
+
+
+class ForkRun(Command):
+    at: str | int = Field(
+        description="The last event of the source run the fork includes: a seq (1 for the "
+        "first event, as in the run's events) or a log position token "
+        "`topic:partition:offset`."
+    )
+    input: Any = Field(
+        None, description="The fork's input; the source's when absent (null is not absent)."
+    )

@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from schemas.envelope import Event, Payload, event, upcaster
+from schemas.envelope import Event, Payload, event, event_class, upcast, upcaster
+from schemas.errors import UnknownEventType
 from schemas.ir import WorkflowIR
 from schemas.ir_definition import definition_from_ir
 
@@ -234,6 +235,49 @@ class RunCancelledPayload(Payload):
 @event("run.cancelled")
 class RunCancelled(Event):
     payload: RunCancelledPayload
+
+
+class RunForkedPayload(Payload):
+    source_run_id: str = Field(description="The run forked from (left exactly as it was).")
+    at: str = Field(
+        description="Log position token (`topic:partition:offset`) of the last event of the "
+        "source run that the fork includes."
+    )
+    at_seq: int = Field(
+        ge=1, description="How many of the source's distinct events the fork includes."
+    )
+    input: Any = Field(
+        None,
+        description="The fork's input: the one given when forking, else the source's. Nodes "
+        "that run in the fork see it; outputs reused from the source were made with the old one.",
+    )
+    history: list[dict[str, Any]] = Field(
+        description="The source's events up to `at`, as their envelope JSON, in log order. "
+        "Facts, not a folded state: a consumer folds them with its own rules (upcasting old "
+        "versions as for any event), so the fork stays event-sourced."
+    )
+
+    def history_events(self) -> list[Event]:
+        """The carried events, upcast and validated. A type this release does not know (a
+        newer producer's) is left out, as the coordinator would route on none of it."""
+        out = []
+        for raw in self.history:
+            try:
+                lifted = upcast(dict(raw))
+                out.append(event_class(str(lifted.get("type"))).model_validate(lifted))
+            except (UnknownEventType, ValidationError):
+                continue
+        return out
+
+
+@event("run.forked")
+class RunForked(Event):
+    """The FIRST event of a run made from another run's history up to a point
+    (``aggregate_id`` is the new run). What had finished at that point is kept, outputs
+    included, and never runs again; what was in flight or waiting starts afresh in the fork;
+    the rest runs as usual. The source run is not touched. Appended by the command API."""
+
+    payload: RunForkedPayload
 
 
 # --- approvals (hitl nodes) -----------------------------------------------------------

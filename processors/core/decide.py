@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from processors.core.backoff import retry_delay_s
 from processors.core.edges import dead_reason, edge_live, predecessors_finished
 from processors.core.evolve import evolve
+from processors.core.forking import fork_point_failure
 from processors.core.patching import PatchLimits, Refused, judge
 from processors.core.state import NodeStatus, RunState, RunStatus
 from schemas.canonical import json_ref
@@ -50,6 +51,7 @@ from schemas.events import (
     RunCompletedPayload,
     RunFailed,
     RunFailedPayload,
+    RunForked,
     RunStarted,
     RunStartedPayload,
     RunSubmitted,
@@ -169,6 +171,10 @@ class _Decider:
             if self.state.status is RunStatus.PENDING:
                 self._emit(RunStarted, RunStartedPayload(version=self.state.version), "start")
                 self._settle(self.state.ir.roots)
+        elif isinstance(ev, RunForked):
+            if self.state.status is RunStatus.PENDING:
+                self._emit(RunStarted, RunStartedPayload(version=self.state.version), "start")
+                self._on_forked()
         elif isinstance(ev, RunCancelRequested):
             self._cancel(ev.payload.reason)
         elif isinstance(ev, NodeFailed):
@@ -346,6 +352,23 @@ class _Decider:
             "apply_patch",
         )
         self.rank = {node_id: i for i, node_id in enumerate(self.state.ir.order)}
+        self._settle_pending()
+
+    def _on_forked(self) -> None:
+        """A fork goes on from its point as the source would have: every pending node whose
+        predecessors had all finished is scheduled (or skipped) now, the rest follow as
+        usual. A node that had failed for good fails the fork at once, as it failed the
+        source; a point where everything had finished completes it (``_maybe_complete``)."""
+        failure = fork_point_failure(self.state)
+        if failure is not None:
+            node_id, error = failure
+            reason = f"node {node_id!r} had failed at the fork point: {error}"
+            self._emit(RunFailed, RunFailedPayload(reason=reason, node_id=node_id), "fail")
+            return
+        self._settle_pending()
+
+    def _settle_pending(self) -> None:
+        """Settle every PENDING node (after a change of the graph or of its state at once)."""
         pending = NodeStatus.PENDING
         self._settle([n for n, node in self.state.nodes.items() if node.status is pending])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from processors.core.forking import fork_state
 from processors.core.state import Approval, NodeState, NodeStatus, RunState, RunStatus
 from schemas.envelope import Event
 from schemas.events import (
@@ -26,6 +27,7 @@ from schemas.events import (
     RunCancelRequested,
     RunCompleted,
     RunFailed,
+    RunForked,
     RunStarted,
     RunSubmitted,
 )
@@ -37,8 +39,11 @@ def failed_for_good(state: RunState, node_id: str, attempt: int, retryable: bool
 
 
 def evolve(state: RunState | None, event: Event) -> RunState | None:
-    """The state after ``event``. ``None`` stays ``None`` until the run's RunSubmitted."""
+    """The state after ``event``. ``None`` stays ``None`` until the run's RunSubmitted (or
+    RunForked: the source's history folded here, then re-addressed to the fork)."""
     if state is None:
+        if isinstance(event, RunForked):
+            return fork_state(fold(None, event.payload.history_events()), event)
         return _submitted(event) if isinstance(event, RunSubmitted) else None
     if event.event_id in state.applied or state.finished:
         return state
@@ -175,10 +180,10 @@ def _apply(state: RunState, event: Event) -> None:
     elif isinstance(event, RunCancelled):
         state.status = RunStatus.CANCELLED
         state.reason = event.payload.reason
-    # RunSubmitted again (another id for the same run), RunWarning, TimerFired (a wake-up;
-    # the decider reads it), ApprovalSubmitted and PatchSubmitted (judged by the decider),
-    # ApprovalRefused, PatchRejected, ModelCalled and event types this coordinator does not
-    # route on are recorded as applied and change nothing else.
+    # RunSubmitted or RunForked again (another id for the same run), RunWarning, TimerFired
+    # (a wake-up; the decider reads it), ApprovalSubmitted and PatchSubmitted (judged by the
+    # decider), ApprovalRefused, PatchRejected, ModelCalled and event types this coordinator
+    # does not route on are recorded as applied and change nothing else.
 
 
 def _patched(state: RunState, p: PatchAppliedPayload) -> None:

@@ -19,7 +19,7 @@ EXPECTED = {
     "bench": None,
     "keys": {"create"},
     "workflows": {"publish"},
-    "runs": {"submit", "show"},
+    "runs": {"submit", "show", "fork"},
     "events": {"tail"},
     "schemas": {"export"},
 }

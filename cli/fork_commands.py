@@ -1,0 +1,73 @@
+"""``aob runs fork``: a new run from another run's history up to a point.
+
+Registered after ``client_commands`` (modules register in name order), into its ``runs``
+group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import typer
+
+from cli.api_client import ApiClient, api_key_from_env
+from cli.client_commands import _load_json, console, runs_app
+from cli.timeline import nodes_table, timeline_table
+from infra.settings import Settings
+
+
+def runs_fork(
+    run_id: str = typer.Argument(..., metavar="RUN", help="The run to fork."),
+    at: str = typer.Option(
+        ...,
+        "--at",
+        help="The last event of RUN the fork includes: a seq (as in `aob runs show`) or a "
+        "log position `topic:partition:offset`.",
+    ),
+    input_json: str | None = typer.Option(
+        None, "--input", help="The fork's input, as JSON (default: RUN's)."
+    ),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the fork to finish and show it."),
+    timeout: float = typer.Option(300.0, help="Seconds --wait waits at most."),
+) -> None:
+    """Fork RUN at a point of its history: what had finished there is reused (never run
+    again), the rest runs in a new run; RUN is left as it is. Prints the new run's id."""
+    body: dict[str, Any] = {"at": at}
+    if input_json is not None:
+        body["input"] = _load_json(input_json, "--input")
+
+    async def fork() -> tuple[dict[str, Any], dict[str, Any] | None]:
+        async with ApiClient(Settings(), api_key_from_env()) as api:
+            answer = await api.command(f"/v1/runs/{run_id}/forks", body, 202)
+            if not wait:
+                return answer, None
+            with console.status("waiting for the fork…") as status:
+
+                def show(run: dict[str, Any]) -> None:
+                    done = sum(n["status"] in {"SUCCEEDED", "SKIPPED"} for n in run["nodes"])
+                    status.update(f"fork {run['status']}: {done}/{len(run['nodes'])} nodes")
+
+                run = await api.wait_for_run(answer["run_id"], answer["position"], timeout, show)
+            return answer, run
+
+    answer, run = asyncio.run(fork())
+    where = f"forked from {answer['forked_from']} at event {answer['at_seq']} ({answer['at']})"
+    if run is None:
+        typer.echo(answer["run_id"])
+        console.print(f"[dim]{where}[/]", highlight=False, soft_wrap=True)
+        return
+    console.print(timeline_table(run))
+    console.print(nodes_table(run))
+    console.print(
+        f"run {run['id']} {run['status']}, {where}; output {json.dumps(run['output'])}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if run["status"] != "COMPLETED":
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    runs_app.command("fork")(runs_fork)

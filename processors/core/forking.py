@@ -1,0 +1,51 @@
+"""A fork's first state: another run's history up to a point, re-addressed to the fork.
+
+``evolve(None, RunForked)`` folds the carried history through the same ``evolve`` (so a
+fork of a fork, a patched run or an old event version fold exactly as they did for the
+source), and hands the result here. What the source had finished at that point is a fact
+the fork keeps: SUCCEEDED nodes with their outputs (reused, never run again), SKIPPED and
+FAILED ones. Everything else starts afresh: work in flight at that point belongs to the
+source's attempts, whose answers go to the source, so the fork schedules it again under its
+own id (a hitl node that was waiting asks again, and its approval is the fork's own).
+"""
+
+from __future__ import annotations
+
+from processors.core.state import NodeState, NodeStatus, RunState, RunStatus
+from schemas.events import RunForked
+
+
+def fork_state(source: RunState | None, event: RunForked) -> RunState | None:
+    """The fork's state from ``source``, the source's state folded up to the fork point
+    (``None`` if the history did not start a run: then neither does the fork)."""
+    if source is None:
+        return None
+    nodes = {
+        node_id: node if node.terminal else NodeState() for node_id, node in source.nodes.items()
+    }
+    return source.model_copy(
+        update={
+            "run_id": event.aggregate_id,
+            "tenant": event.actor.tenant,
+            "input": event.payload.input,
+            # PENDING, as after RunSubmitted: the decider starts the fork with its own
+            # RunStarted. A finished source (forked at its last event) runs again from here.
+            "status": RunStatus.PENDING,
+            "cancel_requested": False,
+            "reason": None,
+            "nodes": nodes,
+            # The source's event ids are the source's: the fork has folded only its own.
+            "applied": {event.event_id},
+        },
+        deep=True,
+    )
+
+
+def fork_point_failure(state: RunState) -> tuple[str, str] | None:
+    """(node id, error) of a node that had failed for good at the fork point, if any: the
+    run had failed there, and so does the fork (fork before that failure to retry it)."""
+    for node_id in state.ir.order:
+        node = state.nodes[node_id]
+        if node.status is NodeStatus.FAILED:
+            return node_id, node.error or "failed"
+    return None
