@@ -21,6 +21,7 @@ EXPECTED = {
     "workflows": {"publish"},
     "runs": {"submit", "show"},
     "schemas": {"export"},
+    "replay": {"projections", "dump"},
 }
 
 
