@@ -4,5 +4,7 @@ of its history, to fork it there, and to rebuild the read models from the start.
 | module | what |
 |---|---|
 | ``run_log`` | one run's distinct events, straight from its partition, and ``--at`` points |
+| ``rebuild`` | ``aob replay projections``: read models rebuilt from the log, swapped in |
+| ``dump`` | a stable dump of a schema's read models (rows by primary key, a digest per table) |
 | ``errors`` | the exception tree |
 """
