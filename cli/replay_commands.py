@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def replay_projections(
 ) -> None:
     """Rebuild the read models from the start of the log into fresh tables, then swap them
     in at once. Queries keep working throughout; the live projector keeps running."""
+    # aiokafka logs a failed connection itself; the one line below says it already.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         rebuilding.topics_of(name)  # an unknown name fails before any connection
     except ReplayError as e:
