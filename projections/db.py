@@ -16,10 +16,17 @@ from projections.errors import SchemaNameInvalid
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-# Every projector writing one schema takes this lock per batch, so batches of two
-# projectors (say the service and a rebuild) never interleave: each reads the state the
-# other committed, and dedupe does the rest.
-BATCH_LOCK_KEY = 0x0A0B_0001
+# Every projector writing one schema takes that schema's batch lock per batch, so batches
+# of two projectors of one schema never interleave: each reads the state the other
+# committed, and dedupe does the rest. The key is (this class, a hash of the schema's name):
+# a rebuild writing its own schema never stalls the live projector, and the swap of a
+# rebuilt schema takes the live schema's key to find the live projector between batches.
+BATCH_LOCK_CLASS = 0x0A0B
+# current_schema(): the schema the connection's unqualified names resolve in. hashtext runs
+# on the server, so every writer and the swap derive the same key whatever their language.
+_LOCK_BATCHES = (
+    "SELECT pg_advisory_xact_lock($1, hashtext(coalesce($2::text, current_schema(), '')))"
+)
 
 
 def schema_sql() -> str:
@@ -41,11 +48,17 @@ async def connect(dsn: str, schema: str | None = None) -> asyncpg.Connection:
     return conn
 
 
+async def lock_batches(conn: asyncpg.Connection, schema: str | None = None) -> None:
+    """Hold the batch lock of ``schema`` (default: the connection's own) until the end of the
+    current transaction."""
+    await conn.execute(_LOCK_BATCHES, BATCH_LOCK_CLASS, schema)
+
+
 async def ensure_schema(conn: asyncpg.Connection, schema: str | None = None) -> None:
     # Two projectors starting together would race on CREATE TABLE IF NOT EXISTS (it is not
     # atomic against the catalog), hence the lock.
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", BATCH_LOCK_KEY)
+        await lock_batches(conn, schema)
         if schema is not None:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {check_schema_name(schema)}")
         await conn.execute(schema_sql())

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from projections.batch import Batch, Positioned
-from projections.db import BATCH_LOCK_KEY
+from projections.db import lock_batches
 from projections.patch_store import (
     delete_nodes,
     load_patches,
@@ -71,7 +71,7 @@ async def apply_batch(
     projector without one, such as a rebuild into a scratch schema, leaves them to the
     live projector: the blobs are the same by their hash)."""
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", BATCH_LOCK_KEY)
+        await lock_batches(conn)
         await _poison(conn, batch)
         # By the event's own name, not the topic's: topics may carry a prefix (tests, rebuilds).
         wf_events = [pe for pe in batch.events if pe.event.type.startswith("workflow.")]

@@ -6,5 +6,7 @@ of its history, to fork it there, and to rebuild the read models from the start.
 | ``run_log`` | one run's distinct events, straight from its partition, and ``--at`` points |
 | ``time_travel`` | a run folded to a point by the coordinator's ``evolve`` (``--at``) |
 | ``tail`` | the end of the log, and what is appended to it (``aob events tail``) |
+| ``rebuild`` | ``aob replay projections``: read models rebuilt from the log, swapped in |
+| ``dump`` | a stable dump of a schema's read models (rows by primary key, a digest per table) |
 | ``errors`` | the exception tree |
 """

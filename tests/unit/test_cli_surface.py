@@ -22,6 +22,7 @@ EXPECTED = {
     "runs": {"submit", "show", "fork"},
     "events": {"tail"},
     "schemas": {"export"},
+    "replay": {"projections", "dump"},
 }
 
 
