@@ -4,6 +4,11 @@ Every request is authenticated with the same API keys as the command API and see
 tenant's workflows and runs; a missing or unknown key is a 401 answer, not a GraphQL error.
 The GraphiQL page itself loads without a key (it is static and runs no query); every query
 it sends needs one (set ``Authorization`` in GraphiQL's headers pane).
+
+A WebSocket (subscriptions, graphql-transport-ws only) brings its key in the upgrade's
+``Authorization`` header or in the ``connection_init`` payload (``{"Authorization":
+"Bearer <key>"}``, which wins); without a valid one the connection is closed with code 4401
+and the reason, before any operation runs.
 """
 
 from __future__ import annotations
@@ -15,8 +20,14 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.types.unset import UNSET, UnsetType
 
 from auth import authenticate
 from auth import ensure_schema as ensure_auth_schema
@@ -26,8 +37,11 @@ from infra.settings import Settings, get_settings
 from projections.db import check_schema_name
 from projections.db import ensure_schema as ensure_read_models
 from query_api.context import ReadContext
+from query_api.errors import Unauthenticated
+from query_api.listen import Listener
 from query_api.patch_types import patches_loader, versions_loader
 from query_api.progress import ProgressWatcher
+from query_api.run_changes import RunChanges
 from query_api.schema import nodes_loader, schema
 from query_api.settings import QueryApiSettings
 
@@ -42,12 +56,49 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-def _wants_graphiql(request: Request) -> bool:
+# A WebSocket close reason is at most 123 bytes.
+WS_UNAUTHORIZED = (
+    'missing or unknown API key: send {"Authorization": "Bearer <key>"} in connection_init'
+)
+WS_UNAUTHORIZED_CODE = 4401
+
+
+class _KeyCheckingTransportWS(BaseGraphQLTransportWSHandler[ReadContext, None]):
+    """Closes with 4401 and the reason when ``on_ws_connect`` finds no valid key
+    (Strawberry's own rejection closes with 4403 "Forbidden", which says nothing)."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except Unauthenticated:
+            await self.websocket.close(code=WS_UNAUTHORIZED_CODE, reason=WS_UNAUTHORIZED)
+
+
+class ReadRouter(GraphQLRouter[ReadContext, None]):
+    graphql_transport_ws_handler_class = _KeyCheckingTransportWS
+
+    async def on_ws_connect(self, context: ReadContext) -> UnsetType | dict[str, object] | None:
+        params = context.connection_params or {}
+        header = next((v for k, v in params.items() if k.lower() == "authorization"), None)
+        if header is not None:
+            principal = (
+                await authenticate(context.pool, header) if isinstance(header, str) else None
+            )
+            if principal is None:
+                raise Unauthenticated(WS_UNAUTHORIZED)
+            context.tenant, context.authorization = principal.tenant, header
+        elif not context.tenant:
+            raise Unauthenticated(WS_UNAUTHORIZED)
+        return UNSET
+
+
+def _wants_graphiql(request: HTTPConnection) -> bool:
     # Strawberry's own test for serving the IDE page (strawberry.http.base): only then may a
     # request without a key pass, and no query runs on such a request.
     accept = request.headers.get("accept", "")
     return (
-        request.method == "GET"
+        request.scope["type"] == "http"
+        and request.scope["method"] == "GET"
         and request.query_params.get("query") is None
         and ("text/html" in accept or "*/*" in accept)
     )
@@ -76,24 +127,32 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
             init=_init_connection,
             server_settings=server_settings,
         )
-        watcher = ProgressWatcher(settings.postgres_dsn)
+        # One LISTEN connection for the process: `after:` waits and subscriptions share it.
+        listener = Listener(settings.postgres_dsn)
+        watcher = ProgressWatcher(listener)
+        run_changes = RunChanges(listener)
         try:
             async with pool.acquire() as conn:
                 # The read side must answer (empty) before the projector's first batch.
                 await ensure_read_models(conn, read_schema)
-            await watcher.start()
+            await listener.start()
             app.state.pool = pool
             app.state.watcher = watcher
+            app.state.run_changes = run_changes
             app.state.cas = ContentStore.from_settings(settings)
             yield
         finally:
-            await watcher.stop()
+            await listener.stop()
             await pool.close()
 
-    async def context(request: Request) -> ReadContext:
-        state = request.app.state
-        principal = await authenticate(state.pool, request.headers.get("authorization"))
-        if principal is None and not _wants_graphiql(request):
+    async def context(connection: HTTPConnection) -> ReadContext:
+        # HTTPConnection: the same getter serves HTTP requests and WebSocket upgrades.
+        state = connection.app.state
+        authorization = connection.headers.get("authorization")
+        principal = await authenticate(state.pool, authorization)
+        websocket = connection.scope["type"] == "websocket"
+        # A WebSocket may bring its key in connection_init instead: checked there.
+        if principal is None and not websocket and not _wants_graphiql(connection):
             raise HTTPException(
                 status_code=401, detail=UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"}
             )
@@ -106,15 +165,20 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
             nodes=nodes_loader(state.pool),
             patches=patches_loader(state.pool),
             versions=versions_loader(state.pool),
+            run_changes=state.run_changes,
+            authorization=authorization if principal else None,
         )
 
     app = FastAPI(title="AOB query API", lifespan=lifespan, docs_url=None, redoc_url=None)
-    router = GraphQLRouter(
+    router = ReadRouter(
         schema,
         context_getter=context,
         graphql_ide="graphiql",
-        # Only the current protocol: the legacy graphql-ws one had an auth bypass.
+        # Only the current protocol: the legacy graphql-ws one had an auth bypass. This also
+        # leaves out subscriptions over HTTP (multipart, SSE): WebSocket only.
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+        # Counts every operation in flight on one socket, subscriptions or not.
+        max_subscriptions_per_connection=api.max_subscriptions_per_connection,
     )
     app.include_router(router, prefix="/graphql")
     app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)

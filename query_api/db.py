@@ -18,6 +18,47 @@ async def run(pool: asyncpg.Pool, tenant: str, run_id: str) -> asyncpg.Record | 
     )
 
 
+async def run_state(pool: asyncpg.Pool, tenant: str, run_id: str) -> asyncpg.Record | None:
+    """The run as ``run`` reads it, with its event count (what tells a subscriber that
+    something it can see changed)."""
+    return await pool.fetchrow(
+        f"SELECT {RUN_COLUMNS}, event_count FROM runs WHERE run_id = $1 AND tenant = $2",
+        run_id,
+        tenant,
+    )
+
+
+async def run_partition(pool: asyncpg.Pool, tenant: str, run_id: str) -> int | None:
+    """The log partition that holds the run's events (all of them: they are keyed by run)."""
+    value = await pool.fetchval(
+        """SELECT e.kafka_partition FROM run_events e
+           JOIN runs r ON r.run_id = e.run_id AND r.tenant = $2
+           WHERE e.run_id = $1 ORDER BY e.seq LIMIT 1""",
+        run_id,
+        tenant,
+    )
+    return None if value is None else int(value)
+
+
+async def events_after(
+    pool: asyncpg.Pool, tenant: str, run_id: str, *, seq: int, offset: int, limit: int
+) -> list[asyncpg.Record]:
+    """The run's events with a seq above ``seq`` and an offset above ``offset``, in seq
+    order; none unless the run is ``tenant``'s."""
+    return await pool.fetch(
+        """SELECT e.seq, e.event_id, e.type, e.occurred_at, e.causation_id, e.actor, e.payload,
+                  e.kafka_partition, e.kafka_offset, e.run_status, e.node_id, e.node_status
+           FROM run_events e JOIN runs r ON r.run_id = e.run_id AND r.tenant = $2
+           WHERE e.run_id = $1 AND e.seq > $3 AND e.kafka_offset > $4
+           ORDER BY e.seq LIMIT $5""",
+        run_id,
+        tenant,
+        seq,
+        offset,
+        limit,
+    )
+
+
 async def runs_page(
     pool: asyncpg.Pool,
     tenant: str,

@@ -4,9 +4,13 @@
      ├── BadCursor           an ``after`` cursor this API did not issue
      ├── BadPosition         an ``after`` position token that is not topic:partition:offset
      ├── PageSizeOutOfRange  ``first`` outside 1..MAX_PAGE
-     └── NotCaughtUp         the read side did not reach a position in time (retryable)
+     ├── NotCaughtUp         the read side did not reach a position in time (retryable)
+     ├── NoSuchRun           a subscription's run is not one of the caller's tenant
+     └── Unauthenticated     a subscription's API key is unknown, or no longer valid
 
-A missing or unknown API key is not among them: it is a 401 HTTP answer, not a GraphQL error.
+On HTTP, a missing or unknown API key is a 401 answer, not a GraphQL error; on a WebSocket,
+the connection is closed with code 4401 at ``connection_init``, and a key revoked later ends
+each subscription with Unauthenticated.
 """
 
 from __future__ import annotations
@@ -34,3 +38,15 @@ class NotCaughtUp(QueryApiError):
     def __init__(self, message: str, token: str) -> None:
         super().__init__(message)
         self.token = token
+
+
+class NoSuchRun(QueryApiError):
+    def __init__(self, run_id: str) -> None:
+        # The same words whether the run does not exist or is another tenant's: a caller
+        # learns nothing about runs it may not see.
+        super().__init__(f"no run {run_id} for this key")
+        self.run_id = run_id
+
+
+class Unauthenticated(QueryApiError):
+    pass

@@ -9,8 +9,10 @@ would miss.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 
+from graphql import GraphQLError
 from graphql.validation import ASTValidationRule
 from strawberry.extensions import (
     AddValidationRules,
@@ -30,10 +32,29 @@ CACHE_SIZE = 1_000  # distinct query texts kept parsed and validated
 _RULES: list[type[ASTValidationRule]] = [depth_rule(MAX_DEPTH, None), alias_rule(MAX_ALIASES)]
 
 
+class _ParserCache(ParserCache):
+    """A parse error (a syntax error, too many tokens) is left to Strawberry's own parse.
+
+    Strawberry's streaming path (subscriptions) does not catch an error raised in a parse
+    hook: the operation died with no reason sent and a traceback logged. Leaving the
+    document unparsed makes Strawberry parse it again inside its error handling, which
+    answers as it does for any syntax error (over graphql-transport-ws: close 4400 with the
+    message). Cheap: errors are not cached, and a parse stops at the token limit.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with suppress(GraphQLError):  # left unparsed: Strawberry parses it and answers
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
+
+
 def extensions() -> list[Callable[[], SchemaExtension]]:
     return [
         lambda: AddValidationRules(_RULES),
         lambda: MaxTokensLimiter(MAX_TOKENS),
-        lambda: ParserCache(CACHE_SIZE),
+        lambda: _ParserCache(CACHE_SIZE),
         lambda: ValidationCache(CACHE_SIZE),
     ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -16,7 +17,7 @@ from strawberry.scalars import JSON
 from strawberry.types import ExecutionContext, Info
 
 from cas import CasError
-from query_api import db, fork_queries
+from query_api import db, fork_queries, live
 from query_api.context import ReadContext
 from query_api.cursors import decode_cursor, encode_cursor
 from query_api.errors import BadCursor, PageSizeOutOfRange, QueryApiError
@@ -174,6 +175,11 @@ class EventEdge:
     node: Event
 
 
+def _event_edge(r: Any) -> EventEdge:
+    """A ``run_events`` row as ``Run.events`` and ``runEvents`` give it."""
+    return EventEdge(cursor=encode_cursor(r["seq"]), node=Event.of(r))
+
+
 @strawberry.type
 class EventConnection:
     edges: list[EventEdge]
@@ -313,7 +319,7 @@ class Run:
         limit = _page_size(first)
         after_seq = _int_key(decode_cursor(after, 1)[0]) if after else 0
         rows = await db.events_page(info.context.pool, self.id, limit + 1, after_seq)
-        edges = [EventEdge(cursor=encode_cursor(r["seq"]), node=Event.of(r)) for r in rows[:limit]]
+        edges = [_event_edge(r) for r in rows[:limit]]
         return EventConnection(
             edges=edges,
             page_info=PageInfo.after(edges, more=len(rows) > limit),
@@ -521,6 +527,36 @@ class Query:
         )
 
 
+@strawberry.type
+class Subscription:
+    """Over WebSocket (graphql-transport-ws). The API key is checked again before every
+    message; a run of another tenant is an error, never data."""
+
+    @strawberry.subscription(
+        description="The run as it is now, then again each time it changes; completes after "
+        "sending it in a terminal status (COMPLETED, FAILED, CANCELLED)."
+    )
+    async def run_updated(
+        self, info: Info[ReadContext, None], id: strawberry.ID
+    ) -> AsyncGenerator[Run, None]:
+        async with aclosing(live.run_updates(info.context, str(id))) as rows:
+            async for row in rows:
+                yield _run(row)
+
+    @strawberry.subscription(
+        description="The run's events in log order, then each new one as it is projected; "
+        "completes after the run's terminal event. `after` resumes: an event cursor (as "
+        "`Run.events` and this subscription issue them) or a position "
+        "(`topic:partition:offset`, as the command API answers)."
+    )
+    async def run_events(
+        self, info: Info[ReadContext, None], id: strawberry.ID, after: str | None = None
+    ) -> AsyncGenerator[EventEdge, None]:
+        async with aclosing(live.run_events(info.context, str(id), after)) as rows:
+            async for row in rows:
+                yield _event_edge(row)
+
+
 def nodes_loader(pool: Any) -> DataLoader[str, list[Node]]:
     """Every run's nodes in one query per request, not one per run."""
 
@@ -566,5 +602,6 @@ class ReadSchema(strawberry.Schema):
 
 schema = ReadSchema(
     query=Query,
+    subscription=Subscription,
     extensions=[*extensions(), lambda: MaskErrors(should_mask_error=_is_internal)],
 )

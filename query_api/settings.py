@@ -23,3 +23,9 @@ class QueryApiSettings(BaseSettings):
     catch_up_timeout_s: float = Field(default=10.0, description="How long `after:` waits, at most.")
     max_body_bytes: int = Field(default=256 * 1024, description="Larger request bodies get a 413.")
     pool_max_size: int = 10
+    max_subscriptions_per_connection: int = Field(
+        default=20,
+        ge=1,
+        description="Operations one WebSocket may have running at once; one more is refused "
+        "with an error message.",
+    )
