@@ -97,27 +97,41 @@ def runs_submit(
     if version:
         body["version"] = version
 
-    async def submit() -> tuple[dict[str, Any], dict[str, Any] | None]:
-        async with ApiClient(Settings(), api_key_from_env()) as api:
-            answer = await api.command("/v1/runs", body, 202)
-            if not wait:
-                return answer, None
-            with console.status("waiting for the run…") as status:
-
-                def show(run: dict[str, Any]) -> None:
-                    done = sum(n["status"] in {"SUCCEEDED", "SKIPPED"} for n in run["nodes"])
-                    status.update(f"run {run['status']}: {done}/{len(run['nodes'])} nodes finished")
-
-                run = await api.wait_for_run(answer["run_id"], answer["position"], timeout, show)
-            return answer, run
-
-    answer, run = asyncio.run(submit())
+    answer, run = asyncio.run(start_run("/v1/runs", body, wait, timeout))
     if run is None:
         typer.echo(json.dumps(answer, indent=2))
         return
+    print_finished(run)
+
+
+async def start_run(
+    path: str, body: dict[str, Any], wait: bool, timeout: float
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """POST a command that starts a run (a submission, a fork): its answer, and with
+    ``wait`` the run once it has finished, followed with a progress line meanwhile."""
+    async with ApiClient(Settings(), api_key_from_env()) as api:
+        answer = await api.command(path, body, 202)
+        if not wait:
+            return answer, None
+        with console.status("waiting for the run…") as status:
+
+            def show(run: dict[str, Any]) -> None:
+                done = sum(n["status"] in {"SUCCEEDED", "SKIPPED"} for n in run["nodes"])
+                status.update(f"run {run['status']}: {done}/{len(run['nodes'])} nodes finished")
+
+            run = await api.wait_for_run(answer["run_id"], answer["position"], timeout, show)
+        return answer, run
+
+
+def print_finished(run: dict[str, Any], note: str = "") -> None:
+    """A finished run's timeline, nodes and outcome; exit 1 unless it COMPLETED."""
     console.print(timeline_table(run))
     console.print(nodes_table(run))
-    console.print(f"run {run['id']} {run['status']}; output {json.dumps(run['output'])}")
+    console.print(
+        f"run {run['id']} {run['status']}{note}; output {json.dumps(run['output'])}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if run["status"] != "COMPLETED":
         raise typer.Exit(1)
 

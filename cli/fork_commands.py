@@ -7,15 +7,11 @@ group.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import typer
 
-from cli.api_client import ApiClient, api_key_from_env
-from cli.client_commands import _load_json, console, runs_app
-from cli.timeline import nodes_table, timeline_table
-from infra.settings import Settings
+from cli.client_commands import _load_json, console, print_finished, runs_app, start_run
 
 
 def runs_fork(
@@ -38,35 +34,13 @@ def runs_fork(
     if input_json is not None:
         body["input"] = _load_json(input_json, "--input")
 
-    async def fork() -> tuple[dict[str, Any], dict[str, Any] | None]:
-        async with ApiClient(Settings(), api_key_from_env()) as api:
-            answer = await api.command(f"/v1/runs/{run_id}/forks", body, 202)
-            if not wait:
-                return answer, None
-            with console.status("waiting for the fork…") as status:
-
-                def show(run: dict[str, Any]) -> None:
-                    done = sum(n["status"] in {"SUCCEEDED", "SKIPPED"} for n in run["nodes"])
-                    status.update(f"fork {run['status']}: {done}/{len(run['nodes'])} nodes")
-
-                run = await api.wait_for_run(answer["run_id"], answer["position"], timeout, show)
-            return answer, run
-
-    answer, run = asyncio.run(fork())
+    answer, run = asyncio.run(start_run(f"/v1/runs/{run_id}/forks", body, wait, timeout))
     where = f"forked from {answer['forked_from']} at event {answer['at_seq']} ({answer['at']})"
     if run is None:
         typer.echo(answer["run_id"])
         console.print(f"[dim]{where}[/]", highlight=False, soft_wrap=True)
         return
-    console.print(timeline_table(run))
-    console.print(nodes_table(run))
-    console.print(
-        f"run {run['id']} {run['status']}, {where}; output {json.dumps(run['output'])}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    if run["status"] != "COMPLETED":
-        raise typer.Exit(1)
+    print_finished(run, f", {where}")
 
 
 def register(app: typer.Typer) -> None:

@@ -34,6 +34,7 @@ from replay.dump import Dump, differences, dump_schema
 from replay.rebuild import REBUILD_PREFIX
 from replay.run_log import topic_partitions
 from tests.connected.run_client import RunClient, http_clients, statuses
+from tests.connected.test_patches import GATED  # start -> gate (hitl) -> b -> c
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.connected
@@ -97,19 +98,6 @@ REVIEW: dict[str, Any] = {
         {"from": "prepare", "to": "review"},
         {"from": "review", "to": "publish", "when": "approved"},
         {"from": "review", "to": "drop", "when": "rejected"},
-    ],
-}
-GATED: dict[str, Any] = {
-    "nodes": [
-        {"id": "start", "type": "transform", "config": {"output": {"n": 2}}},
-        {"id": "gate", "type": "hitl", "config": {"prompt": "Go on?"}},
-        {"id": "b", "type": "transform", "config": {"output": {"step": "b"}}},
-        {"id": "c", "type": "transform", "config": {"output": {"after": "c"}}},
-    ],
-    "edges": [
-        {"from": "start", "to": "gate"},
-        {"from": "gate", "to": "b", "when": "approved"},
-        {"from": "b", "to": "c"},
     ],
 }
 INSERT_X = [
