@@ -71,6 +71,15 @@ def workflow_id_for(tenant: str, name_or_id: str) -> str:
         return deterministic_id("workflow", tenant, name_or_id)
 
 
+def _check_input_size(ctx: CommandContext, run_input: Any) -> None:
+    """413 for a run input (submitted, or given to a fork) over the configured limit."""
+    size = len(canonical_json(run_input))
+    if size > ctx.settings.max_input_bytes:
+        raise PayloadTooLarge(
+            f"the run input is {size} bytes; the limit is {ctx.settings.max_input_bytes}"
+        )
+
+
 async def _append(ctx: CommandContext, topic: str, event: Event, advice: str | None = None) -> str:
     """Append ``event``; 413 if it is over MAX_EVENT_BYTES (``advice`` says what to do)."""
     size = len(encode_event(event)[1])
@@ -202,11 +211,7 @@ async def submit_run(
             raise NotFound(
                 f"workflow {command.workflow_id!r} not found; publish it with POST /v1/workflows"
             )
-        size = len(canonical_json(command.input))
-        if size > ctx.settings.max_input_bytes:
-            raise PayloadTooLarge(
-                f"the run input is {size} bytes; the limit is {ctx.settings.max_input_bytes}"
-            )
+        _check_input_size(ctx, command.input)
         compiled = await ctx.load_version(version.definition_ref, version.ir_ref, version.version)
         # With an Idempotency-Key, a retry after a crash re-appends the same ids (dropped as
         # duplicates downstream) instead of starting a second run.
@@ -366,11 +371,7 @@ async def fork_run(
         if state is None:
             raise InvalidInput(f"run {run_id!r} has no start in its history up to {command.at}")
         given = command.input if "input" in command.model_fields_set else state.input
-        size = len(canonical_json(given))
-        if size > ctx.settings.max_input_bytes:
-            raise PayloadTooLarge(
-                f"the run input is {size} bytes; the limit is {ctx.settings.max_input_bytes}"
-            )
+        _check_input_size(ctx, given)
         fork_id = keyed_id("fork", caller.tenant, idempotency_key) or new_id()
         at = point[-1].position.token()
         event = RunForked(

@@ -28,8 +28,8 @@ from datetime import datetime
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 
+from infra.kafka_metadata import key_partition
 from processors.app import CoordinatorApp
 from processors.config import CoordinatorConfig
 from processors.core import RunState, step
@@ -230,7 +230,7 @@ class Coordinator:
             if isinstance(stored, Live):
                 partition = stored.partition
                 if partition is None:  # stored by an earlier release: where Kafka put it
-                    partition = default_partition(key, self.app.conf.topic_partitions)
+                    partition = key_partition(key, self.app.conf.topic_partitions)
                 out.append((stored.state, partition))
         return out
 
@@ -292,11 +292,6 @@ def partition_marker(partition: int) -> bytes:
     """The table key holding the next offset due on ``partition``; its presence says the
     table holds the partition's history (run ids never contain NUL, so it meets no run)."""
     return MARKER_PREFIX + b"partition-next/" + str(partition).encode()
-
-
-def default_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives ``key`` (murmur2, as Java's)."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def register(parts: CoordinatorApp, coordinator: Coordinator) -> None:

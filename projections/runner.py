@@ -19,6 +19,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from infra.kafka_metadata import topic_partitions
 from projections import db
 from projections.batch import RawRecord, decode_batch
 from projections.errors import BlobWriteFailed
@@ -86,12 +87,9 @@ class Projector:
         self, consumer: AIOKafkaConsumer, stop: asyncio.Event
     ) -> list[TopicPartition]:
         while not stop.is_set():
-            # ``consumer.topics()`` fetches metadata without updating the consumer's own view
-            # (aiokafka 0.14), so ask the fetched cluster itself.
-            cluster = await consumer._client.fetch_all_metadata()
-            found = {t: cluster.partitions_for_topic(t) for t in self.config.topics}
+            found = {t: await topic_partitions(consumer, t) for t in self.config.topics}
             if all(found.values()):
-                return [TopicPartition(t, p) for t, ps in found.items() for p in sorted(ps or ())]
+                return [TopicPartition(t, p) for t, ps in found.items() for p in ps]
             log.info("waiting for topics %s", [t for t, p in found.items() if not p])
             await _sleep_unless(stop, 1.0)
         return []  # stopped while waiting: nothing to assign

@@ -40,6 +40,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.kafka_metadata import topic_partitions
 from projections import db
 from projections.batch import RawRecord, decode_batch
 from projections.runner import DEFAULT_PROJECTION, TOPICS
@@ -47,7 +48,6 @@ from projections.store import PROGRESS_CHANNEL, apply_batch
 from projections.version_blobs import JsonStore
 from replay.dump import tables_of
 from replay.errors import RebuildFailed
-from replay.run_log import topic_partitions
 
 # The projections a rebuild knows, and the topics each reads.
 PROJECTIONS: dict[str, tuple[str, ...]] = {DEFAULT_PROJECTION: TOPICS}

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import murmur2
 
+from infra.kafka_metadata import key_partition, topic_partitions
 from replay.errors import PositionOutsideRun, RunNotInLog
 from schemas.codec import decode_event
 from schemas.envelope import Event
@@ -41,15 +41,7 @@ class Logged:
 
 def run_partition(run_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives the key ``run_id`` (as producers do)."""
-    return int(murmur2(run_id.encode()) & 0x7FFFFFFF) % partitions
-
-
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    """The partitions of ``topic``, fresh from the brokers ([] if it does not exist)."""
-    # ``consumer.topics()`` does not refresh the consumer's own view (aiokafka 0.14): ask the
-    # fetched cluster metadata itself.
-    cluster = await consumer._client.fetch_all_metadata()
-    return sorted(cluster.partitions_for_topic(topic) or ())
+    return key_partition(run_id.encode(), partitions)
 
 
 async def read_run(

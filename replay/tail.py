@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from replay.run_log import run_partition, topic_partitions
+from infra.kafka_metadata import topic_partitions
+from replay.run_log import run_partition
 from schemas.codec import decode_event
 from schemas.envelope import Event
 from schemas.errors import PoisonRecord

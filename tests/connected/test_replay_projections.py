@@ -27,12 +27,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from auth import issue_key
+from infra.kafka_metadata import topic_partitions
 from infra.settings import Settings
 from projections import db
 from projections.runner import DEFAULT_PROJECTION, TOPICS
 from replay.dump import Dump, differences, dump_schema
 from replay.rebuild import REBUILD_PREFIX
-from replay.run_log import topic_partitions
 from tests.connected.run_client import RunClient, http_clients, statuses
 from tests.connected.test_patches import GATED  # start -> gate (hitl) -> b -> c
 from tests.helpers import eventually

@@ -22,8 +22,8 @@ from datetime import datetime
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 
+from infra.kafka_metadata import key_partition, topic_partitions
 from schemas.codec import HEADER_TYPE, decode_event
 from schemas.errors import PoisonRecord
 from schemas.events import PatchApplied, PatchRejected
@@ -112,12 +112,10 @@ class KafkaVerdicts:
         if query.submitted is not None:
             return query.submitted.partition
         # Where a producer puts the run's key (``infra.bus`` uses aiokafka's default).
-        # aiokafka has no public call for a topic's partitions that fetches them if unknown.
-        cluster = await consumer._client.fetch_all_metadata()
-        partitions = sorted(cluster.partitions_for_topic(self._topic) or ())
+        partitions = await topic_partitions(consumer, self._topic)
         if not partitions:
             raise LookupError(f"topic {self._topic!r} has no partitions")
-        return int(DefaultPartitioner()(query.run_id.encode(), partitions, partitions))
+        return key_partition(query.run_id.encode(), len(partitions))
 
     async def _start(
         self, consumer: AIOKafkaConsumer, tp: TopicPartition, query: VerdictQuery
