@@ -18,6 +18,7 @@ COPY auth ./auth
 COPY command_api ./command_api
 COPY query_api ./query_api
 COPY processors ./processors
+COPY run_model ./run_model
 COPY projections ./projections
 COPY workers ./workers
 COPY templating ./templating

@@ -51,4 +51,4 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict schemas processors
+	$(VENV)/bin/mypy --strict schemas run_model processors

@@ -1,6 +1,6 @@
 """The coordinator: the single writer of decisions for a run (DESIGN.md, processors).
 
-``processors.core`` is the pure decider (state, evolve, decide) with no I/O at all;
+``run_model`` is the pure decider (state, evolve, decide) with no I/O at all;
 ``processors.app`` and ``processors.coordinator`` are the faust-streaming adapter around it;
 ``python -m processors`` runs the worker.
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from processors.core.patching import (
+from run_model.patching import (
     DEFAULT_AGENT_SPAWN_LIMIT,
     DEFAULT_MAX_OPS,
     DEFAULT_MAX_PATCHES,
@@ -40,7 +40,7 @@ class CoordinatorConfig(BaseSettings):
     # A timer fired but not yet acted on (a backlog) is fired again after this long; the
     # copies share one event id, so consumers see one.
     timer_refire_s: float = 15.0
-    # Bounds on patches of live runs (processors.core.patching). A change applies to
+    # Bounds on patches of live runs (run_model.patching). A change applies to
     # patches judged after it; verdicts already in the log stand.
     max_patch_ops: int = Field(DEFAULT_MAX_OPS, ge=1)
     max_nodes_per_run: int = Field(MAX_NODES, ge=1, le=MAX_NODES)

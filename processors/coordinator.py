@@ -32,8 +32,8 @@ import faust
 from infra.kafka_metadata import key_partition
 from processors.app import CoordinatorApp
 from processors.config import CoordinatorConfig
-from processors.core import RunState, step
-from processors.core.decide import refuse_after_finish
+from run_model import RunState, step
+from run_model.decide import refuse_after_finish
 from processors.recovery import Rebuilt, Record
 from processors.stats import LoopStats
 from processors.stored import Finished, Live, decode, encode, encode_finished

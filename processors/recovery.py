@@ -23,9 +23,9 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processors.core import RunState, RunStatus, step
-from processors.core.decide import DEFAULT_LIMITS
-from processors.core.patching import PatchLimits
+from run_model import RunState, RunStatus, step
+from run_model.decide import DEFAULT_LIMITS
+from run_model.patching import PatchLimits
 from schemas.codec import decode_event
 from schemas.errors import PoisonRecord
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from processors.core import RunState, RunStatus
+from run_model import RunState, RunStatus
 from processors.errors import StateCorrupt
 
 _FINISHED = b"F:"

@@ -1,7 +1,7 @@
 """The coordinator's clock: turns timers that are due into ``TimerFired`` events.
 
 The decider is pure and never waits; what a run waits for (a planned retry, an attempt's
-deadline) is read off its state (``processors.core.timers.pending_timers``). The agent keeps
+deadline) is read off its state (``run_model.timers.pending_timers``). The agent keeps
 this index up to date as it stores states (``watch``); after every rebalance the ticker
 rebuilds it from the state table, which faust has just recovered, so a restarted coordinator
 knows every deadline again. Every ``timer_interval_s`` the ticker appends a ``TimerFired``
@@ -25,8 +25,8 @@ from datetime import datetime
 from typing import Any
 
 from processors.config import CoordinatorConfig
-from processors.core import RunState
-from processors.core.timers import Timer, pending_timers, timer_fired
+from run_model import RunState
+from run_model.timers import Timer, pending_timers, timer_fired
 from schemas.codec import encode_event
 
 log = logging.getLogger("aob.coordinator.timers")

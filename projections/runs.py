@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from processors.core import fold
-from processors.core.forking import fork_state
+from run_model import fold
+from run_model.forking import fork_state
 from projections.patch_rows import Blob, PatchRow, VersionRow
 from schemas.envelope import Event
 from schemas.events import (
@@ -262,7 +262,7 @@ class RunFold:
         """The fork's rows, as the coordinator starts it: the source's history up to the
         point, folded by these same rules for the fork's id (``history`` is facts, so a fork
         of a fork or a patched source come out right); then every node the coordinator
-        starts afresh (not finished at the point: ``processors.core.forking``) is PENDING
+        starts afresh (not finished at the point: ``run_model.forking``) is PENDING
         with no attempt, so the fork's own attempt 1 moves it on. Finished nodes keep their
         rows (outputs, attempts, times, token usage) and decided approvals theirs; the run
         starts PENDING with the fork's input, as a submitted one. The carried events are

@@ -1,6 +1,6 @@
 """A run as it was at any point of its history, folded through the coordinator's own evolve.
 
-There is no second interpretation of events here: ``processors.core.evolve`` is the function
+There is no second interpretation of events here: ``run_model.evolve`` is the function
 the coordinator folds every event with, so what ``aob runs show --at`` prints is what the
 coordinator knew at that point (before it decided anything on the next event).
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from processors.core.evolve import fold
-from processors.core.state import RunState
+from run_model.evolve import fold
+from run_model.state import RunState
 from replay.errors import RunNotInLog
 from replay.run_log import Logged
 

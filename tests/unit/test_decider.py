@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from processors.core import NodeStatus, RunState, RunStatus, evolve, step
-from processors.testing import (
+from run_model import NodeStatus, RunState, RunStatus, evolve, step
+from run_model.testing import (
     EPOCH,
     build_ir,
     cancel_requested,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from processors.core import NodeStatus, RunStatus
-from processors.core.timers import pending_timers, timer_fired
-from processors.testing import (
+from run_model import NodeStatus, RunStatus
+from run_model.timers import pending_timers, timer_fired
+from run_model.testing import (
     EPOCH,
     approval_requested,
     approval_submitted,
@@ -168,8 +168,8 @@ def test_a_redelivered_hitl_task_does_not_undo_the_wait() -> None:
 
 
 def test_a_decision_on_a_finished_run_is_refused_with_its_status() -> None:
-    from processors.core.decide import refuse_after_finish
-    from processors.core.state import RunStatus as Status
+    from run_model.decide import refuse_after_finish
+    from run_model.state import RunStatus as Status
 
     submission = approval_submitted("run-1", "review", "approved")
     refused = refuse_after_finish(submission, Status.COMPLETED, EPOCH)

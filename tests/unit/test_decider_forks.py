@@ -12,10 +12,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.core import NodeState, NodeStatus, RunState, RunStatus, step
-from processors.core.evolve import evolve, fold
+from run_model import NodeState, NodeStatus, RunState, RunStatus, step
+from run_model.evolve import evolve, fold
 from processors.recovery import rebuild
-from processors.testing import (
+from run_model.testing import (
     EPOCH,
     approval_requested,
     approval_submitted,

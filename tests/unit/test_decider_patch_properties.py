@@ -16,8 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.core import NodeStatus, RunState, RunStatus, step
-from processors.testing import EPOCH, build_ir, patch_submitted, run_submitted, started, succeeded
+from run_model import NodeStatus, RunState, RunStatus, step
+from run_model.testing import EPOCH, build_ir, patch_submitted, run_submitted, started, succeeded
 from schemas.compiler import compile_workflow
 from schemas.envelope import Event
 from schemas.events import NodeScheduled, NodeSkipped, NodeSucceeded, PatchApplied, RunCompleted

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from processors.core import NodeStatus, RunStatus
-from processors.core.decide import refuse_after_finish, step
-from processors.core.patching import PatchLimits
-from processors.testing import (
+from run_model import NodeStatus, RunStatus
+from run_model.decide import refuse_after_finish, step
+from run_model.patching import PatchLimits
+from run_model.testing import (
     EPOCH,
     build_ir,
     cancel_requested,

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.core import NodeStatus, RunState, RunStatus, step
-from processors.core.timers import Timer, pending_timers, timer_fired
-from processors.testing import (
+from run_model import NodeStatus, RunState, RunStatus, step
+from run_model.timers import Timer, pending_timers, timer_fired
+from run_model.testing import (
     EPOCH,
     approval_requested,
     approval_submitted,

@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import pytest
 
-from processors.core import NodeStatus, RunStatus
-from processors.core.backoff import retry_delay_s
-from processors.core.timers import Timer, pending_timers, timer_fired
-from processors.testing import EPOCH, build_ir, cancel_requested, failed, started, succeeded
+from run_model import NodeStatus, RunStatus
+from run_model.backoff import retry_delay_s
+from run_model.timers import Timer, pending_timers, timer_fired
+from run_model.testing import EPOCH, build_ir, cancel_requested, failed, started, succeeded
 from schemas.events import NodeFailed, NodeRetryPlanned, RunFailed, TimerFired
 from schemas.workflow import RetryPolicy
 from tests.unit.test_decider import Harness, types

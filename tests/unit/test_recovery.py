@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from processors.core import RunStatus
+from run_model import RunStatus
 from processors.recovery import Rebuilt, rebuild
-from processors.testing import EPOCH, build_ir, patch_submitted, started, succeeded
+from run_model.testing import EPOCH, build_ir, patch_submitted, started, succeeded
 from schemas.codec import encode_event
 from schemas.envelope import Event
 from tests.unit.test_decider import Harness

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from processors.core import step
-from processors.testing import EPOCH, build_ir, run_submitted, started, succeeded
+from run_model import step
+from run_model.testing import EPOCH, build_ir, run_submitted, started, succeeded
 from replay.errors import PositionOutsideRun, RunNotInLog
 from replay.run_log import Logged, run_partition, until
 from replay.time_travel import describe, state_at

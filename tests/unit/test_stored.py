@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from processors.core import RunStatus
+from run_model import RunStatus
 from processors.errors import StateCorrupt
 from processors.stored import Finished, Live, decode, encode
-from processors.testing import build_ir
+from run_model.testing import build_ir
 from tests.unit.test_decider import Harness
 
 

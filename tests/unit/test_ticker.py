@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from processors.config import CoordinatorConfig
-from processors.testing import EPOCH, build_ir, started
+from run_model.testing import EPOCH, build_ir, started
 from processors.ticker import Ticker
 from tests.unit.test_decider import Harness
 

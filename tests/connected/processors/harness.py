@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from processors.testing import build_ir, run_submitted, started, succeeded
+from run_model.testing import build_ir, run_submitted, started, succeeded
 from schemas.codec import decode_event, decode_task, encode_event
 from schemas.envelope import Event, utcnow
 from schemas.errors import PoisonRecord

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from processors.testing import build_ir, run_submitted
+from run_model.testing import build_ir, run_submitted
 from schemas.codec import encode_event
 from schemas.events import NodeScheduled, RunCompleted
 from tests.connected.processors.conftest import Isolated, stop, wait_for_log

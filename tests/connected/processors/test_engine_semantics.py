@@ -13,7 +13,7 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from processors.testing import build_ir, cancel_requested, failed, started, succeeded
+from run_model.testing import build_ir, cancel_requested, failed, started, succeeded
 from schemas.envelope import Event
 from schemas.events import (
     NodeFailed,

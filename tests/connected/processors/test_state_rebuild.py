@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from processors.testing import build_ir, started, succeeded
+from run_model.testing import build_ir, started, succeeded
 from schemas.envelope import Event
 from schemas.events import NodeScheduled, NodeSucceeded, RunCompleted
 from schemas.tasks import NodeTask

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from cas.store import ContentStore
 from infra.bus import EventBus
-from processors.testing import build_ir, run_submitted
+from run_model.testing import build_ir, run_submitted
 from schemas.events import NodeFailed, NodeSucceeded, RunCompleted, RunFailed
 from schemas.ir import WorkflowIR
 from tests.connected.isolated import Isolated, isolated, producer

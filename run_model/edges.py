@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from processors.core.state import NodeState, NodeStatus, RunState
+from run_model.state import NodeState, NodeStatus, RunState
 from schemas.ir import IREdge
 
 

@@ -1,6 +1,6 @@
 """A run's state as the coordinator sees it: facts folded from the run's events.
 
-Every field is derived from events (``processors.core.evolve``); nothing is a bare counter.
+Every field is derived from events (``run_model.evolve``); nothing is a bare counter.
 "Node X was scheduled in attempt 2" is kept as the set of attempts seen, so a duplicate of the
 same fact changes nothing. The model is JSON-serialisable: it is what the faust table holds.
 """

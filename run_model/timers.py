@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from processors.core.state import NodeStatus, RunState
+from run_model.state import NodeStatus, RunState
 from schemas.envelope import deterministic_id, system_actor
 from schemas.events import TimerFired, TimerFiredPayload
 from schemas.workflow import DEFAULT_TIMEOUT_S

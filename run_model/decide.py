@@ -16,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from processors.core.backoff import retry_delay_s
-from processors.core.edges import dead_reason, edge_live, predecessors_finished
-from processors.core.evolve import evolve
-from processors.core.forking import fork_point_failure
-from processors.core.patching import PatchLimits, Refused, judge
-from processors.core.state import NodeStatus, RunState, RunStatus
+from run_model.backoff import retry_delay_s
+from run_model.edges import dead_reason, edge_live, predecessors_finished
+from run_model.evolve import evolve
+from run_model.forking import fork_point_failure
+from run_model.patching import PatchLimits, Refused, judge
+from run_model.state import NodeStatus, RunState, RunStatus
 from schemas.canonical import json_ref
 from schemas.envelope import Event, Payload, deterministic_id, system_actor
 from schemas.events import (
@@ -88,7 +88,7 @@ def step(
 
     The state returned already contains the decided events, so when they come back through
     the log they are recognised (by id) and skipped. A duplicate changes nothing. ``limits``
-    bound what a patch may do (``processors.core.patching``).
+    bound what a patch may do (``run_model.patching``).
     """
     if state is not None and event.event_id in state.applied:
         return state, Decision()
@@ -315,7 +315,7 @@ class _Decider:
         self._settle([e.node for e in self.state.node_def(decided.node_id).successors])
 
     def _on_patch(self, ev: PatchSubmitted) -> None:
-        """Judge a patch whole (``processors.core.patching``). Accepted: the run is at the
+        """Judge a patch whole (``run_model.patching``). Accepted: the run is at the
         new version from this event on, and every pending node whose predecessors are all
         finished now (added after a finished node, or a join that lost a predecessor) is
         scheduled or skipped at once. Refused: nothing changes, and the reasons say why."""

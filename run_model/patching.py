@@ -27,7 +27,7 @@ import jsonpatch
 import jsonpointer
 from pydantic import ValidationError
 
-from processors.core.state import NodeStatus, RunState
+from run_model.state import NodeStatus, RunState
 from schemas.canonical import canonical_json
 from schemas.compiler import compile_workflow, validate_graph
 from schemas.events import MAX_EVENT_BYTES, PatchSubmitted

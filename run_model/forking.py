@@ -11,7 +11,7 @@ own id (a hitl node that was waiting asks again, and its approval is the fork's 
 
 from __future__ import annotations
 
-from processors.core.state import NodeState, NodeStatus, RunState, RunStatus
+from run_model.state import NodeState, NodeStatus, RunState, RunStatus
 from schemas.events import RunForked
 
 

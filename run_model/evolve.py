@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from processors.core.forking import fork_state
-from processors.core.state import Approval, NodeState, NodeStatus, RunState, RunStatus
+from run_model.forking import fork_state
+from run_model.state import Approval, NodeState, NodeStatus, RunState, RunStatus
 from schemas.envelope import Event
 from schemas.events import (
     ApprovalDecided,
@@ -159,7 +159,7 @@ def _apply(state: RunState, event: Event) -> None:
             )
             node.status = NodeStatus.SUCCEEDED
             node.succeeded_attempt = d.attempt
-            # Tiny and always inline: edge guards read ``decision`` (processors.core.edges).
+            # Tiny and always inline: edge guards read ``decision`` (run_model.edges).
             node.output = d.node_output()
             node.output_inline = True
             node.output_ref = None
