@@ -1,158 +1,219 @@
 """``aob bench``: the benchmark (DESIGN.md, Measuring), printed as JSON with --json.
 
-It drives the running system through its public doors, like a user: N runs of the example
-fan-out/fan-in workflow submitted to the REST API, then watched on the read side. It reports
-what a user feels — command API requests per second, runs and node executions per second
-end to end — and, from the run histories, the coordinator's per-step latency (the time from
-a worker's NodeSucceeded to the decisions it caused, both stamped by their writers).
+It drives the running system through its public door, like a user: N runs of a workflow
+submitted to the REST API by a fresh tenant of its own. A burst submits them all (``--concurrency``
+in flight) and measures throughput; ``--serial`` submits one, waits for it to finish, then
+the next, and measures unloaded latency. Waiting and the readings afterwards go straight to
+the read model in PostgreSQL, so that watching costs the stack nothing while it is measured;
+what is read is listed in :mod:`cli.bench_readings`.
+
+The shapes (``--shape chain3|fanout10|FILE``) are those of the Temporal peer harness, so the
+figures can be set beside its activities/s from the same sitting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import statistics
+import secrets
 import time
-from datetime import datetime
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import typer
 from rich.console import Console
 from rich.progress import Progress
 
 from auth import issue_key
+from cli import CLIError
 from cli.api_client import ApiClient
-from cli.demo_commands import DEMO_TENANT
+from cli.bench_readings import (
+    cpu_used,
+    finished_count,
+    projection_lags,
+    run_latencies_ms,
+    run_status,
+    runs_of,
+    step_latencies,
+    summary,
+    tree_cpu_seconds,
+)
+from cli.bench_shapes import Shape, load_shape
 from infra.settings import Settings
 from infra.stack import Stack
 
 console = Console(stderr=True)
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fan_out_fan_in.json"
 
-EVENTS_QUERY = """
-query BenchRun($id: ID!) {
-  run(id: $id) {
-    status createdAt finishedAt
-    events(first: 200) { edges { node { id type occurredAt causationId } } }
-  }
-}
-"""
+async def _stack_pids(stack: Stack) -> dict[str, int]:
+    return {c.name: c.pid for c in await stack.components() if c.running and c.pid}
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+async def _submit_burst(api: ApiClient, plan: Plan, progress: Progress) -> list[str]:
+    gate = asyncio.Semaphore(plan.concurrency)
+    run_ids: list[str] = []
+    task = progress.add_task("submitting runs", total=plan.runs)
+
+    async def submit(i: int) -> None:
+        async with gate:
+            body = {"workflow_id": plan.shape.name, "input": {"i": i}}
+            run_ids.append((await api.command("/v1/runs", body, 202))["run_id"])
+        progress.advance(task)
+
+    await asyncio.gather(*(submit(i) for i in range(plan.runs)))
+    return run_ids
 
 
-def _step_latencies(events: list[dict[str, Any]]) -> list[float]:
-    """ms from each NodeSucceeded to the first decision it caused."""
-    at = {e["id"]: datetime.fromisoformat(e["occurredAt"]) for e in events}
-    kinds = {e["id"]: e["type"] for e in events}
-    first_effect: dict[str, datetime] = {}
-    for e in events:
-        cause = e.get("causationId")
-        if (
-            cause in kinds
-            and kinds[cause] == "run.node_succeeded"
-            and e["type"] != "run.node_started"
-        ):
-            t = datetime.fromisoformat(e["occurredAt"])
-            first_effect[cause] = min(first_effect.get(cause, t), t)
-    return [(t - at[c]).total_seconds() * 1000 for c, t in first_effect.items()]
+async def _wait_all(
+    conn: asyncpg.Connection, run_ids: list[str], deadline: float, progress: Progress
+) -> int:
+    task = progress.add_task("waiting for runs to finish", total=len(run_ids))
+    while True:
+        done = await finished_count(conn, run_ids)
+        progress.update(task, completed=done)
+        if done == len(run_ids) or time.monotonic() > deadline:
+            return done
+        await asyncio.sleep(0.1)
 
 
-async def _bench(settings: Settings, runs: int, concurrency: int, timeout: float) -> dict[str, Any]:
-    await Stack(settings).up()
-    key = await issue_key(settings.postgres_dsn, DEMO_TENANT)
-    example = json.loads(EXAMPLE.read_text())
-    nodes_per_run = len(example["definition"]["nodes"])
-    async with ApiClient(settings, key) as api:
-        await api.command("/v1/workflows", example, 201)
-        gate = asyncio.Semaphore(concurrency)
-        run_ids: list[str] = []
+async def _serial(
+    api: ApiClient, conn: asyncpg.Connection, plan: Plan, deadline: float, progress: Progress
+) -> list[str]:
+    task = progress.add_task("runs, one at a time", total=plan.runs)
+    run_ids: list[str] = []
+    for i in range(plan.runs):
+        body = {"workflow_id": plan.shape.name, "input": {"i": i}}
+        run_id = (await api.command("/v1/runs", body, 202))["run_id"]
+        run_ids.append(run_id)
+        while await run_status(conn, run_id) not in {"COMPLETED", "FAILED", "CANCELLED"}:
+            if time.monotonic() > deadline:
+                return run_ids
+            await asyncio.sleep(0.002)
+        progress.advance(task)
+    return run_ids
 
-        async def submit(i: int) -> None:
-            async with gate:
-                body = {
-                    "workflow_id": example["name"],
-                    "input": {"name": f"b{i}", "numbers": [i, 1]},
-                }
-                run_ids.append((await api.command("/v1/runs", body, 202))["run_id"])
 
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("submitting runs", total=runs)
-            started = time.monotonic()
+@dataclass(frozen=True)
+class Plan:
+    """What to measure: ``runs`` runs of ``shape``, in a burst or one at a time."""
 
-            async def tracked(i: int) -> None:
-                await submit(i)
-                progress.advance(task)
+    shape: Shape
+    runs: int
+    concurrency: int = 16
+    timeout: float = 600.0
+    serial: bool = False
 
-            await asyncio.gather(*(tracked(i) for i in range(runs)))
-            submitted = time.monotonic()
-            wait = progress.add_task("waiting for runs to finish", total=runs)
-            details: dict[str, dict[str, Any]] = {}
-            while len(details) < runs:
-                if time.monotonic() - started > timeout:
-                    break
-                pending = [r for r in run_ids if r not in details]
-                for run_id in pending[:100]:
-                    run = (await api.query(EVENTS_QUERY, id=run_id))["run"]
-                    if run and run["status"] in {"COMPLETED", "FAILED", "CANCELLED"}:
-                        details[run_id] = run
-                progress.update(wait, completed=len(details))
-                if len(details) < runs:
-                    await asyncio.sleep(0.2)
-            finished = time.monotonic()
 
-    completed = [r for r in details.values() if r["status"] == "COMPLETED"]
-    # End to end on the writers' clocks: first submission to last completion.
-    first = (
-        min(datetime.fromisoformat(r["createdAt"]) for r in details.values()) if details else None
-    )
-    last = max(
-        (datetime.fromisoformat(r["finishedAt"]) for r in completed if r["finishedAt"]),
-        default=None,
-    )
-    span = (last - first).total_seconds() if first and last else finished - started
-    latencies = [
-        ms
-        for r in details.values()
-        for ms in _step_latencies([e["node"] for e in r["events"]["edges"]])
-    ]
+@dataclass(frozen=True)
+class Readings:
+    """What was measured, before it is summed up."""
+
+    rows: list[Any]
+    steps: list[float]
+    lags: list[float] | str
+    cpu: dict[str, float]
+    submit_s: float
+    wall_s: float
+
+
+async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
+    stack = Stack(settings)
+    await stack.up()
+    tenant = f"bench-{secrets.token_hex(4)}"
+    key = await issue_key(settings.postgres_dsn, tenant)
+    pids = await _stack_pids(stack)
+    conn = await asyncpg.connect(settings.postgres_dsn)
+    try:
+        async with ApiClient(settings, key) as api:
+            workflow = {"name": plan.shape.name, "definition": plan.shape.definition}
+            await api.command("/v1/workflows", workflow, 201)
+            with Progress(console=console, transient=True) as progress:
+                cpu_before = tree_cpu_seconds(pids)
+                started = time.monotonic()
+                deadline = started + plan.timeout
+                if plan.serial:
+                    run_ids = await _serial(api, conn, plan, deadline, progress)
+                    submitted = time.monotonic()
+                else:
+                    run_ids = await _submit_burst(api, plan, progress)
+                    submitted = time.monotonic()
+                    await _wait_all(conn, run_ids, deadline, progress)
+                finished = time.monotonic()
+                cpu = cpu_used(cpu_before, tree_cpu_seconds(pids))
+        readings = Readings(
+            rows=await runs_of(conn, run_ids),
+            steps=await step_latencies(conn, run_ids),
+            lags=await projection_lags(conn, run_ids),
+            cpu=cpu,
+            submit_s=submitted - started,
+            wall_s=finished - started,
+        )
+    finally:
+        await conn.close()
+    return result_of(plan, readings)
+
+
+def result_of(plan: Plan, readings: Readings) -> dict[str, Any]:
+    """The JSON that ``aob bench`` prints."""
+    shape, rows, cpu = plan.shape, readings.rows, readings.cpu
+    completed = [r for r in rows if r["status"] == "COMPLETED"]
+    finished = [r for r in rows if r["status"] in {"COMPLETED", "FAILED", "CANCELLED"}]
+    # End to end on the writers' clocks: the first submission to the last completion.
+    first = min((r["created_at"] for r in rows), default=None)
+    last = max((r["finished_at"] for r in completed if r["finished_at"]), default=None)
+    span = (last - first).total_seconds() if first and last else readings.wall_s
+    executions = len(completed) * shape.nodes_per_run
+    stack_cpu = round(sum(cpu.values()), 3)
     return {
-        "workflow": example["name"],
-        "nodes_per_run": nodes_per_run,
-        "runs_submitted": runs,
+        "shape": shape.name,
+        "workflow": shape.name,
+        "mode": "serial" if plan.serial else "burst",
+        "nodes_per_run": shape.nodes_per_run,
+        "runs_submitted": plan.runs,
         "runs_completed": len(completed),
-        "runs_unfinished": runs - len(details),
-        "submit_concurrency": concurrency,
-        "command_api_requests_per_s": round(runs / (submitted - started), 1),
-        "runs_per_s": round(len(completed) / span, 1) if span > 0 else None,
-        "node_executions_per_s": round(len(completed) * nodes_per_run / span, 1)
-        if span > 0
+        "runs_unfinished": plan.runs - len(finished),
+        "submit_concurrency": 1 if plan.serial else plan.concurrency,
+        "command_api_requests_per_s": round(plan.runs / readings.submit_s, 1)
+        if readings.submit_s > 0
         else None,
+        "runs_per_s": round(len(completed) / span, 1) if span > 0 else None,
+        "node_executions_per_s": round(executions / span, 1) if span > 0 else None,
         "end_to_end_s": round(span, 3),
-        "coordinator_step_latency_ms": {
-            "p50": _percentile(latencies, 0.5),
-            "p99": _percentile(latencies, 0.99),
-            "mean": round(statistics.fmean(latencies), 2) if latencies else None,
-            "samples": len(latencies),
+        "run_latency_ms": summary(run_latencies_ms(rows)),
+        "coordinator_step_latency_ms": summary(readings.steps),
+        "projection_lag_ms": summary(readings.lags)
+        if isinstance(readings.lags, list)
+        else {"unavailable": readings.lags},
+        "cpu": {
+            "stack_s": stack_cpu,
+            "per_node_execution_ms": round(stack_cpu * 1000 / executions, 2)
+            if executions
+            else None,
+            "components_s": cpu,
         },
     }
 
 
-def bench(
+def bench(  # noqa: PLR0917 - typer passes its options by keyword
     runs: int = typer.Option(200, min=1, max=100_000, help="How many runs to submit."),
+    shape: str = typer.Option(
+        "fanout10", help="chain3 (a→b→c), fanout10 (1→8→1), both no-op nodes, or a workflow FILE."
+    ),
+    serial: bool = typer.Option(
+        False, "--serial", help="One run at a time, each waited for: unloaded latency."
+    ),
     concurrency: int = typer.Option(16, min=1, max=256, help="Submissions in flight at once."),
     timeout: float = typer.Option(600.0, help="Seconds to wait for every run to finish."),
     as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
 ) -> None:
     """Measure the running system end to end (starts what is missing)."""
-    result = asyncio.run(_bench(Settings(), runs, concurrency, timeout))
+    chosen = load_shape(shape)
+    try:
+        plan = Plan(chosen, runs, concurrency, timeout, serial)
+        result = asyncio.run(_bench(Settings(), plan))
+    except (OSError, asyncpg.PostgresError) as e:
+        raise CLIError(f"the stack is not reachable ({e}); run `aob up`") from e
     if as_json:
         typer.echo(json.dumps(result))
     else:

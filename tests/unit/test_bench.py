@@ -1,0 +1,116 @@
+"""aob bench's pure parts: its shapes, its arithmetic, and the CPU it reads from /proc."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cli import CLIError
+from cli.bench_commands import Plan, Readings, result_of
+from cli.bench_readings import percentile, step_latencies_ms, summary, tree_cpu_seconds
+from cli.bench_shapes import BUILT_IN, load_shape
+from schemas.compiler import compile_workflow
+from schemas.workflow import WorkflowDefinition
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("name", "nodes", "edges"), [("chain3", 3, 2), ("fanout10", 10, 16)])
+def test_built_in_shapes_are_publishable_no_op_dags(name: str, nodes: int, edges: int) -> None:
+    shape = load_shape(name)
+    ir = compile_workflow(WorkflowDefinition.model_validate(shape.definition))
+    assert shape.nodes_per_run == nodes == len(ir.nodes)
+    assert len(shape.definition["edges"]) == edges
+    assert {n["type"] for n in shape.definition["nodes"]} == {"noop"}
+    assert set(BUILT_IN) == {"chain3", "fanout10"}
+
+
+def test_a_shape_file_is_a_publishable_workflow_file(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "fan_out_fan_in.json"
+    shape = load_shape(str(example))
+    assert (shape.name, shape.nodes_per_run) == ("fan-out-fan-in", 6)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"nodes": []}))
+    with pytest.raises(CLIError, match="expected"):
+        load_shape(str(bad))
+    with pytest.raises(CLIError, match="neither a built-in shape"):
+        load_shape(str(tmp_path / "missing.json"))
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.5) == 51.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile([], 0.5) is None
+    assert summary([2.0, 4.0]) == {"p50": 2.0, "p99": 4.0, "mean": 3.0, "samples": 2}
+
+
+def test_step_latency_runs_from_a_success_to_its_first_decision() -> None:
+    def ev(event_id: str, kind: str, ms: int, cause: str | None = None) -> dict[str, object]:
+        at = T0 + timedelta(milliseconds=ms)
+        return {"event_id": event_id, "type": kind, "occurred_at": at, "causation_id": cause}
+
+    events = [
+        ev("s1", "run.node_succeeded", 0),
+        ev("n1", "run.node_started", 1, "s1"),  # a worker's report: not a decision
+        ev("d2", "run.node_scheduled", 9, "s1"),
+        ev("d1", "run.node_scheduled", 7, "s1"),
+        ev("s2", "run.node_succeeded", 20),
+        ev("c", "run.completed", 32, "s2"),
+    ]
+    assert sorted(step_latencies_ms(events)) == [7.0, 12.0]
+
+
+def test_cpu_of_a_process_tree_counts_its_children() -> None:
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    child = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {burn!r}])\n"
+    parent = subprocess.Popen([sys.executable, "-c", child + "import time\ntime.sleep(30)\n"])
+    try:
+        before = tree_cpu_seconds({"tree": parent.pid, "me": os.getpid()})
+        for _ in range(200):  # until the grandchild has burnt its 0.3 s and been reaped
+            after = tree_cpu_seconds({"tree": parent.pid})
+            if after["tree"] >= 0.3:
+                break
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(0.05)"], check=True)
+        assert after["tree"] >= 0.3
+        assert before["me"] > 0
+        assert tree_cpu_seconds({"gone": 2**22 + 12345}) == {"gone": 0.0}
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_the_result_sums_what_was_measured() -> None:
+    shape = load_shape("chain3")
+    rows = [
+        {"status": "COMPLETED", "created_at": T0, "finished_at": T0 + timedelta(seconds=1)},
+        {
+            "status": "COMPLETED",
+            "created_at": T0 + timedelta(seconds=1),
+            "finished_at": T0 + timedelta(seconds=2),
+        },
+        {"status": "RUNNING", "created_at": T0, "finished_at": None},
+    ]
+    readings = Readings(
+        rows=rows,
+        steps=[1.0, 3.0],
+        lags="off",
+        cpu={"kafka": 0.3, "coordinator": 0.3},
+        submit_s=0.5,
+        wall_s=9.0,
+    )
+    out = result_of(Plan(shape, runs=3, concurrency=4), readings)
+    assert out["runs_completed"] == 2
+    assert out["runs_unfinished"] == 1
+    assert out["end_to_end_s"] == 2.0
+    assert out["node_executions_per_s"] == 3.0  # 2 runs x 3 nodes in 2 s
+    assert out["run_latency_ms"]["p50"] == 1000.0
+    assert out["cpu"]["per_node_execution_ms"] == 100.0  # 0.6 s over 6 node executions
+    assert out["projection_lag_ms"] == {"unavailable": "off"}
+    assert out["command_api_requests_per_s"] == 6.0
