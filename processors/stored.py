@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from run_model import RunState, RunStatus
 from processors.errors import StateCorrupt
+from run_model import RunState, RunStatus
 
 _FINISHED = b"F:"
 _LIVE = b"Z"

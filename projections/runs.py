@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from projections.patch_rows import Blob, PatchRow, VersionRow
 from run_model import fold
 from run_model.forking import fork_state
-from projections.patch_rows import Blob, PatchRow, VersionRow
 from schemas.envelope import Event
 from schemas.events import (
     ApprovalDecided,

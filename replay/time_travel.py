@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from run_model.evolve import fold
-from run_model.state import RunState
 from replay.errors import RunNotInLog
 from replay.run_log import Logged
+from run_model.evolve import fold
+from run_model.state import RunState
 
 
 def state_at(history: list[Logged]) -> RunState:

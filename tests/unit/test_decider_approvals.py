@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from run_model import NodeStatus, RunStatus
-from run_model.timers import pending_timers, timer_fired
 from run_model.testing import (
     EPOCH,
     approval_requested,
@@ -14,6 +13,7 @@ from run_model.testing import (
     cancel_requested,
     started,
 )
+from run_model.timers import pending_timers, timer_fired
 from schemas.events import (
     ApprovalDecided,
     ApprovalRefused,

@@ -12,9 +12,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from processors.recovery import rebuild
 from run_model import NodeState, NodeStatus, RunState, RunStatus, step
 from run_model.evolve import evolve, fold
-from processors.recovery import rebuild
 from run_model.testing import (
     EPOCH,
     approval_requested,

@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from run_model import NodeStatus, RunState, RunStatus, step
-from run_model.timers import Timer, pending_timers, timer_fired
 from run_model.testing import (
     EPOCH,
     approval_requested,
@@ -30,6 +29,7 @@ from run_model.testing import (
     started,
     succeeded,
 )
+from run_model.timers import Timer, pending_timers, timer_fired
 from schemas.envelope import Event
 from schemas.events import (
     ApprovalDecided,

@@ -13,8 +13,8 @@ import pytest
 
 from run_model import NodeStatus, RunStatus
 from run_model.backoff import retry_delay_s
-from run_model.timers import Timer, pending_timers, timer_fired
 from run_model.testing import EPOCH, build_ir, cancel_requested, failed, started, succeeded
+from run_model.timers import Timer, pending_timers, timer_fired
 from schemas.events import NodeFailed, NodeRetryPlanned, RunFailed, TimerFired
 from schemas.workflow import RetryPolicy
 from tests.unit.test_decider import Harness, types

@@ -3,9 +3,9 @@ the workers really append (driven through the decider), so that the two stay in 
 
 from __future__ import annotations
 
+from projections.runs import RunFold
 from run_model import evolve
 from run_model.testing import EPOCH, approval_submitted, cancel_requested
-from projections.runs import RunFold
 from schemas.envelope import deterministic_id, system_actor
 from schemas.events import ModelCalled, ModelCalledPayload, TokenUsage
 from tests.unit.test_decider import Harness

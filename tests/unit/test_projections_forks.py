@@ -3,9 +3,9 @@ really append (driven through the decider): they agree with the coordinator's st
 
 from __future__ import annotations
 
+from projections.runs import RunFold
 from run_model import NodeStatus
 from run_model.testing import approval_requested, approval_submitted, run_forked, started
-from projections.runs import RunFold
 from tests.unit.test_decider import Harness
 from tests.unit.test_decider_approvals import waiting
 from tests.unit.test_decider_forks import Fork, chain, fork_of

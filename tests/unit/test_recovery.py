@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from run_model import RunStatus
 from processors.recovery import Rebuilt, rebuild
+from run_model import RunStatus
 from run_model.testing import EPOCH, build_ir, patch_submitted, started, succeeded
 from schemas.codec import encode_event
 from schemas.envelope import Event

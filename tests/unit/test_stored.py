@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from run_model import RunStatus
 from processors.errors import StateCorrupt
 from processors.stored import Finished, Live, decode, encode
+from run_model import RunStatus
 from run_model.testing import build_ir
 from tests.unit.test_decider import Harness
 

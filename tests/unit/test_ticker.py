@@ -8,8 +8,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from processors.config import CoordinatorConfig
-from run_model.testing import EPOCH, build_ir, started
 from processors.ticker import Ticker
+from run_model.testing import EPOCH, build_ir, started
 from tests.unit.test_decider import Harness
 
 
