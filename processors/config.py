@@ -30,6 +30,10 @@ class CoordinatorConfig(BaseSettings):
     runs_topic: str = RUN_EVENTS
     task_topic_prefix: str = TASK_TOPIC_PREFIX
     dlq_topic: str = DLQ
+    # A batch: at most this many records, and waiting at most this long for more once one
+    # has come (so an idle coordinator adds at most this to a step's latency).
+    batch_max: int = Field(500, ge=1)
+    batch_within_s: float = Field(0.001, gt=0)
     # Log throughput and latency every this many seconds (0: never).
     stats_interval_s: float = 30.0
     # How often the timer looks for due retries and deadlines: the lateness of a timer.

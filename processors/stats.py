@@ -17,12 +17,21 @@ class LoopStats:
     durations: list[float] = field(default_factory=list)
     since: float = field(default_factory=time.monotonic)
     max_samples: int = 100_000
+    batches: int = 0
+    batch_records: int = 0
+    batch_seconds: float = 0.0
 
     def record(self, seconds: float, decided: int) -> None:
         self.events += 1
         self.decisions += decided
         if len(self.durations) < self.max_samples:
             self.durations.append(seconds)
+
+    def batch(self, records: int, seconds: float, decided: int) -> None:
+        """One batch: its records, its time from the first step to the stored states."""
+        self.batches += 1
+        self.batch_records += records
+        self.batch_seconds += seconds
 
     def report(self) -> dict[str, float]:
         """The figures since the last report, then start counting afresh."""
@@ -39,7 +48,11 @@ class LoopStats:
             "p50_ms": pct(0.50),
             "p99_ms": pct(0.99),
             "max_ms": ordered[-1] * 1000 if ordered else 0.0,
+            "batches": float(self.batches),
+            "records_per_batch": self.batch_records / self.batches if self.batches else 0.0,
+            "batch_mean_ms": self.batch_seconds * 1000 / self.batches if self.batches else 0.0,
         }
         self.events, self.decisions, self.durations = 0, 0, []
+        self.batches, self.batch_records, self.batch_seconds = 0, 0, 0.0
         self.since = time.monotonic()
         return out
