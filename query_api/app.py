@@ -39,10 +39,10 @@ from projections.db import ensure_schema as ensure_read_models
 from query_api.context import ReadContext
 from query_api.errors import Unauthenticated
 from query_api.listen import Listener
-from query_api.patch_types import patches_loader, versions_loader
+from query_api.loaders import nodes_loader, patches_loader, versions_loader
 from query_api.progress import ProgressWatcher
 from query_api.run_changes import RunChanges
-from query_api.schema import nodes_loader, schema
+from query_api.schema import schema
 from query_api.settings import QueryApiSettings
 
 UNAUTHORIZED = (

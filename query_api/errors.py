@@ -2,9 +2,10 @@
 
     QueryApiError
      ├── BadCursor           an ``after`` cursor this API did not issue
-     ├── BadPosition         an ``after`` position token that is not topic:partition:offset
      ├── PageSizeOutOfRange  ``first`` outside 1..MAX_PAGE
-     ├── NotCaughtUp         the read side did not reach a position in time (retryable)
+     ├── PositionError       about a log position token (its ``token``)
+     │    ├── BadPosition    an ``after`` position token that is not topic:partition:offset
+     │    └── NotCaughtUp    the read side did not reach a position in time (retryable)
      ├── NoSuchRun           a subscription's run is not one of the caller's tenant
      └── Unauthenticated     a subscription's API key is unknown, or no longer valid
 
@@ -24,20 +25,24 @@ class BadCursor(QueryApiError):
     pass
 
 
-class BadPosition(QueryApiError):
-    def __init__(self, message: str, token: str) -> None:
-        super().__init__(message)
-        self.token = token
-
-
 class PageSizeOutOfRange(QueryApiError):
     pass
 
 
-class NotCaughtUp(QueryApiError):
+class PositionError(QueryApiError):
+    """About a log position token, which it carries."""
+
     def __init__(self, message: str, token: str) -> None:
         super().__init__(message)
         self.token = token
+
+
+class BadPosition(PositionError):
+    pass
+
+
+class NotCaughtUp(PositionError):
+    pass
 
 
 class NoSuchRun(QueryApiError):

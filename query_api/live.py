@@ -20,9 +20,9 @@ from query_api.context import ReadContext
 from query_api.errors import NoSuchRun, Unauthenticated
 from query_api.resume import check_partition, parse_resume
 from query_api.run_changes import RunChanges
+from run_model.state import RUN_FINISHED
 from schemas.events import RunCancelled, RunCompleted, RunFailed
 
-TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 TERMINAL_EVENTS = frozenset({RunCompleted.wire_name, RunFailed.wire_name, RunCancelled.wire_name})
 EVENT_BATCH = 100  # events read per query while catching up
 
@@ -65,7 +65,7 @@ async def run_updates(ctx: ReadContext, run_id: str) -> AsyncGenerator[asyncpg.R
                 sent = seen_by_client(row)
                 ctx.forget_run(run_id)
                 yield row
-            if row["status"] in TERMINAL_STATUSES:
+            if row["status"] in RUN_FINISHED:
                 return
             await wakeup.wait()
 
@@ -94,7 +94,7 @@ async def run_events(
                     return
             if len(rows) == EVENT_BATCH:
                 continue  # catching up: no need to wait for what is already there
-            if run["status"] in TERMINAL_STATUSES:
+            if run["status"] in RUN_FINISHED:
                 return
             await wakeup.wait()
             run = await _owned_run(ctx, run_id)

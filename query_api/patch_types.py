@@ -1,7 +1,7 @@
 """The GraphQL side of patching a live run: ``Run.patches`` and ``Run.versions``.
 
-Both are loaded per request with a DataLoader, like nodes: a page of runs costs one query
-for all their patches and one for all their versions, not one per run.
+Both are loaded per request with a DataLoader (``loaders.py``), like nodes: a page of runs
+costs one query for all their patches and one for all their versions, not one per run.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 
-from query_api import db
+from query_api.rows import from_row
 
 
 @strawberry.type(description="Who proposed a patch.")
@@ -49,22 +48,13 @@ class Patch:
         author = None
         if r["submitted_by"] is not None:
             author = PatchAuthor(kind=r["actor_kind"] or "", id=r["submitted_by"])
-        return Patch(
+        return from_row(
+            Patch,
+            r,
             id=r["patch_id"],
-            status=r["status"],
             reason=r["reason"] or "",
             ops=r["ops"] if r["ops"] is not None else [],
-            from_version=r["from_version"],
-            to_version=r["to_version"],
-            base_version=r["base_version"],
-            rejected_reasons=r["rejected_reasons"],
             submitted_by=author,
-            node_id=r["node_id"],
-            submitted_at=r["submitted_at"],
-            decided_at=r["decided_at"],
-            added_nodes=r["added_nodes"],
-            removed_nodes=r["removed_nodes"],
-            changed_nodes=r["changed_nodes"],
         )
 
 
@@ -81,37 +71,4 @@ class RunVersion:
 
     @staticmethod
     def of(r: Any) -> RunVersion:
-        return RunVersion(
-            seq=r["seq"],
-            version=r["version"],
-            definition=r["definition"],
-            definition_ref=r["definition_ref"],
-            ir_ref=r["ir_ref"],
-            patch_id=r["patch_id"],
-            from_version=r["from_version"],
-            created_at=r["created_at"],
-        )
-
-
-def patches_loader(pool: Any) -> DataLoader[str, list[Patch]]:
-    """Every run's patches, in log order, in one query per request."""
-
-    async def load(run_ids: list[str]) -> list[list[Patch]]:
-        by_run: dict[str, list[Patch]] = {r: [] for r in run_ids}
-        for r in await db.patches_of_runs(pool, run_ids):
-            by_run[r["run_id"]].append(Patch.of(r))
-        return [by_run[r] for r in run_ids]
-
-    return DataLoader(load_fn=load)
-
-
-def versions_loader(pool: Any) -> DataLoader[str, list[RunVersion]]:
-    """Every run's chain of versions, oldest first, in one query per request."""
-
-    async def load(run_ids: list[str]) -> list[list[RunVersion]]:
-        by_run: dict[str, list[RunVersion]] = {r: [] for r in run_ids}
-        for r in await db.versions_of_runs(pool, run_ids):
-            by_run[r["run_id"]].append(RunVersion.of(r))
-        return [by_run[r] for r in run_ids]
-
-    return DataLoader(load_fn=load)
+        return from_row(RunVersion, r)

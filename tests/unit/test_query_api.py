@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from query_api.cursors import decode_cursor, encode_cursor
 from query_api.errors import BadCursor, BadPosition, QueryApiError
 from query_api.limits import MAX_ALIASES
+from query_api.pagination import MAX_PAGE
 from query_api.progress import ProgressWatcher
 from query_api.read_your_writes import parse_position
-from query_api.schema import MAX_PAGE, schema
+from query_api.schema import schema
 from schemas.position import Position
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import run_model
 from query_api.schema import schema
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "schema.graphql"
@@ -48,3 +49,10 @@ def test_the_promised_names_are_there() -> None:
         "scalar JSON",
     ):
         assert needle in sdl, needle
+
+
+def test_the_status_enums_are_the_run_models() -> None:
+    # The statuses are defined once, in run_model; the GraphQL enums expose those classes.
+    for name, cls in (("RunStatus", run_model.RunStatus), ("NodeStatus", run_model.NodeStatus)):
+        definition = schema.get_type_by_name(name)
+        assert getattr(definition, "wrapped_cls", None) is cls, name

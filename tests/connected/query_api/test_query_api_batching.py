@@ -10,7 +10,8 @@ import asyncpg
 import pytest
 
 from infra.settings import Settings
-from query_api.schema import nodes_loader, schema
+from query_api.loaders import nodes_loader
+from query_api.schema import schema
 from tests.connected.query_api.support import QueryApi, insert_node, insert_run
 
 pytestmark = pytest.mark.connected

@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 
 from infra.settings import Settings
-from query_api.patch_types import patches_loader, versions_loader
-from query_api.schema import nodes_loader, schema
+from query_api.loaders import nodes_loader, patches_loader, versions_loader
+from query_api.schema import schema
 from tests.connected.query_api.support import T0, QueryApi, insert_run
 from tests.connected.query_api.test_query_api_batching import CountingPool, _json_codecs
 

@@ -1,0 +1,72 @@
+"""A run's nodes as GraphQL gives them (``NodeExecution``), and their token usage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from query_api.context import ReadContext
+from query_api.rows import from_row
+from query_api.statuses import NodeStatus
+
+
+@strawberry.type(description="Tokens an agent's model calls used (failed attempts too).")
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cached_tokens: int = strawberry.field(description="Prompt tokens the provider had cached.")
+
+    @staticmethod
+    def of(rows: Sequence[Any]) -> TokenUsage:
+        return TokenUsage(
+            prompt_tokens=sum(r.prompt_tokens for r in rows),
+            completion_tokens=sum(r.completion_tokens for r in rows),
+            total_tokens=sum(r.total_tokens for r in rows),
+            cached_tokens=sum(r.cached_tokens for r in rows),
+        )
+
+
+# "NodeExecution", not "Node": Relay reserves the type name Node for its object interface.
+@strawberry.type(name="NodeExecution")
+class Node:
+    id: str
+    type: str
+    status: NodeStatus
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    output_ref: str | None
+    error: str | None
+    inline_output: strawberry.Private[Any]
+    prompt_tokens: strawberry.Private[int] = 0
+    completion_tokens: strawberry.Private[int] = 0
+    total_tokens: strawberry.Private[int] = 0
+    cached_tokens: strawberry.Private[int] = 0
+
+    @staticmethod
+    def of(r: Any) -> Node:
+        """A ``nodes`` row."""
+        return from_row(
+            Node,
+            r,
+            id=r["node_id"],
+            type=r["node_type"],
+            status=NodeStatus(r["status"]),
+            inline_output=r["output"],
+        )
+
+    @strawberry.field(description="Token usage of this node's model calls (agent nodes).")
+    def usage(self) -> TokenUsage:
+        return TokenUsage.of([self])
+
+    @strawberry.field(description="The output; fetched from the CAS when it is not inline.")
+    async def output(self, info: Info[ReadContext, None]) -> JSON | None:
+        if self.inline_output is not None or self.output_ref is None:
+            return self.inline_output
+        return await info.context.cas.get_json(self.output_ref)
