@@ -11,7 +11,7 @@ CommandError                 (status, title, detail, extra fields for the proble
 ├── RateLimited         429  the tenant is over its rate (``retry_after`` seconds)
 └── NotAvailable        501  a command this release does not offer yet
 
-Errors of the packages the routes use are mapped in ``problems.py`` too: ``replay``'s
+Errors of the packages the routes use are mapped in ``problems.py`` too: ``infra.run_log``'s
 PositionOutsideRun (a fork point outside the run) is a 422, RunNotInLog a 409.
 """
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from command_api.errors import CommandError, Conflict, InvalidInput, RateLimited, Unauthorized
-from replay.errors import PositionOutsideRun, ReplayError, RunNotInLog
+from infra.run_log import PositionOutsideRun, RunLogError, RunNotInLog
 from schemas.errors import InvalidWorkflow
 
 log = logging.getLogger("aob.command_api")
@@ -53,8 +53,8 @@ def install(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": "Bearer"}
         return problem(exc.status, exc.title, exc.detail, headers, **exc.extra)
 
-    @app.exception_handler(ReplayError)
-    async def replay_error(request: Request, exc: ReplayError) -> JSONResponse:
+    @app.exception_handler(RunLogError)
+    async def run_log_error(request: Request, exc: RunLogError) -> JSONResponse:
         # Reading a run's history from the log (forks): a point outside the run is the
         # caller's to fix; a run whose events the log does not show yet (just submitted,
         # or a lagging follower) is worth a retry.

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.run_log import Logged, RunNotInLog
 from run_model.evolve import fold
 from run_model.state import RunState
-from replay.errors import RunNotInLog
-from replay.run_log import Logged
 
 
 def state_at(history: list[Logged]) -> RunState:
