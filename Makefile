@@ -7,7 +7,7 @@ AOB    := $(VENV)/bin/aob
 PYTEST := $(VENV)/bin/pytest
 STAMP  := $(VENV)/.aob-installed
 
-.PHONY: setup up down status test demo lint
+.PHONY: setup up down status test test-unit demo lint
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ TEST_ENV = env -u OPENAI_API_KEY -u OPENAI_BASE_URL AOB_HTTP_ALLOWLIST=127.0.0.1
 test: setup
 	$(TEST_ENV) $(AOB) up
 	$(TEST_ENV) $(PYTEST) -q
+
+# The pure lane: no stack, no servers, nothing started (the scripted model runs in process).
+test-unit: setup
+	$(TEST_ENV) $(PYTEST) tests/unit -q
 
 demo: setup
 	$(AOB) up

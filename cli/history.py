@@ -22,9 +22,8 @@ from cli import CLIError
 from cli.api_client import ApiClient, api_key_from_env
 from cli.patch_tables import short
 from cli.timeline import event_detail, nodes_table, timeline_table
+from infra.run_log import RunLogError, read_run, until
 from infra.settings import Settings
-from replay.errors import ReplayError
-from replay.run_log import read_run, until
 from replay.tail import LogTail, Tailed
 from replay.time_travel import describe, state_at
 
@@ -52,7 +51,7 @@ def show_at(run_id: str, at: str, as_json: bool) -> None:
                 settings.kafka_bootstrap, run_id, since=datetime.fromisoformat(run["createdAt"])
             )
             upto = until(history, at)
-        except ReplayError as e:
+        except RunLogError as e:
             raise CLIError(str(e)) from e
         except (KafkaError, OSError) as e:
             raise _kafka_down(settings, e) from e

@@ -37,7 +37,7 @@ class CommandContext:
     settings: CommandApiSettings
     buckets: TokenBuckets
     bus_started: bool = False
-    # Where a run's history is read from, straight from the log (forks: ``replay.run_log``).
+    # Where a run's history is read from, straight from the log (forks: ``infra.run_log``).
     kafka_bootstrap: str = ""
     # Versions are immutable, so a compiled IR never goes stale: keep the recent ones.
     _versions: OrderedDict[str, CompiledVersion] = field(default_factory=OrderedDict)

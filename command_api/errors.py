@@ -11,18 +11,40 @@ CommandError                 (status, title, detail, extra fields for the proble
 ├── RateLimited         429  the tenant is over its rate (``retry_after`` seconds)
 └── NotAvailable        501  a command this release does not offer yet
 
-Errors of the packages the routes use are mapped in ``problems.py`` too: ``replay``'s
+Errors of the packages the routes use are mapped in ``problems.py`` too: ``infra.run_log``'s
 PositionOutsideRun (a fork point outside the run) is a 422, RunNotInLog a 409.
+
+A subclass names its status in its class statement; its title, the status's reason phrase, comes
+from ``TITLES``, the one table of them (``problems.py`` titles FastAPI's own errors from it too).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+# The reason phrase (RFC 9110) of each status the API answers with: a problem body's title.
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
+
 
 class CommandError(Exception):
     status = 500
-    title = "Internal Server Error"
+    title = TITLES[500]
+
+    def __init_subclass__(cls, *, status: int, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status, cls.title = status, TITLES[status]
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -30,37 +52,28 @@ class CommandError(Exception):
         self.extra = extra
 
 
-class BadRequest(CommandError):
-    status, title = 400, "Bad Request"
+class BadRequest(CommandError, status=400): ...
 
 
-class Unauthorized(CommandError):
-    status, title = 401, "Unauthorized"
+class Unauthorized(CommandError, status=401): ...
 
 
-class NotFound(CommandError):
-    status, title = 404, "Not Found"
+class NotFound(CommandError, status=404): ...
 
 
-class Conflict(CommandError):
-    status, title = 409, "Conflict"
+class Conflict(CommandError, status=409): ...
 
 
-class PayloadTooLarge(CommandError):
-    status, title = 413, "Content Too Large"
+class PayloadTooLarge(CommandError, status=413): ...
 
 
-class InvalidInput(CommandError):
-    status, title = 422, "Unprocessable Content"
+class InvalidInput(CommandError, status=422): ...
 
 
-class RateLimited(CommandError):
-    status, title = 429, "Too Many Requests"
-
+class RateLimited(CommandError, status=429):
     def __init__(self, detail: str, retry_after: float) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
 
 
-class NotAvailable(CommandError):
-    status, title = 501, "Not Implemented"
+class NotAvailable(CommandError, status=501): ...

@@ -16,8 +16,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from command_api.errors import CommandError, Conflict, InvalidInput, RateLimited, Unauthorized
-from replay.errors import PositionOutsideRun, ReplayError, RunNotInLog
+from command_api.errors import (
+    TITLES,
+    CommandError,
+    Conflict,
+    InvalidInput,
+    RateLimited,
+    Unauthorized,
+)
+from infra.run_log import PositionOutsideRun, RunLogError, RunNotInLog
 from schemas.errors import InvalidWorkflow
 
 log = logging.getLogger("aob.command_api")
@@ -30,6 +37,13 @@ def problem(
 ) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM)
+
+
+def _unavailable(request: Request, failure: str, detail: str) -> JSONResponse:
+    """A 503 for a fault that is not the caller's (Kafka, Postgres, MinIO unreachable): the
+    command was not accepted, and retrying it (with the same Idempotency-Key) is safe."""
+    log.exception("%s on %s %s", failure, request.method, request.url.path)
+    return problem(503, TITLES[503], f"{detail}; retry later", {"Retry-After": "1"})
 
 
 def _field_errors(exc: RequestValidationError) -> list[str]:
@@ -53,8 +67,8 @@ def install(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": "Bearer"}
         return problem(exc.status, exc.title, exc.detail, headers, **exc.extra)
 
-    @app.exception_handler(ReplayError)
-    async def replay_error(request: Request, exc: ReplayError) -> JSONResponse:
+    @app.exception_handler(RunLogError)
+    async def run_log_error(request: Request, exc: RunLogError) -> JSONResponse:
         # Reading a run's history from the log (forks): a point outside the run is the
         # caller's to fix; a run whose events the log does not show yet (just submitted,
         # or a lagging follower) is worth a retry.
@@ -63,12 +77,8 @@ def install(app: FastAPI) -> None:
         elif isinstance(exc, RunNotInLog):
             mapped = Conflict(f"the run's events are not in the log yet; retry ({exc})")
         else:
-            log.exception("reading the log failed on %s %s", request.method, request.url.path)
-            return problem(
-                503,
-                "Service Unavailable",
-                f"the run's history could not be read ({exc}); retry later",
-                {"Retry-After": "1"},
+            return _unavailable(
+                request, "reading the log failed", f"the run's history could not be read ({exc})"
             )
         return await command_error(request, mapped)
 
@@ -87,33 +97,29 @@ def install(app: FastAPI) -> None:
         if any(e.get("type") == "json_invalid" for e in errors):
             ctx = next((e.get("ctx", {}) for e in errors if e.get("type") == "json_invalid"), {})
             return problem(
-                400, "Bad Request", f"the body is not valid JSON: {ctx.get('error', 'parse error')}"
+                400, TITLES[400], f"the body is not valid JSON: {ctx.get('error', 'parse error')}"
             )
         reasons = _field_errors(exc)
-        return problem(422, "Unprocessable Content", "; ".join(reasons), errors=reasons)
+        return problem(422, TITLES[422], "; ".join(reasons), errors=reasons)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code == 404:
-            detail = f"no such endpoint: {request.method} {request.url.path}"
-        elif exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}"
-        elif exc.status_code == 413:
-            detail = "the request body is over the size limit"
-        title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}.get(
-            exc.status_code, "Error"
-        )
-        return problem(exc.status_code, title, detail, dict(exc.headers) if exc.headers else None)
+        # Starlette's own answers (routing, the body limit) are told in our words; any other
+        # HTTPException keeps its detail and a generic title.
+        ours = {
+            404: f"no such endpoint: {request.method} {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+            413: "the request body is over the size limit",
+        }.get(exc.status_code)
+        title = TITLES[exc.status_code] if ours else "Error"
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(exc.status_code, title, ours or detail, headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Infrastructure faults (Kafka, Postgres, MinIO unreachable): the command was not
-        # accepted, and retrying with the same Idempotency-Key is safe.
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem(
-            503,
-            "Service Unavailable",
-            f"the command could not be accepted ({type(exc).__name__}); retry later",
-            {"Retry-After": "1"},
+        return _unavailable(
+            request,
+            "unexpected error",
+            f"the command could not be accepted ({type(exc).__name__})",
         )

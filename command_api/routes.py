@@ -14,7 +14,7 @@ from command_api.context import CommandContext, CompiledVersion, principal_of
 from command_api.errors import InvalidInput, NotFound, PayloadTooLarge
 from command_api.idempotency import Answer, keyed_id, once, request_hash
 from command_api.metrics import EVENTS_APPENDED
-from replay.run_log import read_run, until
+from infra.run_log import read_run, until
 from run_model import fold
 from schemas import (
     Actor,

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import uvicorn
-
+from infra.http_service import serve
 from infra.settings import get_settings
 from query_api.app import create_app
 
 
 def main() -> None:
     settings = get_settings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.query_api_port,
-        log_level="warning",
-        access_log=False,
-    )
+    serve(create_app(settings), settings.host, settings.query_api_port)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Errors of the replay tooling.
 
 ReplayError
-├── RunNotInLog          the log holds no event of the run asked for
-├── PositionOutsideRun   ``--at`` names no point of the run's history
 └── RebuildFailed        a projection rebuild stopped before its swap (the live tables stay)
+
+Reading one run from the log (``aob runs show --at``) fails with ``infra.run_log``'s errors:
+RunNotInLog, PositionOutsideRun.
 """
 
 from __future__ import annotations
@@ -11,14 +12,6 @@ from __future__ import annotations
 
 class ReplayError(Exception):
     """Root of the replay tooling's errors; the message says what to do."""
-
-
-class RunNotInLog(ReplayError):
-    pass
-
-
-class PositionOutsideRun(ReplayError):
-    pass
 
 
 class RebuildFailed(ReplayError):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from infra.kafka_metadata import topic_partitions
-from replay.run_log import run_partition
+from infra.run_log import run_partition
 from schemas.codec import decode_event
 from schemas.envelope import Event
 from schemas.errors import PoisonRecord

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from replay.errors import RunNotInLog
-from replay.run_log import Logged
+from infra.run_log import Logged, RunNotInLog
 from run_model.evolve import fold
 from run_model.state import RunState
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import fcntl
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -163,14 +163,14 @@ class Stack:
 
     async def _kafka_up(self) -> None:
         s = self.settings
-        if self.external("kafka"):
-            return await self._external_up("Kafka", kafka.healthy, s.kafka_bootstrap)
-        if await kafka.healthy(s):
-            return None
-        await asyncio.to_thread(kafka.configure, s)
-        with self.progress.step("starting Kafka…"):
-            await ensure_running(s, kafka.spec(s))
-        return None
+        await self._server_up(
+            "kafka",
+            "Kafka",
+            s.kafka_bootstrap,
+            health=kafka.healthy,
+            spec=kafka.spec,
+            prepare=kafka.configure,
+        )
 
     async def _postgres_up(self) -> None:
         s = self.settings
@@ -181,12 +181,32 @@ class Stack:
 
     async def _minio_up(self) -> None:
         s = self.settings
-        if self.external("minio"):
-            return await self._external_up("MinIO", minio.healthy, s.minio_endpoint)
-        if await minio.healthy(s):
+        await self._server_up(
+            "minio", "MinIO", s.minio_endpoint, health=minio.healthy, spec=minio.spec
+        )
+
+    async def _server_up(
+        self,
+        name: str,
+        title: str,
+        where: str,
+        *,
+        health: Callable[[Settings], Awaitable[bool]],
+        spec: Callable[[Settings], ServiceSpec],
+        prepare: Callable[[Settings], object] | None = None,
+    ) -> None:
+        """A server the stack runs as one process (Kafka, MinIO): waited for when someone
+        else runs it, left alone when it answers, else started (after ``prepare``, which
+        writes its configuration) on its existing data."""
+        s = self.settings
+        if self.external(name):
+            return await self._external_up(title, health, where)
+        if await health(s):
             return None
-        with self.progress.step("starting MinIO…"):
-            await ensure_running(s, minio.spec(s))
+        if prepare is not None:
+            await asyncio.to_thread(prepare, s)
+        with self.progress.step(f"starting {title}…"):
+            await ensure_running(s, spec(s))
         return None
 
     async def _topics_and_bucket(self) -> None:
@@ -232,13 +252,7 @@ class Stack:
             kafka.healthy(s), postgres.healthy(s), minio.healthy(s)
         )
         out = [
-            ComponentStatus(
-                "kafka",
-                k_ok,
-                owned_pid(pid_file(s, "kafka"), kspec.cmdline_match),
-                s.kafka_bootstrap,
-                not self.external("kafka"),
-            ),
+            self._process_status("kafka", k_ok, kspec, s.kafka_bootstrap),
             ComponentStatus(
                 "postgres",
                 p_ok,
@@ -246,25 +260,19 @@ class Stack:
                 s.postgres_dsn,
                 not self.external("postgres"),
             ),
-            ComponentStatus(
-                "minio",
-                m_ok,
-                owned_pid(pid_file(s, "minio"), mspec.cmdline_match),
-                mspec.url,
-                not self.external("minio"),
-            ),
+            self._process_status("minio", m_ok, mspec, mspec.url),
         ]
         for spec in self.services():
-            out.append(
-                ComponentStatus(
-                    spec.name,
-                    await spec.health(),
-                    owned_pid(pid_file(s, spec.name), spec.cmdline_match),
-                    spec.url,
-                    True,
-                )
-            )
+            out.append(self._process_status(spec.name, await spec.health(), spec, spec.url))
         return out
+
+    def _process_status(
+        self, name: str, running: bool, spec: ServiceSpec, url: str | None
+    ) -> ComponentStatus:
+        """A component the stack runs as one process with a pid file (all but PostgreSQL,
+        whose postmaster keeps its own); managed unless the settings point at someone else's."""
+        pid = owned_pid(pid_file(self.settings, name), spec.cmdline_match)
+        return ComponentStatus(name, running, pid, url, not self.external(name))
 
     async def status(self) -> dict[str, Any]:
         comps = await self.components()

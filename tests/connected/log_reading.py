@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from infra.kafka_metadata import topic_partitions
 from schemas.codec import HEADER_EVENT_ID, HEADER_TYPE
 from schemas.topics import DLQ, RUN_EVENTS
 
 
 async def run_partitions(consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-    cluster = await consumer._client.fetch_all_metadata()
-    return [TopicPartition(RUN_EVENTS, p) for p in sorted(cluster.partitions_for_topic(RUN_EVENTS))]
+    return [TopicPartition(RUN_EVENTS, p) for p in await topic_partitions(consumer, RUN_EVENTS)]
 
 
 @dataclass
@@ -155,8 +155,7 @@ async def dead_letters(bootstrap: str, runs: set[str]) -> list[tuple[str, str, s
     await consumer.start()
     found = []
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        tps = [TopicPartition(DLQ, p) for p in sorted(cluster.partitions_for_topic(DLQ) or ())]
+        tps = [TopicPartition(DLQ, p) for p in await topic_partitions(consumer, DLQ)]
         until = await consumer.end_offsets(tps)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)

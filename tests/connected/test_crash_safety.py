@@ -180,6 +180,7 @@ class Submitter:
                     "/v1/runs", json={"workflow_id": self._workflow_id, "input": {"n": n}}
                 )
                 if r.status_code == 429:
+                    # Not a wait for a state: a client that honours Retry-After, as asked.
                     await asyncio.sleep(float(r.headers.get("retry-after", "0.5")))
                     continue
                 assert r.status_code == 202, r.text

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from infra.kafka_metadata import topic_partitions
 from infra.settings import Settings
 from schemas.topics import DLQ, RUN_EVENTS, task_topic
 from tests.connected.live import pid_of
@@ -52,10 +53,9 @@ class Sent:
 
 
 async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    cluster = await consumer._client.fetch_all_metadata()
-    found = cluster.partitions_for_topic(topic)
+    found = await topic_partitions(consumer, topic)
     assert found, f"no topic {topic}"
-    return [TopicPartition(topic, p) for p in sorted(found)]
+    return [TopicPartition(topic, p) for p in found]
 
 
 class DlqReader:

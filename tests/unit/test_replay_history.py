@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from replay.errors import PositionOutsideRun, RunNotInLog
-from replay.run_log import Logged, run_partition, until
+from infra.run_log import Logged, PositionOutsideRun, RunNotInLog, run_partition, until
 from replay.time_travel import describe, state_at
 from run_model import step
 from run_model.testing import EPOCH, build_ir, run_submitted, started, succeeded

@@ -2,9 +2,9 @@
 
 The coordinator answers a PatchSubmitted with ``run.patch_applied`` or ``run.patch_rejected``
 (``payload.patch_id`` = the PatchSubmitted's event id), appended to the same run's stream,
-hence to the same partition of the runs topic, after the submission. ``KafkaVerdicts`` reads
-that partition with a consumer of its own, assigned by hand: no group, nothing committed, it
-only looks.
+hence to the same partition of the runs topic, after the submission. ``KafkaVerdicts`` follows
+that partition with the run reader of ``infra.run_log`` (a consumer of its own, assigned by
+hand: no group, nothing committed, it only looks).
 
 It starts a little before the task was scheduled, not at the submission: a redelivered task
 that submits the same patch again (same id) gets no second verdict, since the coordinator drops
@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
-from infra.kafka_metadata import key_partition, topic_partitions
-from schemas.codec import HEADER_TYPE, decode_event
-from schemas.errors import PoisonRecord
+from infra.run_log import RunPartition, open_run_partition, run_event
+from schemas.codec import HEADER_TYPE
 from schemas.events import PatchApplied, PatchRejected
 from schemas.position import Position
 
@@ -76,74 +76,55 @@ class KafkaVerdicts:
         self._client_id = client_id
 
     async def wait(self, query: VerdictQuery, /) -> Verdict | None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            client_id=self._client_id,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,  # a long poll: the broker answers as soon as data comes
-        )
+        # Where the PatchSubmitted landed, when the reporter said; else where a producer puts
+        # the run's key (``infra.run_log`` asks the brokers).
+        partition = query.submitted.partition if query.submitted is not None else None
         try:
-            async with asyncio.timeout(query.timeout_s):
-                await consumer.start()
-                return await self._scan(consumer, query)
+            async with (
+                asyncio.timeout(query.timeout_s),
+                open_run_partition(
+                    self._bootstrap,
+                    query.run_id,
+                    topic=self._topic,
+                    partition=partition,
+                    client_id=self._client_id,
+                ) as run,
+            ):
+                return await self._scan(run, query)
         except TimeoutError:
             return None
-        finally:
-            await consumer.stop()
 
-    async def _scan(self, consumer: AIOKafkaConsumer, query: VerdictQuery) -> Verdict:
-        tp = TopicPartition(self._topic, await self._partition(consumer, query))
-        consumer.assign([tp])
-        start = await self._start(consumer, tp, query)
-        consumer.seek(tp, start)
-        log.debug("waiting for the verdict on patch %s from %s@%d", query.patch_id, tp, start)
-        key = query.run_id.encode()
-        while True:
-            # Blocks in the broker's long poll until records come or a second passes.
-            batches = await consumer.getmany(tp, timeout_ms=1000, max_records=500)
-            for record in batches.get(tp, ()):
-                verdict = _verdict_in(record, key, query.patch_id)
+    async def _scan(self, run: RunPartition, query: VerdictQuery) -> Verdict | None:
+        start = await self._start(run, query)
+        log.debug("waiting for the verdict on patch %s from %s@%d", query.patch_id, run.tp, start)
+        async with aclosing(run.records(start)) as records:
+            async for record in records:  # without an end: as records are appended
+                verdict = _verdict_in(record, query.patch_id)
                 if verdict is not None:
                     return verdict
+        return None  # not reached: only the timeout ends an endless read
 
-    async def _partition(self, consumer: AIOKafkaConsumer, query: VerdictQuery) -> int:
-        if query.submitted is not None:
-            return query.submitted.partition
-        # Where a producer puts the run's key (``infra.bus`` uses aiokafka's default).
-        partitions = await topic_partitions(consumer, self._topic)
-        if not partitions:
-            raise LookupError(f"topic {self._topic!r} has no partitions")
-        return key_partition(query.run_id.encode(), len(partitions))
-
-    async def _start(
-        self, consumer: AIOKafkaConsumer, tp: TopicPartition, query: VerdictQuery
-    ) -> int:
+    async def _start(self, run: RunPartition, query: VerdictQuery) -> int:
         """The first offset that may hold the verdict (see the module doc)."""
         candidates: list[int] = []
         if query.submitted is not None:
             candidates.append(query.submitted.offset)
         if query.since is not None:
-            ms = int((query.since.timestamp() - self._margin_s) * 1000)
-            found = (await consumer.offsets_for_times({tp: max(ms, 0)})).get(tp)
+            found = await run.offset_since(query.since - timedelta(seconds=self._margin_s))
             if found is not None:
-                candidates.append(found.offset)
+                candidates.append(found)
         if candidates:
             return min(candidates)
         # Neither known: nothing but the whole partition is sure to hold it.
-        return int((await consumer.beginning_offsets([tp]))[tp])
+        return await run.beginning()
 
 
-def _verdict_in(record: ConsumerRecord, key: bytes, patch_id: str) -> Verdict | None:
-    if record.key != key:
-        return None
+def _verdict_in(record: ConsumerRecord, patch_id: str) -> Verdict | None:
+    """The verdict on ``patch_id`` that ``record`` (one of the run's) holds, if it does;
+    records that are not verdicts are skipped by their type header, before any decoding."""
     if dict(record.headers or ()).get(HEADER_TYPE) not in VERDICT_TYPES:
         return None
-    try:
-        event = decode_event(record.value)
-    except PoisonRecord:  # not ours to judge: the coordinator dead-letters it
-        return None
+    event = run_event(record)
     if isinstance(event, PatchApplied | PatchRejected) and event.payload.patch_id == patch_id:
         return event
     return None

@@ -46,6 +46,8 @@ class Background:
 class RunLog(Background):
     """Every event of the run topic, by run, with the record's timestamp (ms)."""
 
+    _consumer: AIOKafkaConsumer
+
     def __init__(self, iso: Isolated) -> None:
         self.iso = iso
         self.by_run: dict[str, list[tuple[Event, int]]] = defaultdict(list)
@@ -64,6 +66,7 @@ class RunLog(Background):
         ]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
+        self._consumer = consumer
         self._task = asyncio.create_task(self._read(consumer))
         return self
 
@@ -79,6 +82,16 @@ class RunLog(Background):
 
     def events(self, run_id: str) -> list[Event]:
         return [ev for ev, _ in self.by_run.get(run_id, [])]
+
+    async def read_to_end(self, partition: int) -> None:
+        """Raises until this log has read ``partition`` up to its end now (poison records and
+        transaction markers included: the position passes them). Polled with eventually."""
+        tp = TopicPartition(self.iso.config.runs_topic, partition)
+        end = await end_offset(self.iso, tp)
+        # Records are taken into ``by_run`` as soon as the consumer returns them (no await in
+        # between), so its position never runs ahead of what ``events`` shows.
+        at = await self._consumer.position(tp)
+        assert at >= end, f"read up to {at}, the partition ends at {end}"
 
 
 class FakeWorker(Background):
@@ -179,6 +192,26 @@ async def committed_past(iso: Isolated, partition: int, offset: int) -> None:
     finally:
         await reader.stop()
     assert done is not None and done > offset, f"committed {done}, waiting for > {offset}"
+
+
+async def end_offset(iso: Isolated, tp: TopicPartition) -> int:
+    reader = AIOKafkaConsumer(bootstrap_servers=iso.settings.kafka_bootstrap)
+    await reader.start()
+    try:
+        return int((await reader.end_offsets([tp]))[tp])
+    finally:
+        await reader.stop()
+
+
+async def settled(iso: Isolated, log: RunLog, run_id: str) -> None:
+    """Raises until all the coordinator decided about the run is in ``log``: it has committed
+    past the run's last event, so it has handled every record of the run, and it sends and
+    waits for the ack of a decision before it commits past its cause; and ``log`` has read the
+    partition to its end after that. A decision made twice would show by then. Polled with
+    eventually."""
+    partition, offset = log.positions[log.events(run_id)[-1].event_id]
+    await committed_past(iso, partition, offset)
+    await log.read_to_end(partition)
 
 
 def of_type(events: list[Event], kind: type[Event], node_id: str | None = None) -> list[Any]:

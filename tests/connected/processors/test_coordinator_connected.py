@@ -24,7 +24,10 @@ from tests.connected.processors.harness import (
     FakeWorker,
     RunLog,
     assert_completed_once_each,
+    committed_past,
     fan_out_fan_in,
+    of_type,
+    settled,
     submit,
 )
 from tests.helpers import eventually
@@ -45,7 +48,7 @@ async def test_fan_out_fan_in_run_completes_with_each_node_scheduled_once(
             assert events and isinstance(events[-1], RunCompleted), [e.type for e in events]
 
         await eventually(done, timeout=90)
-        await asyncio.sleep(1.0)  # anything decided twice would show up by now
+        await eventually(lambda: settled(isolated, log, run_id), timeout=60)
         assert_completed_once_each(log, run_id, ir)
         completed = log.events(run_id)[-1]
         assert completed.payload.output == {"join": {"node": "join"}}
@@ -194,9 +197,12 @@ async def test_killed_coordinator_resumes_from_its_changelog(
                 )
 
             await eventually(b_scheduled, timeout=60)
-            # Past faust's commit interval (2.8 s): the restarted coordinator then resumes
-            # after RunSubmitted and must take the run's state from the changelog.
-            await asyncio.sleep(4.0)
+            # Once the coordinator has committed past b's scheduling (faust commits every
+            # 2.8 s), the restarted one resumes after RunSubmitted and must take the run's
+            # state from the changelog.
+            scheduled = of_type(log.events(run_id), NodeScheduled, "b")[0]
+            where = log.positions[scheduled.event_id]
+            await eventually(lambda: committed_past(isolated, *where), timeout=60)
         assert isolated.process is not None
         isolated.process.kill()
         isolated.process.wait()
@@ -207,7 +213,7 @@ async def test_killed_coordinator_resumes_from_its_changelog(
                 assert any(isinstance(e, RunCompleted) for e in log.events(run_id))
 
             await eventually(done, timeout=120)
-        await asyncio.sleep(1.0)
+        await eventually(lambda: settled(isolated, log, run_id), timeout=60)
         assert_completed_once_each(log, run_id, ir)
     text = isolated.log_text()
     assert "Error in recovery" not in text

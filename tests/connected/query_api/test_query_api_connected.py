@@ -276,6 +276,8 @@ async def test_after_a_future_position_waits_for_the_projector(
     token = f"{RUN_EVENTS}:{partition}:10"  # the projector has consumed up to offset 9 only
     run_id = f"run-{uuid.uuid4().hex}"
     pending = asyncio.create_task(query_api.data(key, RUN_QUERY, {"id": run_id, "after": token}))
+    # Not a wait for a state: the claim is that nothing comes while the position is ahead,
+    # so the test must give the query API the time in which it would (wrongly) answer.
     await asyncio.sleep(0.5)
     assert not pending.done(), "answered before the read side reached the position"
     # As the projector does: the event's rows and the offset past it in one transaction.

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.kafka_metadata import topic_partitions
 from infra.scripted_llm.client import ScriptedLLMClient
 from infra.scripted_llm.mode import uses_scripted_model
 from infra.settings import Settings
@@ -63,8 +64,9 @@ class TopicReader:
 
     async def start(self) -> None:
         await self.consumer.start()
-        cluster = await self.consumer._client.fetch_all_metadata()
-        parts = [TopicPartition(self.topic, p) for p in cluster.partitions_for_topic(self.topic)]
+        found = await topic_partitions(self.consumer, self.topic)
+        assert found, f"no topic {self.topic}"
+        parts = [TopicPartition(self.topic, p) for p in found]
         self.consumer.assign(parts)
         await self.consumer.seek_to_end(*parts)
         for tp in parts:  # resolve the end now, not lazily at the first fetch

@@ -97,6 +97,8 @@ async def test_a_verdict_appended_while_waiting_is_found_among_other_records(
     watcher = KafkaVerdicts(stack.kafka_bootstrap, topic)
     query = VerdictQuery(run_id, patch_id, where, since, timeout_s=20)
     waiting = asyncio.create_task(watcher.wait(query))
+    # Part of the scenario, not a wait for a state: the verdict must come while the watcher
+    # is already waiting (its consumer gives no signal of that), and nothing before it.
     await asyncio.sleep(0.5)
     assert not waiting.done()
     # Not ours: another patch of this run, and the same patch id under another run's key.
@@ -154,6 +156,7 @@ async def test_a_verdict_older_than_the_schedule_margin_is_not_scanned_for(
     """The scan starts near the task's schedule, not at the start of the partition."""
     run_id, patch_id = ids()
     await bus.append(topic, rejected(run_id, patch_id, "long ago"))
+    # Part of the scenario: the old verdict's timestamp must lie beyond the margin (0.5 s).
     await asyncio.sleep(1.5)
     where = await bus.append(topic, submitted(run_id, patch_id))
     watcher = KafkaVerdicts(stack.kafka_bootstrap, topic, clock_margin_s=0.5)

@@ -14,6 +14,7 @@ import contextlib
 import uuid
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from cas.store import ContentStore
@@ -30,6 +31,8 @@ from workers.http import Guard, HttpHandler, build_client, parse_allowlist
 from workers.runtime import serve
 
 __all__ = ["isolated", "producer"]  # fixtures used by this module
+
+pytestmark = pytest.mark.connected
 
 LOOPBACK_NAMES = {
     "good.test": ["127.0.0.1"],
