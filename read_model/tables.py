@@ -131,7 +131,8 @@ class Table(Generic[R]):
         ]
 
     async def write(self, conn: asyncpg.Connection, rows: Sequence[R]) -> None:
-        """Write ``rows`` in one statement (their keys must be distinct)."""
+        """Write ``rows`` in one statement. A table that replaces rows needs their keys
+        distinct: Postgres updates one row at most once per statement."""
         if rows:
             await conn.execute(self.upsert_sql, *self.arrays(rows))
 
