@@ -20,6 +20,7 @@ COPY query_api ./query_api
 COPY processors ./processors
 COPY run_model ./run_model
 COPY projections ./projections
+COPY read_model ./read_model
 COPY workers ./workers
 COPY templating ./templating
 COPY cli ./cli

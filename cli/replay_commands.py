@@ -30,7 +30,8 @@ from cas import ContentStore
 from cli import CLIError
 from infra.settings import Settings
 from projections.errors import ProjectionError
-from projections.runner import DEFAULT_PROJECTION
+from read_model.errors import ReadModelError
+from read_model.offsets import DEFAULT_PROJECTION
 from replay import rebuild as rebuilding
 from replay.dump import dump_schema
 from replay.errors import ReplayError
@@ -119,7 +120,7 @@ def _run(
         raise CLIError(
             "interrupted: the live read models are unchanged; the partial rebuild was dropped"
         ) from None
-    except (ReplayError, ProjectionError) as e:
+    except (ReplayError, ProjectionError, ReadModelError) as e:
         raise CLIError(str(e)) from e
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as e:
         raise _unreachable(e) from e
@@ -136,7 +137,7 @@ def replay_dump(
     SHA-256 per table. Two dumps are equal when the read models hold the same facts."""
     try:
         dump = asyncio.run(dump_schema(Settings().postgres_dsn, schema or _live_schema()))
-    except (ProjectionError, ValueError) as e:
+    except (ReadModelError, ValueError) as e:
         raise CLIError(str(e)) from e
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
         raise _unreachable(e) from e

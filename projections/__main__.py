@@ -17,7 +17,8 @@ import signal
 from cas import ContentStore
 from infra.heartbeat import beat
 from infra.settings import get_settings
-from projections.runner import DEFAULT_PROJECTION, TOPICS, Projector, ProjectorConfig
+from projections.runner import TOPICS, Projector, ProjectorConfig
+from read_model.offsets import DEFAULT_PROJECTION
 
 
 def topics_with_prefix(prefix: str) -> tuple[str, ...]:

@@ -1,9 +1,10 @@
-"""Rows of ``run_patches`` and ``run_versions``, and the blobs a patch's version needs.
+"""The row of ``run_patches``, with its rules, and the blobs a patch's version needs.
 
-Kept apart from ``runs.py`` (which folds events into them) so that the row shapes read on
-their own. A patch row may be created by its verdict when the submission was never seen
-(its record was poison): the submission fills in its own fields later and never undoes the
-verdict.
+The patch row keeps its fold rules with it (``submitted``, ``decided``), so it stays here
+rather than among the plain rows of ``read_model.rows``; its columns are still its fields
+(``patch_store.PATCHES``). A patch row may be created by its verdict when the submission
+was never seen (its record was poison): the submission fills in its own fields later and
+never undoes the verdict.
 """
 
 from __future__ import annotations
@@ -64,19 +65,6 @@ class PatchRow:
             self.rejected_reasons = list(ev.payload.reasons)
             self.current_version = ev.payload.current_version
         return True
-
-
-@dataclass
-class VersionRow:
-    run_id: str
-    seq: int  # 0: the version the run was submitted with; then 1, 2, … per applied patch
-    version: str
-    definition: dict[str, Any]
-    definition_ref: str
-    ir_ref: str
-    created_at: datetime
-    patch_id: str | None = None
-    from_version: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,17 +20,17 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from infra.kafka_metadata import topic_partitions
-from projections import db
 from projections.batch import RawRecord, decode_batch
 from projections.errors import BlobWriteFailed
-from projections.store import apply_batch, load_offsets
+from projections.store import apply_batch
 from projections.version_blobs import JsonStore
+from read_model.offsets import DEFAULT_PROJECTION, load_offsets
+from read_model.schema import connect, ensure_schema
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 
 log = logging.getLogger(__name__)
 
 TOPICS = (WORKFLOW_EVENTS, RUN_EVENTS)
-DEFAULT_PROJECTION = "read_models"
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,9 @@ class Projector:
     async def _project(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition], stop: asyncio.Event
     ) -> None:
-        conn = await db.connect(self.config.dsn, self.config.schema)
+        conn = await connect(self.config.dsn, self.config.schema)
         try:
-            await db.ensure_schema(conn, self.config.schema)
+            await ensure_schema(conn, self.config.schema)
             stored = await load_offsets(conn, self.config.projection)
             for tp in partitions:
                 if (tp.topic, tp.partition) in stored:

@@ -28,10 +28,10 @@ into them here, in log order, and writes back the rows that changed. Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from projections.patch_rows import Blob, PatchRow, VersionRow
+from projections.patch_rows import Blob, PatchRow
+from read_model.rows import ApprovalRow, ForkRow, NodeRow, RunRow, VersionRow
 from run_model import fold
 from run_model.forking import fork_state
 from schemas.envelope import Event
@@ -68,73 +68,6 @@ NODE_RANK = {
     "SKIPPED": 5,
     "SUCCEEDED": 5,
 }
-
-
-@dataclass
-class RunRow:
-    run_id: str
-    tenant: str
-    workflow_id: str
-    workflow_name: str
-    version: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    input: Any = None
-    output: Any = None
-    error: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    event_count: int = 0
-
-
-@dataclass
-class NodeRow:
-    run_id: str
-    node_id: str
-    node_type: str
-    status: str = "PENDING"
-    attempts: int = 0
-    successes: int = 0
-    scheduled_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    output: Any = None
-    output_ref: str | None = None
-    error: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    cached_tokens: int = 0
-
-
-@dataclass
-class ApprovalRow:
-    run_id: str
-    node_id: str
-    tenant: str
-    attempt: int
-    status: str  # WAITING APPROVED REJECTED CANCELLED
-    prompt: str
-    requested_at: datetime
-    due_at: datetime | None = None
-    default_outcome: str | None = None
-    decision: str | None = None
-    comment: str | None = None
-    decided_by: str | None = None
-    decided_at: datetime | None = None
-    timed_out: bool = False
-    refusals: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ForkRow:
-    """Where a fork came from (the ``forked_*`` columns of its ``runs`` row)."""
-
-    run_id: str
-    forked_from: str
-    forked_at: str  # log position token of the source's last event included
-    forked_at_seq: int
 
 
 @dataclass

@@ -10,28 +10,22 @@ Patched versions' definitions and IRs go to the CAS inside the batch, before it 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 
 import asyncpg
 
 from projections.batch import Batch, Positioned
-from projections.db import lock_batches
-from projections.patch_store import (
-    delete_nodes,
-    load_patches,
-    patch_ids_of,
-    write_patches,
-    write_versions,
-)
-from projections.runs import ApprovalRow, ForkRow, NodeRow, RunFold, RunRow
+from projections.patch_store import PATCHES, delete_nodes, load_patches, patch_ids_of
+from projections.runs import RunFold
 from projections.version_blobs import JsonStore, store_blobs
 from projections.workflows import VersionRow, WorkflowRow, fold_published
+from read_model.channels import PROGRESS_CHANNEL, RUN_CHANNEL
+from read_model.offsets import store_offsets
+from read_model.rows import ForkRow
+from read_model.schema import lock_batches
+from read_model.tables import APPROVALS, NODES, RUN_VERSIONS, RUNS
 from schemas.events import WorkflowPublished
-
-RUN_CHANNEL = "aob_run_changed"
-PROGRESS_CHANNEL = "aob_projection_progress"
 
 
 @dataclass(frozen=True)
@@ -42,10 +36,6 @@ class Applied:
     runs_changed: frozenset[str]
 
 
-def _dumps(value: object) -> str | None:
-    return None if value is None else json.dumps(value)
-
-
 def _split_new(batch_events: list[Positioned], seen: set[str]) -> tuple[list[Positioned], int]:
     """Events not seen before, first copy only, in log order; and how many were dropped."""
     fresh = []
@@ -54,14 +44,6 @@ def _split_new(batch_events: list[Positioned], seen: set[str]) -> tuple[list[Pos
             seen.add(pe.event.event_id)
             fresh.append(pe)
     return fresh, len(batch_events) - len(fresh)
-
-
-async def load_offsets(conn: asyncpg.Connection, projection: str) -> dict[tuple[str, int], int]:
-    rows = await conn.fetch(
-        "SELECT topic, partition, next_offset FROM projection_offsets WHERE projection = $1",
-        projection,
-    )
-    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
 async def apply_batch(
@@ -78,15 +60,7 @@ async def apply_batch(
         run_events = [pe for pe in batch.events if not pe.event.type.startswith("workflow.")]
         new_wf, dup_wf = await _workflows(conn, wf_events)
         new_run, dup_run, changed = await _runs(conn, run_events, cas)
-        await conn.executemany(
-            """INSERT INTO projection_offsets (projection, topic, partition, next_offset)
-               VALUES ($1, $2, $3, $4)
-               ON CONFLICT (projection, topic, partition)
-               DO UPDATE SET next_offset = GREATEST(projection_offsets.next_offset,
-                                                    EXCLUDED.next_offset),
-                             updated_at = now()""",
-            [(projection, t, p, o) for (t, p), o in batch.next_offsets.items()],
-        )
+        await store_offsets(conn, projection, batch.next_offsets)
         # Delivered at commit, and only if it commits; one per run and batch (NOTIFY takes a
         # global lock at commit, so it is coalesced).
         if changed:
@@ -190,48 +164,19 @@ async def _workflows(conn: asyncpg.Connection, events: list[Positioned]) -> tupl
 
 # --- runs ------------------------------------------------------------------------------
 
-_RUN_COLUMNS = (
-    "run_id, tenant, workflow_id, workflow_name, version, status, input, output, error,"
-    " created_at, updated_at, started_at, finished_at, event_count"
-)
-_NODE_COLUMNS = (
-    "run_id, node_id, node_type, status, attempts, successes, scheduled_at, started_at,"
-    " finished_at, output, output_ref, error, prompt_tokens, completion_tokens, total_tokens,"
-    " cached_tokens"
-)
-_APPROVAL_COLUMNS = (
-    "run_id, node_id, tenant, attempt, status, prompt, requested_at, due_at, default_outcome,"
-    " decision, comment, decided_by, decided_at, timed_out, refusals"
-)
-
 
 async def _load_fold(conn: asyncpg.Connection, run_ids: list[str], patch_ids: list[str]) -> RunFold:
     fold = RunFold()
-    for r in await conn.fetch(
-        f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ANY($1::text[])", run_ids
-    ):
-        row = dict(r)  # asyncpg hands jsonb over as its text
-        row["input"], row["output"] = _loads(row["input"]), _loads(row["output"])
-        fold.runs[row["run_id"]] = RunRow(**row)
-    for r in await conn.fetch(
-        f"SELECT {_NODE_COLUMNS} FROM node_executions WHERE run_id = ANY($1::text[])", run_ids
-    ):
-        row = dict(r)
-        row["output"] = _loads(row["output"])
-        fold.add_node(NodeRow(**row))
-    for r in await conn.fetch(
-        f"SELECT {_APPROVAL_COLUMNS} FROM approvals WHERE run_id = ANY($1::text[])", run_ids
-    ):
-        row = dict(r)
-        row["refusals"] = _loads(row["refusals"])
-        fold.approvals[(row["run_id"], row["node_id"])] = ApprovalRow(**row)
+    of_runs = "run_id = ANY($1::text[])"
+    for run in await RUNS.fetch(conn, of_runs, run_ids):
+        fold.runs[run.run_id] = run
+    for node in await NODES.fetch(conn, of_runs, run_ids):
+        fold.add_node(node)
+    for approval in await APPROVALS.fetch(conn, of_runs, run_ids):
+        fold.approvals[(approval.run_id, approval.node_id)] = approval
     if patch_ids:  # only the patches this batch's events touch
         await load_patches(conn, fold, run_ids, patch_ids)
     return fold
-
-
-def _loads(text: str | None) -> object:
-    return None if text is None else json.loads(text)
 
 
 async def _runs(
@@ -294,132 +239,17 @@ async def _runs(
            ON CONFLICT DO NOTHING""",
         *map(list, zip(*history, strict=True)),
     )
-    await _write_runs(conn, [fold.runs[r] for r in sorted(fold.changed_runs)])
+    # The rows were read under the batch lock and folded here: they replace what is stored.
+    await RUNS.write(conn, [fold.runs[r] for r in sorted(fold.changed_runs)])
     await _write_forks(conn, fold.forks)
-    await _write_nodes(conn, [fold.nodes[k] for k in sorted(fold.changed_nodes)])
-    await _write_approvals(conn, [fold.approvals[k] for k in sorted(fold.changed_approvals)])
+    await NODES.write(conn, [fold.nodes[k] for k in sorted(fold.changed_nodes)])
+    await APPROVALS.write(conn, [fold.approvals[k] for k in sorted(fold.changed_approvals)])
     await delete_nodes(conn, sorted(fold.removed_nodes))
-    await write_patches(conn, [fold.patches[k] for k in sorted(fold.changed_patches)])
-    await write_versions(conn, fold.new_versions)
+    await PATCHES.write(conn, [fold.patches[k] for k in sorted(fold.changed_patches)])
+    await RUN_VERSIONS.write(conn, fold.new_versions)
     if cas is not None:
         await store_blobs(cas, fold.blobs)
     return len(fresh), dropped, fold.changed_runs
-
-
-async def _write_runs(conn: asyncpg.Connection, rows: list[RunRow]) -> None:
-    if not rows:
-        return
-    cols = [
-        [r.run_id for r in rows],
-        [r.tenant for r in rows],
-        [r.workflow_id for r in rows],
-        [r.workflow_name for r in rows],
-        [r.version for r in rows],
-        [r.status for r in rows],
-        [_dumps(r.input) for r in rows],
-        [_dumps(r.output) for r in rows],
-        [r.error for r in rows],
-        [r.created_at for r in rows],
-        [r.updated_at for r in rows],
-        [r.started_at for r in rows],
-        [r.finished_at for r in rows],
-        [r.event_count for r in rows],
-    ]
-    # The rows were read under the batch lock and folded here: they replace what is stored.
-    await conn.execute(
-        f"""INSERT INTO runs ({_RUN_COLUMNS})
-            SELECT a, b, c, d, e, f, g::jsonb, h::jsonb, i, j, k, l, m, n
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                        $7::text[], $8::text[], $9::text[], $10::timestamptz[],
-                        $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::int[])
-                 AS x(a, b, c, d, e, f, g, h, i, j, k, l, m, n)
-            ON CONFLICT (run_id) DO UPDATE SET
-              tenant = EXCLUDED.tenant, workflow_id = EXCLUDED.workflow_id,
-              workflow_name = EXCLUDED.workflow_name, version = EXCLUDED.version,
-              status = EXCLUDED.status, input = EXCLUDED.input, output = EXCLUDED.output,
-              error = EXCLUDED.error, created_at = EXCLUDED.created_at,
-              updated_at = EXCLUDED.updated_at, started_at = EXCLUDED.started_at,
-              finished_at = EXCLUDED.finished_at, event_count = EXCLUDED.event_count""",
-        *cols,
-    )
-
-
-async def _write_nodes(conn: asyncpg.Connection, rows: list[NodeRow]) -> None:
-    if not rows:
-        return
-    cols = [
-        [r.run_id for r in rows],
-        [r.node_id for r in rows],
-        [r.node_type for r in rows],
-        [r.status for r in rows],
-        [r.attempts for r in rows],
-        [r.successes for r in rows],
-        [r.scheduled_at for r in rows],
-        [r.started_at for r in rows],
-        [r.finished_at for r in rows],
-        [_dumps(r.output) for r in rows],
-        [r.output_ref for r in rows],
-        [r.error for r in rows],
-        [r.prompt_tokens for r in rows],
-        [r.completion_tokens for r in rows],
-        [r.total_tokens for r in rows],
-        [r.cached_tokens for r in rows],
-    ]
-    await conn.execute(
-        f"""INSERT INTO node_executions ({_NODE_COLUMNS})
-            SELECT a, b, c, d, e, f, g, h, i, j::jsonb, k, l, m, n, o, p
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[],
-                        $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[],
-                        $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[],
-                        $16::bigint[])
-                 AS x(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p)
-            ON CONFLICT (run_id, node_id) DO UPDATE SET
-              node_type = EXCLUDED.node_type, status = EXCLUDED.status,
-              attempts = EXCLUDED.attempts, successes = EXCLUDED.successes,
-              scheduled_at = EXCLUDED.scheduled_at, started_at = EXCLUDED.started_at,
-              finished_at = EXCLUDED.finished_at, output = EXCLUDED.output,
-              output_ref = EXCLUDED.output_ref, error = EXCLUDED.error,
-              prompt_tokens = EXCLUDED.prompt_tokens,
-              completion_tokens = EXCLUDED.completion_tokens,
-              total_tokens = EXCLUDED.total_tokens, cached_tokens = EXCLUDED.cached_tokens""",
-        *cols,
-    )
-
-
-async def _write_approvals(conn: asyncpg.Connection, rows: list[ApprovalRow]) -> None:
-    if not rows:
-        return
-    await conn.executemany(
-        f"""INSERT INTO approvals ({_APPROVAL_COLUMNS})
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)
-            ON CONFLICT (run_id, node_id) DO UPDATE SET
-              attempt = EXCLUDED.attempt, status = EXCLUDED.status, prompt = EXCLUDED.prompt,
-              requested_at = EXCLUDED.requested_at, due_at = EXCLUDED.due_at,
-              default_outcome = EXCLUDED.default_outcome, decision = EXCLUDED.decision,
-              comment = EXCLUDED.comment, decided_by = EXCLUDED.decided_by,
-              decided_at = EXCLUDED.decided_at, timed_out = EXCLUDED.timed_out,
-              refusals = EXCLUDED.refusals""",
-        [
-            (
-                a.run_id,
-                a.node_id,
-                a.tenant,
-                a.attempt,
-                a.status,
-                a.prompt,
-                a.requested_at,
-                a.due_at,
-                a.default_outcome,
-                a.decision,
-                a.comment,
-                a.decided_by,
-                a.decided_at,
-                a.timed_out,
-                json.dumps(a.refusals),
-            )
-            for a in rows
-        ],
-    )
 
 
 async def _write_forks(conn: asyncpg.Connection, rows: list[ForkRow]) -> None:

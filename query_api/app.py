@@ -34,8 +34,6 @@ from auth import ensure_schema as ensure_auth_schema
 from cas import ContentStore
 from infra.body_limit import BodyLimit
 from infra.settings import Settings, get_settings
-from projections.db import check_schema_name
-from projections.db import ensure_schema as ensure_read_models
 from query_api.context import ReadContext
 from query_api.errors import Unauthenticated
 from query_api.listen import Listener
@@ -44,6 +42,8 @@ from query_api.progress import ProgressWatcher
 from query_api.run_changes import RunChanges
 from query_api.schema import schema
 from query_api.settings import QueryApiSettings
+from read_model.schema import check_schema_name
+from read_model.schema import ensure_schema as ensure_read_models
 
 UNAUTHORIZED = (
     "missing or unknown API key: send 'Authorization: Bearer <key>' "

@@ -1,4 +1,8 @@
-"""The SQL of the read side: every query is scoped to the caller's tenant."""
+"""The SQL of the read side: every query is scoped to the caller's tenant.
+
+The column lists of the run tables are their row dataclasses' fields (``read_model.tables``),
+less the columns the API does not show.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,12 @@ from typing import Any
 
 import asyncpg
 
-RUN_COLUMNS = """run_id, tenant, workflow_id, workflow_name, version, status, input, output,
-    error, created_at, updated_at, started_at, finished_at"""
+from read_model.tables import APPROVALS, NODES, RUN_VERSIONS, RUNS
+
+# event_count is read only by ``run_state``: it tells a subscriber that something changed.
+RUN_COLUMNS = RUNS.select_list(without=["event_count"])
+NODE_COLUMNS = NODES.select_list(without=["successes", "scheduled_at"])
+APPROVAL_COLUMNS = APPROVALS.select_list(without=["tenant"])
 
 
 async def run(pool: asyncpg.Pool, tenant: str, run_id: str) -> asyncpg.Record | None:
@@ -22,7 +30,7 @@ async def run_state(pool: asyncpg.Pool, tenant: str, run_id: str) -> asyncpg.Rec
     """The run as ``run`` reads it, with its event count (what tells a subscriber that
     something it can see changed)."""
     return await pool.fetchrow(
-        f"SELECT {RUN_COLUMNS}, event_count FROM runs WHERE run_id = $1 AND tenant = $2",
+        f"SELECT {RUNS.select_list()} FROM runs WHERE run_id = $1 AND tenant = $2",
         run_id,
         tenant,
     )
@@ -90,17 +98,10 @@ async def runs_page(
 
 async def nodes_of_runs(pool: asyncpg.Pool, run_ids: Sequence[str]) -> list[asyncpg.Record]:
     return await pool.fetch(
-        """SELECT run_id, node_id, node_type, status, attempts, started_at, finished_at,
-                  output, output_ref, error, prompt_tokens, completion_tokens, total_tokens,
-                  cached_tokens
-           FROM node_executions WHERE run_id = ANY($1::text[])
-           ORDER BY scheduled_at NULLS LAST, node_id""",
+        f"""SELECT {NODE_COLUMNS} FROM node_executions WHERE run_id = ANY($1::text[])
+            ORDER BY scheduled_at NULLS LAST, node_id""",
         list(run_ids),
     )
-
-
-APPROVAL_COLUMNS = """run_id, node_id, attempt, status, prompt, requested_at, due_at,
-    default_outcome, decision, comment, decided_by, decided_at, timed_out, refusals"""
 
 
 async def approvals_of_run(pool: asyncpg.Pool, run_id: str) -> list[asyncpg.Record]:
@@ -184,8 +185,7 @@ async def patches_of_runs(pool: asyncpg.Pool, run_ids: Sequence[str]) -> list[as
 
 async def versions_of_runs(pool: asyncpg.Pool, run_ids: Sequence[str]) -> list[asyncpg.Record]:
     return await pool.fetch(
-        """SELECT run_id, seq, version, definition, definition_ref, ir_ref, patch_id,
-                  from_version, created_at
-           FROM run_versions WHERE run_id = ANY($1::text[]) ORDER BY run_id, seq""",
+        f"""SELECT {RUN_VERSIONS.select_list()} FROM run_versions
+            WHERE run_id = ANY($1::text[]) ORDER BY run_id, seq""",
         list(run_ids),
     )

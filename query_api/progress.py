@@ -13,10 +13,8 @@ import asyncio
 import contextlib
 from typing import Any
 
-from projections.store import PROGRESS_CHANNEL
 from query_api.listen import Listener
-
-__all__ = ["PROGRESS_CHANNEL", "ProgressWatcher"]
+from read_model.channels import PROGRESS_CHANNEL
 
 LISTENING_POLL_S = 1.0  # a safety net only: notifications do the real waking
 DEAF_POLL_S = 0.05  # while the LISTEN connection is down

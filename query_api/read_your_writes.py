@@ -13,6 +13,7 @@ import asyncpg
 
 from query_api.errors import BadPosition, NotCaughtUp
 from query_api.progress import ProgressWatcher
+from read_model.offsets import next_offset
 from schemas.position import Position
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 
@@ -35,14 +36,8 @@ def parse_position(token: str) -> Position:
 
 
 async def caught_up(pool: asyncpg.Pool, projection: str, position: Position) -> bool:
-    next_offset = await pool.fetchval(
-        """SELECT next_offset FROM projection_offsets
-           WHERE projection = $1 AND topic = $2 AND partition = $3""",
-        projection,
-        position.topic,
-        position.partition,
-    )
-    return next_offset is not None and next_offset > position.offset
+    stored = await next_offset(pool, projection, position.topic, position.partition)
+    return stored is not None and stored > position.offset
 
 
 async def wait_for(

@@ -14,10 +14,8 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 
-from projections.store import RUN_CHANNEL  # payload: the run id
 from query_api.listen import Listener
-
-__all__ = ["RUN_CHANNEL", "RunChanges", "Wakeup"]
+from read_model.channels import RUN_CHANNEL  # payload: the run id
 
 LISTENING_POLL_S = 10.0  # a safety net only: notifications do the real waking
 DEAF_POLL_S = 0.5  # while the LISTEN connection is down; slow, as many may be polling

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from projections.runner import DEFAULT_PROJECTION
+from read_model.offsets import DEFAULT_PROJECTION
 
 
 class QueryApiSettings(BaseSettings):

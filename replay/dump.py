@@ -1,6 +1,6 @@
 """A stable dump of a schema's read models: what a rebuild must reproduce, row for row.
 
-Every table that ``projections/schema.sql`` creates, rows ordered by primary key, each row
+Every table that ``read_model/schema.sql`` creates, rows ordered by primary key, each row
 as one canonical JSON line (sorted keys, no spaces, timestamps in UTC), and a SHA-256 digest
 per table. Two dumps are equal exactly when the read models hold the same facts.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from projections.db import check_schema_name, schema_sql
+from read_model.schema import check_schema_name, schema_sql
 
 # Defaults that stamp the time of the write (lower-case, as pg_get_expr prints them).
 _CLOCK_DEFAULTS = ("now()", "current_timestamp", "clock_timestamp()", "statement_timestamp()")

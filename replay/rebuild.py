@@ -41,11 +41,13 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.kafka_metadata import topic_partitions
-from projections import db
 from projections.batch import RawRecord, decode_batch
-from projections.runner import DEFAULT_PROJECTION, TOPICS
-from projections.store import PROGRESS_CHANNEL, apply_batch
+from projections.runner import TOPICS
+from projections.store import apply_batch
 from projections.version_blobs import JsonStore
+from read_model.channels import PROGRESS_CHANNEL
+from read_model.offsets import DEFAULT_PROJECTION, Key, load_offsets
+from read_model.schema import check_schema_name, connect, ensure_schema, lock_batches, quoted
 from replay.dump import tables_of
 from replay.errors import RebuildFailed
 
@@ -65,8 +67,6 @@ SWAP_ATTEMPTS = 50
 SMALL_GAP = 2000
 # Relation kinds a swap moves with their tables: tables, indexes, owned sequences.
 _MOVABLE = frozenset("rpiIS")
-
-Key = tuple[str, int]  # (topic, partition)
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,7 @@ def topics_of(projection: str) -> tuple[str, ...]:
 
 def schema_names(token: str) -> tuple[str, str]:
     """(rebuild schema, retired schema) of one rebuild."""
-    return db.check_schema_name(REBUILD_PREFIX + token), db.check_schema_name(
-        RETIRED_PREFIX + token
-    )
+    return check_schema_name(REBUILD_PREFIX + token), check_schema_name(RETIRED_PREFIX + token)
 
 
 def behind(positions: Mapping[Key, int], targets: Mapping[Key, int]) -> dict[Key, int]:
@@ -150,7 +148,7 @@ def swap_statements(
     rebuilt table in. All live ones move out first, so no index name is ever taken twice."""
     moving = sorted(tables)
     out = sorted(set(live_tables) & set(moving))
-    q = _quote
+    q = quoted
     return [
         f"CREATE SCHEMA {q(retired)}",
         *(f"ALTER TABLE {q(live)}.{q(t)} SET SCHEMA {q(retired)}" for t in out),
@@ -304,7 +302,7 @@ async def _build(
     report: Callable[[Progress], None],
 ) -> list[str]:
     """Steps 2 to 4: read, catch up, swap. The rebuilt tables' names once swapped."""
-    conn = await db.connect(config.dsn, schemas.rebuilt)
+    conn = await connect(config.dsn, schemas.rebuilt)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=config.bootstrap,
         group_id=None,
@@ -315,7 +313,7 @@ async def _build(
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     try:
-        await db.ensure_schema(conn, schemas.rebuilt)
+        await ensure_schema(conn, schemas.rebuilt)
         await _check_movable(guard, schemas.rebuilt)
         await consumer.start()
         log = _Log(consumer, conn, config, cas, progress, report)
@@ -325,7 +323,7 @@ async def _build(
         progress.stage = "catching up"
         # Unlocked: the live projector may run ahead meanwhile; go on until little is left.
         while True:
-            targets = await _live_offsets(guard, schemas.live, config.projection)
+            targets = await load_offsets(guard, config.projection, schemas.live)
             gap = sum(behind(log.positions, targets).values())
             progress.total = progress.records + gap
             if gap <= SMALL_GAP:
@@ -347,12 +345,12 @@ async def _swap(guard: asyncpg.Connection, log: _Log, schemas: _Schemas) -> list
         try:
             async with guard.transaction():
                 # The live projector is between two batches from here to the commit.
-                await db.lock_batches(guard, live)
-                await log.read_until(await _live_offsets(guard, live, log.config.projection))
+                await lock_batches(guard, live)
+                await log.read_until(await load_offsets(guard, log.config.projection, live))
                 tables = await tables_of(guard, rebuilt)
                 live_tables = await tables_of(guard, live)
-                moving = [f"{_quote(rebuilt)}.{_quote(t)}" for t in tables] + [
-                    f"{_quote(live)}.{_quote(t)}" for t in tables if t in live_tables
+                moving = [f"{quoted(rebuilt)}.{quoted(t)}" for t in tables] + [
+                    f"{quoted(live)}.{quoted(t)}" for t in tables if t in live_tables
                 ]
                 await guard.execute(f"SET LOCAL lock_timeout = {SWAP_LOCK_TIMEOUT_MS}")
                 try:
@@ -399,20 +397,10 @@ async def _live_schema(conn: asyncpg.Connection, configured: str | None) -> str:
         if name is None:
             raise RebuildFailed("the database has no default schema (check search_path)")
         return name
-    name = db.check_schema_name(configured)
+    name = check_schema_name(configured)
     if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", name):
         raise RebuildFailed(f"the live schema {name!r} does not exist")
     return name
-
-
-async def _live_offsets(conn: asyncpg.Connection, schema: str, projection: str) -> dict[Key, int]:
-    table = f"{_quote(schema)}.projection_offsets"
-    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
-        return {}  # the live projector never ran here
-    rows = await conn.fetch(
-        f"SELECT topic, partition, next_offset FROM {table} WHERE projection = $1", projection
-    )
-    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
 async def _check_movable(conn: asyncpg.Connection, schema: str) -> None:
@@ -440,9 +428,9 @@ async def _drop_schema(conn: asyncpg.Connection, schema: str) -> None:
     async with conn.transaction():
         if tables:
             await conn.execute(
-                "DROP TABLE " + ", ".join(f"{_quote(schema)}.{_quote(t)}" for t in tables)
+                "DROP TABLE " + ", ".join(f"{quoted(schema)}.{quoted(t)}" for t in tables)
             )
-        await conn.execute(f"DROP SCHEMA IF EXISTS {_quote(schema)}")
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quoted(schema)}")
 
 
 async def _drop_quietly(dsn: str, schema: str) -> None:
@@ -454,7 +442,3 @@ async def _drop_quietly(dsn: str, schema: str) -> None:
             await _drop_schema(conn, schema)
         finally:
             await conn.close(timeout=5)
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'

@@ -47,7 +47,7 @@ from infra.stack.process import (
     log_file,
     pid_alive,
 )
-from projections.runner import DEFAULT_PROJECTION
+from read_model.offsets import DEFAULT_PROJECTION
 from schemas.topics import RUN_EVENTS
 from tests.connected.live import pid_of, spec_of
 from tests.connected.log_reading import LogTail, count_log, dead_letters, end_offsets

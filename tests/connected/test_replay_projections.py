@@ -29,8 +29,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from auth import issue_key
 from infra.kafka_metadata import topic_partitions
 from infra.settings import Settings
-from projections import db
-from projections.runner import DEFAULT_PROJECTION, TOPICS
+from projections.runner import TOPICS
+from read_model import schema as db
+from read_model.offsets import DEFAULT_PROJECTION
 from replay.dump import Dump, differences, dump_schema
 from replay.rebuild import REBUILD_PREFIX
 from tests.connected.run_client import RunClient, http_clients, statuses

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from projections.runner import DEFAULT_PROJECTION, TOPICS
+from projections.runner import TOPICS
+from read_model.offsets import DEFAULT_PROJECTION
 from replay.errors import RebuildFailed
 from replay.rebuild import (
     REBUILD_PREFIX,

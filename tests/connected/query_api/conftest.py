@@ -16,7 +16,7 @@ import pytest
 
 from auth import issue_key
 from infra.settings import Settings
-from projections import db as read_db
+from read_model import schema as read_db
 from tests.connected.query_api.support import CATCH_UP_TIMEOUT_S, QueryApi
 from tests.helpers import eventually, free_port
 

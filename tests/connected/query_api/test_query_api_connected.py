@@ -13,8 +13,8 @@ import pytest
 
 from cas import ContentStore
 from infra.settings import Settings
-from projections.runner import DEFAULT_PROJECTION
-from query_api.progress import PROGRESS_CHANNEL
+from read_model.channels import PROGRESS_CHANNEL
+from read_model.offsets import DEFAULT_PROJECTION
 from schemas.topics import RUN_EVENTS
 from tests.connected.query_api.support import (
     CATCH_UP_TIMEOUT_S,

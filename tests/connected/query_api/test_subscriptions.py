@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from infra.settings import Settings
-from query_api.run_changes import RUN_CHANNEL
+from read_model.channels import RUN_CHANNEL
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 from tests.connected.conftest import LIVE_HTTP_TARGET
 from tests.connected.query_api.support import T0, QueryApi, insert_run

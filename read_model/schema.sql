@@ -1,4 +1,4 @@
--- Read models, built by projections from the log and read by query_api.
+-- Read models, built by projections from the log and read by query_api and replay.
 -- Created idempotently at start-up; every table can be dropped and rebuilt from the log.
 
 CREATE TABLE IF NOT EXISTS projection_offsets (

@@ -1,8 +1,9 @@
-"""The read-model schema and connections to it.
+"""The read models' Postgres schema: its tables, its name, its creation and its batch lock.
 
-Tables are created from ``schema.sql`` at start-up (idempotent). A projection may write into
-its own Postgres schema (``--schema``): a rebuild or a test then never touches the live
-tables, and a swap is a rename.
+Tables are created from ``schema.sql`` at start-up (idempotent) by every process that needs
+them: the projector, the query API, a rebuild. A projection may write into its own Postgres
+schema (``--schema``): a rebuild or a test then never touches the live tables, and a swap is
+a rename.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from importlib import resources
 
 import asyncpg
 
-from projections.errors import SchemaNameInvalid
+from read_model.errors import SchemaNameInvalid
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -30,7 +31,7 @@ _LOCK_BATCHES = (
 
 
 def schema_sql() -> str:
-    return resources.files("projections").joinpath("schema.sql").read_text()
+    return resources.files("read_model").joinpath("schema.sql").read_text()
 
 
 def check_schema_name(schema: str) -> str:
@@ -39,8 +40,14 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
+def quoted(identifier: str) -> str:
+    """``identifier`` as a quoted SQL identifier (a schema or table name in DDL)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
 async def connect(dsn: str, schema: str | None = None) -> asyncpg.Connection:
-    """A connection whose unqualified table names resolve in ``schema`` (else the default)."""
+    """A writer's connection whose unqualified table names resolve in ``schema`` (else the
+    default one)."""
     settings = {"application_name": "aob-projections"}
     if schema is not None:
         settings["search_path"] = check_schema_name(schema)
