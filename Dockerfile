@@ -1,4 +1,13 @@
 # The AOB image: every service and the CLI. docker-compose.yml runs one container per service.
+#
+# The project is copied as a whole (`COPY . .`) and .dockerignore leaves out what is no part of
+# it (virtualenvs, caches, .git, tests), so a new package is in the image as soon as
+# pyproject.toml lists it; this file never names packages. tests/unit/test_docker_image.py
+# installs exactly what this file copies and imports every service from that install.
+#
+# The console's bundle, once it exists, is built in a stage of its own ahead of this one
+# (e.g. `FROM node:<lts>-slim AS console`, running the bundler), and this stage takes only its
+# output (`COPY --from=console <dist> ./console/...`), so Node never reaches the image.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,22 +18,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 aob
 WORKDIR /app
 
-# Dependencies first (cached layer), then the code.
-COPY pyproject.toml README.md ./
-COPY schemas ./schemas
-COPY infra ./infra
-COPY cas ./cas
-COPY auth ./auth
-COPY command_api ./command_api
-COPY query_api ./query_api
-COPY processors ./processors
-COPY run_model ./run_model
-COPY projections ./projections
-COPY read_model ./read_model
-COPY workers ./workers
-COPY templating ./templating
-COPY cli ./cli
-COPY examples ./examples
+COPY . .
 RUN pip install .
 
 USER aob
