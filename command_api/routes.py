@@ -14,8 +14,8 @@ from command_api.context import CommandContext, CompiledVersion, principal_of
 from command_api.errors import InvalidInput, NotFound, PayloadTooLarge
 from command_api.idempotency import Answer, keyed_id, once, request_hash
 from command_api.metrics import EVENTS_APPENDED
-from run_model import fold
 from replay.run_log import read_run, until
+from run_model import fold
 from schemas import (
     Actor,
     ApprovalSubmitted,
@@ -36,8 +36,16 @@ from schemas import (
     new_id,
 )
 from schemas.codec import encode_event
-from schemas.envelope import Event
-from schemas.events import MAX_EVENT_BYTES
+from schemas.envelope import Event, Payload, build_event
+from schemas.events import (
+    MAX_EVENT_BYTES,
+    ApprovalSubmittedPayload,
+    PatchSubmittedPayload,
+    RunCancelRequestedPayload,
+    RunForkedPayload,
+    RunSubmittedPayload,
+    WorkflowPublishedPayload,
+)
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 
 router = APIRouter(prefix="/v1")
@@ -97,12 +105,18 @@ async def _append(ctx: CommandContext, topic: str, event: Event, advice: str | N
     return position.token()
 
 
+def _accepted(event: Event, position: str, **answer: Any) -> Answer:
+    """202 with what the command's answer names, then the appended event and its position
+    (a client waits for that position on the read side)."""
+    return 202, {**answer, "event_id": event.event_id, "position": position}
+
+
 async def _to_run(
     ctx: CommandContext,
     caller: Principal,
     run_id: str,
     kind: type[Event],
-    payload: dict[str, Any],
+    payload: Payload,
     *,
     scope: str,
     idempotency_key: str | None,
@@ -112,12 +126,12 @@ async def _to_run(
     event and its position."""
     if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
         raise NotFound(f"run {run_id!r} not found")
-    event = kind(
-        event_id=keyed_id(scope, caller.tenant, idempotency_key) or new_id(),
+    event = build_event(
+        kind,
+        payload,
+        event_id=keyed_id(scope, caller.tenant, idempotency_key),
         aggregate_id=run_id,
-        correlation_id=run_id,
         actor=_actor(caller),
-        payload=payload,
     )
     return event, await _append(ctx, RUN_EVENTS, event)
 
@@ -165,18 +179,20 @@ async def publish_workflow(
             # An older version published again becomes the latest once more: that is a
             # change the read side must see, so it is a new event (blobs are already stored).
             definition_ref, ir_ref = known.definition_ref, known.ir_ref
-        event = WorkflowPublished(
-            event_id=keyed_id("publish", caller.tenant, idempotency_key) or new_id(),
+        payload = WorkflowPublishedPayload(
+            workflow_id=workflow_id,
+            name=command.name,
+            version=ir.version,
+            definition=definition,
+            definition_ref=definition_ref,
+            ir_ref=ir_ref,
+        )
+        event = build_event(
+            WorkflowPublished,
+            payload,
+            event_id=keyed_id("publish", caller.tenant, idempotency_key),
             aggregate_id=workflow_id,
             actor=_actor(caller),
-            payload={
-                "workflow_id": workflow_id,
-                "name": command.name,
-                "version": ir.version,
-                "definition": definition,
-                "definition_ref": definition_ref,
-                "ir_ref": ir_ref,
-            },
         )
         # Appended before the registry row: a version runs can be bound to is always in the
         # log. A crash in between leaves an event without a row; publishing again fixes it.
@@ -216,26 +232,27 @@ async def submit_run(
         # With an Idempotency-Key, a retry after a crash re-appends the same ids (dropped as
         # duplicates downstream) instead of starting a second run.
         run_id = keyed_id("run", caller.tenant, idempotency_key) or new_id()
-        event = RunSubmitted(
-            event_id=keyed_id("submit", caller.tenant, idempotency_key) or new_id(),
+        payload = RunSubmittedPayload(
+            workflow_id=workflow_id,
+            workflow_name=version.name,
+            version=version.version,
+            input=command.input,
+            definition=compiled.definition,
+            ir=compiled.ir,
+            definition_ref=version.definition_ref,
+            ir_ref=version.ir_ref,
+        )
+        event = build_event(
+            RunSubmitted,
+            payload,
+            event_id=keyed_id("submit", caller.tenant, idempotency_key),
             aggregate_id=run_id,
-            correlation_id=run_id,
             actor=_actor(caller),
-            payload={
-                "workflow_id": workflow_id,
-                "workflow_name": version.name,
-                "version": version.version,
-                "input": command.input,
-                "definition": compiled.definition,
-                "ir": compiled.ir,
-                "definition_ref": version.definition_ref,
-                "ir_ref": version.ir_ref,
-            },
         )
         # Registered before the append: a run the log has is always one we can authorise.
         await registry.record_run(ctx.pool, run_id, caller.tenant, workflow_id, version.version)
         position = await _append(ctx, RUN_EVENTS, event)
-        return 202, {"run_id": run_id, "event_id": event.event_id, "position": position}
+        return _accepted(event, position, run_id=run_id)
 
     return await _idempotent(request, caller, idempotency_key, submit)
 
@@ -257,11 +274,11 @@ async def cancel_run(
             caller,
             run_id,
             RunCancelRequested,
-            {"reason": command.reason},
+            RunCancelRequestedPayload(reason=command.reason),
             scope=f"cancel/{run_id}",
             idempotency_key=idempotency_key,
         )
-        return 202, {"run_id": run_id, "event_id": event.event_id, "position": position}
+        return _accepted(event, position, run_id=run_id)
 
     return await _idempotent(request, caller, idempotency_key, cancel)
 
@@ -281,11 +298,9 @@ async def submit_patch(
     ctx = _ctx(request)
 
     async def submit() -> Answer:
-        payload = {
-            "patch": command.patch,
-            "reason": command.reason,
-            "base_version": command.base_version,
-        }
+        payload = PatchSubmittedPayload(
+            patch=command.patch, reason=command.reason, base_version=command.base_version
+        )
         event, position = await _to_run(
             ctx,
             caller,
@@ -295,12 +310,7 @@ async def submit_patch(
             scope=f"patch/{run_id}",
             idempotency_key=idempotency_key,
         )
-        return 202, {
-            "patch_id": event.event_id,
-            "run_id": run_id,
-            "event_id": event.event_id,
-            "position": position,
-        }
+        return _accepted(event, position, patch_id=event.event_id, run_id=run_id)
 
     return await _idempotent(request, caller, idempotency_key, submit)
 
@@ -320,11 +330,11 @@ async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route decl
     ctx = _ctx(request)
 
     async def decide() -> Answer:
-        payload = {
-            "node_id": node_id,
-            "decision": "approved" if command.decision == "approve" else "rejected",
-            "comment": command.comment,
-        }
+        payload = ApprovalSubmittedPayload(
+            node_id=node_id,
+            decision="approved" if command.decision == "approve" else "rejected",
+            comment=command.comment,
+        )
         event, position = await _to_run(
             ctx,
             caller,
@@ -334,12 +344,7 @@ async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route decl
             scope=f"approval/{run_id}/{node_id}",
             idempotency_key=idempotency_key,
         )
-        return 202, {
-            "run_id": run_id,
-            "node_id": node_id,
-            "event_id": event.event_id,
-            "position": position,
-        }
+        return _accepted(event, position, run_id=run_id, node_id=node_id)
 
     return await _idempotent(request, caller, idempotency_key, decide)
 
@@ -374,19 +379,20 @@ async def fork_run(
         _check_input_size(ctx, given)
         fork_id = keyed_id("fork", caller.tenant, idempotency_key) or new_id()
         at = point[-1].position.token()
-        event = RunForked(
-            event_id=keyed_id("forked", caller.tenant, idempotency_key) or new_id(),
+        payload = RunForkedPayload(
+            source_run_id=run_id,
+            at=at,
+            at_seq=len(point),
+            input=given,
+            history=[entry.event.model_dump(mode="json") for entry in point],
+        )
+        event = build_event(
+            RunForked,
+            payload,
+            event_id=keyed_id("forked", caller.tenant, idempotency_key),
             aggregate_id=fork_id,
             causation_id=point[-1].event.event_id,
-            correlation_id=fork_id,
             actor=_actor(caller),
-            payload={
-                "source_run_id": run_id,
-                "at": at,
-                "at_seq": len(point),
-                "input": given,
-                "history": [entry.event.model_dump(mode="json") for entry in point],
-            },
         )
         # Registered before the append, as a submitted run is: approvals, cancels, patches
         # and forks of the fork are authorised by it.
@@ -400,13 +406,8 @@ async def fork_run(
             advice=f"(it carries the source's {len(point)} events up to that point): the "
             "run's history is too long to fork at that point; fork at an earlier one",
         )
-        return 202, {
-            "run_id": fork_id,
-            "forked_from": run_id,
-            "at": at,
-            "at_seq": len(point),
-            "event_id": event.event_id,
-            "position": position,
-        }
+        return _accepted(
+            event, position, run_id=fork_id, forked_from=run_id, at=at, at_seq=len(point)
+        )
 
     return await _idempotent(request, caller, idempotency_key, fork)
