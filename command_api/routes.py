@@ -112,28 +112,39 @@ def _accepted(event: Event, position: str, **answer: Any) -> Answer:
 
 
 async def _to_run(
-    ctx: CommandContext,
+    request: Request,
     caller: Principal,
     run_id: str,
     kind: type[Event],
     payload: Payload,
+    /,
     *,
     scope: str,
     idempotency_key: str | None,
-) -> tuple[Event, str]:
-    """Append a command's event to a run of the caller's tenant (404 if there is none).
-    With an Idempotency-Key, its id is derived from (``scope``, tenant, key). Returns the
-    event and its position."""
-    if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
-        raise NotFound(f"run {run_id!r} not found")
-    event = build_event(
-        kind,
-        payload,
-        event_id=keyed_id(scope, caller.tenant, idempotency_key),
-        aggregate_id=run_id,
-        actor=_actor(caller),
-    )
-    return event, await _append(ctx, RUN_EVENTS, event)
+    id_as: str | None = None,
+    **answer: str,
+) -> JSONResponse:
+    """Append a command's event to a run of the caller's tenant (404 if there is none), once
+    per Idempotency-Key (the event's id is then derived from (``scope``, tenant, key)), and
+    answer 202 with the event's id under ``id_as`` if given, then ``answer``, then the
+    event's id and position."""
+    ctx = _ctx(request)
+
+    async def append() -> Answer:
+        if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
+            raise NotFound(f"run {run_id!r} not found")
+        event = build_event(
+            kind,
+            payload,
+            event_id=keyed_id(scope, caller.tenant, idempotency_key),
+            aggregate_id=run_id,
+            actor=_actor(caller),
+        )
+        position = await _append(ctx, RUN_EVENTS, event)
+        named = {id_as: event.event_id} if id_as else {}
+        return _accepted(event, position, **named, **answer)
+
+    return await _idempotent(request, caller, idempotency_key, append)
 
 
 async def _idempotent(
@@ -266,21 +277,16 @@ async def cancel_run(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Ask the coordinator to cancel a run: nothing new is scheduled after it decides."""
-    ctx = _ctx(request)
-
-    async def cancel() -> Answer:
-        event, position = await _to_run(
-            ctx,
-            caller,
-            run_id,
-            RunCancelRequested,
-            RunCancelRequestedPayload(reason=command.reason),
-            scope=f"cancel/{run_id}",
-            idempotency_key=idempotency_key,
-        )
-        return _accepted(event, position, run_id=run_id)
-
-    return await _idempotent(request, caller, idempotency_key, cancel)
+    return await _to_run(
+        request,
+        caller,
+        run_id,
+        RunCancelRequested,
+        RunCancelRequestedPayload(reason=command.reason),
+        scope=f"cancel/{run_id}",
+        idempotency_key=idempotency_key,
+        run_id=run_id,
+    )
 
 
 @router.post("/runs/{run_id}/patches", status_code=202)
@@ -295,24 +301,20 @@ async def submit_patch(
     against the run's version and state: PatchApplied (the run goes on with the new
     version) or PatchRejected with every reason; both show in the run's patches. The patch
     id is the appended event's id."""
-    ctx = _ctx(request)
-
-    async def submit() -> Answer:
-        payload = PatchSubmittedPayload(
-            patch=command.patch, reason=command.reason, base_version=command.base_version
-        )
-        event, position = await _to_run(
-            ctx,
-            caller,
-            run_id,
-            PatchSubmitted,
-            payload,
-            scope=f"patch/{run_id}",
-            idempotency_key=idempotency_key,
-        )
-        return _accepted(event, position, patch_id=event.event_id, run_id=run_id)
-
-    return await _idempotent(request, caller, idempotency_key, submit)
+    payload = PatchSubmittedPayload(
+        patch=command.patch, reason=command.reason, base_version=command.base_version
+    )
+    return await _to_run(
+        request,
+        caller,
+        run_id,
+        PatchSubmitted,
+        payload,
+        scope=f"patch/{run_id}",
+        idempotency_key=idempotency_key,
+        id_as="patch_id",
+        run_id=run_id,
+    )
 
 
 @router.post("/runs/{run_id}/approvals/{node_id}", status_code=202)
@@ -327,26 +329,22 @@ async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route decl
     """Submit a decision on a hitl node. The coordinator judges it: it is accepted only if
     the node waits for a decision and has none (ApprovalDecided), and refused with a reason
     otherwise (ApprovalRefused); both show in the run's approvals and events."""
-    ctx = _ctx(request)
-
-    async def decide() -> Answer:
-        payload = ApprovalSubmittedPayload(
-            node_id=node_id,
-            decision="approved" if command.decision == "approve" else "rejected",
-            comment=command.comment,
-        )
-        event, position = await _to_run(
-            ctx,
-            caller,
-            run_id,
-            ApprovalSubmitted,
-            payload,
-            scope=f"approval/{run_id}/{node_id}",
-            idempotency_key=idempotency_key,
-        )
-        return _accepted(event, position, run_id=run_id, node_id=node_id)
-
-    return await _idempotent(request, caller, idempotency_key, decide)
+    payload = ApprovalSubmittedPayload(
+        node_id=node_id,
+        decision="approved" if command.decision == "approve" else "rejected",
+        comment=command.comment,
+    )
+    return await _to_run(
+        request,
+        caller,
+        run_id,
+        ApprovalSubmitted,
+        payload,
+        scope=f"approval/{run_id}/{node_id}",
+        idempotency_key=idempotency_key,
+        run_id=run_id,
+        node_id=node_id,
+    )
 
 
 @router.post("/runs/{run_id}/forks", status_code=202)

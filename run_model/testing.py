@@ -13,6 +13,7 @@ from typing import Any
 
 from schemas import reports
 from schemas.canonical import canonical_json, sha256_hex
+from schemas.compiler import topological_order
 from schemas.envelope import Actor, Event, EventT, Payload, build_event, deterministic_id
 from schemas.events import (
     ApprovalRequested,
@@ -67,17 +68,8 @@ def build_ir(
         )
         for nid, kind in nodes.items()
     }
-    indegree = {nid: len(preds[nid]) for nid in nodes}
-    ready = [nid for nid in nodes if indegree[nid] == 0]
-    roots = list(ready)
-    order: list[str] = []
-    while ready:
-        nid = ready.pop(0)
-        order.append(nid)
-        for e in succs[nid]:
-            indegree[e.node] -= 1
-            if indegree[e.node] == 0:
-                ready.append(e.node)
+    roots = [nid for nid in nodes if not preds[nid]]
+    order = topological_order(ir_nodes)
     if len(order) != len(nodes):
         raise ValueError("the graph has a cycle")
     version = sha256_hex(canonical_json({"nodes": nodes, "edges": [list(e) for e in edges]}))
