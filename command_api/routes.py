@@ -36,8 +36,16 @@ from schemas import (
     new_id,
 )
 from schemas.codec import encode_event
-from schemas.envelope import Event
-from schemas.events import MAX_EVENT_BYTES
+from schemas.envelope import Event, Payload, build_event
+from schemas.events import (
+    MAX_EVENT_BYTES,
+    ApprovalSubmittedPayload,
+    PatchSubmittedPayload,
+    RunCancelRequestedPayload,
+    RunForkedPayload,
+    RunSubmittedPayload,
+    WorkflowPublishedPayload,
+)
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 
 router = APIRouter(prefix="/v1")
@@ -97,29 +105,46 @@ async def _append(ctx: CommandContext, topic: str, event: Event, advice: str | N
     return position.token()
 
 
+def _accepted(event: Event, position: str, **answer: Any) -> Answer:
+    """202 with what the command's answer names, then the appended event and its position
+    (a client waits for that position on the read side)."""
+    return 202, {**answer, "event_id": event.event_id, "position": position}
+
+
 async def _to_run(
-    ctx: CommandContext,
+    request: Request,
     caller: Principal,
     run_id: str,
     kind: type[Event],
-    payload: dict[str, Any],
+    payload: Payload,
+    /,
     *,
     scope: str,
     idempotency_key: str | None,
-) -> tuple[Event, str]:
-    """Append a command's event to a run of the caller's tenant (404 if there is none).
-    With an Idempotency-Key, its id is derived from (``scope``, tenant, key). Returns the
-    event and its position."""
-    if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
-        raise NotFound(f"run {run_id!r} not found")
-    event = kind(
-        event_id=keyed_id(scope, caller.tenant, idempotency_key) or new_id(),
-        aggregate_id=run_id,
-        correlation_id=run_id,
-        actor=_actor(caller),
-        payload=payload,
-    )
-    return event, await _append(ctx, RUN_EVENTS, event)
+    id_as: str | None = None,
+    **answer: str,
+) -> JSONResponse:
+    """Append a command's event to a run of the caller's tenant (404 if there is none), once
+    per Idempotency-Key (the event's id is then derived from (``scope``, tenant, key)), and
+    answer 202 with the event's id under ``id_as`` if given, then ``answer``, then the
+    event's id and position."""
+    ctx = _ctx(request)
+
+    async def append() -> Answer:
+        if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
+            raise NotFound(f"run {run_id!r} not found")
+        event = build_event(
+            kind,
+            payload,
+            event_id=keyed_id(scope, caller.tenant, idempotency_key),
+            aggregate_id=run_id,
+            actor=_actor(caller),
+        )
+        position = await _append(ctx, RUN_EVENTS, event)
+        named = {id_as: event.event_id} if id_as else {}
+        return _accepted(event, position, **named, **answer)
+
+    return await _idempotent(request, caller, idempotency_key, append)
 
 
 async def _idempotent(
@@ -165,18 +190,20 @@ async def publish_workflow(
             # An older version published again becomes the latest once more: that is a
             # change the read side must see, so it is a new event (blobs are already stored).
             definition_ref, ir_ref = known.definition_ref, known.ir_ref
-        event = WorkflowPublished(
-            event_id=keyed_id("publish", caller.tenant, idempotency_key) or new_id(),
+        payload = WorkflowPublishedPayload(
+            workflow_id=workflow_id,
+            name=command.name,
+            version=ir.version,
+            definition=definition,
+            definition_ref=definition_ref,
+            ir_ref=ir_ref,
+        )
+        event = build_event(
+            WorkflowPublished,
+            payload,
+            event_id=keyed_id("publish", caller.tenant, idempotency_key),
             aggregate_id=workflow_id,
             actor=_actor(caller),
-            payload={
-                "workflow_id": workflow_id,
-                "name": command.name,
-                "version": ir.version,
-                "definition": definition,
-                "definition_ref": definition_ref,
-                "ir_ref": ir_ref,
-            },
         )
         # Appended before the registry row: a version runs can be bound to is always in the
         # log. A crash in between leaves an event without a row; publishing again fixes it.
@@ -216,26 +243,27 @@ async def submit_run(
         # With an Idempotency-Key, a retry after a crash re-appends the same ids (dropped as
         # duplicates downstream) instead of starting a second run.
         run_id = keyed_id("run", caller.tenant, idempotency_key) or new_id()
-        event = RunSubmitted(
-            event_id=keyed_id("submit", caller.tenant, idempotency_key) or new_id(),
+        payload = RunSubmittedPayload(
+            workflow_id=workflow_id,
+            workflow_name=version.name,
+            version=version.version,
+            input=command.input,
+            definition=compiled.definition,
+            ir=compiled.ir,
+            definition_ref=version.definition_ref,
+            ir_ref=version.ir_ref,
+        )
+        event = build_event(
+            RunSubmitted,
+            payload,
+            event_id=keyed_id("submit", caller.tenant, idempotency_key),
             aggregate_id=run_id,
-            correlation_id=run_id,
             actor=_actor(caller),
-            payload={
-                "workflow_id": workflow_id,
-                "workflow_name": version.name,
-                "version": version.version,
-                "input": command.input,
-                "definition": compiled.definition,
-                "ir": compiled.ir,
-                "definition_ref": version.definition_ref,
-                "ir_ref": version.ir_ref,
-            },
         )
         # Registered before the append: a run the log has is always one we can authorise.
         await registry.record_run(ctx.pool, run_id, caller.tenant, workflow_id, version.version)
         position = await _append(ctx, RUN_EVENTS, event)
-        return 202, {"run_id": run_id, "event_id": event.event_id, "position": position}
+        return _accepted(event, position, run_id=run_id)
 
     return await _idempotent(request, caller, idempotency_key, submit)
 
@@ -249,21 +277,16 @@ async def cancel_run(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Ask the coordinator to cancel a run: nothing new is scheduled after it decides."""
-    ctx = _ctx(request)
-
-    async def cancel() -> Answer:
-        event, position = await _to_run(
-            ctx,
-            caller,
-            run_id,
-            RunCancelRequested,
-            {"reason": command.reason},
-            scope=f"cancel/{run_id}",
-            idempotency_key=idempotency_key,
-        )
-        return 202, {"run_id": run_id, "event_id": event.event_id, "position": position}
-
-    return await _idempotent(request, caller, idempotency_key, cancel)
+    return await _to_run(
+        request,
+        caller,
+        run_id,
+        RunCancelRequested,
+        RunCancelRequestedPayload(reason=command.reason),
+        scope=f"cancel/{run_id}",
+        idempotency_key=idempotency_key,
+        run_id=run_id,
+    )
 
 
 @router.post("/runs/{run_id}/patches", status_code=202)
@@ -278,31 +301,20 @@ async def submit_patch(
     against the run's version and state: PatchApplied (the run goes on with the new
     version) or PatchRejected with every reason; both show in the run's patches. The patch
     id is the appended event's id."""
-    ctx = _ctx(request)
-
-    async def submit() -> Answer:
-        payload = {
-            "patch": command.patch,
-            "reason": command.reason,
-            "base_version": command.base_version,
-        }
-        event, position = await _to_run(
-            ctx,
-            caller,
-            run_id,
-            PatchSubmitted,
-            payload,
-            scope=f"patch/{run_id}",
-            idempotency_key=idempotency_key,
-        )
-        return 202, {
-            "patch_id": event.event_id,
-            "run_id": run_id,
-            "event_id": event.event_id,
-            "position": position,
-        }
-
-    return await _idempotent(request, caller, idempotency_key, submit)
+    payload = PatchSubmittedPayload(
+        patch=command.patch, reason=command.reason, base_version=command.base_version
+    )
+    return await _to_run(
+        request,
+        caller,
+        run_id,
+        PatchSubmitted,
+        payload,
+        scope=f"patch/{run_id}",
+        idempotency_key=idempotency_key,
+        id_as="patch_id",
+        run_id=run_id,
+    )
 
 
 @router.post("/runs/{run_id}/approvals/{node_id}", status_code=202)
@@ -317,31 +329,22 @@ async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route decl
     """Submit a decision on a hitl node. The coordinator judges it: it is accepted only if
     the node waits for a decision and has none (ApprovalDecided), and refused with a reason
     otherwise (ApprovalRefused); both show in the run's approvals and events."""
-    ctx = _ctx(request)
-
-    async def decide() -> Answer:
-        payload = {
-            "node_id": node_id,
-            "decision": "approved" if command.decision == "approve" else "rejected",
-            "comment": command.comment,
-        }
-        event, position = await _to_run(
-            ctx,
-            caller,
-            run_id,
-            ApprovalSubmitted,
-            payload,
-            scope=f"approval/{run_id}/{node_id}",
-            idempotency_key=idempotency_key,
-        )
-        return 202, {
-            "run_id": run_id,
-            "node_id": node_id,
-            "event_id": event.event_id,
-            "position": position,
-        }
-
-    return await _idempotent(request, caller, idempotency_key, decide)
+    payload = ApprovalSubmittedPayload(
+        node_id=node_id,
+        decision="approved" if command.decision == "approve" else "rejected",
+        comment=command.comment,
+    )
+    return await _to_run(
+        request,
+        caller,
+        run_id,
+        ApprovalSubmitted,
+        payload,
+        scope=f"approval/{run_id}/{node_id}",
+        idempotency_key=idempotency_key,
+        run_id=run_id,
+        node_id=node_id,
+    )
 
 
 @router.post("/runs/{run_id}/forks", status_code=202)
@@ -374,19 +377,20 @@ async def fork_run(
         _check_input_size(ctx, given)
         fork_id = keyed_id("fork", caller.tenant, idempotency_key) or new_id()
         at = point[-1].position.token()
-        event = RunForked(
-            event_id=keyed_id("forked", caller.tenant, idempotency_key) or new_id(),
+        payload = RunForkedPayload(
+            source_run_id=run_id,
+            at=at,
+            at_seq=len(point),
+            input=given,
+            history=[entry.event.model_dump(mode="json") for entry in point],
+        )
+        event = build_event(
+            RunForked,
+            payload,
+            event_id=keyed_id("forked", caller.tenant, idempotency_key),
             aggregate_id=fork_id,
             causation_id=point[-1].event.event_id,
-            correlation_id=fork_id,
             actor=_actor(caller),
-            payload={
-                "source_run_id": run_id,
-                "at": at,
-                "at_seq": len(point),
-                "input": given,
-                "history": [entry.event.model_dump(mode="json") for entry in point],
-            },
         )
         # Registered before the append, as a submitted run is: approvals, cancels, patches
         # and forks of the fork are authorised by it.
@@ -400,13 +404,8 @@ async def fork_run(
             advice=f"(it carries the source's {len(point)} events up to that point): the "
             "run's history is too long to fork at that point; fork at an earlier one",
         )
-        return 202, {
-            "run_id": fork_id,
-            "forked_from": run_id,
-            "at": at,
-            "at_seq": len(point),
-            "event_id": event.event_id,
-            "position": position,
-        }
+        return _accepted(
+            event, position, run_id=fork_id, forked_from=run_id, at=at, at_seq=len(point)
+        )
 
     return await _idempotent(request, caller, idempotency_key, fork)

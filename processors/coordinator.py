@@ -1,5 +1,9 @@
 """The coordinator's agent: the records of ``aob.runs.events``, a batch at a time, for every run.
 
+This is an adapter: the domain it drives (a run's state, how events fold into it, what is
+decided) is the run model, ``run_model``, which the command API, the projections and the
+replay tooling use as well. Here live Kafka, faust and the table.
+
 faust hands the agent what the partitions have (``take_events``: up to ``batch_max`` records,
 waiting at most ``batch_within_s`` for more). For each record of a batch, in log order: decode
 it (a poison record goes to the dead-letter topic); load the run's state (from the batch, if
@@ -24,6 +28,14 @@ index of ``processors.ticker``, which wakes the run when one is due; the index i
 from the table after every rebalance. States are stored compact (``processors.stored``).
 A table that lost a partition's history (no marker for it, though the partition has records)
 is rebuilt from the log before the agent handles anything there (``processors.recovery``).
+
+A bug in the decider (``step`` raising on a record) parks the record in the dead-letter
+topic with the reason, and the loop goes on; the workers follow the same policy for a bug in
+handling a task (``workers.runtime``). The decider is pure, so the same state and record
+raise again on every retry: holding the record would stop every other run of the partition
+(faust cannot leave one record uncommitted and go on, and the loop handles a partition in
+order). Parked with its source (``aob-dlq-source``), the record can be sent again once the
+bug is fixed; the run it belongs to waits for that, the others do not.
 """
 
 from __future__ import annotations
@@ -241,7 +253,7 @@ class Coordinator:
             return
         try:
             new_state, decision = step(state, event, self.clock(), self.limits)
-        except Exception as e:  # a bug in the decider: park the record, keep the other runs going
+        except Exception as e:  # a bug in the decider: parked (see the module doc)
             log.exception("deciding on %s %s failed", event.type, event.event_id)
             self._dead_letter(key, value, f"coordinator could not decide: {e!r}", where)
             return

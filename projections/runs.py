@@ -3,16 +3,19 @@
 The runner loads the current rows of the runs a batch touches, folds the batch's new events
 into them here, in log order, and writes back the rows that changed. Rules:
 
-- a run's status never leaves a terminal one (COMPLETED, FAILED, CANCELLED);
+- statuses are the run model's (``run_model.RunStatus``, ``NodeStatus``); a run's status
+  never leaves a finished one (``RUN_FINISHED``);
 - a node's status moves forward within an attempt and restarts with a newer attempt; an
-  event of an older attempt changes nothing; SUCCEEDED and SKIPPED are final;
+  event of an older attempt changes nothing; SUCCEEDED and SKIPPED are final (FAILED is
+  the latest attempt's outcome here: a later attempt restarts the row);
 - a planned retry (NodeRetryPlanned) starts the next attempt as SCHEDULED, with
   ``scheduled_at`` the moment it is due, and keeps the error that caused it;
 - ``attempts`` is the highest attempt seen; ``successes`` counts distinct NodeSucceeded
   events (it must stay at most 1: a check on exactly-once effects);
 - ``updated_at`` is the newest event's ``occurred_at``, so a rebuild yields the same rows;
 - a hitl node's ApprovalRequested makes it WAITING and opens its ``approvals`` row; the run
-  is WAITING while a node waits and nothing else is in flight (the coordinator's rule);
+  is WAITING while a node waits and nothing else is in flight (``run_model.run_status``,
+  the coordinator's own function);
   ApprovalDecided makes the node SUCCEEDED with the decision as output; ApprovalRefused is
   noted on the row; a run that ends first leaves the row CANCELLED;
 - token usage of agent nodes is the sum of their ModelCalled events, failed attempts too;
@@ -23,6 +26,10 @@ into them here, in log order, and writes back the rows that changed. Rules:
   version's definition and IR are listed in ``blobs`` for the store to put in the CAS;
 - RunForked makes a fork's rows at once (``_forked``): the carried history folded here,
   re-addressed to the fork, with the nodes the coordinator starts afresh reset to PENDING.
+
+Rows keep more than the model's state (the failed attempt before its retry, a planned
+retry as SCHEDULED): where the two could part, a property test over random histories
+(``tests/unit/test_projection_model.py``) holds the rows' statuses to the model's fold.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from typing import Any
 
 from projections.patch_rows import Blob, PatchRow
 from read_model.rows import ApprovalRow, ForkRow, NodeRow, RunRow, VersionRow
-from run_model import fold
+from run_model import NODE_TERMINAL, RUN_FINISHED, NodeStatus, RunStatus, fold, run_status
 from run_model.forking import fork_state
 from schemas.envelope import Event
 from schemas.events import (
@@ -57,16 +64,17 @@ from schemas.events import (
     RunSubmitted,
 )
 
-RUN_TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
-NODE_FINAL = frozenset({"SUCCEEDED", "SKIPPED"})
+# A FAILED row is the latest attempt's outcome, not the node's: a later attempt restarts it.
+NODE_FINAL = NODE_TERMINAL - {NodeStatus.FAILED}
+# The order of a node's statuses within one attempt: a row never moves back.
 NODE_RANK = {
-    "PENDING": 0,
-    "SCHEDULED": 1,
-    "RUNNING": 2,
-    "WAITING": 3,
-    "FAILED": 4,
-    "SKIPPED": 5,
-    "SUCCEEDED": 5,
+    NodeStatus.PENDING: 0,
+    NodeStatus.SCHEDULED: 1,
+    NodeStatus.RUNNING: 2,
+    NodeStatus.WAITING: 3,
+    NodeStatus.FAILED: 4,
+    NodeStatus.SKIPPED: 5,
+    NodeStatus.SUCCEEDED: 5,
 }
 
 
@@ -123,8 +131,8 @@ class RunFold:
         if isinstance(ev, RunSubmitted):
             self._submitted(run, ev)
         elif isinstance(ev, RunStarted):
-            if run.status not in RUN_TERMINAL:
-                run.status = "RUNNING"
+            if run.status not in RUN_FINISHED:
+                run.status = RunStatus.RUNNING
             run.started_at = run.started_at or ev.occurred_at
         elif isinstance(ev, RunCompleted | RunFailed | RunCancelled):
             self._finished(run, ev)
@@ -159,7 +167,7 @@ class RunFold:
                 workflow_id="",
                 workflow_name="",
                 version=str(getattr(ev.payload, "version", "")),
-                status="PENDING",
+                status=RunStatus.PENDING,
                 created_at=ev.occurred_at,
                 updated_at=ev.occurred_at,
             )
@@ -208,7 +216,7 @@ class RunFold:
             source.apply(past.model_copy(update={"aggregate_id": fork_id}))
         run = source.runs.get(fork_id) or self._run(ev)
         run.tenant, run.input, run.output, run.error = ev.actor.tenant, p.input, None, None
-        run.status, run.event_count = "PENDING", 1
+        run.status, run.event_count = RunStatus.PENDING, 1
         run.created_at = run.updated_at = ev.occurred_at
         run.started_at = run.finished_at = None
         self.runs[fork_id] = run
@@ -230,27 +238,24 @@ class RunFold:
         self.new_versions.extend(source.new_versions)
 
     def _finished(self, run: RunRow, ev: RunCompleted | RunFailed | RunCancelled) -> None:
-        if run.status in RUN_TERMINAL:
+        if run.status in RUN_FINISHED:
             return
         run.finished_at = ev.occurred_at
         if isinstance(ev, RunCompleted):
-            run.status, run.output = "COMPLETED", ev.payload.output
+            run.status, run.output = RunStatus.COMPLETED, ev.payload.output
         elif isinstance(ev, RunFailed):
             where = f"node {ev.payload.node_id!r}: " if ev.payload.node_id else ""
-            run.status, run.error = "FAILED", f"{where}{ev.payload.reason}"
+            run.status, run.error = RunStatus.FAILED, f"{where}{ev.payload.reason}"
         else:
-            run.status, run.error = "CANCELLED", ev.payload.reason
+            run.status, run.error = RunStatus.CANCELLED, ev.payload.reason
         for key, approval in self.approvals.items():
             if key[0] == run.run_id and approval.status == "WAITING":
                 approval.status = "CANCELLED"
                 self.changed_approvals.add(key)
 
     def _refresh_status(self, run: RunRow) -> None:
-        if run.status not in {"RUNNING", "WAITING"}:
-            return
-        statuses = {n.status for n in self.nodes_of(run.run_id)}
-        waiting = "WAITING" in statuses and not statuses & {"SCHEDULED", "RUNNING"}
-        run.status = "WAITING" if waiting else "RUNNING"
+        nodes = (NodeStatus(n.status) for n in self.nodes_of(run.run_id))
+        run.status = run_status(RunStatus(run.status), nodes)
 
     # --- nodes ---------------------------------------------------------------------------
 
@@ -272,13 +277,13 @@ class RunFold:
             node.successes += 1  # counted even when stale: it measures duplicate effects
         if isinstance(ev, NodeSkipped):
             if node.status not in NODE_FINAL:
-                node.status, node.finished_at = "SKIPPED", at
+                node.status, node.finished_at = NodeStatus.SKIPPED, at
             return
         status = {
-            NodeScheduled: "SCHEDULED",
-            NodeStarted: "RUNNING",
-            NodeSucceeded: "SUCCEEDED",
-            NodeFailed: "FAILED",
+            NodeScheduled: NodeStatus.SCHEDULED,
+            NodeStarted: NodeStatus.RUNNING,
+            NodeSucceeded: NodeStatus.SUCCEEDED,
+            NodeFailed: NodeStatus.FAILED,
         }[type(ev)]
         if not _moves_forward(node, p.attempt, status):
             return
@@ -300,9 +305,9 @@ class RunFold:
     def _retry_planned(self, run: RunRow, ev: NodeRetryPlanned) -> None:
         p = ev.payload
         node = self._node(run, p.node_id)
-        if not _moves_forward(node, p.attempt, "SCHEDULED"):
+        if not _moves_forward(node, p.attempt, NodeStatus.SCHEDULED):
             return
-        node.attempts, node.status = p.attempt, "SCHEDULED"
+        node.attempts, node.status = p.attempt, NodeStatus.SCHEDULED
         node.scheduled_at, node.started_at, node.finished_at = p.due_at, None, None
 
     # --- approvals and usage ------------------------------------------------------------
@@ -315,8 +320,8 @@ class RunFold:
         if isinstance(ev, ApprovalRequested):
             r = ev.payload
             node = self._node(run, r.node_id)
-            if _moves_forward(node, r.attempt, "WAITING"):
-                node.attempts, node.status = r.attempt, "WAITING"
+            if _moves_forward(node, r.attempt, NodeStatus.WAITING):
+                node.attempts, node.status = r.attempt, NodeStatus.WAITING
             if approval is None or r.attempt > approval.attempt:
                 self.approvals[key] = ApprovalRow(
                     run_id=run.run_id,
@@ -334,7 +339,8 @@ class RunFold:
             d = ev.payload
             node = self._node(run, d.node_id)
             if node.status not in NODE_FINAL:
-                node.status, node.finished_at, node.error = "SUCCEEDED", ev.occurred_at, None
+                node.status, node.error = NodeStatus.SUCCEEDED, None
+                node.finished_at = ev.occurred_at
                 node.output, node.output_ref = d.node_output(), None
             if approval is not None and approval.decision is None:
                 approval.status = d.decision.upper()
@@ -409,7 +415,7 @@ class RunFold:
         node.cached_tokens += u.cached_tokens
 
 
-def _moves_forward(node: NodeRow, attempt: int, status: str) -> bool:
+def _moves_forward(node: NodeRow, attempt: int, status: NodeStatus) -> bool:
     if node.status in NODE_FINAL or attempt < node.attempts:
         return False
-    return attempt > node.attempts or NODE_RANK[status] > NODE_RANK[node.status]
+    return attempt > node.attempts or NODE_RANK[status] > NODE_RANK[NodeStatus(node.status)]

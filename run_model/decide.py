@@ -1,9 +1,9 @@
 """``decide``: what the coordinator does about one event, as events and tasks.
 
 Pure: the clock is passed in, and every decision's id is derived from the event that caused
-it and the decision itself (``deterministic_id(cause, decision, node_id, attempt)``), so a
-coordinator that processes an event again after a crash emits exactly the same records and
-consumers drop them as already seen.
+it and the decision itself (``decided``, the one place that does it), so a coordinator that
+processes an event again after a crash emits exactly the same records and consumers drop
+them as already seen.
 
 Decisions are guarded by facts, never by "this event is new": a node is scheduled only while
 it is PENDING, a retry only if that attempt was not scheduled yet, a run finished only once.
@@ -23,7 +23,7 @@ from run_model.forking import fork_point_failure
 from run_model.patching import PatchLimits, Refused, judge
 from run_model.state import NodeStatus, RunState, RunStatus
 from schemas.canonical import json_ref
-from schemas.envelope import Event, Payload, deterministic_id, system_actor
+from schemas.envelope import Event, EventT, Payload, build_event, deterministic_id, system_actor
 from schemas.events import (
     ApprovalDecided,
     ApprovalDecidedPayload,
@@ -100,40 +100,70 @@ def step(
     return _Decider(after, event, now, limits).run()
 
 
+def decided(
+    kind: type[EventT],
+    payload: Payload,
+    cause: Event,
+    decision: str,
+    *,
+    tenant: str,
+    now: datetime,
+    node_id: str = "",
+    attempt: int = 0,
+) -> EventT:
+    """The event of a decision about ``cause`` (an event of the run): the one place where a
+    decision's id is derived, from the cause and the decision (its name, and the node and
+    attempt it is about), so the same decision about the same event has the same id
+    wherever and whenever it is taken: in ``step``, again after a crash, or about a run
+    that had finished (``refuse_after_finish``)."""
+    return build_event(
+        kind,
+        payload,
+        event_id=deterministic_id(cause.event_id, decision, node_id, str(attempt)),
+        aggregate_id=cause.aggregate_id,
+        causation_id=cause.event_id,
+        occurred_at=now,
+        actor=system_actor(COMPONENT, tenant),
+    )
+
+
+def patch_rejected(
+    cause: PatchSubmitted, payload: PatchRejectedPayload, *, tenant: str, now: datetime
+) -> PatchRejected:
+    return decided(PatchRejected, payload, cause, "reject_patch", tenant=tenant, now=now)
+
+
+def decision_refused(
+    cause: ApprovalSubmitted, reason: str, *, tenant: str, now: datetime
+) -> ApprovalRefused:
+    p = cause.payload
+    payload = ApprovalRefusedPayload(
+        node_id=p.node_id, decision=p.decision, submission_id=cause.event_id, reason=reason
+    )
+    return decided(
+        ApprovalRefused,
+        payload,
+        cause,
+        "refuse_decision",
+        tenant=tenant,
+        now=now,
+        node_id=p.node_id,
+    )
+
+
 def refuse_after_finish(
     event: ApprovalSubmitted | PatchSubmitted, status: RunStatus, now: datetime
 ) -> ApprovalRefused | PatchRejected:
     """A decision or a patch that reached a finished run (only its status is kept): refused,
     so that whoever sent it learns why it changed nothing. Same id as a refusal ``step``
     would decide."""
-    envelope = {
-        "aggregate_id": event.aggregate_id,
-        "occurred_at": now,
-        "causation_id": event.event_id,
-        "correlation_id": event.aggregate_id,
-        "actor": system_actor(COMPONENT, event.actor.tenant),
-    }
+    tenant = event.actor.tenant
     if isinstance(event, PatchSubmitted):
-        return PatchRejected(
-            event_id=deterministic_id(event.event_id, "reject_patch", "", "0"),
-            payload=PatchRejectedPayload(
-                patch_id=event.event_id,
-                reasons=[f"the run is {status.value}: it takes no more patches"],
-            ),
-            **envelope,
-        )
-    return ApprovalRefused(
-        event_id=deterministic_id(event.event_id, "refuse_decision", event.payload.node_id, "0"),
-        payload=_refusal_of(event, f"the run is {status.value}: it takes no more decisions"),
-        **envelope,
-    )
-
-
-def _refusal_of(event: ApprovalSubmitted, reason: str) -> ApprovalRefusedPayload:
-    p = event.payload
-    return ApprovalRefusedPayload(
-        node_id=p.node_id, decision=p.decision, submission_id=event.event_id, reason=reason
-    )
+        reasons = [f"the run is {status.value}: it takes no more patches"]
+        payload = PatchRejectedPayload(patch_id=event.event_id, reasons=reasons)
+        return patch_rejected(event, payload, tenant=tenant, now=now)
+    reason = f"the run is {status.value}: it takes no more decisions"
+    return decision_refused(event, reason, tenant=tenant, now=now)
 
 
 def decide(
@@ -274,7 +304,7 @@ class _Decider:
         p = ev.payload
         refusal = self._refusal(p.node_id)
         if refusal is not None:
-            self._emit(ApprovalRefused, _refusal_of(ev, refusal), "refuse_decision", p.node_id)
+            self._record(decision_refused(ev, refusal, tenant=self.state.tenant, now=self.now))
             return
         approval = self.state.nodes[p.node_id].approval
         assert approval is not None  # no refusal: the node waits, so it has asked
@@ -323,16 +353,13 @@ class _Decider:
         verdict = judge(self.state, ev, self.limits)
         if isinstance(verdict, Refused):
             current = self.state.current_definition() if verdict.stale else None
-            self._emit(
-                PatchRejected,
-                PatchRejectedPayload(
-                    patch_id=ev.event_id,
-                    reasons=verdict.reasons,
-                    current_version=before,
-                    current_definition=current,
-                ),
-                "reject_patch",
+            rejection = PatchRejectedPayload(
+                patch_id=ev.event_id,
+                reasons=verdict.reasons,
+                current_version=before,
+                current_definition=current,
             )
+            self._record(patch_rejected(ev, rejection, tenant=self.state.tenant, now=self.now))
             return
         self._emit(
             PatchApplied,
@@ -507,15 +534,21 @@ class _Decider:
         node_id: str = "",
         attempt: int = 0,
     ) -> Event:
-        ev = kind(
-            event_id=deterministic_id(self.cause.event_id, decision, node_id, str(attempt)),
-            aggregate_id=self.state.run_id,
-            occurred_at=self.now,
-            causation_id=self.cause.event_id,
-            correlation_id=self.state.run_id,
-            actor=system_actor(COMPONENT, self.state.tenant),
-            payload=payload,
+        tenant, now = self.state.tenant, self.now
+        ev = decided(
+            kind,
+            payload,
+            self.cause,
+            decision,
+            tenant=tenant,
+            now=now,
+            node_id=node_id,
+            attempt=attempt,
         )
+        return self._record(ev)
+
+    def _record(self, ev: EventT) -> EventT:
+        """Send ``ev``, and fold it in so that later checks of this decision see it."""
         self.events.append(ev)
         folded = evolve(self.state, ev)
         assert folded is not None  # a known run stays known

@@ -76,9 +76,10 @@ def _submitted(event: RunSubmitted) -> RunState:
 
 def _node(state: RunState, node_id: str) -> NodeState | None:
     """A copy of the node's state, put in place of the old one, for ``_apply`` to change.
-    ``None`` for a node the run's workflow does not have (ignored)."""
+    ``None`` for a node that has finished (nothing changes it any more), or that the run's
+    workflow does not have (ignored)."""
     old = state.nodes.get(node_id)
-    if old is None:
+    if old is None or old.terminal:
         return None
     copy = old.model_copy(deep=True)
     state.nodes = {**state.nodes, node_id: copy}
@@ -92,13 +93,13 @@ def _apply(state: RunState, event: Event) -> None:
             state.status = RunStatus.RUNNING
     elif isinstance(event, NodeScheduled):
         node = _node(state, event.payload.node_id)
-        if node is not None and not node.terminal:
+        if node is not None:
             node.scheduled = sorted({*node.scheduled, event.payload.attempt})
             if event.payload.attempt == node.attempt:
                 node.status = NodeStatus.SCHEDULED
     elif isinstance(event, NodeStarted):
         node = _node(state, event.payload.node_id)
-        if node is not None and not node.terminal:
+        if node is not None:
             node.started = sorted({*node.started, event.payload.attempt})
             # A task redelivered to a worker after a crash starts again: the deadline still
             # counts from the first start.
@@ -110,7 +111,7 @@ def _apply(state: RunState, event: Event) -> None:
         node = _node(state, event.payload.node_id)
         # The first success wins, whichever attempt it came from; a success after the node
         # failed for good is too late (the run has failed already).
-        if node is not None and not node.terminal:
+        if node is not None:
             p = event.payload
             node.status = NodeStatus.SUCCEEDED
             node.succeeded_attempt = p.attempt
@@ -122,7 +123,7 @@ def _apply(state: RunState, event: Event) -> None:
         node = _node(state, f.node_id)
         # The first report of an attempt's failure is the one that counts: a worker's late
         # report of an attempt the coordinator already timed out changes nothing.
-        if node is not None and not node.terminal and f.attempt not in node.failures:
+        if node is not None and f.attempt not in node.failures:
             node.failures = {**node.failures, f.attempt: f.error}
             # Only the latest attempt's failure counts: an older attempt's report is stale.
             if f.attempt >= node.attempt and failed_for_good(
@@ -133,7 +134,7 @@ def _apply(state: RunState, event: Event) -> None:
     elif isinstance(event, NodeRetryPlanned):
         r = event.payload
         node = _node(state, r.node_id)
-        if node is not None and not node.terminal and r.attempt not in node.retry_due:
+        if node is not None and r.attempt not in node.retry_due:
             node.retry_due = {**node.retry_due, r.attempt: r.due_at}
     elif isinstance(event, ApprovalRequested):
         a = event.payload
@@ -142,7 +143,6 @@ def _apply(state: RunState, event: Event) -> None:
         # or a later copy) and changes nothing.
         if (
             node is not None
-            and not node.terminal
             and a.attempt == node.attempt
             and (node.approval is None or node.approval.attempt != a.attempt)
         ):
@@ -153,7 +153,7 @@ def _apply(state: RunState, event: Event) -> None:
     elif isinstance(event, ApprovalDecided):
         d = event.payload
         node = _node(state, d.node_id)
-        if node is not None and not node.terminal and node.approval is not None:
+        if node is not None and node.approval is not None:
             node.approval = node.approval.model_copy(
                 update={"decision": d.decision, "decided_by": d.decided_by}
             )
@@ -165,7 +165,7 @@ def _apply(state: RunState, event: Event) -> None:
             node.output_ref = None
     elif isinstance(event, NodeSkipped):
         node = _node(state, event.payload.node_id)
-        if node is not None and not node.terminal:
+        if node is not None:
             node.status = NodeStatus.SKIPPED
             node.skip_reason = event.payload.reason
     elif isinstance(event, PatchApplied):

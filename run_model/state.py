@@ -7,6 +7,7 @@ same fact changes nothing. The model is JSON-serialisable: it is what the faust 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -41,6 +42,18 @@ class NodeStatus(StrEnum):
 
 NODE_TERMINAL = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED})
 NODE_IN_FLIGHT = frozenset({NodeStatus.SCHEDULED, NodeStatus.RUNNING})
+
+
+def run_status(status: RunStatus, nodes: Iterable[NodeStatus]) -> RunStatus:
+    """The status of a run that is RUNNING or WAITING, from its nodes' statuses: it WAITS
+    when a node waits for a person and nothing else is in flight. A run in any other status
+    (not started, finished) keeps it. The coordinator's state (``RunState.refresh_status``)
+    and the read model (``projections.runs``) both follow this one rule."""
+    if status not in (RunStatus.RUNNING, RunStatus.WAITING):
+        return status
+    statuses = set(nodes)
+    waiting = NodeStatus.WAITING in statuses and not statuses & NODE_IN_FLIGHT
+    return RunStatus.WAITING if waiting else RunStatus.RUNNING
 
 
 class Approval(BaseModel):
@@ -129,13 +142,8 @@ class RunState(BaseModel):
         return self.status in RUN_FINISHED
 
     def refresh_status(self) -> None:
-        """RUNNING or WAITING, from the nodes: a run WAITS when a node waits for a person and
-        nothing else is in flight (the projections apply the same rule)."""
-        if self.status not in (RunStatus.RUNNING, RunStatus.WAITING):
-            return
-        statuses = {n.status for n in self.nodes.values()}
-        waiting = NodeStatus.WAITING in statuses and not statuses & NODE_IN_FLIGHT
-        self.status = RunStatus.WAITING if waiting else RunStatus.RUNNING
+        """RUNNING or WAITING, from the nodes (``run_status``)."""
+        self.status = run_status(self.status, (n.status for n in self.nodes.values()))
 
     def current_definition(self) -> dict[str, Any]:
         """The definition the run is at, rebuilt from the IR if the state predates it."""

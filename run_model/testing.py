@@ -11,19 +11,15 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from schemas import reports
 from schemas.canonical import canonical_json, sha256_hex
-from schemas.envelope import Actor, Event, deterministic_id
+from schemas.compiler import topological_order
+from schemas.envelope import Actor, Event, EventT, Payload, build_event, deterministic_id
 from schemas.events import (
     ApprovalRequested,
     ApprovalRequestedPayload,
     ApprovalSubmitted,
     ApprovalSubmittedPayload,
-    NodeFailed,
-    NodeFailedPayload,
-    NodeStarted,
-    NodeStartedPayload,
-    NodeSucceeded,
-    NodeSucceededPayload,
     PatchSubmitted,
     PatchSubmittedPayload,
     RunCancelRequested,
@@ -40,7 +36,7 @@ from schemas.workflow import RetryPolicy
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 USER = Actor(kind="user", id="key-1", tenant="acme")
-WORKER = Actor(kind="system", id="worker", tenant="acme")
+WORKER = "w-1"  # the worker process that reports
 
 Edge = tuple[str, str] | tuple[str, str, str | None]
 
@@ -72,91 +68,67 @@ def build_ir(
         )
         for nid, kind in nodes.items()
     }
-    indegree = {nid: len(preds[nid]) for nid in nodes}
-    ready = [nid for nid in nodes if indegree[nid] == 0]
-    roots = list(ready)
-    order: list[str] = []
-    while ready:
-        nid = ready.pop(0)
-        order.append(nid)
-        for e in succs[nid]:
-            indegree[e.node] -= 1
-            if indegree[e.node] == 0:
-                ready.append(e.node)
+    roots = [nid for nid in nodes if not preds[nid]]
+    order = topological_order(ir_nodes)
     if len(order) != len(nodes):
         raise ValueError("the graph has a cycle")
     version = sha256_hex(canonical_json({"nodes": nodes, "edges": [list(e) for e in edges]}))
     return WorkflowIR(version=version, nodes=ir_nodes, roots=roots, order=order)
 
 
-def run_submitted(run_id: str, ir: WorkflowIR, run_input: Any = None) -> RunSubmitted:
-    return RunSubmitted(
-        event_id=deterministic_id("submit", run_id),
+def _sent(
+    kind: type[EventT],
+    payload: Payload,
+    run_id: str,
+    *id_parts: str,
+    actor: Actor = USER,
+    causation_id: str | None = None,
+) -> EventT:
+    """What a client sends to run ``run_id``, at EPOCH, with an id made of ``id_parts``."""
+    return build_event(
+        kind,
+        payload,
+        event_id=deterministic_id(*id_parts),
         aggregate_id=run_id,
+        causation_id=causation_id,
         occurred_at=EPOCH,
-        correlation_id=run_id,
-        actor=USER,
-        payload=RunSubmittedPayload(
-            workflow_id="wf-1",
-            workflow_name="test",
-            version=ir.version,
-            input=run_input,
-            definition=definition_from_ir(ir),
-            ir=ir,
-            definition_ref="cas://sha256:" + "0" * 64,
-            ir_ref="cas://sha256:" + "1" * 64,
-        ),
+        actor=actor,
     )
 
 
-def _report(kind: type[Event], task: NodeTask, payload: Any, tag: str) -> Event:
-    # Workers derive their report's id from the task, so a redelivered task reports the
-    # same event again (the coordinator drops it as a duplicate).
-    return kind(
-        event_id=deterministic_id(task.task_id, tag),
-        aggregate_id=task.run_id,
-        occurred_at=EPOCH,
-        causation_id=task.task_id,
-        correlation_id=task.run_id,
-        actor=WORKER,
-        payload=payload,
+def run_submitted(run_id: str, ir: WorkflowIR, run_input: Any = None) -> RunSubmitted:
+    payload = RunSubmittedPayload(
+        workflow_id="wf-1",
+        workflow_name="test",
+        version=ir.version,
+        input=run_input,
+        definition=definition_from_ir(ir),
+        ir=ir,
+        definition_ref="cas://sha256:" + "0" * 64,
+        ir_ref="cas://sha256:" + "1" * 64,
     )
+    return _sent(RunSubmitted, payload, run_id, "submit", run_id)
+
+
+# A task's reports, as the workers make them (``schemas.reports``), at EPOCH.
 
 
 def started(task: NodeTask) -> Event:
-    payload = NodeStartedPayload(node_id=task.node_id, attempt=task.attempt, worker="w-1")
-    return _report(NodeStarted, task, payload, "started")
+    return reports.started(task, WORKER, at=EPOCH)
 
 
 def succeeded(task: NodeTask, output: Any = None) -> Event:
-    size = len(canonical_json(output))
-    payload = NodeSucceededPayload(
-        node_id=task.node_id,
-        attempt=task.attempt,
-        output=output,
-        output_inline=True,
-        output_ref="cas://sha256:" + sha256_hex(canonical_json(output)),
-        output_size=size,
-    )
-    return _report(NodeSucceeded, task, payload, "succeeded")
+    data = canonical_json(output)
+    return reports.succeeded(task, output, "cas://sha256:" + sha256_hex(data), len(data), at=EPOCH)
 
 
 def failed(task: NodeTask, error: str = "boom", retryable: bool = True) -> Event:
-    payload = NodeFailedPayload(
-        node_id=task.node_id, attempt=task.attempt, error=error, retryable=retryable
-    )
-    return _report(NodeFailed, task, payload, "failed")
+    return reports.failed(task, error, retryable=retryable, at=EPOCH)
 
 
 def cancel_requested(run_id: str, reason: str = "user asked") -> Event:
-    return RunCancelRequested(
-        event_id=deterministic_id("cancel", run_id),
-        aggregate_id=run_id,
-        occurred_at=EPOCH,
-        correlation_id=run_id,
-        actor=USER,
-        payload=RunCancelRequestedPayload(reason=reason),
-    )
+    payload = RunCancelRequestedPayload(reason=reason)
+    return _sent(RunCancelRequested, payload, run_id, "cancel", run_id)
 
 
 def approval_requested(
@@ -172,25 +144,18 @@ def approval_requested(
         default_outcome=default_outcome,
         due_at=due,
     )
-    return _report(ApprovalRequested, task, payload, "approval_requested")
+    return reports.report(ApprovalRequested, task, payload, "approval_requested", at=EPOCH)
 
 
 def approval_submitted(
     run_id: str, node_id: str, decision: str, by: str = "alice", tag: str = "1"
 ) -> Event:
     """A person's decision as the command API appends it (``tag`` tells two apart)."""
-    return ApprovalSubmitted(
-        event_id=deterministic_id("decision", run_id, node_id, tag),
-        aggregate_id=run_id,
-        occurred_at=EPOCH,
-        correlation_id=run_id,
-        actor=Actor(kind="user", id=by, tenant=USER.tenant),
-        payload=ApprovalSubmittedPayload(
-            node_id=node_id,
-            decision=decision,
-            comment=f"{decision} by {by}",
-        ),
+    payload = ApprovalSubmittedPayload(
+        node_id=node_id, decision=decision, comment=f"{decision} by {by}"
     )
+    actor = Actor(kind="user", id=by, tenant=USER.tenant)
+    return _sent(ApprovalSubmitted, payload, run_id, "decision", run_id, node_id, tag, actor=actor)
 
 
 def patch_submitted(
@@ -206,20 +171,14 @@ def patch_submitted(
     actor = (
         Actor(kind="agent", id=f"{run_id}/{agent_node}", tenant=USER.tenant) if agent_node else USER
     )
-    return PatchSubmitted(
-        event_id=deterministic_id("patch", run_id, tag),
-        aggregate_id=run_id,
-        occurred_at=EPOCH,
-        correlation_id=run_id,
-        actor=actor,
-        payload=PatchSubmittedPayload(
-            patch=ops,
-            reason=reason,
-            base_version=base_version,
-            node_id=agent_node,
-            attempt=1 if agent_node else None,
-        ),
+    payload = PatchSubmittedPayload(
+        patch=ops,
+        reason=reason,
+        base_version=base_version,
+        node_id=agent_node,
+        attempt=1 if agent_node else None,
     )
+    return _sent(PatchSubmitted, payload, run_id, "patch", run_id, tag, actor=actor)
 
 
 def run_forked(
@@ -239,18 +198,11 @@ def run_forked(
     if keep_input:
         first = history[0]
         given = first.payload.input if isinstance(first, RunSubmitted | RunForked) else None
-    return RunForked(
-        event_id=deterministic_id("fork", fork_id),
-        aggregate_id=fork_id,
-        occurred_at=EPOCH,
-        causation_id=history[-1].event_id,
-        correlation_id=fork_id,
-        actor=USER,
-        payload=RunForkedPayload(
-            source_run_id=source_id,
-            at=f"aob.runs.events:0:{at_seq - 1}",
-            at_seq=at_seq,
-            input=given,
-            history=[ev.model_dump(mode="json") for ev in history],
-        ),
+    payload = RunForkedPayload(
+        source_run_id=source_id,
+        at=f"aob.runs.events:0:{at_seq - 1}",
+        at_seq=at_seq,
+        input=given,
+        history=[ev.model_dump(mode="json") for ev in history],
     )
+    return _sent(RunForked, payload, fork_id, "fork", fork_id, causation_id=history[-1].event_id)

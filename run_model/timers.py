@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from run_model.state import NodeStatus, RunState
-from schemas.envelope import deterministic_id, system_actor
+from schemas.envelope import build_event, deterministic_id, system_actor
 from schemas.events import TimerFired, TimerFiredPayload
 from schemas.workflow import DEFAULT_TIMEOUT_S
 
@@ -73,17 +73,18 @@ def pending_timers(state: RunState, grace_s: float) -> list[Timer]:
 def timer_fired(run_id: str, tenant: str, timer: Timer, now: datetime) -> TimerFired:
     """The event that says ``timer`` is due. Its id depends on the timer alone, so firing
     one timer twice (a restart, a slow loop) appends one fact that consumers see once."""
-    return TimerFired(
+    payload = TimerFiredPayload(
+        kind=timer.kind,
+        node_id=timer.node_id,
+        attempt=timer.attempt,
+        due_at=timer.due_at,
+        timeout_s=timer.timeout_s,
+    )
+    return build_event(
+        TimerFired,
+        payload,
         event_id=deterministic_id(run_id, "timer", timer.kind, timer.node_id, str(timer.attempt)),
         aggregate_id=run_id,
         occurred_at=now,
-        correlation_id=run_id,
         actor=system_actor(TIMER_COMPONENT, tenant),
-        payload=TimerFiredPayload(
-            kind=timer.kind,
-            node_id=timer.node_id,
-            attempt=timer.attempt,
-            due_at=timer.due_at,
-            timeout_s=timer.timeout_s,
-        ),
     )

@@ -145,17 +145,23 @@ def compile_workflow(definition: WorkflowDefinition) -> WorkflowIR:
         for n in definition.nodes
     }
     roots = [n.id for n in definition.nodes if not preds[n.id]]
-    # Kahn's algorithm, taking ready nodes in definition order so the order is stable.
-    indegree = {nid: len(preds[nid]) for nid in nodes}
-    position = {n.id: i for i, n in enumerate(definition.nodes)}
-    ready = sorted(roots, key=position.__getitem__)
+    order = topological_order(nodes)
+    return WorkflowIR(version=definition_version(definition), nodes=nodes, roots=roots, order=order)
+
+
+def topological_order(nodes: dict[str, IRNode]) -> list[str]:
+    """The nodes' ids, each after all its predecessors (Kahn's algorithm), taking ready nodes
+    in the dict's order so the order is stable. Nodes on a cycle are left out."""
+    indegree = {nid: len(node.predecessors) for nid, node in nodes.items()}
+    position = {nid: i for i, nid in enumerate(nodes)}
+    ready = [nid for nid, n in indegree.items() if n == 0]
     order: list[str] = []
     while ready:
         nid = ready.pop(0)
         order.append(nid)
-        for edge in succs[nid]:
+        for edge in nodes[nid].successors:
             indegree[edge.node] -= 1
             if indegree[edge.node] == 0:
                 ready.append(edge.node)
                 ready.sort(key=position.__getitem__)
-    return WorkflowIR(version=definition_version(definition), nodes=nodes, roots=roots, order=order)
+    return order

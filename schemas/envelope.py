@@ -94,6 +94,45 @@ class Event(BaseModel):
         return self
 
 
+EventT = TypeVar("EventT", bound=Event)
+
+# Events of this family belong to a run: their aggregate is the run, and so is their
+# correlation id. The others (``workflow.*``) belong to no run.
+RUN_EVENT_PREFIX = "run."
+
+
+def build_event(
+    kind: type[EventT],
+    payload: Payload,
+    *,
+    aggregate_id: str,
+    actor: Actor,
+    event_id: str | None = None,
+    causation_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> EventT:
+    """An event of ``kind`` with its envelope: the one place envelopes are assembled.
+
+    The command API, the coordinator's decider, its timers, the workers and the test
+    helpers all build events here, so the envelope's rules hold for every producer: the wire
+    name and schema version come from the class, ``correlation_id`` is the run for run
+    events (``run.*``), ``occurred_at`` is now unless the caller's clock says otherwise, and
+    the id is fresh unless the caller derives one (a decision from its cause,
+    ``run_model.decide.decided``; a report from its task, ``schemas.reports``; a command
+    from its Idempotency-Key). It lives with the envelope, in the wire contract, because
+    every producer depends on ``schemas`` and ``schemas`` on none of them.
+    """
+    return kind(
+        event_id=event_id or new_id(),
+        aggregate_id=aggregate_id,
+        occurred_at=occurred_at or utcnow(),
+        causation_id=causation_id,
+        correlation_id=aggregate_id if kind.wire_name.startswith(RUN_EVENT_PREFIX) else None,
+        actor=actor,
+        payload=payload,
+    )
+
+
 E = TypeVar("E", bound=type[Event])
 
 _REGISTRY: dict[str, type[Event]] = {}

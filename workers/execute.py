@@ -24,13 +24,13 @@ from typing import Any, Protocol, TypeVar
 from aiokafka.errors import KafkaError
 
 from cas.store import BlobCorrupted, BlobNotFound, CasError
+from schemas import reports
 from schemas.canonical import canonical_json
 from schemas.envelope import Event
 from schemas.position import Position
 from schemas.tasks import NodeTask
 from schemas.topics import RUN_EVENTS
 from schemas.workflow import DEFAULT_TIMEOUT_S
-from workers import reports
 from workers.errors import InfrastructureFault
 from workers.handlers.base import WAITING, Handler, Job
 from workers.outcome import classify

@@ -5,6 +5,17 @@ Tasks of one partition run concurrently (up to ``concurrency`` in the whole proc
 HTTP or LLM node must not hold up the no-op behind it, and one partition carries many runs.
 Offsets are committed in order nevertheless (``workers.offsets``): only up to the lowest
 unfinished offset of each partition, after the task's outcome was acknowledged by Kafka.
+
+A bug met while handling a task (an exception the executor did not turn into a report, and
+no infrastructure fault) parks the task's record in the dead-letter topic, with the reason,
+and the offset moves on: the coordinator's policy for a bug in its decider too
+(``processors.coordinator``). A bug fails the same way every time it meets the same record,
+so leaving the offset uncommitted would only hold back the commits of every task behind it
+on the partition (many runs) and, at the next restart or rebalance, run them all again,
+side effects included. Parked, the record keeps where it came from (``aob-dlq-source``) for
+an operator to send again once the bug is fixed; meanwhile the node's deadline (if it had
+started) fails the attempt, and the coordinator's retry policy takes over. Infrastructure
+faults stay what they are: retried, the offset not committed.
 """
 
 from __future__ import annotations
@@ -21,8 +32,9 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from schemas.codec import decode_task
 from schemas.errors import PoisonRecord
+from schemas.tasks import NodeTask
 from schemas.topics import TASK_TOPIC_PREFIX
-from workers.execute import TaskExecutor
+from workers.execute import TRANSIENT, TaskExecutor
 from workers.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -131,24 +143,35 @@ class TypeConsumer:
             self._running.pop(tp, None)
 
     async def _process(self, tp: TopicPartition, record: ConsumerRecord) -> None:
+        source = f"{tp.topic}:{tp.partition}:{record.offset}"
         try:
             try:
                 task = decode_task(record.value)
             except PoisonRecord as e:
-                source = f"{tp.topic}:{tp.partition}:{record.offset}"
                 log.warning("poison task at %s: %s", source, e.reason)
                 await self._dlq.dead_letter(record.key, record.value, e.reason, source)
             else:
-                await self._executor.run(task)
+                await self._run(task, record, source)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a bug: leave the offset uncommitted so that the task comes back
-            log.exception("task at %s:%d:%d crashed", tp.topic, tp.partition, record.offset)
+        except Exception:  # an infrastructure fault (or no dead-letter topic): comes back
+            log.exception("task at %s was not handled; it will be delivered again", source)
             return
         finally:
             self._slots.release()
         self._offsets.finished(tp, record.offset)
         self._commit_wanted.set()
+
+    async def _run(self, task: NodeTask, record: ConsumerRecord, source: str) -> None:
+        """Execute ``task``; a bug parks its record in the dead-letter topic (module doc)."""
+        try:
+            await self._executor.run(task)
+        except (asyncio.CancelledError, *TRANSIENT):
+            raise
+        except Exception as e:  # a bug: parked, the partition goes on
+            log.exception("task at %s crashed: dead-lettering it", source)
+            reason = f"worker could not handle the task: {e!r}"
+            await self._dlq.dead_letter(record.key, record.value, reason, source)
 
     async def _commit_loop(self) -> None:
         while True:

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas import reports
 from schemas.envelope import deterministic_id
 from schemas.events import INLINE_OUTPUT_MAX_BYTES
 from schemas.tasks import NodeTask
 from templating import TemplateError
-from workers import reports
 from workers.errors import ConfigError, NodeError
 from workers.handlers import HANDLERS, Job
 from workers.offsets import OffsetTracker, PartitionOffsets

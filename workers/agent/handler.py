@@ -27,6 +27,7 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
 from schemas.events import ModelCalled, ModelCalledPayload, TokenUsage
+from schemas.reports import report
 from schemas.workflow import DEFAULT_TIMEOUT_S
 from templating import render_string
 from workers.agent.calls import RetryPolicy, call_model
@@ -37,7 +38,6 @@ from workers.agent.tools import PATCH_WORKFLOW, answer, definitions
 from workers.agent.verdicts import VerdictSource
 from workers.errors import NodeError
 from workers.handlers.base import Job
-from workers.reports import envelope
 
 
 class AgentHandler:
@@ -92,20 +92,16 @@ class AgentHandler:
             usage = add(usage, call_usage)
             choice = completion.choices[0]
             calls = choice.message.tool_calls or []
-            await job.emit(
-                ModelCalled(
-                    **envelope(job.task, "model_called", str(turn)),
-                    payload=ModelCalledPayload(
-                        node_id=job.task.node_id,
-                        attempt=job.task.attempt,
-                        turn=turn,
-                        model=config.model,
-                        usage=call_usage,
-                        finish_reason=choice.finish_reason,
-                        tool_calls=[tool_name(c) for c in calls],
-                    ),
-                )
+            called = ModelCalledPayload(
+                node_id=job.task.node_id,
+                attempt=job.task.attempt,
+                turn=turn,
+                model=config.model,
+                usage=call_usage,
+                finish_reason=choice.finish_reason,
+                tool_calls=[tool_name(c) for c in calls],
             )
+            await job.emit(report(ModelCalled, job.task, called, "model_called", str(turn)))
             if not calls:
                 return result(choice.message.content or "", usage, config, turn)
 

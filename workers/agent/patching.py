@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka.errors import KafkaError
 
 from schemas.canonical import canonical_json, sha256_hex
-from schemas.envelope import Actor, deterministic_id
+from schemas.envelope import Actor, build_event, deterministic_id
 from schemas.events import PatchApplied, PatchRejected, PatchSubmitted, PatchSubmittedPayload
 from workers.agent.verdicts import VerdictQuery, VerdictSource
 from workers.errors import NodeError
@@ -99,19 +99,20 @@ class Patcher:
 
     def submission(self, call: PatchCall, turn: int, index: int) -> PatchSubmitted:
         task = self._job.task
-        return PatchSubmitted(
+        payload = PatchSubmittedPayload(
+            patch=call.patch,
+            reason=call.reason,
+            base_version=self.version,
+            node_id=task.node_id,
+            attempt=task.attempt,
+        )
+        return build_event(
+            PatchSubmitted,
+            payload,
             event_id=patch_id(self._job, turn, index, call),
             aggregate_id=task.run_id,
-            correlation_id=task.run_id,
             causation_id=task.task_id,
             actor=Actor(kind="agent", id=f"{task.run_id}/{task.node_id}", tenant=task.tenant),
-            payload=PatchSubmittedPayload(
-                patch=call.patch,
-                reason=call.reason,
-                base_version=self.version,
-                node_id=task.node_id,
-                attempt=task.attempt,
-            ),
         )
 
     async def submit(self, call: PatchCall, turn: int, index: int) -> str:

@@ -45,7 +45,7 @@ class Job:
     async def emit(self, event: Event) -> Position | None:
         """Append ``event`` to the run's stream (retried until Kafka acknowledges it) and
         return where it landed, when the reporter says. Give it a deterministic id
-        (``workers.reports.envelope``): an attempt delivered twice must append the same
+        (``schemas.reports.report``): an attempt delivered twice must append the same
         facts."""
         if self.report is None:
             raise RuntimeError("this job was made without a reporter")

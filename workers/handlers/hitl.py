@@ -14,10 +14,10 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from schemas import reports
 from schemas.envelope import utcnow
 from schemas.events import ApprovalRequested, ApprovalRequestedPayload
 from templating import render_string
-from workers import reports
 from workers.errors import ConfigError
 from workers.handlers.base import WAITING, Job
 
@@ -35,18 +35,13 @@ async def hitl(job: Job) -> Any:
     task = job.task
     now = utcnow()
     limit = task.timeout_s
-    await job.emit(
-        ApprovalRequested(
-            **reports.envelope(task, "approval_requested"),
-            occurred_at=now,
-            payload=ApprovalRequestedPayload(
-                node_id=task.node_id,
-                attempt=task.attempt,
-                prompt=text,
-                timeout_s=limit,
-                default_outcome=default if limit else None,
-                due_at=now + timedelta(seconds=limit) if limit else None,
-            ),
-        )
+    payload = ApprovalRequestedPayload(
+        node_id=task.node_id,
+        attempt=task.attempt,
+        prompt=text,
+        timeout_s=limit,
+        default_outcome=default if limit else None,
+        due_at=now + timedelta(seconds=limit) if limit else None,
     )
+    await job.emit(reports.report(ApprovalRequested, task, payload, "approval_requested", at=now))
     return WAITING

@@ -1,0 +1,91 @@
+"""The events a worker appends about a task: pure functions of the task and the outcome.
+
+Part of the task contract (DESIGN.md: the task topic is what any worker speaks), which is why
+it lives beside ``schemas.tasks``: the built-in workers use it, and so do the decider's test
+helpers (``run_model.testing``), so a simulated worker reports exactly as a real one does.
+
+Ids are deterministic (task id + outcome), so a task delivered twice reports the same events
+and every consumer drops the second copy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+from schemas.envelope import Event, Payload, build_event, deterministic_id, system_actor
+from schemas.events import (
+    INLINE_OUTPUT_MAX_BYTES,
+    NodeFailed,
+    NodeFailedPayload,
+    NodeStarted,
+    NodeStartedPayload,
+    NodeSucceeded,
+    NodeSucceededPayload,
+)
+from schemas.tasks import NodeTask
+
+MAX_ERROR_CHARS = 4000  # a reason is for a person or a model to read, not a dump
+
+ReportT = TypeVar("ReportT", bound=Event)
+
+
+def report(
+    kind: type[ReportT],
+    task: NodeTask,
+    payload: Payload,
+    *outcome: str,
+    at: datetime | None = None,
+) -> ReportT:
+    """An event about ``task``: its id depends on the task and ``outcome`` only, so a task
+    delivered twice reports the same facts. ``at`` is when (now if not given)."""
+    return build_event(
+        kind,
+        payload,
+        event_id=deterministic_id(task.task_id, *outcome),
+        aggregate_id=task.run_id,
+        causation_id=task.task_id,
+        actor=system_actor(f"worker:{task.node_type}", tenant=task.tenant),
+        occurred_at=at,
+    )
+
+
+def started(task: NodeTask, worker: str, *, at: datetime | None = None) -> NodeStarted:
+    payload = NodeStartedPayload(node_id=task.node_id, attempt=task.attempt, worker=worker)
+    return report(NodeStarted, task, payload, "started", at=at)
+
+
+def succeeded(
+    task: NodeTask,
+    output: Any,
+    output_ref: str,
+    output_size: int,
+    *,
+    at: datetime | None = None,
+) -> NodeSucceeded:
+    inline = output_size <= INLINE_OUTPUT_MAX_BYTES
+    payload = NodeSucceededPayload(
+        node_id=task.node_id,
+        attempt=task.attempt,
+        output=output if inline else None,
+        output_inline=inline,
+        output_ref=output_ref,
+        output_size=output_size,
+    )
+    return report(NodeSucceeded, task, payload, "succeeded", at=at)
+
+
+def failed(
+    task: NodeTask, reason: str, *, retryable: bool, at: datetime | None = None
+) -> NodeFailed:
+    """``reason`` should already name the node (``node_reason`` does)."""
+    if len(reason) > MAX_ERROR_CHARS:
+        reason = reason[: MAX_ERROR_CHARS - 1] + "…"
+    payload = NodeFailedPayload(
+        node_id=task.node_id, attempt=task.attempt, error=reason, retryable=retryable
+    )
+    return report(NodeFailed, task, payload, "failed", at=at)
+
+
+def node_reason(task: NodeTask, what: str) -> str:
+    return f"node {task.node_id!r} ({task.node_type}, attempt {task.attempt}): {what}"

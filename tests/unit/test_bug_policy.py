@@ -1,0 +1,116 @@
+"""One policy for a bug met while handling a record, in the coordinator and in the workers:
+the record is parked in the dead-letter topic with the reason and where it came from, and the
+consumer goes on (see ``processors.coordinator`` and ``workers.runtime``). Infrastructure
+faults are not bugs: a worker leaves their offset uncommitted, so the task comes back."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
+
+from processors import coordinator as coordinator_module
+from processors.config import CoordinatorConfig
+from processors.coordinator import Coordinator, partition_marker
+from run_model.testing import build_ir, run_submitted
+from schemas.codec import encode_event, encode_task
+from schemas.tasks import NodeTask
+from workers.runtime import TypeConsumer
+
+
+class Parked:
+    """The dead-letter topic, as the worker runtime and the coordinator's producer see it."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes | None, str, str]] = []
+
+    async def dead_letter(
+        self, key: bytes | None, value: bytes | None, reason: str, source: str
+    ) -> None:
+        self.records.append((key, value, reason, source))
+
+    async def send(self, topic: str, key: Any, value: Any, p: Any, t: Any, headers: Any) -> Any:
+        found = dict(headers)
+        self.records.append((key, value, found["aob-dlq-reason"].decode(), topic))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_a_bug_in_the_decider_parks_the_record_and_the_loop_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken_step(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(coordinator_module, "step", broken_step)
+    dlq = Parked()
+    table: dict[bytes, bytes] = {partition_marker(0): b"0"}
+    parts: Any = SimpleNamespace(app=SimpleNamespace(producer=dlq), table=table, runs_topic=None)
+    coordinator = Coordinator(parts, CoordinatorConfig())
+    key, value, _ = encode_event(run_submitted("run-bug", build_ir({"a": "noop"}, [])))
+    await coordinator.handle(key, value, (0, 0))
+    ((parked_key, parked_value, reason, topic),) = dlq.records
+    assert (parked_key, parked_value, topic) == (key, value, coordinator.config.dlq_topic)
+    assert "could not decide" in reason and "a bug" in reason
+    assert table[partition_marker(0)] == b"1"  # handled: the next record is due
+
+
+class Executor:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def run(self, task: NodeTask) -> None:
+        raise self.error
+
+
+def task_record(offset: int) -> Any:
+    ir = build_ir({"a": "noop"}, [])
+    task = NodeTask(
+        task_id="t-1",
+        run_id="run-bug",
+        tenant="acme",
+        node_id="a",
+        node_type="noop",
+        attempt=1,
+        config={},
+        input=None,
+        nodes={},
+        scheduled_at=run_submitted("run-bug", ir).occurred_at,
+        version=ir.version,
+    )
+    key, value, _ = encode_task(task)
+    return SimpleNamespace(key=key, value=value, offset=offset)
+
+
+async def process(error: Exception) -> tuple[Parked, dict[Any, int]]:
+    dlq = Parked()
+    consumer = TypeConsumer(
+        "noop",
+        bootstrap="localhost:1",  # never started: no connection is made
+        executor=Executor(error),  # type: ignore[arg-type]
+        dead_letters=dlq,
+        slots=asyncio.Semaphore(1),
+    )
+    tp = TopicPartition(consumer.topic, 0)
+    await consumer._slots.acquire()
+    consumer._offsets.started(tp, 7)
+    await consumer._process(tp, task_record(7))
+    return dlq, consumer._offsets.to_commit()
+
+
+async def test_a_bug_in_a_worker_parks_the_task_and_its_offset_is_committed() -> None:
+    dlq, to_commit = await process(RuntimeError("a bug"))
+    ((_, _, reason, source),) = dlq.records
+    assert "a bug" in reason and source == "aob.tasks.noop:0:7"
+    assert list(to_commit.values()) == [8]  # the next record to consume: past this one
+
+
+async def test_an_infrastructure_fault_in_a_worker_leaves_the_offset_uncommitted() -> None:
+    dlq, to_commit = await process(KafkaConnectionError("down"))
+    assert dlq.records == []
+    assert list(to_commit.values()) == [7]  # the commit stops at this record: it comes back
