@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from schemas.envelope import Event, Payload, event, event_class, upcast, upcaster
 from schemas.errors import UnknownEventType
@@ -117,13 +117,31 @@ class NodeSucceededPayload(Payload):
     attempt: int = Field(ge=1)
     output: Any = Field(None, description="The output itself when small (see output_inline).")
     output_inline: bool = Field(description="Whether `output` holds the whole output.")
-    output_ref: str = Field(description="CAS reference of the output (always present).")
+    output_ref: str | None = Field(
+        None,
+        description="CAS reference of the output: present when the output is too large to "
+        "travel inline (over INLINE_OUTPUT_MAX_BYTES); a small output is only in the event.",
+    )
     output_size: int = Field(ge=0, description="Bytes of the output's canonical JSON.")
 
+    @model_validator(mode="after")
+    def _whole_somewhere(self) -> NodeSucceededPayload:
+        if not self.output_inline and not self.output_ref:
+            raise ValueError("an output that is not inline needs its output_ref")
+        return self
 
-@event("run.node_succeeded")
+
+@event("run.node_succeeded", version=2)
 class NodeSucceeded(Event):
+    """v2: ``output_ref`` only for outputs too large to be inline (v1 always had one)."""
+
     payload: NodeSucceededPayload
+
+
+@upcaster("run.node_succeeded", 1)
+def _node_succeeded_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Every v1 event is a valid v2 event: v1 carried a ref for small outputs too."""
+    return raw
 
 
 class NodeFailedPayload(Payload):

@@ -55,21 +55,27 @@ def started(task: NodeTask, worker: str, *, at: datetime | None = None) -> NodeS
     return report(NodeStarted, task, payload, "started", at=at)
 
 
+def inline(output_size: int) -> bool:
+    """Whether an output of ``output_size`` bytes travels in its event (else in the CAS)."""
+    return output_size <= INLINE_OUTPUT_MAX_BYTES
+
+
 def succeeded(
     task: NodeTask,
     output: Any,
-    output_ref: str,
+    output_ref: str | None,
     output_size: int,
     *,
     at: datetime | None = None,
 ) -> NodeSucceeded:
-    inline = output_size <= INLINE_OUTPUT_MAX_BYTES
+    """The success report: a small output inline (no ref), a large one by its CAS ref."""
+    small = inline(output_size)
     payload = NodeSucceededPayload(
         node_id=task.node_id,
         attempt=task.attempt,
-        output=output if inline else None,
-        output_inline=inline,
-        output_ref=output_ref,
+        output=output if small else None,
+        output_inline=small,
+        output_ref=None if small else output_ref,
         output_size=output_size,
     )
     return report(NodeSucceeded, task, payload, "succeeded", at=at)

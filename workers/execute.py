@@ -1,5 +1,9 @@
 """One task, start to finish: resolve the context, report the start, run the handler, store
-the output, report the outcome.
+the output if it is too large to travel in its event, report the outcome.
+
+A small output (up to ``INLINE_OUTPUT_MAX_BYTES`` of canonical JSON) goes only in the
+NodeSucceeded event: a CAS write for every output, even ``{}``, took most of the workers'
+time under load (one MinIO round trip per node), and the event is durable in the log anyway.
 
 Business failures become NodeFailed events. Infrastructure faults (Kafka, the CAS) are
 retried here with backoff until they pass or the worker stops; the caller commits the offset
@@ -136,9 +140,11 @@ class TaskExecutor:
                 reports.failed(task, reports.node_reason(task, what), retryable=retryable)
             )
             return
-        ref = await self._retrying(
-            lambda: self._store.put_bytes(data, "application/json"), "store output"
-        )
+        ref = None
+        if not reports.inline(len(data)):  # small outputs travel in the event, not the CAS
+            ref = await self._retrying(
+                lambda: self._store.put_bytes(data, "application/json"), "store output"
+            )
         await self._report(reports.succeeded(task, output, ref, len(data)))
 
     async def _context(self, task: NodeTask) -> dict[str, Any]:

@@ -94,7 +94,6 @@ async def test_twenty_fan_out_fan_in_runs_complete_with_correct_outputs(
 
         results = await eventually(all_completed, timeout=120, interval=0.5)
 
-    store = ContentStore.from_settings(services)
     for run_id, run in results.items():
         items, name = runs[run_id]
         expected = expected_outputs(items, name)
@@ -109,10 +108,56 @@ async def test_twenty_fan_out_fan_in_runs_complete_with_correct_outputs(
             assert node["status"] == "SUCCEEDED", node
             assert node["attempts"] == 1, node
             assert node["output"] == expected[node["id"]], node
-            assert node["outputRef"].startswith("cas://sha256:")
-            # The output as fetched through its CAS reference, hash verified by the store.
-            assert await store.get_json(node["outputRef"]) == expected[node["id"]]
+            # Small outputs travel in their events only: no CAS reference, no blob.
+            assert node["outputRef"] is None, node
         assert run["output"] == {"done": {}}
+
+
+async def test_a_large_output_is_kept_in_the_cas_and_read_through_its_reference(
+    services: Settings, api_key: str
+) -> None:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    workflow = {
+        "name": "large-output",
+        "definition": {
+            "nodes": [
+                {
+                    "id": "big",
+                    "type": "transform",
+                    "config": {"output": {"rows": "{{ range(input.n) | list }}"}},
+                },
+                {
+                    "id": "count",
+                    "type": "transform",
+                    "config": {"output": {"n": "{{ nodes.big.output.rows | length }}"}},
+                },
+            ],
+            "edges": [{"from": "big", "to": "count"}],
+        },
+    }
+    async with (
+        httpx.AsyncClient(base_url=services.command_api_url, headers=headers, timeout=30) as rest,
+        httpx.AsyncClient(base_url=services.query_api_url, headers=headers, timeout=30) as gql,
+    ):
+        assert (await rest.post("/v1/workflows", json=workflow)).status_code == 201
+        r = await rest.post("/v1/runs", json={"workflow_id": "large-output", "input": {"n": 5000}})
+        assert r.status_code == 202, r.text
+        run_id = r.json()["run_id"]
+
+        async def completed() -> dict[str, Any]:
+            run = (await graphql(gql, RUN_QUERY, id=run_id))["run"]
+            assert run is not None and run["status"] == "COMPLETED", run and run["status"]
+            return {n["id"]: n for n in run["nodes"]}
+
+        nodes = await eventually(completed, timeout=60)
+    rows = list(range(5000))
+    # Over the inline limit: the event carries the reference, and GraphQL reads the blob.
+    assert nodes["big"]["outputRef"].startswith("cas://sha256:")
+    assert nodes["big"]["output"] == {"rows": rows}
+    store = ContentStore.from_settings(services)
+    assert await store.get_json(nodes["big"]["outputRef"]) == {"rows": rows}
+    # The downstream node was given the whole output, read from the CAS by its worker.
+    assert nodes["count"]["output"] == {"n": 5000} and nodes["count"]["outputRef"] is None
 
 
 async def test_a_branch_not_taken_is_skipped_and_the_join_still_runs(

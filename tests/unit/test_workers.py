@@ -101,12 +101,18 @@ def test_reports_have_deterministic_ids_and_the_envelope() -> None:
     assert (ev.aggregate_id, ev.correlation_id, ev.causation_id) == ("run-1", "run-1", "task-1")
     assert ev.actor.id == "worker:transform" and ev.actor.tenant == "acme"
     assert ev.payload.attempt == 2
-    ok = reports.succeeded(task, {"a": 1}, "cas://sha256:" + "0" * 64, 7)
+    ok = reports.succeeded(task, {"a": 1}, None, 7)
     assert ok.event_id == deterministic_id("task-1", "succeeded")
     assert ok.payload.output_inline and ok.payload.output == {"a": 1}
+    assert ok.payload.output_ref is None  # a small output is only in the event
     bad = reports.failed(task, reports.node_reason(task, "boom"), retryable=False)
     assert bad.event_id == deterministic_id("task-1", "failed")
     assert "'shape'" in bad.payload.error and not bad.payload.retryable
+
+
+def test_an_output_not_inline_must_have_its_reference() -> None:
+    with pytest.raises(ValueError, match="needs its output_ref"):
+        reports.succeeded(_task(), "x", None, INLINE_OUTPUT_MAX_BYTES + 1)
 
 
 def test_large_outputs_travel_by_reference_only() -> None:

@@ -12,7 +12,7 @@ from infra.bus import EventBus
 from infra.settings import Settings
 from schemas.codec import decode_event
 from schemas.envelope import Event, deterministic_id
-from schemas.events import NodeFailed, NodeStarted, NodeSucceeded
+from schemas.events import INLINE_OUTPUT_MAX_BYTES, NodeFailed, NodeStarted, NodeSucceeded
 from schemas.tasks import NodeContext, NodeTask
 from schemas.topics import DLQ, RUN_EVENTS, task_topic
 from tests.helpers import eventually
@@ -76,6 +76,29 @@ async def test_transform_task_reports_start_and_rendered_output(
     assert (ok.causation_id, ok.correlation_id) == (task.task_id, task.run_id)
     assert ok.actor.id == "worker:transform" and ok.actor.tenant == "acme"
     assert ok.payload.output_inline and ok.payload.output == expected
+    assert ok.payload.output_ref is None  # small: only in the event, nothing in the CAS
+
+
+async def test_a_large_output_goes_to_the_cas_and_travels_by_reference(
+    worker_process: Any, bus: EventBus, reader_factory: Any, stack: Settings
+) -> None:
+    store = ContentStore.from_settings(stack)
+    reader = await reader_factory(RUN_EVENTS)
+    task = _task({"output": {"rows": "{{ range(3000) | list }}"}})
+    await bus.send_task(task)
+    seen: list[Event] = []
+
+    async def finished() -> NodeSucceeded:
+        events = await _events_of(reader, task.run_id, seen)
+        done = [e for e in events if isinstance(e, NodeSucceeded)]
+        assert done, [e.type for e in events]
+        return done[0]
+
+    ok = await eventually(finished, timeout=60)
+    expected = {"rows": list(range(3000))}
+    assert ok.payload.output_size > INLINE_OUTPUT_MAX_BYTES
+    assert not ok.payload.output_inline and ok.payload.output is None
+    assert ok.payload.output_ref is not None
     assert await store.get_json(ok.payload.output_ref) == expected
 
 
