@@ -84,7 +84,7 @@ async def test_a_large_output_goes_to_the_cas_and_travels_by_reference(
 ) -> None:
     store = ContentStore.from_settings(stack)
     reader = await reader_factory(RUN_EVENTS)
-    task = _task({"output": {"rows": "{{ range(3000) | list }}"}})
+    task = _task({"output": {"rows": "{{ range(5000) | list }}"}})
     await bus.send_task(task)
     seen: list[Event] = []
 
@@ -95,7 +95,7 @@ async def test_a_large_output_goes_to_the_cas_and_travels_by_reference(
         return done[0]
 
     ok = await eventually(finished, timeout=60)
-    expected = {"rows": list(range(3000))}
+    expected = {"rows": list(range(5000))}
     assert ok.payload.output_size > INLINE_OUTPUT_MAX_BYTES
     assert not ok.payload.output_inline and ok.payload.output is None
     assert ok.payload.output_ref is not None
