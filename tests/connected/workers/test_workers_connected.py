@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -42,6 +42,17 @@ async def _events_of(reader: Any, run_id: str, seen: list[Event]) -> list[Event]
     return seen
 
 
+E = TypeVar("E", bound=Event)
+
+
+async def _first(kind: type[E], reader: Any, run_id: str, seen: list[Event]) -> E:
+    """The run's first event of ``kind`` read so far (``seen`` collects them all)."""
+    events = await _events_of(reader, run_id, seen)
+    found = [e for e in events if isinstance(e, kind)]
+    assert found, [e.type for e in events]
+    return found[0]
+
+
 async def test_transform_task_reports_start_and_rendered_output(
     worker_process: Any, bus: EventBus, reader_factory: Any, stack: Settings
 ) -> None:
@@ -60,14 +71,7 @@ async def test_transform_task_reports_start_and_rendered_output(
     )
     await bus.send_task(task)
     seen: list[Event] = []
-
-    async def finished() -> NodeSucceeded:
-        events = await _events_of(reader, task.run_id, seen)
-        done = [e for e in events if isinstance(e, NodeSucceeded)]
-        assert done, [e.type for e in events]
-        return done[0]
-
-    ok = await eventually(finished, timeout=60)
+    ok = await eventually(lambda: _first(NodeSucceeded, reader, task.run_id, seen), timeout=60)
     assert any(isinstance(e, NodeStarted) for e in seen)
     started = next(e for e in seen if isinstance(e, NodeStarted))
     assert started.event_id == deterministic_id(task.task_id, "started")
@@ -87,14 +91,7 @@ async def test_a_large_output_goes_to_the_cas_and_travels_by_reference(
     task = _task({"output": {"rows": "{{ range(5000) | list }}"}})
     await bus.send_task(task)
     seen: list[Event] = []
-
-    async def finished() -> NodeSucceeded:
-        events = await _events_of(reader, task.run_id, seen)
-        done = [e for e in events if isinstance(e, NodeSucceeded)]
-        assert done, [e.type for e in events]
-        return done[0]
-
-    ok = await eventually(finished, timeout=60)
+    ok = await eventually(lambda: _first(NodeSucceeded, reader, task.run_id, seen), timeout=60)
     expected = {"rows": list(range(5000))}
     assert ok.payload.output_size > INLINE_OUTPUT_MAX_BYTES
     assert not ok.payload.output_inline and ok.payload.output is None
@@ -109,14 +106,7 @@ async def test_bad_template_fails_the_node_by_name(
     task = _task({"output": {"x": "{{ input.nope.deeper }}"}})
     await bus.send_task(task)
     seen: list[Event] = []
-
-    async def failed() -> NodeFailed:
-        events = await _events_of(reader, task.run_id, seen)
-        bad = [e for e in events if isinstance(e, NodeFailed)]
-        assert bad, [e.type for e in events]
-        return bad[0]
-
-    ev = await eventually(failed, timeout=60)
+    ev = await eventually(lambda: _first(NodeFailed, reader, task.run_id, seen), timeout=60)
     assert "'shape'" in ev.payload.error and "nope" in ev.payload.error
     assert ev.payload.retryable is False
     assert ev.event_id == deterministic_id(task.task_id, "failed")
