@@ -4,16 +4,17 @@ This is an adapter: the domain it drives (a run's state, how events fold into it
 decided) is the run model, ``run_model``, which the command API, the projections and the
 replay tooling use as well. Here live Kafka, faust and the table.
 
-faust hands the agent what the partitions have (``take_events``: up to ``batch_max`` records,
-waiting at most ``batch_within_s`` for more). For each record of a batch, in log order: decode
-it (a poison record goes to the dead-letter topic); load the run's state (from the batch, if
-an earlier record of it changed the run, else from the table); ``step`` it (pure: evolve,
-decide, fold the decisions in); and put the decided events (to the run's own partition) and
-tasks in the batch's outbox. Then the whole outbox is sent and the broker's acknowledgement of
-every record is awaited ONCE; only THEN are the batch's new states and partition markers
-written to the table, and faust acknowledges the batch's records. So a stored state with an
-event applied still implies that its decisions are in the log; a crash in-between replays the
-batch and re-sends the same decisions under the same ids, which every consumer drops.
+faust hands the agent what the partitions have (``processors.batching``: up to
+``batch_max`` records, waiting at most ``batch_within_s`` for more once one has come). For
+each record of a batch, in log order: decode it (a poison record goes to the dead-letter
+topic); load the run's state (from the batch, if an earlier record of it changed the run,
+else from the table); ``step`` it (pure: evolve, decide, fold the decisions in); and put the
+decided events (to the run's own partition) and tasks in the batch's outbox. Then the whole
+outbox is sent and the broker's acknowledgement of every record is awaited ONCE; only THEN
+are the batch's new states and partition markers written to the table, and faust
+acknowledges the batch's records. So a stored state with an event applied still implies that
+its decisions are in the log; a crash in-between replays the batch and re-sends the same
+decisions under the same ids, which every consumer drops.
 
 Why batches: one round trip to the broker per record capped the loop at the broker's latency
 (a few ms, so a few hundred records a second); per batch, the round trip is shared, the
@@ -55,6 +56,7 @@ from faust.streams import _current_event  # see table_scope
 
 from infra.kafka_metadata import key_partition
 from processors.app import CoordinatorApp
+from processors.batching import take_batches
 from processors.config import CoordinatorConfig
 from processors.recovery import Rebuilt, Record
 from processors.stats import LoopStats
@@ -381,7 +383,7 @@ def table_scope(events: Sequence[faust.types.EventT[Any]]) -> PartitionScope:
     """Table writes for a partition of a batch, as if made while handling its last record.
 
     A faust table sends each write to the changelog partition of the record being handled,
-    which it reads from the stream's current event; a batch from ``take_events`` is handled
+    which it reads from the stream's current event; a batch is handled
     outside that iteration, so the event of the partition is made current for its writes.
     """
     last = {e.message.partition: e for e in events}
@@ -408,13 +410,9 @@ def register(parts: CoordinatorApp, coordinator: Coordinator) -> None:
 
     @parts.app.agent(parts.runs_topic, concurrency=1, name="coordinate")
     async def coordinate(stream: faust.StreamT[bytes]) -> None:
-        # take_events acknowledges a batch's records to faust only when the next batch is
-        # asked for, that is after handle_batch stored what they decided. (faust's Stream
-        # has it; its StreamT protocol does not declare it.)
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            config.batch_max, within=config.batch_within_s
-        )
-        async for events in batches:
+        # A batch's records are acknowledged to faust only when the next batch is asked
+        # for, that is after handle_batch stored what they decided.
+        async for events in take_batches(stream, config.batch_max, config.batch_within_s):
             await coordinator.handle_batch(
                 [(e.key, e.value, (e.message.partition, e.message.offset)) for e in events],
                 table_scope(events),
