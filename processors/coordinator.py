@@ -111,7 +111,6 @@ class Batch:
     states: dict[bytes, tuple[RunState, int]] = field(default_factory=dict)
     # Partition -> the offset of the next record due, written to the table with the states.
     markers: dict[int, int] = field(default_factory=dict)
-    decisions: int = 0
 
 
 class Coordinator:
@@ -182,8 +181,8 @@ class Coordinator:
             self._next = due_before  # the table's markers stay the truth
             raise
         finally:
-            batch, self._batch = self._batch, Batch()
-        self.stats.batch(len(records), time.perf_counter() - started, batch.decisions)
+            self._batch = Batch()
+        self.stats.batch(len(records), time.perf_counter() - started)
 
     async def _fill_gap(self, partition: int, start: int, end: int) -> None:
         """Handle the records ``[start, end)`` that faust did not deliver.
@@ -276,7 +275,6 @@ class Coordinator:
         for task in tasks:
             key, value, headers = encode_task(task)
             outbox.append((self.config.task_topic(task.node_type), key, value, None, headers))
-        self._batch.decisions += len(events) + len(tasks)
 
     # --- the table ------------------------------------------------------------------------
 

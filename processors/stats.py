@@ -27,7 +27,7 @@ class LoopStats:
         if len(self.durations) < self.max_samples:
             self.durations.append(seconds)
 
-    def batch(self, records: int, seconds: float, decided: int) -> None:
+    def batch(self, records: int, seconds: float) -> None:
         """One batch: its records, its time from the first step to the stored states."""
         self.batches += 1
         self.batch_records += records
