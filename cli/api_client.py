@@ -16,8 +16,9 @@ import httpx
 
 from cli import CLIError
 from infra.settings import Settings
+from run_model import RUN_FINISHED
 
-TERMINAL_RUN_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+TERMINAL_RUN_STATUSES = RUN_FINISHED  # the run model's, as GraphQL spells them
 
 RUN_QUERY = """
 query CliRun($id: ID!, $after: String) {

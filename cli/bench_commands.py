@@ -42,6 +42,7 @@ from cli.bench_readings import (
 from cli.bench_shapes import Shape, load_shape
 from infra.settings import Settings
 from infra.stack import Stack
+from run_model import RUN_FINISHED
 
 console = Console(stderr=True)
 
@@ -86,7 +87,7 @@ async def _serial(
         body = {"workflow_id": plan.shape.name, "input": {"i": i}}
         run_id = (await api.command("/v1/runs", body, 202))["run_id"]
         run_ids.append(run_id)
-        while await run_status(conn, run_id) not in {"COMPLETED", "FAILED", "CANCELLED"}:
+        while await run_status(conn, run_id) not in RUN_FINISHED:
             if time.monotonic() > deadline:
                 return run_ids
             await asyncio.sleep(0.002)
@@ -158,7 +159,7 @@ def result_of(plan: Plan, readings: Readings) -> dict[str, Any]:
     """The JSON that ``aob bench`` prints."""
     shape, rows, cpu = plan.shape, readings.rows, readings.cpu
     completed = [r for r in rows if r["status"] == "COMPLETED"]
-    finished = [r for r in rows if r["status"] in {"COMPLETED", "FAILED", "CANCELLED"}]
+    finished = [r for r in rows if r["status"] in RUN_FINISHED]
     # End to end on the writers' clocks: the first submission to the last completion.
     first = min((r["created_at"] for r in rows), default=None)
     last = max((r["finished_at"] for r in completed if r["finished_at"]), default=None)

@@ -25,7 +25,8 @@ from typing import Any
 
 import asyncpg
 
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+from run_model import RUN_FINISHED
+
 _PROC = Path("/proc")
 
 
@@ -96,7 +97,7 @@ async def finished_count(conn: asyncpg.Connection, run_ids: list[str]) -> int:
         await conn.fetchval(
             "SELECT count(*) FROM runs WHERE run_id = ANY($1) AND status = ANY($2)",
             run_ids,
-            list(TERMINAL),
+            [str(status) for status in RUN_FINISHED],
         )
     )
 
