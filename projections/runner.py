@@ -4,7 +4,8 @@ No consumer group: the projector assigns itself every partition of the event top
 seeks to the offsets stored in ``projection_offsets``, which are written in the same
 transaction as the rows of each batch. A crash therefore neither loses a batch nor applies
 one twice; after any database fault (or a failed CAS write of a patched version's blobs)
-the runner reloads the stored offsets and seeks back.
+the runner reloads the stored offsets and seeks back. A record whose data PostgreSQL
+refuses is parked instead (``projections.parking``): one record never stops the read side.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from infra.kafka_metadata import topic_partitions
-from projections.batch import RawRecord, decode_batch
+from projections.batch import RawRecord
 from projections.errors import BlobWriteFailed
-from projections.store import apply_batch
+from projections.parking import apply_or_park
 from projections.version_blobs import JsonStore
 from read_model.offsets import DEFAULT_PROJECTION, load_offsets
 from read_model.schema import connect, ensure_schema
@@ -111,16 +112,16 @@ class Projector:
                 if not fetched:
                     continue
                 started = time.perf_counter()
-                batch = decode_batch(
+                records = [
                     RawRecord(r.topic, r.partition, r.offset, r.value)
-                    for records in fetched.values()
-                    for r in records
-                )
-                applied = await apply_batch(conn, self.config.projection, batch, self.cas)
+                    for batch in fetched.values()
+                    for r in batch
+                ]
+                applied = await apply_or_park(conn, self.config.projection, records, self.cas)
                 self.applied_events += applied.new_events
                 log.debug(
                     "batch of %d: %d new, %d seen, %d poison, %d runs, %.1f ms",
-                    len(batch),
+                    len(records),
                     applied.new_events,
                     applied.duplicates,
                     applied.poison,

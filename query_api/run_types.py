@@ -35,6 +35,12 @@ class Run:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    projection_error: str | None = strawberry.field(
+        default=None,
+        description="Why an event of this run is missing from the read model, if one is: "
+        "PostgreSQL refused it, so it was set aside and the read model went on. The log "
+        "still has the event; `aob replay projections` rebuilds it once the cause is fixed.",
+    )
 
     @staticmethod
     def of(r: Any) -> Run:

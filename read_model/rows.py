@@ -29,6 +29,7 @@ class RunRow:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     event_count: int = 0
+    projection_error: str | None = None  # why an event of the run is not in the read model
 
 
 @dataclass

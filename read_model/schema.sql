@@ -136,6 +136,12 @@ CREATE TABLE IF NOT EXISTS projection_poison (
     recorded_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (topic, partition, "offset")
 );
+-- A decodable event PostgreSQL refused (projections.parking): which event, of what.
+ALTER TABLE projection_poison ADD COLUMN IF NOT EXISTS event_id text;
+ALTER TABLE projection_poison ADD COLUMN IF NOT EXISTS event_type text;
+ALTER TABLE projection_poison ADD COLUMN IF NOT EXISTS aggregate_id text;
+-- Why an event of the run is missing from the read model (parked in projection_poison).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS projection_error text;
 
 -- Patches proposed to a run (run.patch_submitted) and the coordinator's verdict on each
 -- (run.patch_applied / run.patch_rejected). A verdict seen before its submission (that

@@ -1,6 +1,6 @@
 """Rebuilding a projection's read models from the start of the log, then swapping them in.
 
-The rebuild runs the live projector's own code (``decode_batch``, ``apply_batch``) into a
+The rebuild runs the live projector's own code (``apply_or_park``) into a
 fresh schema, ``aob_rebuild_<hex>``, so the read models it makes are by construction the
 ones the live projector would make from the same log. The live tables stay untouched (and
 keep answering queries) until one short transaction swaps the rebuilt tables in:
@@ -41,9 +41,9 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from infra.kafka_metadata import topic_partitions
-from projections.batch import RawRecord, decode_batch
+from projections.batch import RawRecord
+from projections.parking import apply_or_park
 from projections.runner import TOPICS
-from projections.store import apply_batch
 from projections.version_blobs import JsonStore
 from read_model.channels import PROGRESS_CHANNEL
 from read_model.offsets import DEFAULT_PROJECTION, Key, load_offsets
@@ -218,9 +218,7 @@ class _Log:
                 for r in rs
             ]
             if records:
-                applied = await apply_batch(
-                    self.conn, self.config.projection, decode_batch(records), self.cas
-                )
+                applied = await apply_or_park(self.conn, self.config.projection, records, self.cas)
                 read += len(records)
                 self.progress.records += len(records)
                 self.progress.events += applied.new_events

@@ -157,7 +157,9 @@ def test_a_row_written_and_read_back_is_the_same_row(row: Any) -> None:
 
 
 def test_a_column_left_out_must_be_one() -> None:
-    assert RUNS.select_list(without=["event_count"]).split(", ") == fields_of(RunRow)[:-1]
+    assert RUNS.select_list(without=["event_count"]).split(", ") == [
+        f for f in fields_of(RunRow) if f != "event_count"
+    ]
     with pytest.raises(ValueError, match="no columns"):
         RUNS.select_list(without=["evnt_count"])
     with pytest.raises(ValueError, match="not fields"):

@@ -192,6 +192,52 @@ async def test_poison_is_noted_and_skipped(
     await eventually(both, timeout=60)
 
 
+async def test_a_record_postgres_refuses_is_parked_and_the_read_side_goes_on(
+    pg: asyncpg.Connection, bus: EventBus, projector: Any
+) -> None:
+    """A NUL in a run's input (PostgreSQL's jsonb refuses it) in the middle of a batch of
+    good events: the record is parked with the reason, the run's row says so, and the runs
+    around it, in the same batch and after it, are all projected."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    before, bad, after = (f"run-{uuid.uuid4()}" for _ in range(3))
+    bad_events = _run_events(bad, tenant)
+    submitted = bad_events[0]
+    assert isinstance(submitted, RunSubmitted)
+    bad_events[0] = submitted.model_copy(
+        update={"payload": submitted.payload.model_copy(update={"input": {"s": "a\x00b"}})}
+    )
+    await bus.append_many(
+        projector.runs_topic,
+        [*_run_events(before, tenant), *bad_events, *_run_events(after, tenant)],
+    )
+
+    async def all_projected() -> None:
+        rows = await pg.fetch(
+            "SELECT run_id, status, input, projection_error FROM runs"
+            " WHERE run_id = ANY($1::text[])",
+            [before, bad, after],
+        )
+        by_id = {r["run_id"]: r for r in rows}
+        assert by_id.keys() == {before, bad, after}
+        assert by_id[before]["status"] == by_id[after]["status"] == "COMPLETED"
+        assert by_id[before]["projection_error"] is None
+        # The refused submission left a row (from what the event says besides its input),
+        # and every later event of that run was projected onto it.
+        assert by_id[bad]["status"] == "COMPLETED"
+        assert by_id[bad]["input"] is None
+        assert "run.submitted" in by_id[bad]["projection_error"]
+
+    await eventually(all_projected, timeout=60)
+    parked = await pg.fetch(
+        "SELECT event_type, aggregate_id, reason FROM projection_poison WHERE aggregate_id = $1",
+        bad,
+    )
+    assert [(r["event_type"], r["aggregate_id"]) for r in parked] == [("run.submitted", bad)]
+    assert "0000" in parked[0]["reason"]  # PostgreSQL's own words: \u0000 cannot be stored
+    seqs = await pg.fetch("SELECT seq FROM run_events WHERE run_id = $1 ORDER BY seq", bad)
+    assert len(seqs) == 5  # 7 events, one a duplicate, one parked
+
+
 async def test_throughput(
     pg: asyncpg.Connection, bus: EventBus, projector: Any, record_property: Any
 ) -> None:
