@@ -51,12 +51,15 @@ class LoopbackServer:
 
     Routes: ``/json``, ``/text``, ``/bin``, ``/big?n=…``, ``/echo`` (the request as JSON),
     ``/status/<code>``, ``/to?url=…`` (302 to url), ``/chain/<n>?final=…`` (n redirects
-    on this server, then one to ``final``); anything else answers 200 "canary".
+    on this server, then one to ``final``), the paths in ``canned`` with their bodies;
+    anything else answers 200 "canary".
     """
 
     host: str = "127.0.0.1"
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
+    # Path -> (content type, body): answers a test sets up (``/canned/...``).
+    canned: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[LoopbackServer]:
@@ -109,7 +112,10 @@ def _handler(owner: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             path = parts.path
-            if path == "/json":
+            if path in owner.canned:
+                ctype, canned = owner.canned[path]
+                self._send(200, canned, ctype)
+            elif path == "/json":
                 self._send(200, b'{"items": [1, 2, 3]}', "application/json")
             elif path == "/text":
                 self._send(200, "héllo".encode(), "text/plain; charset=utf-8")
