@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     minio_console_port: int = 19001
     command_api_port: int = 18080
     query_api_port: int = 18081
+    # Prometheus text of the services without an HTTP port of their own (0: none served).
+    coordinator_metrics_port: int = 18082
+    workers_metrics_port: int = 18083
+    projections_metrics_port: int = 18084
     scripted_llm_port: int = Field(
         18090, description="The local scripted model, run when no OPENAI_API_KEY is set."
     )

@@ -13,10 +13,12 @@ import sys
 import faust
 
 from infra.heartbeat import beat
+from infra.metrics import serve_metrics
 from infra.settings import get_settings
 from processors.app import create_app
 from processors.config import CoordinatorConfig
 from processors.coordinator import Coordinator, register
+from processors.metrics import REGISTRY
 from processors.recovery import LogRecovery
 from processors.topics import TopicMismatch, prepare_topics
 from schemas.envelope import utcnow
@@ -32,6 +34,7 @@ def main() -> int:
         print(f"coordinator: {e}", file=sys.stderr)
         return 2
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
+    serve_metrics(settings, "coordinator", REGISTRY)
     parts = create_app(settings, config)
     recovery = LogRecovery(settings.kafka_bootstrap, config.runs_topic, utcnow, config.patch_limits)
     register(parts, Coordinator(parts, config, recover=recovery, read_range=recovery.read))

@@ -1,4 +1,5 @@
-"""Rough figures of the coordinator's loop: events per second and per-event latency.
+"""Rough figures of the coordinator's loop: events per second and per-event latency, logged
+now and then, and the same figures as Prometheus metrics (``processors.metrics``).
 
 Cheap enough to run on every event: a counter and a bounded list of durations, summarised
 and reset at each report.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+
+from processors import metrics
 
 
 @dataclass
@@ -24,6 +27,9 @@ class LoopStats:
     def record(self, seconds: float, decided: int) -> None:
         self.events += 1
         self.decisions += decided
+        metrics.RECORDS.inc()
+        metrics.DECISIONS.inc(decided)
+        metrics.STEP_SECONDS.observe(seconds)
         if len(self.durations) < self.max_samples:
             self.durations.append(seconds)
 
@@ -32,6 +38,8 @@ class LoopStats:
         self.batches += 1
         self.batch_records += records
         self.batch_seconds += seconds
+        metrics.BATCH_RECORDS.observe(records)
+        metrics.BATCH_SECONDS.observe(seconds)
 
     def report(self) -> dict[str, float]:
         """The figures since the last report, then start counting afresh."""

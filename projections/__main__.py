@@ -16,7 +16,9 @@ import signal
 
 from cas import ContentStore
 from infra.heartbeat import beat
+from infra.metrics import serve_metrics
 from infra.settings import get_settings
+from projections.metrics import REGISTRY
 from projections.runner import TOPICS, Projector, ProjectorConfig
 from read_model.offsets import DEFAULT_PROJECTION
 
@@ -35,6 +37,8 @@ async def main(schema: str | None, name: str, topic_prefix: str | None) -> None:
     # Only the service writing the live tables answers for "projections" in `aob status`.
     beat_name = "projections" if schema is None else f"projections-{schema}"
     heartbeat = asyncio.create_task(beat(settings, beat_name))
+    if schema is None and topic_prefix is None:  # the live projector, not a test's or a rebuild's
+        serve_metrics(settings, "projections", REGISTRY)
     try:
         config = ProjectorConfig(
             bootstrap=settings.kafka_bootstrap,

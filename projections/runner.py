@@ -15,12 +15,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from infra.kafka_metadata import topic_partitions
+from projections import metrics
 from projections.batch import RawRecord
 from projections.errors import BlobWriteFailed
 from projections.parking import apply_or_park
@@ -119,6 +121,7 @@ class Projector:
                 ]
                 applied = await apply_or_park(conn, self.config.projection, records, self.cas)
                 self.applied_events += applied.new_events
+                self._measure(consumer, fetched, applied.new_events, applied.poison, started)
                 log.debug(
                     "batch of %d: %d new, %d seen, %d poison, %d runs, %.1f ms",
                     len(records),
@@ -130,6 +133,27 @@ class Projector:
                 )
         finally:
             await conn.close(timeout=5)
+
+    def _measure(
+        self,
+        consumer: AIOKafkaConsumer,
+        fetched: dict[TopicPartition, list[Any]],
+        new_events: int,
+        parked: int,
+        started: float,
+    ) -> None:
+        name = self.config.projection
+        records = sum(len(rs) for rs in fetched.values())
+        metrics.RECORDS.labels(name).inc(records)
+        metrics.EVENTS.labels(name).inc(new_events)
+        metrics.PARKED.labels(name).inc(parked)
+        metrics.BATCH_RECORDS.labels(name).observe(records)
+        metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
+        for tp, rs in fetched.items():
+            end = consumer.highwater(tp)
+            if end is not None and rs:
+                lag = max(0, end - (rs[-1].offset + 1))
+                metrics.LAG.labels(name, tp.topic, str(tp.partition)).set(lag)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from infra.metrics import metrics_url
 from infra.settings import Settings
 from infra.stack import kafka, minio, postgres
 from infra.stack.errors import MissingPrerequisite, StackError
@@ -44,6 +45,7 @@ class ComponentStatus:
     pid: int | None
     url: str | None
     managed: bool  # started and stopped by this stack (False: servers run by someone else)
+    metrics_url: str | None = None  # Prometheus text, for AOB's own services
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -272,7 +274,9 @@ class Stack:
         """A component the stack runs as one process with a pid file (all but PostgreSQL,
         whose postmaster keeps its own); managed unless the settings point at someone else's."""
         pid = owned_pid(pid_file(self.settings, name), spec.cmdline_match)
-        return ComponentStatus(name, running, pid, url, not self.external(name))
+        return ComponentStatus(
+            name, running, pid, url, not self.external(name), metrics_url(self.settings, name)
+        )
 
     async def status(self) -> dict[str, Any]:
         comps = await self.components()
