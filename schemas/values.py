@@ -122,7 +122,7 @@ def _doubtful(value: Any, limits: ValueLimits) -> bool:
         level = []
         if dicts:
             keys = [key for d in dicts for key in d]
-            if any(type(key) is not str for key in keys):
+            if not set(map(type, keys)) <= {str}:
                 return True
             if keys and max(map(len, keys)) > limits.max_key_chars:
                 return True
