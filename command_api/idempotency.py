@@ -31,16 +31,14 @@ _POLL_S = 0.05
 Answer = tuple[int, dict[str, Any]]
 
 
-def request_hash(method: str, path: str, body: bytes) -> str:
-    """What makes two requests "the same": method, path and the body's JSON value.
+def request_hash(method: str, path: str, body: Any) -> str:
+    """What makes two requests "the same": method, path and the body's JSON value (None for
+    no body, as the door parsed it: ``command_api.door.parsed_body``).
 
-    The body is hashed in canonical form when it is JSON, so a client that re-serialises
-    the same value (other key order, other spacing) on retry still matches.
+    The value is hashed in canonical form, so a client that re-serialises the same value
+    (other key order, other spacing) on retry still matches.
     """
-    try:
-        normal = canonical_json(json.loads(body)) if body.strip() else b""
-    except (ValueError, UnicodeDecodeError):
-        normal = body
+    normal = canonical_json(body) if body is not None else b""
     return sha256_hex(b"\x1f".join([method.encode(), path.encode(), normal]))
 
 
@@ -50,8 +48,14 @@ def keyed_id(kind: str, tenant: str, key: str | None) -> str | None:
 
 
 def check_key(key: str) -> None:
+    """400 unless the key is 1 to MAX_KEY_LENGTH printable characters (no NUL, no control
+    character): it is stored as text and shown back in answers."""
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise BadRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
+        unprintable = "" if key.isprintable() else ", not all of them printable"
+        raise BadRequest(
+            f"Idempotency-Key: the header must be 1-{MAX_KEY_LENGTH} printable characters; "
+            f"this one has {len(key)}{unprintable}"
+        )
 
 
 async def _reserve(pool: asyncpg.Pool, tenant: str, key: str, fingerprint: str) -> bool:

@@ -2,7 +2,9 @@
 
 Routes raise domain errors (``command_api.errors``, ``schemas.InvalidWorkflow``); FastAPI's
 own validation and routing errors are translated here too, so a client never sees a bare
-500 or a traceback for bad input.
+500 or a traceback for bad input. The 503 of ``unexpected`` is for faults that are not the
+caller's: no input may reach it (``command_api.door`` refuses what would, and
+``routes._append`` turns an event that cannot be encoded into a 422).
 """
 
 from __future__ import annotations
@@ -26,10 +28,15 @@ from command_api.errors import (
 )
 from infra.run_log import PositionOutsideRun, RunLogError, RunNotInLog
 from schemas.errors import InvalidWorkflow
+from schemas.values import join_path
 
 log = logging.getLogger("aob.command_api")
 
 PROBLEM = "application/problem+json"
+
+# A body can break a rule once per item (2,000 edges to unknown nodes): the answer lists this
+# many reasons, then says how many more there are, so that it stays small.
+MAX_REASONS = 50
 
 
 def problem(
@@ -49,12 +56,26 @@ def _unavailable(request: Request, failure: str, detail: str) -> JSONResponse:
 def _field_errors(exc: RequestValidationError) -> list[str]:
     out = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        # Paths start at the command (``definition.nodes[2].id``, ``node_id``), as the door's
+        # do: FastAPI's first step, body or path, is left out.
+        loc = list(err.get("loc", ()))
+        where = ""
+        for part in loc[1:] if loc[:1] in (["body"], ["path"]) else loc:
+            where = join_path(where, part)
         message = err.get("msg", "invalid")
         if err.get("type") == "extra_forbidden":
             message = "unknown field (not allowed)"
-        out.append(f"{where}: {message}")
+        out.append(f"{where or 'body'}: {message}")
     return out
+
+
+def _invalid(title: str, lead: str, reasons: list[str]) -> JSONResponse:
+    """422 with every reason, up to MAX_REASONS of them."""
+    shown = reasons[:MAX_REASONS]
+    more = len(reasons) - len(shown)
+    if more:
+        shown.append(f"... and {more} more")
+    return problem(422, title, lead + "; ".join(shown), errors=shown)
 
 
 def install(app: FastAPI) -> None:
@@ -84,12 +105,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidWorkflow)
     async def invalid_workflow(request: Request, exc: InvalidWorkflow) -> JSONResponse:
-        return problem(
-            422,
-            "Invalid workflow",
-            "the workflow definition is invalid: " + "; ".join(exc.reasons),
-            errors=exc.reasons,
-        )
+        return _invalid("Invalid workflow", "the workflow definition is invalid: ", exc.reasons)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -99,8 +115,7 @@ def install(app: FastAPI) -> None:
             return problem(
                 400, TITLES[400], f"the body is not valid JSON: {ctx.get('error', 'parse error')}"
             )
-        reasons = _field_errors(exc)
-        return problem(422, TITLES[422], "; ".join(reasons), errors=reasons)
+        return _invalid(TITLES[422], "", _field_errors(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

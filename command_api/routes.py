@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 
 from auth import Principal
 from command_api import registry
 from command_api.context import CommandContext, CompiledVersion, principal_of
+from command_api.door import DoorRoute, parsed_body
 from command_api.errors import InvalidInput, NotFound, PayloadTooLarge
 from command_api.idempotency import Answer, keyed_id, once, request_hash
 from command_api.metrics import EVENTS_APPENDED
@@ -29,13 +30,14 @@ from schemas import (
     RunSubmitted,
     SubmitPatch,
     SubmitRun,
+    WorkflowIR,
     WorkflowPublished,
     canonical_json,
     compile_workflow,
     deterministic_id,
     new_id,
 )
-from schemas.codec import encode_event
+from schemas.codec import Headers, encode_event
 from schemas.envelope import Event, Payload, build_event
 from schemas.events import (
     MAX_EVENT_BYTES,
@@ -47,8 +49,16 @@ from schemas.events import (
     WorkflowPublishedPayload,
 )
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
+from schemas.workflow import NODE_ID_PATTERN
 
-router = APIRouter(prefix="/v1")
+# Every /v1 request passes the door (``command_api.door``) before anything else looks at it.
+router = APIRouter(prefix="/v1", route_class=DoorRoute)
+
+Record = tuple[bytes, bytes, Headers]
+
+# What a run.submitted event carries besides its definition, IR and input: the envelope,
+# the workflow's name, id, version and references. Generous: it is a few hundred bytes.
+RUN_EVENT_ROOM = 16 * 1024
 
 Caller = Annotated[Principal, Depends(principal_of)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
@@ -88,9 +98,31 @@ def _check_input_size(ctx: CommandContext, run_input: Any) -> None:
         )
 
 
-async def _append(ctx: CommandContext, topic: str, event: Event, advice: str | None = None) -> str:
-    """Append ``event``; 413 if it is over MAX_EVENT_BYTES (``advice`` says what to do)."""
-    size = len(encode_event(event)[1])
+def _check_runnable_size(ctx: CommandContext, definition: dict[str, Any], ir: WorkflowIR) -> None:
+    """413 for a definition whose runs could never be submitted: each run's run.submitted
+    event carries the definition and its IR inline, with the run's input (up to
+    ``max_input_bytes``), and an event has at most MAX_EVENT_BYTES. Refused at publish, not
+    at every submission after it."""
+    size = len(canonical_json(definition)) + len(ir.model_dump_json())
+    room = MAX_EVENT_BYTES - ctx.settings.max_input_bytes - RUN_EVENT_ROOM
+    if size > room:
+        raise PayloadTooLarge(
+            f"the definition and its compiled form come to {size} bytes, and each run carries "
+            f"both in one event with its input (up to {ctx.settings.max_input_bytes} bytes): "
+            f"they may have at most {room} bytes; make node configs smaller (large values "
+            "belong in the run's input)"
+        )
+
+
+def _record(event: Event, advice: str | None = None) -> Record:
+    """The Kafka record of ``event``, encoded once: 413 if it is over MAX_EVENT_BYTES
+    (``advice`` says what to do); 422 if what the caller sent cannot be encoded. The door
+    refuses such values first; this keeps anything it misses from becoming a 503."""
+    try:
+        record = encode_event(event)
+    except (ValueError, RecursionError) as e:  # a lone surrogate; nested too deep to serialise
+        raise InvalidInput(f"the {event.type} event cannot be encoded: {e}", errors=[str(e)]) from e
+    size = len(record[1])
     if size > MAX_EVENT_BYTES:
         advice = advice or (
             "(a run carries its workflow's definition and compiled form): "
@@ -100,7 +132,19 @@ async def _append(ctx: CommandContext, topic: str, event: Event, advice: str | N
             f"the {event.type} event would be {size} bytes, and an event may have at most "
             f"{MAX_EVENT_BYTES} {advice}"
         )
-    position = await ctx.bus.append(topic, event)
+    return record
+
+
+async def _append(
+    ctx: CommandContext,
+    topic: str,
+    event: Event,
+    advice: str | None = None,
+    record: Record | None = None,
+) -> str:
+    """Append ``event`` (its ``record`` if already made: ``_record``) and return its position."""
+    key, value, headers = record or _record(event, advice)
+    position = await ctx.bus.send(topic, key, value, headers)
     EVENTS_APPENDED.labels(event.type).inc()
     return position.token()
 
@@ -129,18 +173,19 @@ async def _to_run(
     answer 202 with the event's id under ``id_as`` if given, then ``answer``, then the
     event's id and position."""
     ctx = _ctx(request)
+    event = build_event(
+        kind,
+        payload,
+        event_id=keyed_id(scope, caller.tenant, idempotency_key),
+        aggregate_id=run_id,
+        actor=_actor(caller),
+    )
+    record = _record(event)  # a refusal costs no database round trip
 
     async def append() -> Answer:
         if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
             raise NotFound(f"run {run_id!r} not found")
-        event = build_event(
-            kind,
-            payload,
-            event_id=keyed_id(scope, caller.tenant, idempotency_key),
-            aggregate_id=run_id,
-            actor=_actor(caller),
-        )
-        position = await _append(ctx, RUN_EVENTS, event)
+        position = await _append(ctx, RUN_EVENTS, event, record=record)
         named = {id_as: event.event_id} if id_as else {}
         return _accepted(event, position, **named, **answer)
 
@@ -151,7 +196,9 @@ async def _idempotent(
     request: Request, principal: Principal, key: str | None, command: Any
 ) -> JSONResponse:
     ctx = _ctx(request)
-    fingerprint = request_hash(request.method, request.url.path, await request.body())
+    fingerprint = (
+        request_hash(request.method, request.url.path, await parsed_body(request)) if key else ""
+    )
     status, body = await once(
         ctx.pool,
         principal.tenant,
@@ -172,9 +219,12 @@ async def publish_workflow(
 ) -> JSONResponse:
     """Validate and compile a definition, store both in the CAS, append WorkflowPublished."""
     ctx = _ctx(request)
+    # Pure and bounded (500 nodes, 2,000 edges): refused before any database round trip.
+    ir = compile_workflow(command.definition)  # InvalidWorkflow -> 422 with every reason
+    definition = command.definition.canonical()
+    _check_runnable_size(ctx, definition, ir)
 
     async def publish() -> Answer:
-        ir = compile_workflow(command.definition)  # InvalidWorkflow -> 422 with every reason
         workflow_id = workflow_id_for(caller.tenant, command.name)
         latest = await registry.find_version(ctx.pool, caller.tenant, workflow_id, None)
         if latest is not None and latest.version == ir.version:
@@ -182,7 +232,6 @@ async def publish_workflow(
             # is the version's own event and position (a client waiting on it sees it done).
             return 201, _published_answer(latest)
         known = await registry.find_version(ctx.pool, caller.tenant, workflow_id, ir.version)
-        definition = command.definition.canonical()
         if known is None:
             definition_ref, _ = await ctx.cas.put_json(definition)
             ir_ref, _ = await ctx.cas.put_json(ir.model_dump(mode="json"))
@@ -224,6 +273,7 @@ async def submit_run(
 ) -> JSONResponse:
     """Bind a run to a workflow version and append RunSubmitted with the IR inline."""
     ctx = _ctx(request)
+    _check_input_size(ctx, command.input)
 
     async def submit() -> Answer:
         workflow_id = workflow_id_for(caller.tenant, command.workflow_id)
@@ -238,7 +288,6 @@ async def submit_run(
             raise NotFound(
                 f"workflow {command.workflow_id!r} not found; publish it with POST /v1/workflows"
             )
-        _check_input_size(ctx, command.input)
         compiled = await ctx.load_version(version.definition_ref, version.ir_ref, version.version)
         # With an Idempotency-Key, a retry after a crash re-appends the same ids (dropped as
         # duplicates downstream) instead of starting a second run.
@@ -322,7 +371,7 @@ async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route decl
     request: Request,
     caller: Caller,
     run_id: str,
-    node_id: str,
+    node_id: Annotated[str, Path(pattern=NODE_ID_PATTERN)],
     command: DecideApproval,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -361,6 +410,9 @@ async def fork_run(
     the log, the source of truth (not a read model that may lag), and travels in the fork's
     RunForked event."""
     ctx = _ctx(request)
+    given_input = "input" in command.model_fields_set
+    if given_input:
+        _check_input_size(ctx, command.input)
 
     async def fork() -> Answer:
         source = await registry.find_run(ctx.pool, caller.tenant, run_id)
@@ -373,8 +425,9 @@ async def fork_run(
         state = fold(None, [entry.event for entry in point])
         if state is None:
             raise InvalidInput(f"run {run_id!r} has no start in its history up to {command.at}")
-        given = command.input if "input" in command.model_fields_set else state.input
-        _check_input_size(ctx, given)
+        given = command.input if given_input else state.input
+        if not given_input:
+            _check_input_size(ctx, given)  # the limit may have been lowered since the source
         fork_id = keyed_id("fork", caller.tenant, idempotency_key) or new_id()
         at = point[-1].position.token()
         payload = RunForkedPayload(

@@ -193,8 +193,8 @@ def until(history: list[Logged], at: str) -> list[Logged]:
         f"the run has {len(history)} events: give a seq from 1 to {len(history)}, or a "
         f"position from {first.position.token()} to {last.position.token()}"
     )
-    if at.isdigit():
-        seq = int(at)
+    if at.isascii() and at.isdigit():  # not "²": isdigit() takes it, int() does not
+        seq = int(at) if len(at) <= 18 else 0  # 0: outside, and int() refuses 4,300 digits
         if not 1 <= seq <= len(history):
             raise PositionOutsideRun(f"--at {at} is outside the run's history; {span}")
         return history[:seq]

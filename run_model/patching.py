@@ -29,12 +29,13 @@ from pydantic import ValidationError
 
 from run_model.state import NodeStatus, RunState
 from schemas.canonical import canonical_json
+from schemas.commands import MAX_PATCH_OPS
 from schemas.compiler import compile_workflow, validate_graph
 from schemas.events import MAX_EVENT_BYTES, PatchSubmitted
 from schemas.ir import WorkflowIR
 from schemas.workflow import MAX_NODES, WorkflowDefinition
 
-DEFAULT_MAX_OPS = 1_000
+DEFAULT_MAX_OPS = MAX_PATCH_OPS
 DEFAULT_AGENT_SPAWN_LIMIT = 5
 DEFAULT_MAX_PATCHES = 100
 # The new definition and its IR travel inline in run.patch_applied: keep room in an event

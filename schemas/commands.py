@@ -1,14 +1,26 @@
-"""Commands: what clients ask for (imperative names). Unknown fields are refused."""
+"""Commands: what clients ask for (imperative names). Unknown fields are refused.
+
+Every field is bounded here, or by the command API's door (``command_api.door``: the rules of
+``schemas.values`` for every value, and the body's size) and its routes (the run input's
+size, an event's size).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.workflow import WorkflowDefinition
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+# Versions are sha256 hex digests (64 characters); ids and names are shorter than this.
+MAX_REF_CHARS = 200
+# Operations in one patch; also the coordinator's default (``run_model.patching``).
+MAX_PATCH_OPS = 1_000
+# A fork point: a seq, or a log position token ``topic:partition:offset`` (a Kafka topic
+# name has at most 249 characters).
+MAX_POSITION_CHARS = 300
 
 
 class Command(BaseModel):
@@ -21,19 +33,25 @@ class PublishWorkflow(Command):
 
 
 class SubmitRun(Command):
-    workflow_id: str = Field(min_length=1, max_length=200, description="Workflow id or name.")
-    version: str | None = Field(None, description="A published version; the latest if absent.")
+    workflow_id: str = Field(
+        min_length=1, max_length=MAX_REF_CHARS, description="Workflow id or name."
+    )
+    version: str | None = Field(
+        None, max_length=MAX_REF_CHARS, description="A published version; the latest if absent."
+    )
     input: Any = Field(None, description="The run input: any JSON value.")
 
 
 class SubmitPatch(Command):
     patch: list[dict[str, Any]] = Field(
-        min_length=1, description="RFC 6902 operations on the run's current definition."
+        min_length=1,
+        max_length=MAX_PATCH_OPS,
+        description="RFC 6902 operations on the run's current definition.",
     )
     reason: str = Field(min_length=1, max_length=2_000)
     base_version: str | None = Field(
         None,
-        max_length=200,
+        max_length=MAX_REF_CHARS,
         description="The version the patch was written against: refused if the run has "
         "moved on since. Judged against the current version if absent.",
     )
@@ -57,3 +75,12 @@ class ForkRun(Command):
     input: Any = Field(
         None, description="The fork's input; the source's when absent (null is not absent)."
     )
+
+    @field_validator("at")
+    @classmethod
+    def _at_is_bounded(cls, at: str | int) -> str | int:
+        # A validator, not max_length: a constraint on one member of the union would name
+        # that member in the error's path (``at["constrained-str"]``).
+        if isinstance(at, str) and len(at) > MAX_POSITION_CHARS:
+            raise ValueError(f"a seq or position has at most {MAX_POSITION_CHARS} characters")
+        return at

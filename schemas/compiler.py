@@ -81,7 +81,7 @@ def _hitl_config_reasons(node: NodeDef) -> list[str]:
     default = node.config.get("default_outcome")
     if default is not None and default not in EDGE_GUARDS["hitl"]:
         reasons.append(
-            f"{where} has default_outcome {default!r}; it must be 'approved' or 'rejected'"
+            f"{where} has default_outcome {_shown(default)}; it must be 'approved' or 'rejected'"
         )
     if default is not None and node.timeout_s is None:
         reasons.append(
@@ -89,6 +89,12 @@ def _hitl_config_reasons(node: NodeDef) -> list[str]:
             "wait before the default is taken"
         )
     return reasons
+
+
+def _shown(value: object) -> str:
+    """A value from a config as a reason quotes it: shortened, since it may be very long."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "…"
 
 
 def find_cycle(ids: list[str], edges: list[tuple[str, str]]) -> list[str] | None:

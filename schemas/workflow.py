@@ -75,9 +75,12 @@ class EdgeDef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    from_: str = Field(alias="from", description="Upstream node id.")
-    to: str = Field(description="Downstream node id.")
-    when: str | None = Field(None, description="Guard: `true`/`false` or `approved`/`rejected`.")
+    # Bounded, not patterned: an id that names no node is told as such by the graph rules.
+    from_: str = Field(alias="from", max_length=64, description="Upstream node id.")
+    to: str = Field(max_length=64, description="Downstream node id.")
+    when: str | None = Field(
+        None, max_length=64, description="Guard: `true`/`false` or `approved`/`rejected`."
+    )
 
 
 class WorkflowDefinition(BaseModel):

@@ -44,7 +44,8 @@ def test_at_a_seq_or_a_position_is_the_same_point() -> None:
 
 
 @pytest.mark.parametrize(
-    "at", ["0", "99", f"{TOPIC}:4:100", f"{TOPIC}:3:99", "later", f"{TOPIC}:3:x"]
+    "at",
+    ["0", "99", f"{TOPIC}:4:100", f"{TOPIC}:3:99", "later", f"{TOPIC}:3:x", "²", "9" * 5000],
 )
 def test_points_outside_the_run_are_refused_with_the_valid_range(at: str) -> None:
     history = _recorded()

@@ -13,10 +13,13 @@ from pydantic import ValidationError
 import schemas
 from schemas import (
     Actor,
+    ForkRun,
     InvalidWorkflow,
     NodeSucceeded,
     PoisonRecord,
     RunSubmitted,
+    SubmitPatch,
+    SubmitRun,
     WorkflowDefinition,
     compile_workflow,
     decode_event,
@@ -178,6 +181,35 @@ def test_invalid_graphs_are_refused_with_a_reason(nodes, edges, reason) -> None:
     with pytest.raises(InvalidWorkflow) as info:
         compile_workflow(definition(nodes, edges))
     assert any(reason in r for r in info.value.reasons), info.value.reasons
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "says"),
+    [
+        (SubmitRun, {"workflow_id": "w", "version": "v" * 201}, "at most 200 characters"),
+        (SubmitPatch, {"patch": [{"op": "test"}] * 1001, "reason": "r"}, "at most 1000 items"),
+        (ForkRun, {"at": "t:0:" + "1" * 297}, "at most 300 characters"),
+    ],
+)
+def test_every_command_field_is_bounded(model: type, fields: dict, says: str) -> None:
+    with pytest.raises(ValidationError, match=says):
+        model.model_validate(fields)
+
+
+def test_a_reason_quotes_a_long_config_value_shortened() -> None:
+    config = {"prompt": "ok?", "default_outcome": "x" * 10**6}
+    hitl = {"id": "h", "type": "hitl", "config": config, "timeout_s": 5}
+    with pytest.raises(InvalidWorkflow) as info:
+        compile_workflow(WorkflowDefinition.model_validate({"nodes": [hitl]}))
+    assert [r for r in info.value.reasons if "default_outcome 'xxx" in r and len(r) < 200]
+
+
+def test_an_edge_names_nodes_no_longer_than_node_ids() -> None:
+    a, b = {"id": "a", "type": "noop"}, {"id": "b", "type": "noop"}
+    for end in ("from", "to", "when"):
+        edge = {"from": "a", "to": "b", end: "n" * 65}
+        with pytest.raises(ValidationError, match="at most 64 characters"):
+            WorkflowDefinition.model_validate({"nodes": [a, b], "edges": [edge]})
 
 
 @settings(max_examples=200, deadline=None)

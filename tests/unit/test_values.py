@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.values import (
     MAX_DEPTH,
+    InvalidJson,
     ValueLimits,
     ValueRefused,
+    _refuse_first,
     check_value,
+    join_path,
     loads_strict,
 )
 
@@ -62,6 +66,13 @@ def test_sizes_of_strings_and_keys_are_limited() -> None:
         check_value({"abcd": 1}, "v", limits)
 
 
+def test_an_integer_past_pythons_text_limit_is_refused_not_crashed_on() -> None:
+    # str() of an int over 4,300 digits raises ValueError: the message must not need it.
+    with pytest.raises(ValueRefused, match="integers must fit in 64 bits") as refused:
+        check_value({"n": 10**5000}, "output")
+    assert refused.value.path == "output.n"
+
+
 def test_the_largest_integers_pass() -> None:
     check_value([2**63 - 1, -(2**63 - 1), 1.7e308, True, None], "v")
 
@@ -80,8 +91,41 @@ def test_strict_parsing_refuses_what_json_loads_lets_through() -> None:
         loads_strict(b"[" * 200_000 + b"]" * 200_000)
     with pytest.raises(json.JSONDecodeError):
         loads_strict(b"{not json")
+    with pytest.raises(UnicodeDecodeError):
+        loads_strict(b'{"s": "\xff"}')
     # A surrogate PAIR is one character, and fine.
     assert loads_strict(b'{"s": "\\ud83d\\ude00"}') == {"s": "\U0001f600"}
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "path", "words"),
+    [
+        (b'{"x": {"a": 1, "a": 2}}', InvalidJson, "x", 'key "a" appears twice'),
+        (b'{"a": 1, "a": 1}', InvalidJson, "", 'key "a" appears twice'),
+        (b'{"q": [{"a": 1}, {"b": 1, "b": 2}]}', InvalidJson, "q[1]", 'key "b"'),
+        (b'{"a": [1, {"n": NaN}]}', InvalidJson, "a[1].n", "NaN is not a JSON number"),
+        (b'{"m": -Infinity}', InvalidJson, "m", "-Infinity"),
+        (b'{"i": [0, ' + b"9" * 5000 + b"]}", ValueRefused, "i[1]", "5000 digits"),
+        (b'{"i": 1e400}', ValueRefused, "i", "finite"),
+        # Raw bytes of a surrogate (not UTF-8): json reads them as that surrogate.
+        (b'{"s": ["ok", "\xed\xa0\x80"]}', ValueRefused, "s[1]", "lone surrogate"),
+    ],
+)
+def test_strict_parsing_names_the_path_of_what_it_refuses(
+    text: bytes, kind: type[ValueRefused], path: str, words: str
+) -> None:
+    with pytest.raises(ValueRefused) as refused:
+        loads_strict(text)
+    assert type(refused.value) is kind
+    assert (refused.value.path, words in refused.value.reason) == (path, True)
+
+
+def test_paths_quote_names_that_are_not_identifiers() -> None:
+    assert join_path("", "input") == "input"
+    assert join_path("input", "items") == "input.items"
+    assert join_path("input.items", 3) == "input.items[3]"
+    assert join_path("input", "a b") == 'input["a b"]'
+    assert join_path("input", "\x00") == 'input["\\u0000"]'
 
 
 json_values = st.recursive(
@@ -107,3 +151,37 @@ def test_every_storable_value_passes_and_round_trips(value: object) -> None:
     check_value(value, "v")
     text = json.dumps(value, ensure_ascii=False).encode()
     assert loads_strict(text) == json.loads(text)
+
+
+# Values near every limit, good and bad, for the fast first pass of check_value.
+tight = ValueLimits(max_depth=2, max_string_chars=4, max_key_chars=2, max_integer=100)
+edgy_text = st.text(st.sampled_from("ab\x00\ud800\U0001f600é"), max_size=5)
+plain_text = st.text(st.sampled_from("ab"), max_size=5)
+edgy_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-102, 102)
+    | st.floats()
+    | plain_text
+    | edgy_text
+    | st.sampled_from([(), (1,), {1}, b"x"]),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(plain_text | edgy_text | st.just(1), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def _verdict(check: Callable[[object, str, ValueLimits], None], value: object) -> object:
+    try:
+        check(value, "v", tight)
+    except ValueRefused as e:
+        return (e.path, e.reason)
+    return "passed"
+
+
+@settings(max_examples=500)
+@given(edgy_values)
+def test_the_fast_pass_never_lets_through_what_the_walk_refuses(value: object) -> None:
+    assert _verdict(check_value, value) == _verdict(_refuse_first, value)
