@@ -21,6 +21,7 @@ there because a value that broke it once stopped a part of the system for every 
 rather than crashing the checker; ``loads_strict`` parses request bodies with the same rules
 and also refuses what ``json.loads`` quietly accepts (duplicate keys, NaN, Infinity).
 Errors name the path of the bad value (``input.items[3].name``) and say what to do.
+``writable`` makes a message that quotes a bad value (an error's reason) safe to store.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ MAX_KEY_CHARS = 1_000
 MAX_INTEGER = 2**63 - 1
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# What no string may hold, whatever its size: the characters ``writable`` replaces.
+_NEVER_IN_A_STRING = re.compile("[\x00\ud800-\udfff]")
 _IDENTIFIER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -115,6 +118,13 @@ def loads_strict(data: bytes | str, limits: ValueLimits = DEFAULT_LIMITS) -> Any
         raise ValueRefused("", f"the JSON nests deeper than {limits.max_depth} levels") from None
     check_value(value, "", limits)
     return value
+
+
+def writable(text: str) -> str:
+    """``text`` with each character that no string may hold (NUL, a lone surrogate) replaced
+    by U+FFFD: for a message that quotes what a stranger sent (an error from a hostile
+    response, a name a model made up) and must itself be stored."""
+    return _NEVER_IN_A_STRING.sub("\ufffd", text)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

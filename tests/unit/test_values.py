@@ -14,6 +14,7 @@ from schemas.values import (
     ValueRefused,
     check_value,
     loads_strict,
+    writable,
 )
 
 
@@ -107,3 +108,9 @@ def test_every_storable_value_passes_and_round_trips(value: object) -> None:
     check_value(value, "v")
     text = json.dumps(value, ensure_ascii=False).encode()
     assert loads_strict(text) == json.loads(text)
+
+
+def test_writable_replaces_what_no_string_may_hold_and_keeps_the_rest() -> None:
+    text = writable("a\x00b\ud800c\udfffd 😀 \t")
+    assert text == "a\ufffdb\ufffdc\ufffdd 😀 \t"
+    check_value(text, "reason")
