@@ -6,6 +6,12 @@ helpers (``run_model.testing``), so a simulated worker reports exactly as a real
 
 Ids are deterministic (task id + outcome), so a task delivered twice reports the same events
 and every consumer drops the second copy.
+
+A failure's reason often quotes a stranger (an exception raised on a hostile response, a
+model's words), so every reason passes ``reason_text`` here, the one place that makes it
+fit to store: characters no value may hold replaced (``schemas.values.writable``; a NUL or a
+lone surrogate would make the NodeFailed itself unencodable or unwritable to PostgreSQL), and
+cut to ``MAX_ERROR_CHARS``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from schemas.events import (
     NodeSucceededPayload,
 )
 from schemas.tasks import NodeTask
+from schemas.values import writable
 
 MAX_ERROR_CHARS = 4000  # a reason is for a person or a model to read, not a dump
 
@@ -84,13 +91,20 @@ def succeeded(
 def failed(
     task: NodeTask, reason: str, *, retryable: bool, at: datetime | None = None
 ) -> NodeFailed:
-    """``reason`` should already name the node (``node_reason`` does)."""
-    if len(reason) > MAX_ERROR_CHARS:
-        reason = reason[: MAX_ERROR_CHARS - 1] + "…"
+    """``reason`` should already name the node (``node_reason`` does); it is stored as
+    ``reason_text`` makes it."""
     payload = NodeFailedPayload(
-        node_id=task.node_id, attempt=task.attempt, error=reason, retryable=retryable
+        node_id=task.node_id, attempt=task.attempt, error=reason_text(reason), retryable=retryable
     )
     return report(NodeFailed, task, payload, "failed", at=at)
+
+
+def reason_text(reason: str) -> str:
+    """``reason`` fit to store and read (the module doc says why): characters no value may
+    hold replaced, cut to ``MAX_ERROR_CHARS`` with an ellipsis."""
+    if len(reason) > MAX_ERROR_CHARS:
+        reason = reason[: MAX_ERROR_CHARS - 1] + "…"
+    return writable(reason)
 
 
 def node_reason(task: NodeTask, what: str) -> str:

@@ -28,6 +28,7 @@ Every value a command or a worker brings passes here, so the check is built to b
 first pass without paths looks at the value one nesting level at a time and lets C do the
 work per level (the longest string, a NUL, a surrogate, the largest integer); only a value
 it doubts is walked again, slowly, to name the path of what is wrong.
+``writable`` makes a message that quotes a bad value (an error's reason) safe to store.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ MAX_KEY_CHARS = 1_000
 MAX_INTEGER = 2**63 - 1
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# What no string may hold, whatever its size: the characters ``writable`` replaces.
+_NEVER_IN_A_STRING = re.compile("[\x00\ud800-\udfff]")
 _IDENTIFIER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -216,6 +219,13 @@ def join_path(path: str, key: str | int) -> str:
     if _IDENTIFIER.match(key):
         return f"{path}.{key}" if path else key
     return f"{path}[{_shown(key)}]"
+
+
+def writable(text: str) -> str:
+    """``text`` with each character that no string may hold (NUL, a lone surrogate) replaced
+    by U+FFFD: for a message that quotes what a stranger sent (an error from a hostile
+    response, a name a model made up) and must itself be stored."""
+    return _NEVER_IN_A_STRING.sub("\ufffd", text)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ async def main(requested: str | None, concurrency: int) -> None:
                 handlers=handlers,
                 worker_name=worker_name(),
                 runs_topic=worker_settings.runs_topic,
+                max_output_bytes=worker_settings.max_output_bytes,
             )
             logging.getLogger("workers").info("serving %s", ", ".join(types))
             await serve(

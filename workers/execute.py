@@ -1,13 +1,27 @@
-"""One task, start to finish: resolve the context, report the start, run the handler, store
-the output if it is too large to travel in its event, report the outcome.
+"""One task, start to finish: resolve the context, report the start, run the handler, check
+and store the output if it is too large to travel in its event, report the outcome.
 
 A small output (up to ``INLINE_OUTPUT_MAX_BYTES`` of canonical JSON) goes only in the
 NodeSucceeded event: a CAS write for every output, even ``{}``, took most of the workers'
 time under load (one MinIO round trip per node), and the event is durable in the log anyway.
 
-Business failures become NodeFailed events. Infrastructure faults (Kafka, the CAS) are
-retried here with backoff until they pass or the worker stops; the caller commits the offset
-only after ``run`` returns, so a task whose outcome was never acknowledged is redelivered.
+Every task ends in an outcome, whatever happens to it; infrastructure faults are the one
+exception:
+
+- Business failures (the handler's exceptions, ``workers.outcome``) become NodeFailed
+  events, and so does an output that breaks the value rules or the size limit
+  (``workers.outputs``: not retryable, the reason names the path of the bad part).
+- Infrastructure faults (Kafka, the CAS) are retried here with backoff until they pass or
+  the worker stops; the caller commits the offset only after ``run`` returns, so a task
+  whose outcome was never acknowledged is redelivered. An event too large for Kafka is not
+  such a fault: it fails the same way on every try, so it fails the node instead.
+- Anything else raised around a task is a bug in the worker. Its node is reported failed,
+  retryable, with the exception as the reason, and ``run`` raises ``TaskCrashed`` so that
+  the runtime parks the record for an operator (``workers.runtime``). Retryable because the
+  worker cannot tell a bug that fails this input every time from a fault that passes, and a
+  fixed release may be running by the next attempt; the node's retry policy (one attempt
+  unless the author asked for more) bounds the cost. Left unreported, as it was, the node
+  waited for its deadline and the run learnt nothing but "timed out".
 
 A coordinator that crashed between sending a task and recording it sends the same task
 again (same task id). The executor remembers the ids of the tasks it finished lately, whose
@@ -25,19 +39,19 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from cas.store import BlobCorrupted, BlobNotFound, CasError
 from schemas import reports
-from schemas.canonical import canonical_json
 from schemas.envelope import Event
 from schemas.position import Position
 from schemas.tasks import NodeTask
 from schemas.topics import RUN_EVENTS
 from schemas.workflow import DEFAULT_TIMEOUT_S
-from workers.errors import InfrastructureFault
+from workers.errors import InfrastructureFault, TaskCrashed
 from workers.handlers.base import WAITING, Handler, Job
 from workers.outcome import classify
+from workers.outputs import DEFAULT_MAX_OUTPUT_BYTES, encoded_output
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +68,14 @@ class BlobStore(Protocol):
 
 
 TRANSIENT = (KafkaError, CasError, OSError, InfrastructureFault)
+# Kafka errors that no retry mends: an event too large is as large on the next try.
+PERMANENT_KAFKA_ERRORS = (MessageSizeTooLargeError,)
+
+
+def is_infrastructure_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is a fault that passes if the task is tried again later (the offset
+    is then left uncommitted); anything else met on a task is reported, never retried here."""
+    return isinstance(exc, TRANSIENT) and not isinstance(exc, PERMANENT_KAFKA_ERRORS)
 
 
 class TaskExecutor:
@@ -68,6 +90,7 @@ class TaskExecutor:
         default_timeout_s: float = DEFAULT_TIMEOUT_S,
         max_backoff_s: float = 5.0,
         remember_tasks: int = 50_000,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
     ) -> None:
         self._events = events
         self._store = store
@@ -77,12 +100,17 @@ class TaskExecutor:
         self._default_timeout = default_timeout_s
         self._max_backoff = max_backoff_s
         self._remember = remember_tasks
+        self._max_output = max_output_bytes
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._running: dict[str, asyncio.Future[bool]] = {}
         self.duplicates_skipped = 0
 
     async def run(self, task: NodeTask) -> None:
-        """Execute ``task`` once; a copy of a task finished or running here is not run again."""
+        """Execute ``task`` once; a copy of a task finished or running here is not run again.
+
+        Raises only for an infrastructure fault that outlived the retries (or cancellation),
+        and ``TaskCrashed`` for a bug met on the task, after reporting its node failed.
+        """
         if task.task_id in self._finished:
             self.duplicates_skipped += 1
             log.info("task %s was done already: its copy is not run again", task.task_id)
@@ -96,15 +124,47 @@ class TaskExecutor:
         self._running[task.task_id] = done
         finished = False
         try:
-            await self._execute(task)
+            await self._execute_or_report_crash(task)
             finished = True
+        except TaskCrashed as e:
+            finished = e.reported
+            if e.reported:  # its outcome is in the log: a copy must not run again
+                self._remember_finished(task.task_id)
+            raise
         finally:
             if self._running.get(task.task_id) is done:
                 del self._running[task.task_id]
             done.set_result(finished)
-        self._finished[task.task_id] = None
+        self._remember_finished(task.task_id)
+
+    def _remember_finished(self, task_id: str) -> None:
+        self._finished[task_id] = None
         if len(self._finished) > self._remember:
             self._finished.popitem(last=False)
+
+    async def _execute_or_report_crash(self, task: NodeTask) -> None:
+        """``_execute``, with a bug turned into a failed node and ``TaskCrashed`` (module doc)."""
+        try:
+            await self._execute(task)
+        except Exception as e:
+            if is_infrastructure_fault(e):
+                raise
+            log.exception("the worker failed on task %s", task.task_id)
+            reason = f"the worker failed on this task: {type(e).__name__}: {e}"
+            reported = await self._report_crash(task, reason)
+            raise TaskCrashed(task.task_id, reason, reported=reported) from e
+
+    async def _report_crash(self, task: NodeTask, reason: str) -> bool:
+        """Whether the node could be reported failed (not if even that fails: a bug again)."""
+        try:
+            event = reports.failed(task, reports.node_reason(task, reason), retryable=True)
+            await self._report(event)
+        except Exception as e:
+            if is_infrastructure_fault(e):
+                raise
+            log.exception("task %s: its failure could not be reported either", task.task_id)
+            return False
+        return True
 
     async def _execute(self, task: NodeTask) -> None:
         handler = self._handlers.get(task.node_type)
@@ -128,11 +188,7 @@ class TaskExecutor:
             output = await asyncio.wait_for(handler(Job(task, context, self._report)), timeout)
             if output is WAITING:
                 return  # the node waits outside the worker; its handler reported why
-            data = canonical_json(output)
-        except (TypeError, ValueError) as e:  # from canonical_json: the handler's output
-            reason = reports.node_reason(task, f"output is not a JSON value: {e}")
-            await self._report(reports.failed(task, reason, retryable=False))
-            return
+            data = encoded_output(output, self._max_output)  # OutputRefused: a NodeError
         except Exception as e:  # noqa: BLE001 - every handler failure is reported, see outcome
             what, retryable = classify(e, timeout)
             log.info("task %s failed: %s", task.task_id, what)
@@ -168,7 +224,9 @@ class TaskExecutor:
 
     async def _report(self, event: Event) -> Position:
         return await self._retrying(
-            lambda: self._events.append(self._runs_topic, event), f"append {event.type}"
+            lambda: self._events.append(self._runs_topic, event),
+            f"append {event.type}",
+            permanent=PERMANENT_KAFKA_ERRORS,
         )
 
     async def _retrying(

@@ -6,16 +6,22 @@ HTTP or LLM node must not hold up the no-op behind it, and one partition carries
 Offsets are committed in order nevertheless (``workers.offsets``): only up to the lowest
 unfinished offset of each partition, after the task's outcome was acknowledged by Kafka.
 
-A bug met while handling a task (an exception the executor did not turn into a report, and
-no infrastructure fault) parks the task's record in the dead-letter topic, with the reason,
-and the offset moves on: the coordinator's policy for a bug in its decider too
-(``processors.coordinator``). A bug fails the same way every time it meets the same record,
-so leaving the offset uncommitted would only hold back the commits of every task behind it
-on the partition (many runs) and, at the next restart or rebalance, run them all again,
-side effects included. Parked, the record keeps where it came from (``aob-dlq-source``) for
-an operator to send again once the bug is fixed; meanwhile the node's deadline (if it had
-started) fails the attempt, and the coordinator's retry policy takes over. Infrastructure
-faults stay what they are: retried, the offset not committed.
+Every record is done with once it is handled, whatever happened, so the offset moves on; the
+one exception is an infrastructure fault (Kafka or the CAS unreachable): the offset is left
+uncommitted and the task comes back. Holding any other record would gain nothing (a bug
+fails the same way every time it meets the same record) and would hold back the commits of
+every task behind it on the partition (many runs), to run them all again, side effects
+included, at the next restart or rebalance.
+
+- A bug met while handling a task: the executor fails its node with the reason (retryable,
+  so the node's retry policy applies: ``workers.execute`` says why) and raises
+  ``TaskCrashed``; the record is parked here in the dead-letter topic with the reason and
+  where it came from (``aob-dlq-source``), for an operator to find the input that crashed
+  the worker. Its run has gone on already, so sending the record again after a fix does
+  nothing for that attempt (it was reported failed); it reproduces the bug.
+- A record that cannot even be decoded into a task has no run to report to: it is parked
+  only (the coordinator parks a record its decider fails on the same way,
+  ``processors.coordinator``).
 """
 
 from __future__ import annotations
@@ -32,9 +38,11 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from schemas.codec import decode_task
 from schemas.errors import PoisonRecord
+from schemas.reports import reason_text
 from schemas.tasks import NodeTask
 from schemas.topics import TASK_TOPIC_PREFIX
-from workers.execute import TRANSIENT, TaskExecutor
+from workers.errors import TaskCrashed
+from workers.execute import TaskExecutor, is_infrastructure_fault
 from workers.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)
@@ -44,7 +52,7 @@ COMMIT_COALESCE_S = 0.05  # gather commits of tasks finishing together into one 
 
 
 class DeadLetters:
-    """Where undecodable records go (``infra.bus.EventBus`` in production)."""
+    """Where parked records go (``infra.bus.EventBus`` in production)."""
 
     async def dead_letter(
         self, key: bytes | None, value: bytes | None, reason: str, source: str
@@ -147,9 +155,14 @@ class TypeConsumer:
         try:
             try:
                 task = decode_task(record.value)
-            except PoisonRecord as e:
-                log.warning("poison task at %s: %s", source, e.reason)
-                await self._dlq.dead_letter(record.key, record.value, e.reason, source)
+            except Exception as e:  # noqa: BLE001 - decoding is pure: it fails alike every time
+                reason = (
+                    e.reason
+                    if isinstance(e, PoisonRecord)
+                    else f"task could not be decoded: {type(e).__name__}: {e}"
+                )
+                log.warning("poison task at %s: %s", source, reason)
+                await self._park(record, reason, source)
             else:
                 await self._run(task, record, source)
         except asyncio.CancelledError:
@@ -166,12 +179,20 @@ class TypeConsumer:
         """Execute ``task``; a bug parks its record in the dead-letter topic (module doc)."""
         try:
             await self._executor.run(task)
-        except (asyncio.CancelledError, *TRANSIENT):
-            raise
-        except Exception as e:  # a bug: parked, the partition goes on
+        except TaskCrashed as e:
+            node = "its node was failed" if e.reported else "its node could not be failed"
+            await self._park(record, f"the worker failed on the task ({node}): {e.reason}", source)
+        except Exception as e:
+            if is_infrastructure_fault(e):
+                raise
+            # The executor reports its own crashes; this is one around it: parked all the same.
             log.exception("task at %s crashed: dead-lettering it", source)
-            reason = f"worker could not handle the task: {e!r}"
-            await self._dlq.dead_letter(record.key, record.value, reason, source)
+            reason = f"worker could not handle the task: {type(e).__name__}: {e}"
+            await self._park(record, reason, source)
+
+    async def _park(self, record: ConsumerRecord, reason: str, source: str) -> None:
+        # The reason may quote a hostile value: made fit for a header as a NodeFailed's is.
+        await self._dlq.dead_letter(record.key, record.value, reason_text(reason), source)
 
     async def _commit_loop(self) -> None:
         while True:

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import RUN_EVENTS, TASK_TOPIC_PREFIX
+from workers.outputs import DEFAULT_MAX_OUTPUT_BYTES
 
 
 class WorkerSettings(BaseSettings):
@@ -22,6 +23,12 @@ class WorkerSettings(BaseSettings):
     runs_topic: str = Field(RUN_EVENTS, description="Where outcomes are appended.")
     task_topic_prefix: str = Field(TASK_TOPIC_PREFIX, description="Tasks: <prefix><type>.")
     group_prefix: str = Field("aob-workers-", description="Consumer group: <prefix><type>.")
+    max_output_bytes: int = Field(
+        DEFAULT_MAX_OUTPUT_BYTES,
+        ge=1,
+        description="A node output larger than this, as canonical JSON, fails the node "
+        "(workers.outputs): the CAS holds large outputs, not unbounded ones.",
+    )
 
     # --- http node --------------------------------------------------------------------
     http_allowlist: str = Field(

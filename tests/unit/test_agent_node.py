@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,8 +20,9 @@ from schemas.envelope import Event
 from schemas.events import ModelCalled
 from schemas.tasks import NodeTask
 from workers.agent.calls import RetryPolicy
-from workers.agent.handler import AgentHandler
+from workers.agent.handler import MAX_NAME_CHARS, AgentHandler, tool_name
 from workers.agent.prompt import SYSTEM_PREFIX, first_messages
+from workers.agent.tools import answer
 from workers.agent.verdicts import Verdict, VerdictQuery
 from workers.errors import ConfigError, NodeError
 from workers.handlers import Job
@@ -324,3 +326,66 @@ async def test_the_scripted_model_counts_a_repeated_system_prefix_as_cached(
     )
     assert first["usage"]["cached_tokens"] == 0
     assert second["usage"]["cached_tokens"] == len(SYSTEM_PREFIX.split())
+
+
+# --- values the model makes ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        ('{"output": "a\\u0000b"}', "output: a string contains a NUL character"),
+        ('{"output": {"s": "\\udc00"}}', "output.s: a string contains a lone surrogate"),
+        ('{"output": ' + "[" * 2000 + "]" * 2000 + "}", "the arguments: the JSON nests deeper"),
+        ('{"output": ' + "[" * 100 + "]" * 100 + "}", "nests deeper than 64 levels"),
+        ('{"output": 1, "output": 2}', 'the key "output" appears twice'),
+        ('{"output": NaN}', "NaN is not a JSON number"),
+        ('{"output": {"n": 1e400}}', "output.n: numbers must be finite"),
+    ],
+)
+def test_finish_arguments_that_break_the_value_rules_are_refused_to_the_model(
+    arguments: str, words: str
+) -> None:
+    answered = answer("finish", arguments, ())
+    assert not answered.finished and answered.output is None
+    assert answered.reply.startswith("error: the arguments of finish were refused")
+    assert words in answered.reply
+    assert answered.reply.endswith("Call finish again with corrected arguments.")
+
+
+def test_a_patch_whose_reason_breaks_the_value_rules_is_not_submitted() -> None:
+    answered = answer(
+        "patch_workflow", '{"patch": [], "reason": "why\\u0000"}', ("patch_workflow",)
+    )
+    assert answered.patch is None
+    assert "reason: a string contains a NUL character" in answered.reply
+
+
+def test_a_tool_name_the_model_made_up_is_carried_as_a_short_writable_word() -> None:
+    call = SimpleNamespace(function=SimpleNamespace(name="fin\x00ish\ud800" * 100))
+    name = tool_name(call)
+    assert "\x00" not in name and "\ud800" not in name
+    assert len(name) == MAX_NAME_CHARS and name.startswith("fin\ufffdish\ufffd")
+
+
+async def test_the_model_is_told_what_broke_the_rules_and_finishes_after_correcting(
+    agent: AgentHandler, admin: ScriptedLLMClient
+) -> None:
+    t = token()
+    await admin.add_script(
+        t,
+        [
+            {"tool_calls": [{"name": "fin\x00ish", "arguments": {"output": "x"}}]},
+            {"tool_calls": [{"name": "finish", "arguments": '{"output": {"a": "b\\u0000"}}'}]},
+            {"tool_calls": [{"name": "finish", "arguments": {"output": {"a": "b"}}}]},
+        ],
+    )
+    reports = Reports()
+    out = await agent(job({"prompt": t}, reports))
+    assert out["output"] == {"a": "b"} and out["turns"] == 3
+    requests = await admin.requests(t)
+    refused = requests[2]["body"]["messages"][-1]["content"]
+    assert refused.startswith("error: the arguments of finish were refused")
+    assert "output.a: a string contains a NUL character" in refused
+    names = [e.payload.tool_calls for e in reports.model_calls]
+    assert names == [["fin\ufffdish"], ["finish"], ["finish"]]

@@ -1,6 +1,7 @@
-"""One policy for a bug met while handling a record, in the coordinator and in the workers:
-the record is parked in the dead-letter topic with the reason and where it came from, and the
-consumer goes on (see ``processors.coordinator`` and ``workers.runtime``). Infrastructure
+"""What a consumer does with a bug met while handling a record, in the coordinator and in the
+workers: the record is parked in the dead-letter topic with the reason and where it came
+from, and the consumer goes on (see ``processors.coordinator`` and ``workers.runtime``); a
+worker first fails the task's node with the reason, so the run goes on too. Infrastructure
 faults are not bugs: a worker leaves their offset uncommitted, so the task comes back."""
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from processors.config import CoordinatorConfig
 from processors.coordinator import Coordinator, partition_marker
 from run_model.testing import build_ir, run_submitted
 from schemas.codec import encode_event, encode_task
-from schemas.tasks import NodeTask
+from schemas.events import NodeFailed
+from schemas.tasks import NodeContext, NodeTask
+from tests.worker_support import RunLog
+from workers.execute import TaskExecutor
 from workers.runtime import TypeConsumer
 
 
@@ -68,9 +72,9 @@ class Executor:
         raise self.error
 
 
-def task_record(offset: int) -> Any:
+def node_task() -> NodeTask:
     ir = build_ir({"a": "noop"}, [])
-    task = NodeTask(
+    return NodeTask(
         task_id="t-1",
         run_id="run-bug",
         tenant="acme",
@@ -79,38 +83,82 @@ def task_record(offset: int) -> Any:
         attempt=1,
         config={},
         input=None,
-        nodes={},
+        nodes={"up": NodeContext(status="SUCCEEDED", output_ref="cas://sha256:" + "0" * 64)},
         scheduled_at=run_submitted("run-bug", ir).occurred_at,
         version=ir.version,
     )
-    key, value, _ = encode_task(task)
-    return SimpleNamespace(key=key, value=value, offset=offset)
 
 
-async def process(error: Exception) -> tuple[Parked, dict[Any, int]]:
+def task_record(offset: int, value: bytes | None = None) -> Any:
+    key, encoded, _ = encode_task(node_task())
+    return SimpleNamespace(key=key, value=encoded if value is None else value, offset=offset)
+
+
+async def process(executor: Any, record: Any = None) -> tuple[Parked, dict[Any, int]]:
     dlq = Parked()
     consumer = TypeConsumer(
         "noop",
         bootstrap="localhost:1",  # never started: no connection is made
-        executor=Executor(error),  # type: ignore[arg-type]
+        executor=executor,
         dead_letters=dlq,
         slots=asyncio.Semaphore(1),
     )
     tp = TopicPartition(consumer.topic, 0)
     await consumer._slots.acquire()
     consumer._offsets.started(tp, 7)
-    await consumer._process(tp, task_record(7))
+    await consumer._process(tp, record or task_record(7))
     return dlq, consumer._offsets.to_commit()
 
 
 async def test_a_bug_in_a_worker_parks_the_task_and_its_offset_is_committed() -> None:
-    dlq, to_commit = await process(RuntimeError("a bug"))
+    dlq, to_commit = await process(Executor(RuntimeError("a bug")))
     ((_, _, reason, source),) = dlq.records
     assert "a bug" in reason and source == "aob.tasks.noop:0:7"
     assert list(to_commit.values()) == [8]  # the next record to consume: past this one
 
 
 async def test_an_infrastructure_fault_in_a_worker_leaves_the_offset_uncommitted() -> None:
-    dlq, to_commit = await process(KafkaConnectionError("down"))
+    dlq, to_commit = await process(Executor(KafkaConnectionError("down")))
     assert dlq.records == []
     assert list(to_commit.values()) == [7]  # the commit stops at this record: it comes back
+
+
+class BuggyStore:
+    """A CAS client with a bug: reading the upstream output raises, with a hostile message."""
+
+    async def put_bytes(self, data: bytes, content_type: str = "") -> str:
+        raise AssertionError("nothing is stored here")
+
+    async def get_json(self, ref: str) -> Any:
+        raise RuntimeError("a bug near \x00 and \ud800")
+
+
+async def noop(job: Any) -> Any:
+    return {}
+
+
+async def test_a_bug_in_a_worker_fails_the_node_with_the_reason_and_parks_the_task() -> None:
+    log = RunLog()
+    executor = TaskExecutor(
+        events=log, store=BuggyStore(), handlers={"noop": noop}, worker_name="test"
+    )
+    dlq, to_commit = await process(executor)
+    failed = log.outcomes
+    assert [type(e) for e in failed] == [NodeFailed]
+    assert failed[0].payload.retryable  # the node's retry policy decides (workers.execute)
+    assert "the worker failed on this task: RuntimeError: a bug near" in failed[0].payload.error
+    ((key, value, reason, source),) = dlq.records
+    assert (key, value) == (task_record(7).key, task_record(7).value)
+    assert source == "aob.tasks.noop:0:7"
+    assert "its node was failed" in reason and "a bug near" in reason
+    reason.encode()  # a header: no lone surrogate left in it
+    assert "\x00" not in reason
+    assert list(to_commit.values()) == [8]
+
+
+async def test_a_task_too_deep_to_decode_is_parked_and_its_offset_committed() -> None:
+    deep = b'{"task_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    dlq, to_commit = await process(Executor(AssertionError("never run")), task_record(7, deep))
+    ((_, value, reason, _),) = dlq.records
+    assert value == deep and "task could not be decoded: RecursionError" in reason
+    assert list(to_commit.values()) == [8]

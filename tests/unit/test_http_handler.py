@@ -1,6 +1,8 @@
 """The http handler against loopback servers, without Kafka.
 
 Every name is resolved by an in-memory map to loopback; the servers bind to loopback only.
+Bodies that no loopback server here sends are answered by an in-memory transport, which
+connects nowhere.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
+from schemas.events import NodeSucceeded
 from schemas.tasks import NodeTask
 from tests.http_support import LoopbackServer, MapResolver
+from tests.worker_support import RunLog
 from workers.errors import ConfigError
+from workers.execute import TaskExecutor
 from workers.handlers.base import Job
 from workers.http import Guard, HttpHandler, build_client, parse_allowlist
 from workers.http.errors import BadStatus, Refused, RequestFailed, ResponseTooLarge
@@ -273,3 +278,73 @@ async def test_reasons_never_show_credentials_or_queries(
         await handler(client)(job({"url": svc(server, f"/to?url={target.replace('?', '%3F')}")}))
     assert "hunter2" not in str(caught.value)
     assert "s3cret" not in str(caught.value)
+
+
+# --- bodies that AOB cannot hold as they came ---------------------------------------------
+
+
+def answering(content_type: str, body: bytes) -> httpx.AsyncClient:
+    """A client whose every request gets this 200 answer, in memory: nothing is connected."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": content_type}, content=body)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(answer))
+
+
+DEEP_JSON = b"[" * 300 + b"]" * 300
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        DEEP_JSON,
+        b'{"name": "a\\u0000b"}',  # a NUL, escaped
+        b'{"name": "a\\ud800b"}',  # a lone surrogate, escaped
+        b'{"a": 1, "a": 2}',
+        b'{"n": NaN}',
+        b'{"n": 1e400}',
+        b'{"n": 18446744073709551616}',
+    ],
+)
+async def test_a_json_body_that_breaks_the_value_rules_is_kept_as_its_text(body: bytes) -> None:
+    async with answering("application/json", body) as client:
+        out = await handler(client)(job({"url": "http://service.test/"}))
+    assert out["body"] == body.decode()  # every character, escapes as escapes
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/plain", b"a\x00b"),  # a NUL byte: no string may hold it
+        ("text/plain; charset=utf-7", b"+2AA-"),  # decodes to a lone surrogate
+        ("application/json", b'{"a": "\xff"}'),  # not UTF-8 at all
+    ],
+)
+async def test_text_that_no_string_may_hold_is_kept_as_base64(
+    content_type: str, body: bytes
+) -> None:
+    async with answering(content_type, body) as client:
+        out = await handler(client)(job({"url": "http://service.test/"}))
+    assert base64.b64decode(out["body"]["base64"]) == body
+    assert out["body"]["content_type"] == content_type.partition(";")[0]
+
+
+async def test_a_deep_json_body_makes_a_node_that_succeeds_with_its_text() -> None:
+    log = RunLog()
+    async with answering("application/json", DEEP_JSON) as client:
+        executor = TaskExecutor(
+            events=log, store=NoStore(), handlers={"http": handler(client)}, worker_name="t"
+        )
+        await executor.run(job({"url": "http://service.test/"}).task)
+    (succeeded,) = log.outcomes
+    assert isinstance(succeeded, NodeSucceeded)
+    assert succeeded.payload.output["body"] == DEEP_JSON.decode()
+
+
+class NoStore:
+    async def put_bytes(self, data: bytes, content_type: str = "") -> str:
+        raise AssertionError("a small output is not stored")
+
+    async def get_json(self, ref: str) -> Any:
+        raise AssertionError("no upstream output here")

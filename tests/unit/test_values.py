@@ -18,6 +18,7 @@ from schemas.values import (
     check_value,
     join_path,
     loads_strict,
+    writable,
 )
 
 
@@ -185,3 +186,9 @@ def _verdict(check: Callable[[object, str, ValueLimits], None], value: object) -
 @given(edgy_values)
 def test_the_fast_pass_never_lets_through_what_the_walk_refuses(value: object) -> None:
     assert _verdict(check_value, value) == _verdict(_refuse_first, value)
+
+
+def test_writable_replaces_what_no_string_may_hold_and_keeps_the_rest() -> None:
+    text = writable("a\x00b\ud800c\udfffd 😀 \t")
+    assert text == "a\ufffdb\ufffdc\ufffdd 😀 \t"
+    check_value(text, "reason")

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import reports
+from schemas.codec import encode_event
 from schemas.envelope import deterministic_id
 from schemas.events import INLINE_OUTPUT_MAX_BYTES
 from schemas.tasks import NodeTask
@@ -125,6 +126,12 @@ def test_large_outputs_travel_by_reference_only() -> None:
 def test_long_reasons_are_cut() -> None:
     ev = reports.failed(_task(), "x" * 100_000, retryable=True)
     assert len(ev.payload.error) == reports.MAX_ERROR_CHARS
+
+
+def test_a_reason_quoting_a_nul_or_a_lone_surrogate_can_still_be_sent() -> None:
+    ev = reports.failed(_task(), "got \x00 and \ud800 from there", retryable=False)
+    assert ev.payload.error == "got \ufffd and \ufffd from there"
+    encode_event(ev)  # raised for the surrogate before
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from openai.types.chat import ChatCompletion
 
 from schemas.events import ModelCalled, ModelCalledPayload, TokenUsage
 from schemas.reports import report
+from schemas.values import writable
 from schemas.workflow import DEFAULT_TIMEOUT_S
 from templating import render_string
 from workers.agent.calls import RetryPolicy, call_model
@@ -38,6 +39,9 @@ from workers.agent.tools import PATCH_WORKFLOW, answer, definitions
 from workers.agent.verdicts import VerdictSource
 from workers.errors import NodeError
 from workers.handlers.base import Job
+
+# Tool names are short (OpenAI allows 64 characters); a longer one is the model's invention.
+MAX_NAME_CHARS = 100
 
 
 class AgentHandler:
@@ -98,7 +102,7 @@ class AgentHandler:
                 turn=turn,
                 model=config.model,
                 usage=call_usage,
-                finish_reason=choice.finish_reason,
+                finish_reason=model_word(choice.finish_reason) if choice.finish_reason else None,
                 tool_calls=[tool_name(c) for c in calls],
             )
             await job.emit(report(ModelCalled, job.task, called, "model_called", str(turn)))
@@ -134,9 +138,17 @@ class AgentHandler:
         )
 
 
+def model_word(text: str) -> str:
+    """A name the model made (a tool's, a finish reason) as the events may carry it: a word,
+    not a document, with no character that no value may hold (``schemas.values``)."""
+    if len(text) > MAX_NAME_CHARS:
+        text = text[: MAX_NAME_CHARS - 1] + "…"
+    return writable(text)
+
+
 def tool_name(call: Any) -> str:
     function = getattr(call, "function", None)
-    return str(getattr(function, "name", None) or getattr(call, "type", "unknown"))
+    return model_word(str(getattr(function, "name", None) or getattr(call, "type", "unknown")))
 
 
 def tool_arguments(call: Any) -> str:

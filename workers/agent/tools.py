@@ -6,14 +6,20 @@ more powerful than its node allows (fetched content may try to steer the model).
 arguments are checked here; submitting the patch and answering with the coordinator's
 verdict is ``workers.agent.patching``'s. Definitions are listed in a fixed order and never
 vary, so the request prefix is stable.
+
+Arguments are values a model made, so they obey the rules every value in AOB obeys
+(``schemas.values``): parsed by ``loads_strict`` (no NUL, no lone surrogate, nesting up to
+64, finite 64-bit numbers, string and key sizes, no key given twice). Arguments that break
+them are refused to the model with the path and the rule, like arguments that are not JSON
+at all: nothing is done, and the model can call again with corrected ones.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.values import ValueRefused, loads_strict
 from schemas.workflow import PATCH_TOOL
 from workers.agent.patching import PatchCall
 
@@ -91,8 +97,14 @@ def answer(name: str, arguments: str, allowed: tuple[str, ...]) -> ToolAnswer:
         offered = ", ".join([FINISH, *allowed])
         return ToolAnswer(reply=f"error: there is no tool {name!r} here (tools: {offered})")
     try:
-        args = json.loads(arguments or "{}")
-    except json.JSONDecodeError as e:
+        args = loads_strict(arguments or "{}")
+    except ValueRefused as e:
+        return ToolAnswer(
+            reply=f"error: the arguments of {name} were refused, nothing was done: "
+            f"{e.path or 'the arguments'}: {e.reason}. Call {name} again with corrected "
+            "arguments."
+        )
+    except ValueError as e:
         return ToolAnswer(reply=f"error: the arguments of {name} are not valid JSON ({e})")
     if not isinstance(args, dict):
         return ToolAnswer(reply=f"error: the arguments of {name} must be a JSON object")

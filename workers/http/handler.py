@@ -3,7 +3,8 @@
 Config (strings are templates over the run's context): ``method`` (default GET), ``url``,
 ``headers?`` (object), ``body?`` (a string is sent as is; any other JSON value is sent as
 JSON), ``timeout_s?`` (the whole exchange, redirects included; also bounded by the attempt's
-time limit). Output: ``{status, headers, body}`` (``workers.http.responses``).
+time limit). Output: ``{status, headers, body}`` (``workers.http.responses``, which also
+says what becomes of a body that AOB cannot hold as it came).
 
 Every request carries ``Idempotency-Key: <run>/<node>/<attempt>`` unless the author set one,
 so the called system can tell a redelivered attempt from a new one.
@@ -152,10 +153,14 @@ class HttpHandler:
             finally:
                 await response.aclose()
             if 200 <= response.status_code < 300:
+                content_type = response.headers.get("content-type", "")
+                # In a thread: parsing and checking a body of up to the cap (10 MiB) takes
+                # long enough to stall the other tasks.
+                body = await asyncio.to_thread(decode_body, content_type, data)
                 return {
                     "status": response.status_code,
                     "headers": output_headers(response.headers),
-                    "body": decode_body(response.headers.get("content-type", ""), data),
+                    "body": body,
                 }
             raise BadStatus(
                 status_reason(method, url, response, data),

@@ -4,15 +4,30 @@ The body in the output is the parsed JSON value when the content type is JSON
 (``application/json`` or ``*+json``), else text when the bytes decode (declared charset, or
 UTF-8), else ``{"base64": "...", "content_type": "..."}``: a JSON output cannot carry raw
 bytes, and the marker keeps binary apart from a text body that happens to look like base64.
+
+Every body ends up a value AOB can hold (``schemas.values``), so an answer from a server the
+author does not control never crashes the worker nor fails a 2xx exchange that happened:
+
+- a JSON body is parsed by the rules (``loads_strict``); one they refuse (nested deeper than
+  64, NaN or Infinity, ``1e400``, an integer past 64 bits, a NUL or a lone surrogate in a
+  string, a key given twice) is kept as its text, as a body that says JSON but is not JSON
+  at all always was. The text loses nothing: ``\u0000`` stays six characters, both
+  values of a twice-given key stay there, and a later node or a model can still read it;
+- text that no string may hold (a NUL byte, or a lone surrogate that a charset such as
+  UTF-7 can make) is kept as base64, like binary.
+
+A text of more than 1,000,000 characters fails the node at the worker's output check
+(``workers.outputs``), with the path ``output.body``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import httpx
+
+from schemas.values import ValueRefused, loads_strict, writable
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
 SNIPPET_CHARS = 200
@@ -49,12 +64,13 @@ def decode_body(content_type: str, data: bytes) -> Any:
         except (UnicodeDecodeError, LookupError):
             pass
         else:
-            if is_json_type(content_type) and text.strip():
-                try:
-                    return json.loads(text)
-                except ValueError:
-                    return text  # says JSON but is not: the text is still worth having
-            return text
+            if writable(text) == text:  # else no string may hold it: base64, as binary
+                if is_json_type(content_type) and text.strip():
+                    try:
+                        return loads_strict(text)
+                    except (ValueError, ValueRefused):
+                        return text  # not JSON that AOB can hold: the text is still worth having
+                return text
     return {"base64": base64.b64encode(data).decode("ascii"), "content_type": media}
 
 
