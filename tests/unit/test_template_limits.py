@@ -14,16 +14,17 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from schemas.tasks import NodeTask
-from templating import RenderPoolError, RenderStopped, TemplateError
+from templating import RenderPoolError, RenderStopped, TemplateError, renders
 from templating.limits import RenderLimits
 from templating.renders import RenderPool
 from tests.helpers import eventually
-from workers.handlers import Job
+from workers.handlers import HANDLERS, Job
 from workers.outcome import classify
 
 CTX: dict[str, Any] = {"input": {"n": 2, "items": [1, 2, 3, 4]}, "nodes": {}}
@@ -284,6 +285,30 @@ def test_a_render_left_alone_stops_at_its_cpu_limit() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], timeout=120, check=False)
     assert done.returncode == -signal.SIGXCPU
+
+
+def test_timed_out_renders_hold_no_thread() -> None:
+    """Six renders that time out do not starve the default executor (six threads, as on two
+    cores), which the CAS and DNS calls share: calls made meanwhile are served."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=6))
+        await renders.shutdown()  # the session's pool serves the session's loop
+        renders.start(LIMITS)
+        try:
+            jobs = [_job("transform", {"output": {"x": BUSY}}) for _ in range(6)]
+            stuck = [asyncio.create_task(HANDLERS["transform"](job)) for job in jobs]
+            calls = [asyncio.to_thread(pow, 2, n) for n in range(12)]
+            # Rendered in threads, the six would hold every thread for half a minute.
+            assert await asyncio.wait_for(asyncio.gather(*calls), 10) == [2**n for n in range(12)]
+            outcomes = await asyncio.wait_for(asyncio.gather(*stuck, return_exceptions=True), 60)
+            assert [getattr(e, "limit", e) for e in outcomes] == ["time"] * 6
+            await _healthy(renders.default_pool())
+        finally:
+            await renders.shutdown()
+
+    asyncio.run(scenario())
 
 
 # --- the pool itself ---------------------------------------------------------------------
