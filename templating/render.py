@@ -137,13 +137,31 @@ def render_value(value: Any, context: Mapping[str, Any], max_chars: int = MAX_OU
 def render_string(
     source: str, context: Mapping[str, Any], max_chars: int = MAX_OUTPUT_CHARS
 ) -> str:
-    """``source`` rendered to a string, even when it is one expression (e.g. a prompt)."""
+    """``source`` rendered to a string, even when it is one expression (e.g. a prompt).
+    Text with no template syntax is returned as it is, as ``render_value`` does."""
+    budget = _Budget(max_chars)
+    if "{" not in source:
+        budget.spend(len(source), source)
+        return source
     try:
-        return _generate(source, context, _Budget(max_chars))
+        return _generate(source, context, budget)
     except TemplateError:
         raise
     except Exception as e:
         raise _failure(source, e) from e
+
+
+def evaluate_json(expr: str, context: Mapping[str, Any]) -> Any:
+    """The JSON value of ``evaluate(expr, context)``: tuples, ranges and generators become
+    lists (so an empty ``select`` is false, as a condition expects), anything with no JSON
+    form is the expression's error. A value that must leave the process takes this form."""
+    value = evaluate(expr, context)
+    try:
+        return _to_json(value, expr)
+    except TemplateError:
+        raise
+    except Exception as e:  # a generator runs the template's code as it is consumed
+        raise _failure(expr, e) from e
 
 
 def evaluate(expr: str, context: Mapping[str, Any]) -> Any:

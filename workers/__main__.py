@@ -12,6 +12,7 @@ from cas.store import ContentStore
 from infra.bus import EventBus
 from infra.heartbeat import beat
 from infra.settings import get_settings
+from templating import renders
 from workers.execute import TaskExecutor
 from workers.handlers import open_handlers
 from workers.runtime import DEFAULT_CONCURRENCY, handler_types, serve, worker_name
@@ -27,6 +28,10 @@ async def main(requested: str | None, concurrency: int) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async with contextlib.AsyncExitStack() as clients:
+        # Templates render in processes of their own, under limits (templating.renders):
+        # started now so that the first task waits for nothing, stopped last.
+        renders.start()
+        clients.push_async_callback(renders.shutdown)
         handlers = await open_handlers(worker_settings, clients)
         try:
             types = handler_types(handlers, requested)

@@ -30,7 +30,7 @@ from schemas.events import ModelCalled, ModelCalledPayload, TokenUsage
 from schemas.reports import report
 from schemas.values import writable
 from schemas.workflow import DEFAULT_TIMEOUT_S
-from templating import render_string
+from templating import renders
 from workers.agent.calls import RetryPolicy, call_model
 from workers.agent.config import AgentConfig, parse_config
 from workers.agent.patching import Patcher
@@ -67,8 +67,7 @@ class AgentHandler:
         config = parse_config(job.config, self._default_model)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (job.task.timeout_s or self._default_timeout_s)
-        # In a thread: a heavy (if bounded) template must not stall the other tasks.
-        prompt = await asyncio.to_thread(render_string, config.prompt, job.context)
+        prompt = await renders.render_string(config.prompt, job.context)
         patcher = Patcher(job, self._verdicts, deadline=deadline, clock=loop.time)
         run = None
         if PATCH_WORKFLOW in config.tools:

@@ -5,10 +5,9 @@ The coordinator follows the edges whose ``when`` matches ``"true"``/``"false"``.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from templating import evaluate
+from templating import renders
 from workers.errors import ConfigError
 from workers.handlers.base import Job
 
@@ -17,5 +16,5 @@ async def condition(job: Job) -> dict[str, Any]:
     expr = job.config.get("expr")
     if not isinstance(expr, str) or not expr.strip():
         raise ConfigError("condition config needs 'expr', a non-empty expression string")
-    value = await asyncio.to_thread(evaluate, expr, job.context)
+    value = await renders.evaluate(expr, job.context)
     return {"result": bool(value)}

@@ -10,14 +10,13 @@ decided or cancelled. The node's output is ``{decision, comment, decided_by, tim
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
 from schemas import reports
 from schemas.envelope import utcnow
 from schemas.events import ApprovalRequested, ApprovalRequestedPayload
-from templating import render_string
+from templating import renders
 from workers.errors import ConfigError
 from workers.handlers.base import WAITING, Job
 
@@ -31,7 +30,7 @@ async def hitl(job: Job) -> Any:
     default = job.config.get("default_outcome", "rejected")
     if default not in OUTCOMES:
         raise ConfigError(f"hitl 'default_outcome' must be one of {OUTCOMES}, not {default!r}")
-    text = await asyncio.to_thread(render_string, prompt, job.context)
+    text = await renders.render_string(prompt, job.context)
     task = job.task
     now = utcnow()
     limit = task.timeout_s

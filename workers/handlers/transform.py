@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from templating import render_value
+from templating import renders
 from workers.errors import ConfigError
 from workers.handlers.base import Job
 
@@ -13,5 +12,4 @@ from workers.handlers.base import Job
 async def transform(job: Job) -> Any:
     if "output" not in job.config:
         raise ConfigError("transform config needs an 'output' template")
-    # In a thread: a heavy (if bounded) template must not stall the other tasks' event loop.
-    return await asyncio.to_thread(render_value, job.config["output"], job.context)
+    return await renders.render_value(job.config["output"], job.context)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from templating import render_value
+from templating import renders
 from workers.errors import ConfigError
 from workers.http.errors import BadStatus, Refused, RequestFailed, ResponseTooLarge
 from workers.http.responses import (
@@ -101,8 +101,7 @@ class HttpHandler:
         self._default_timeout = default_timeout_s
 
     async def __call__(self, job: Job) -> dict[str, Any]:
-        # In a thread: a heavy (if bounded) template must not stall the other tasks.
-        config = await asyncio.to_thread(render_value, job.config, job.context)
+        config = await renders.render_value(job.config, job.context)
         if not isinstance(config, dict):
             raise ConfigError("http config must be an object")
         exchange = exchange_from_config(config, job.task.idempotency_key, self._default_timeout)
