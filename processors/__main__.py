@@ -14,9 +14,10 @@ import faust
 
 from infra.heartbeat import beat
 from infra.settings import get_settings
+from processors.agent import register
 from processors.app import create_app
 from processors.config import CoordinatorConfig
-from processors.coordinator import Coordinator, register
+from processors.coordinator import Coordinator
 from processors.recovery import LogRecovery
 from processors.topics import TopicMismatch, prepare_topics
 from schemas.envelope import utcnow
@@ -34,7 +35,10 @@ def main() -> int:
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
     parts = create_app(settings, config)
     recovery = LogRecovery(settings.kafka_bootstrap, config.runs_topic, utcnow, config.patch_limits)
-    register(parts, Coordinator(parts, config, recover=recovery, read_range=recovery.read))
+    coordinator = Coordinator(
+        parts, config, recover=recovery, read_range=recovery.read, recover_run=recovery.run
+    )
+    register(parts, coordinator)
 
     @parts.app.task
     async def heartbeat() -> None:
