@@ -15,9 +15,10 @@ import faust
 from infra.heartbeat import beat
 from infra.metrics import serve_metrics
 from infra.settings import get_settings
+from processors.agent import register
 from processors.app import create_app
 from processors.config import CoordinatorConfig
-from processors.coordinator import Coordinator, register
+from processors.coordinator import Coordinator
 from processors.metrics import REGISTRY
 from processors.recovery import LogRecovery
 from processors.topics import TopicMismatch, prepare_topics
@@ -37,7 +38,10 @@ def main() -> int:
     serve_metrics(settings, "coordinator", REGISTRY)
     parts = create_app(settings, config)
     recovery = LogRecovery(settings.kafka_bootstrap, config.runs_topic, utcnow, config.patch_limits)
-    register(parts, Coordinator(parts, config, recover=recovery, read_range=recovery.read))
+    coordinator = Coordinator(
+        parts, config, recover=recovery, read_range=recovery.read, recover_run=recovery.run
+    )
+    register(parts, coordinator)
 
     @parts.app.task
     async def heartbeat() -> None:

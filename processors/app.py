@@ -16,6 +16,7 @@ import faust
 
 from infra.settings import Settings
 from processors.config import TABLE_NAME, CoordinatorConfig
+from schemas.events import MAX_RECORD_BYTES
 
 
 @dataclass
@@ -46,6 +47,9 @@ def create_app(settings: Settings, config: CoordinatorConfig) -> CoordinatorApp:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
         datadir=str(settings.home / "faust" / config.app_id),
+        # faust's default (1,000,000) is less than an event of MAX_EVENT_BYTES with its key
+        # and headers; the coordinator checks every record against this before sending it.
+        producer_max_request_size=MAX_RECORD_BYTES,
     )
     # Raw bytes in and out: decoding is ours (schemas.codec), so a poison record reaches the
     # agent and is dead-lettered, instead of crashing faust's own deserialiser.

@@ -9,8 +9,10 @@ functions of the run's events, with ids derived from their causes, so the rebuil
 the one the agent had — and the decisions that are already in the log, which come back
 later, are recognised as echoes.
 
-One pass rebuilds every run of the partition (a lost changelog loses them all at once), not
-one run at a time. Of a finished run only its status is kept: nothing more happens to it.
+One pass rebuilds every run of the partition (a lost changelog loses them all at once);
+``LogRecovery.run`` rebuilds one run, whose stored state alone does not load. Of a finished
+run only its status is kept: nothing more happens to it. A record the decider raises on
+fails its run, as in the agent (``run_model.abort``), so a rebuild never stops on one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from run_model import RunState, RunStatus, step
+from run_model.abort import fail_run
 from run_model.decide import DEFAULT_LIMITS
 from run_model.patching import PatchLimits
 from schemas.codec import decode_event
@@ -57,7 +60,15 @@ def rebuild(
         run_id = event.aggregate_id
         if run_id in out.finished:
             continue
-        state, _ = step(out.states.get(run_id), event, clock(), limits)
+        before = out.states.get(run_id)
+        try:
+            state, _ = step(before, event, clock(), limits)
+        except Exception as e:  # the agent failed the run on this record: so does the rebuild
+            log.exception("deciding on %s %s failed: its run failed", event.type, event.event_id)
+            state, _ = fail_run(before, event, repr(e), clock())
+            out.finished[run_id] = RunStatus.FAILED
+            out.states.pop(run_id, None)
+            continue
         if state is None:
             continue
         if state.finished:
@@ -89,6 +100,23 @@ class LogRecovery:
             "in %.1fs",
             len(rebuilt.states),
             len(rebuilt.finished),
+            self.topic,
+            partition,
+            len(records),
+            time.perf_counter() - began,
+        )
+        return rebuilt
+
+    async def run(self, run_id: str, partition: int, before: int) -> Rebuilt:
+        """The run ``run_id`` of ``partition`` as it was before the record at ``before``
+        (Kafka keeps no index by key: the partition is read, only the run's records stepped)."""
+        began = time.perf_counter()
+        key = run_id.encode()
+        records = [value for _, k, value in await self.read(partition, 0, before) if k == key]
+        rebuilt = rebuild(records, self.clock, self.limits)
+        log.warning(
+            "rebuilt run %s of %s:%d from its %d records in the log in %.1fs",
+            run_id,
             self.topic,
             partition,
             len(records),

@@ -26,8 +26,10 @@ from typing import Any
 
 from processors.config import CoordinatorConfig
 from run_model import RunState
-from run_model.timers import Timer, pending_timers, timer_fired
+from run_model.timers import TIMER_COMPONENT, Timer, pending_timers, timer_fired
 from schemas.codec import encode_event
+from schemas.envelope import build_event, deterministic_id, system_actor
+from schemas.events import RunWarning, RunWarningPayload
 
 log = logging.getLogger("aob.coordinator.timers")
 
@@ -61,6 +63,10 @@ class Ticker:
             self.index[state.run_id] = Waiting(partition, state.tenant, timers)
         else:
             self.index.pop(state.run_id, None)
+
+    def forget(self, run_id: str) -> None:
+        """The run is over: it waits for nothing."""
+        self.index.pop(run_id, None)
 
     def rebuild(self, states: Iterable[tuple[RunState, int]], generation: int | None) -> None:
         """The index from scratch, from every unfinished state held (after a rebalance)."""
@@ -113,3 +119,35 @@ class Ticker:
             self._fired[(run_id, timer)] = mono
         self.fired_total += len(due)
         return len(due)
+
+    async def wake(self, runs: dict[str, int]) -> int:
+        """Append a RunWarning to each of ``runs`` (run id -> partition): runs whose stored
+        state does not load, which the index cannot hold. Handling the warning makes the
+        agent rebuild the run from the log (or fail it), and its timers are then indexed as
+        it is stored. The warning's id is the same for every wake-up of the run."""
+        if not runs:
+            return 0
+        producer = self.app.producer
+        pending = []
+        for run_id, partition in runs.items():
+            key, value, headers = encode_event(state_unreadable(run_id, self.clock()))
+            topic = self.config.runs_topic
+            pending.append(await producer.send(topic, key, value, partition, None, headers))
+        await asyncio.gather(*pending)
+        return len(runs)
+
+
+def state_unreadable(run_id: str, now: datetime) -> RunWarning:
+    """The wake-up of a run whose stored state does not load."""
+    message = (
+        "the coordinator's stored state of this run does not load: it is rebuilt from the "
+        "run's events in the log as this warning is handled"
+    )
+    return build_event(
+        RunWarning,
+        RunWarningPayload(message=message),
+        event_id=deterministic_id(run_id, "state_unreadable"),
+        aggregate_id=run_id,
+        occurred_at=now,
+        actor=system_actor(TIMER_COMPONENT),
+    )

@@ -19,6 +19,8 @@ into them here, in log order, and writes back the rows that changed. Rules:
   ApprovalDecided makes the node SUCCEEDED with the decision as output; ApprovalRefused is
   noted on the row; a run that ends first leaves the row CANCELLED;
 - token usage of agent nodes is the sum of their ModelCalled events, failed attempts too;
+- a run's output is its RunCompleted's, with the outputs it names in ``output_elsewhere``
+  (too large together for one event) taken from their node rows: the row holds it whole;
 - a patch gets its ``run_patches`` row on PatchSubmitted (or on its verdict, if that comes
   first); the first verdict counts. RunSubmitted writes version 0 of ``run_versions``, each
   PatchApplied the next one, moves the run to its version, adds PENDING rows for the added
@@ -242,7 +244,7 @@ class RunFold:
             return
         run.finished_at = ev.occurred_at
         if isinstance(ev, RunCompleted):
-            run.status, run.output = RunStatus.COMPLETED, ev.payload.output
+            run.status, run.output = RunStatus.COMPLETED, self._run_output(run, ev)
         elif isinstance(ev, RunFailed):
             where = f"node {ev.payload.node_id!r}: " if ev.payload.node_id else ""
             run.status, run.error = RunStatus.FAILED, f"{where}{ev.payload.reason}"
@@ -252,6 +254,21 @@ class RunFold:
             if key[0] == run.run_id and approval.status == "WAITING":
                 approval.status = "CANCELLED"
                 self.changed_approvals.add(key)
+
+    def _run_output(self, run: RunRow, ev: RunCompleted) -> dict[str, Any]:
+        """The run's whole output: what the event carries, and the outputs it names as
+        elsewhere (too large together for one event) from their node rows, spelled as the
+        coordinator spells a sink's output (``run_model.completion.sink_output``)."""
+        output = dict(ev.payload.output)
+        for node_id in ev.payload.output_elsewhere:
+            node = self.nodes.get((run.run_id, node_id))
+            if node is None:
+                continue
+            if node.output is None and node.output_ref is not None:
+                output[node_id] = {"$ref": node.output_ref}
+            else:
+                output[node_id] = node.output
+        return output
 
     def _refresh_status(self, run: RunRow) -> None:
         nodes = (NodeStatus(n.status) for n in self.nodes_of(run.run_id))

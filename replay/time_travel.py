@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from infra.run_log import Logged, RunNotInLog
+from run_model.completion import run_output
 from run_model.evolve import fold
-from run_model.state import RunState
+from run_model.state import RunState, RunStatus
 
 
 def state_at(history: list[Logged]) -> RunState:
@@ -39,6 +40,9 @@ def describe(state: RunState, history: list[Logged]) -> dict[str, Any]:
         "status": state.status.value,
         "version": state.version,
         "reason": state.reason,
+        # Whole, from the sinks' states: run.completed may name outputs instead of carrying
+        # them (run_model.completion).
+        "output": run_output(state) if state.status is RunStatus.COMPLETED else None,
         "nodes": {
             node_id: {
                 "type": state.ir.nodes[node_id].type,

@@ -17,18 +17,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from run_model.backoff import retry_delay_s
+from run_model.completion import completion
+from run_model.decisions import decided, decision_refused, patch_rejected, refuse_after_finish
 from run_model.edges import dead_reason, edge_live, predecessors_finished
 from run_model.evolve import evolve
 from run_model.forking import fork_point_failure
+from run_model.limits import COMMENT_MAX_CHARS, capped
 from run_model.patching import PatchLimits, Refused, judge
 from run_model.state import NodeStatus, RunState, RunStatus
 from schemas.canonical import json_ref
-from schemas.envelope import Event, EventT, Payload, build_event, deterministic_id, system_actor
+from schemas.codec import encode_event
+from schemas.envelope import Event, EventT, Payload
 from schemas.events import (
+    MAX_EVENT_BYTES,
     ApprovalDecided,
     ApprovalDecidedPayload,
-    ApprovalRefused,
-    ApprovalRefusedPayload,
     ApprovalSubmitted,
     NodeFailed,
     NodeFailedPayload,
@@ -41,14 +44,11 @@ from schemas.events import (
     NodeSucceeded,
     PatchApplied,
     PatchAppliedPayload,
-    PatchRejected,
-    PatchRejectedPayload,
     PatchSubmitted,
     RunCancelled,
     RunCancelledPayload,
     RunCancelRequested,
     RunCompleted,
-    RunCompletedPayload,
     RunFailed,
     RunFailedPayload,
     RunForked,
@@ -63,8 +63,16 @@ from schemas.tasks import NodeContext, NodeTask
 from schemas.topics import TASK_TYPES, task_topic
 from schemas.workflow import may_patch
 
-COMPONENT = "coordinator"
 DEFAULT_LIMITS = PatchLimits()
+# Made in ``run_model.decisions``, and used from here by the adapter and the tests.
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Decision",
+    "decide",
+    "decided",
+    "refuse_after_finish",
+    "step",
+]
 
 
 @dataclass(frozen=True)
@@ -98,72 +106,6 @@ def step(
     if after is None:
         return None, Decision()
     return _Decider(after, event, now, limits).run()
-
-
-def decided(
-    kind: type[EventT],
-    payload: Payload,
-    cause: Event,
-    decision: str,
-    *,
-    tenant: str,
-    now: datetime,
-    node_id: str = "",
-    attempt: int = 0,
-) -> EventT:
-    """The event of a decision about ``cause`` (an event of the run): the one place where a
-    decision's id is derived, from the cause and the decision (its name, and the node and
-    attempt it is about), so the same decision about the same event has the same id
-    wherever and whenever it is taken: in ``step``, again after a crash, or about a run
-    that had finished (``refuse_after_finish``)."""
-    return build_event(
-        kind,
-        payload,
-        event_id=deterministic_id(cause.event_id, decision, node_id, str(attempt)),
-        aggregate_id=cause.aggregate_id,
-        causation_id=cause.event_id,
-        occurred_at=now,
-        actor=system_actor(COMPONENT, tenant),
-    )
-
-
-def patch_rejected(
-    cause: PatchSubmitted, payload: PatchRejectedPayload, *, tenant: str, now: datetime
-) -> PatchRejected:
-    return decided(PatchRejected, payload, cause, "reject_patch", tenant=tenant, now=now)
-
-
-def decision_refused(
-    cause: ApprovalSubmitted, reason: str, *, tenant: str, now: datetime
-) -> ApprovalRefused:
-    p = cause.payload
-    payload = ApprovalRefusedPayload(
-        node_id=p.node_id, decision=p.decision, submission_id=cause.event_id, reason=reason
-    )
-    return decided(
-        ApprovalRefused,
-        payload,
-        cause,
-        "refuse_decision",
-        tenant=tenant,
-        now=now,
-        node_id=p.node_id,
-    )
-
-
-def refuse_after_finish(
-    event: ApprovalSubmitted | PatchSubmitted, status: RunStatus, now: datetime
-) -> ApprovalRefused | PatchRejected:
-    """A decision or a patch that reached a finished run (only its status is kept): refused,
-    so that whoever sent it learns why it changed nothing. Same id as a refusal ``step``
-    would decide."""
-    tenant = event.actor.tenant
-    if isinstance(event, PatchSubmitted):
-        reasons = [f"the run is {status.value}: it takes no more patches"]
-        payload = PatchRejectedPayload(patch_id=event.event_id, reasons=reasons)
-        return patch_rejected(event, payload, tenant=tenant, now=now)
-    reason = f"the run is {status.value}: it takes no more decisions"
-    return decision_refused(event, reason, tenant=tenant, now=now)
 
 
 def decide(
@@ -206,7 +148,8 @@ class _Decider:
                 self._emit(RunStarted, RunStartedPayload(version=self.state.version), "start")
                 self._on_forked()
         elif isinstance(ev, RunCancelRequested):
-            self._cancel(ev.payload.reason)
+            reason = ev.payload.reason
+            self._cancel(capped(reason) if reason is not None else None)
         elif isinstance(ev, NodeFailed):
             self._on_failed(ev)
         elif isinstance(ev, ApprovalSubmitted):
@@ -226,7 +169,7 @@ class _Decider:
         if node is None or p.attempt < node.attempt:
             return  # a stale report of an attempt already superseded by a retry
         if node.status is NodeStatus.FAILED:
-            reason = f"node {p.node_id!r} failed in attempt {p.attempt}: {p.error}"
+            reason = capped(f"node {p.node_id!r} failed in attempt {p.attempt}: {p.error}")
             self._emit(RunFailed, RunFailedPayload(reason=reason, node_id=p.node_id), "fail")
             return
         following = p.attempt + 1
@@ -313,7 +256,7 @@ class _Decider:
                 node_id=p.node_id,
                 attempt=approval.attempt,
                 decision=p.decision,
-                comment=p.comment,
+                comment=capped(p.comment, COMMENT_MAX_CHARS) if p.comment is not None else None,
                 decided_by=ev.actor.id,
                 submission_id=ev.event_id,
             )
@@ -348,20 +291,15 @@ class _Decider:
         """Judge a patch whole (``run_model.patching``). Accepted: the run is at the
         new version from this event on, and every pending node whose predecessors are all
         finished now (added after a finished node, or a join that lost a predecessor) is
-        scheduled or skipped at once. Refused: nothing changes, and the reasons say why."""
+        scheduled or skipped at once. Refused: nothing changes, and the reasons say why.
+        A patch whose run.patch_applied (the new definition and IR inline) would be larger
+        than an event may be is refused too: its size is measured on the event itself."""
         before = self.state.version
         verdict = judge(self.state, ev, self.limits)
         if isinstance(verdict, Refused):
-            current = self.state.current_definition() if verdict.stale else None
-            rejection = PatchRejectedPayload(
-                patch_id=ev.event_id,
-                reasons=verdict.reasons,
-                current_version=before,
-                current_definition=current,
-            )
-            self._record(patch_rejected(ev, rejection, tenant=self.state.tenant, now=self.now))
+            self._reject_patch(ev, verdict.reasons, verdict.stale)
             return
-        self._emit(
+        applied = self._decided(
             PatchApplied,
             PatchAppliedPayload(
                 patch_id=ev.event_id,
@@ -378,8 +316,26 @@ class _Decider:
             ),
             "apply_patch",
         )
+        too_large = _unappendable(applied)
+        if too_large is not None:
+            self._reject_patch(ev, [too_large], stale=False)
+            return
+        self._record(applied)
         self.rank = {node_id: i for i, node_id in enumerate(self.state.ir.order)}
         self._settle_pending()
+
+    def _reject_patch(self, ev: PatchSubmitted, reasons: list[str], stale: bool) -> None:
+        current = self.state.current_definition() if stale else None
+        self._record(
+            patch_rejected(
+                ev,
+                reasons,
+                tenant=self.state.tenant,
+                now=self.now,
+                current_version=self.state.version,
+                current_definition=current,
+            )
+        )
 
     def _on_forked(self) -> None:
         """A fork goes on from its point as the source would have: every pending node whose
@@ -389,7 +345,7 @@ class _Decider:
         failure = fork_point_failure(self.state)
         if failure is not None:
             node_id, error = failure
-            reason = f"node {node_id!r} had failed at the fork point: {error}"
+            reason = capped(f"node {node_id!r} had failed at the fork point: {error}")
             self._emit(RunFailed, RunFailedPayload(reason=reason, node_id=node_id), "fail")
             return
         self._settle_pending()
@@ -445,7 +401,7 @@ class _Decider:
                 self._schedule(node_id, 1)
                 continue
             if live:
-                message = (
+                message = capped(
                     f"node {node_id!r} has type {definition.type!r}, which no worker runs; "
                     "it is skipped"
                 )
@@ -457,7 +413,7 @@ class _Decider:
                 )
                 reason = f"unknown node type {definition.type!r}"
             else:
-                reason = dead_reason(self.state, node_id)
+                reason = capped(dead_reason(self.state, node_id))
             self._emit(
                 NodeSkipped, NodeSkippedPayload(node_id=node_id, reason=reason), "skip", node_id
             )
@@ -517,12 +473,7 @@ class _Decider:
             return
         if any(n.status is NodeStatus.FAILED for n in nodes.values()):
             return  # RunFailed was decided when the node failed
-        output = {}
-        for sink in self.state.sinks():
-            node = nodes[sink]
-            if node.status is NodeStatus.SUCCEEDED:
-                output[sink] = node.output if node.output_inline else {"$ref": node.output_ref}
-        self._emit(RunCompleted, RunCompletedPayload(output=output), "complete")
+        self._emit(RunCompleted, completion(self.state), "complete")
 
     # --- making events ------------------------------------------------------------------
 
@@ -534,18 +485,27 @@ class _Decider:
         node_id: str = "",
         attempt: int = 0,
     ) -> Event:
-        tenant, now = self.state.tenant, self.now
-        ev = decided(
+        return self._record(self._decided(kind, payload, decision, node_id, attempt))
+
+    def _decided(
+        self,
+        kind: type[EventT],
+        payload: Payload,
+        decision: str,
+        node_id: str = "",
+        attempt: int = 0,
+    ) -> EventT:
+        """The event of a decision about this decider's cause, not yet recorded."""
+        return decided(
             kind,
             payload,
             self.cause,
             decision,
-            tenant=tenant,
-            now=now,
+            tenant=self.state.tenant,
+            now=self.now,
             node_id=node_id,
             attempt=attempt,
         )
-        return self._record(ev)
 
     def _record(self, ev: EventT) -> EventT:
         """Send ``ev``, and fold it in so that later checks of this decision see it."""
@@ -554,3 +514,20 @@ class _Decider:
         assert folded is not None  # a known run stays known
         self.state = folded
         return ev
+
+
+def _unappendable(ev: PatchApplied) -> str | None:
+    """Why a patch's ``ev`` cannot be appended (its encoding is larger than an event may be,
+    or it has none), or None if it can. Measured on the event itself: the definition and IR
+    alone (``MAX_VERSION_BYTES``) leave out the lists of changed nodes and the envelope."""
+    try:
+        size = len(encode_event(ev)[1])
+    except (ValueError, RecursionError) as e:  # a lone surrogate, nesting too deep
+        return f"the patched workflow cannot be encoded as {ev.type}: {e}"
+    if size > MAX_EVENT_BYTES:
+        return (
+            f"the patched workflow would make {ev.type} {size} bytes with its compiled form "
+            f"inline, and an event may take at most {MAX_EVENT_BYTES}: make configs smaller, "
+            "or patch fewer nodes at once"
+        )
+    return None

@@ -30,6 +30,7 @@ from schemas.errors import (
 )
 from schemas.events import (
     INLINE_OUTPUT_MAX_BYTES,
+    MAX_EVENT_BYTES,
     ApprovalDecided,
     ApprovalRefused,
     ApprovalRequested,
@@ -57,11 +58,13 @@ from schemas.events import (
     WorkflowPublished,
 )
 from schemas.ir import IREdge, IRNode, WorkflowIR
-from schemas.tasks import NodeContext, NodeTask
+from schemas.tasks import MAX_TASK_BYTES, NodeContext, NodeTask
 from schemas.workflow import EdgeDef, NodeDef, RetryPolicy, WorkflowDefinition
 
 __all__ = [
     "INLINE_OUTPUT_MAX_BYTES",
+    "MAX_EVENT_BYTES",
+    "MAX_TASK_BYTES",
     "Actor",
     "ApprovalDecided",
     "ApprovalRefused",

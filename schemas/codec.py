@@ -36,6 +36,8 @@ def _loads(value: bytes | None) -> dict[str, Any]:
         raw = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PoisonRecord(f"value is not JSON: {e}") from e
+    except RecursionError as e:  # JSON nested deeper than the parser goes
+        raise PoisonRecord(f"value is JSON nested too deep to read: {e}") from e
     if not isinstance(raw, dict):
         raise PoisonRecord(f"value is JSON {type(raw).__name__}, not an object")
     return raw
@@ -51,6 +53,8 @@ def decode_event(value: bytes | None) -> Event:
         raise PoisonRecord(str(e)) from e
     except ValidationError as e:
         raise PoisonRecord(f"invalid {raw.get('type')} event: {e}") from e
+    except (ValueError, TypeError, RecursionError) as e:  # an envelope an upcaster cannot read
+        raise PoisonRecord(f"invalid {raw.get('type')} event: {e!r}") from e
 
 
 def encode_task(task: NodeTask) -> tuple[bytes, bytes, Headers]:

@@ -118,7 +118,7 @@ def build_event(
     name and schema version come from the class, ``correlation_id`` is the run for run
     events (``run.*``), ``occurred_at`` is now unless the caller's clock says otherwise, and
     the id is fresh unless the caller derives one (a decision from its cause,
-    ``run_model.decide.decided``; a report from its task, ``schemas.reports``; a command
+    ``run_model.decisions.decided``; a report from its task, ``schemas.reports``; a command
     from its Idempotency-Key). It lives with the envelope, in the wire contract, because
     every producer depends on ``schemas`` and ``schemas`` on none of them.
     """

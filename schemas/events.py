@@ -23,6 +23,11 @@ INLINE_OUTPUT_MAX_BYTES = 16 * 1024
 # with room for the key and headers. Definitions and IRs travel inline in run.submitted and
 # run.patch_applied, so they are what can reach it.
 MAX_EVENT_BYTES = 1_000_000
+# The largest record (key, value and headers, as the producer estimates it) a producer of
+# AOB sends: the Kafka clients' default `max.request.size`, 12 bytes under the broker's
+# default `message.max.bytes`. faust's producer defaults to 1,000,000, which an event of
+# MAX_EVENT_BYTES would overrun with its key and headers: the coordinator sets this instead.
+MAX_RECORD_BYTES = 1_048_576
 
 
 # --- workflows -------------------------------------------------------------------------
@@ -218,13 +223,29 @@ class RunWarning(Event):
 class RunCompletedPayload(Payload):
     output: dict[str, Any] = Field(
         default_factory=dict,
-        description="Outputs of the sink nodes that succeeded: inline value, or {'$ref': ref}.",
+        description="Outputs of the sink nodes that succeeded: inline value, or {'$ref': ref}; "
+        "those that would make the event too large are named in `output_elsewhere` instead.",
+    )
+    output_elsewhere: list[str] = Field(
+        default_factory=list,
+        description="Sink nodes that succeeded whose outputs are not in `output` (together "
+        "they would make the event too large): each is in the node's own "
+        "run.node_succeeded (inline, or its output_ref), and in the read model's run output.",
     )
 
 
-@event("run.completed")
+@event("run.completed", version=2)
 class RunCompleted(Event):
+    """v2: the output of a sink may be named in ``output_elsewhere`` instead of being in
+    ``output`` (a v1 reader would take the output for whole)."""
+
     payload: RunCompletedPayload
+
+
+@upcaster("run.completed", 1)
+def _run_completed_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Every v1 event is a valid v2 event: v1 had every output in ``output``."""
+    return raw
 
 
 class RunFailedPayload(Payload):
@@ -472,7 +493,10 @@ class PatchApplied(Event):
 
 class PatchRejectedPayload(Payload):
     patch_id: str = Field(description="The PatchSubmitted event refused.")
-    reasons: list[str] = Field(description="Every rule the patch breaks, in words to act on.")
+    reasons: list[str] = Field(
+        description="Every rule the patch breaks, in words to act on (at most 50, each cut to "
+        "1,000 characters, then how many more there were)."
+    )
     current_version: str | None = Field(
         None,
         description="The run's version the patch was judged against (absent when the "
@@ -481,7 +505,8 @@ class PatchRejectedPayload(Payload):
     current_definition: dict[str, Any] | None = Field(
         None,
         description="The current definition, when the patch was written against an older "
-        "version: what to write it against again.",
+        "version: what to write it against again (left out, and a reason says so, when it "
+        "would make the event too large).",
     )
 
 

@@ -12,6 +12,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 TASK_WIRE_NAME = "task.node"
+# The largest task value the coordinator sends. A task carries the run input and the inline
+# outputs of every node finished before it, so a join of many inline outputs can be large;
+# one that would be larger fails its run instead of being sent.
+MAX_TASK_BYTES = 1_000_000
 
 
 class NodeContext(BaseModel):

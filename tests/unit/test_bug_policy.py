@@ -1,8 +1,9 @@
-"""What a consumer does with a bug met while handling a record, in the coordinator and in the
-workers: the record is parked in the dead-letter topic with the reason and where it came
-from, and the consumer goes on (see ``processors.coordinator`` and ``workers.runtime``); a
-worker first fails the task's node with the reason, so the run goes on too. Infrastructure
-faults are not bugs: a worker leaves their offset uncommitted, so the task comes back."""
+"""One policy for a bug met while handling a record, in the coordinator and in the workers:
+the record is parked in the dead-letter topic with the reason and where it came from, and the
+consumer goes on (see ``processors.coordinator`` and ``workers.runtime``); the coordinator
+also fails the run, and a worker first fails the task's node with the reason, so that no run
+hangs. Infrastructure faults are not bugs: a worker leaves their offset uncommitted, so the
+task comes back."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from aiokafka.errors import KafkaConnectionError
 from processors import coordinator as coordinator_module
 from processors.config import CoordinatorConfig
 from processors.coordinator import Coordinator, partition_marker
+from processors.stored import Finished, decode
+from run_model import RunStatus
 from run_model.testing import build_ir, run_submitted
-from schemas.codec import encode_event, encode_task
-from schemas.events import NodeFailed
+from schemas.codec import decode_event, encode_event, encode_task
+from schemas.events import NodeFailed, RunFailed
 from schemas.tasks import NodeContext, NodeTask
 from tests.worker_support import RunLog
 from workers.execute import TaskExecutor
@@ -39,13 +42,13 @@ class Parked:
 
     async def send(self, topic: str, key: Any, value: Any, p: Any, t: Any, headers: Any) -> Any:
         found = dict(headers)
-        self.records.append((key, value, found["aob-dlq-reason"].decode(), topic))
+        self.records.append((key, value, found.get("aob-dlq-reason", b"").decode(), topic))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
 
-async def test_a_bug_in_the_decider_parks_the_record_and_the_loop_goes_on(
+async def test_a_bug_in_the_decider_parks_the_record_fails_the_run_and_the_loop_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def broken_step(*args: Any) -> Any:
@@ -58,9 +61,13 @@ async def test_a_bug_in_the_decider_parks_the_record_and_the_loop_goes_on(
     coordinator = Coordinator(parts, CoordinatorConfig())
     key, value, _ = encode_event(run_submitted("run-bug", build_ir({"a": "noop"}, [])))
     await coordinator.handle(key, value, (0, 0))
-    ((parked_key, parked_value, reason, topic),) = dlq.records
-    assert (parked_key, parked_value, topic) == (key, value, coordinator.config.dlq_topic)
+    dlq_topic = coordinator.config.dlq_topic
+    ((parked_key, parked_value, reason, _),) = [r for r in dlq.records if r[3] == dlq_topic]
+    assert (parked_key, parked_value) == (key, value)
     assert "could not decide" in reason and "a bug" in reason
+    (failure,) = [decode_event(r[1]) for r in dlq.records if r[3] != dlq_topic]
+    assert isinstance(failure, RunFailed) and "a bug" in failure.payload.reason
+    assert decode(b"run-bug", table[b"run-bug"]) == Finished(RunStatus.FAILED)
     assert table[partition_marker(0)] == b"1"  # handled: the next record is due
 
 

@@ -117,6 +117,21 @@ def fold(events: list[Event]) -> RunFold:
     return f
 
 
+def test_outputs_a_completion_names_as_elsewhere_are_taken_from_the_node_rows() -> None:
+    log = Log()
+    large = log(
+        NodeSucceeded,
+        NodeSucceededPayload(
+            node_id="b", attempt=1, output=None, output_inline=False, output_ref=REF, output_size=9
+        ),
+    )
+    completed = RunCompletedPayload(output={}, output_elsewhere=["a", "b"])
+    events = [log.submitted(), sched(log, "a"), ok(log, "a"), large]
+    f = fold([*events, log(RunCompleted, completed)])
+    # a (a v1 report: inline, and a ref) by value; b, too large to be inline, by reference
+    assert f.runs["r1"].output == {"a": {"v": 1}, "b": {"$ref": REF}}
+
+
 def test_a_run_from_submission_to_completion() -> None:
     log = Log()
     events = [

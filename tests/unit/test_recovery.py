@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+from processors import recovery
 from processors.recovery import Rebuilt, rebuild
-from run_model import RunStatus
+from run_model import RunStatus, step
 from run_model.testing import EPOCH, build_ir, patch_submitted, started, succeeded
 from schemas.codec import encode_event
 from schemas.envelope import Event
@@ -53,3 +58,19 @@ def test_a_patched_run_is_rebuilt_at_its_patched_version() -> None:
     assert rebuilt.states["run-1"] == h.run
     assert len(h.run.patches) == 1
     assert set(h.run.nodes) == {"a", "b", "x"}
+
+
+def test_a_record_the_decider_raises_on_fails_its_run_in_the_rebuild_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def step_with_a_bug(state: Any, event: Event, *args: Any) -> Any:
+        if event.aggregate_id == "run-2":
+            raise RuntimeError("a bug")
+        return step(state, event, *args)
+
+    monkeypatch.setattr(recovery, "step", step_with_a_bug)
+    ir = build_ir({"a": "noop"}, [])
+    fine, buggy = Harness(ir), Harness(ir, run_id="run-2")
+    rebuilt = rebuild(raw([*buggy.log[:1], *fine.log]), clock=lambda: EPOCH)
+    assert rebuilt.finished == {"run-2": RunStatus.FAILED}
+    assert rebuilt.states == {"run-1": fine.run}

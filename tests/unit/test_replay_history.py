@@ -65,7 +65,7 @@ def test_the_fold_shows_each_point_as_the_coordinator_knew_it() -> None:
     )
     assert at.nodes["a"].output == {"node": "a"}
     view = describe(state_at(history), history)
-    assert view["status"] == "COMPLETED"
+    assert view["status"] == "COMPLETED" and view["output"] == {"b": {"node": "b"}}
     assert view["at"] == {
         "seq": len(history),
         "position": history[-1].position.token(),

@@ -17,6 +17,7 @@ from schemas import (
     InvalidWorkflow,
     NodeSucceeded,
     PoisonRecord,
+    RunCompleted,
     RunSubmitted,
     SubmitPatch,
     SubmitRun,
@@ -102,6 +103,8 @@ def test_golden_fixtures_still_load(fixture: Path) -> None:
         (b'{"type": "run.exploded"}', "unknown event type"),
         (b'{"type": "run.started", "payload": {}}', "invalid run.started"),
         (None, "no value"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+        (b'{"type": "run.started", "schema_version": "x", "payload": {}}', "invalid run.started"),
     ],
 )
 def test_poison_records_are_named_not_raised_as_crashes(value: bytes | None, reason: str) -> None:
@@ -265,3 +268,9 @@ def test_a_v1_run_submitted_is_upcast_with_a_definition_rebuilt_from_its_ir() ->
     rebuilt = compile_workflow(WorkflowDefinition.model_validate(ev.payload.definition))
     assert rebuilt.nodes == ev.payload.ir.nodes
     assert rebuilt.order == ev.payload.ir.order
+
+
+def test_a_v1_run_completed_is_a_v2_one_with_every_output_inline() -> None:
+    ev = decode_event((FIXTURES / "run.completed.v1.json").read_bytes())
+    assert isinstance(ev, RunCompleted) and ev.schema_version == 2
+    assert set(ev.payload.output) == {"post", "report"} and ev.payload.output_elsewhere == []
