@@ -11,10 +11,12 @@ import signal
 from cas.store import ContentStore
 from infra.bus import EventBus
 from infra.heartbeat import beat
+from infra.metrics import serve_metrics
 from infra.settings import get_settings
 from templating import renders
 from workers.execute import TaskExecutor
 from workers.handlers import open_handlers
+from workers.metrics import REGISTRY
 from workers.runtime import DEFAULT_CONCURRENCY, handler_types, serve, worker_name
 from workers.settings import WorkerSettings
 
@@ -42,6 +44,7 @@ async def main(requested: str | None, concurrency: int) -> None:
         bus = EventBus(settings.kafka_bootstrap, client_id="aob-workers")
         await bus.start()
         heartbeat = asyncio.create_task(beat(settings, "workers"))
+        serve_metrics(settings, "workers", REGISTRY)
         try:
             executor = TaskExecutor(
                 events=bus,

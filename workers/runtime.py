@@ -31,6 +31,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -41,6 +42,7 @@ from schemas.errors import PoisonRecord
 from schemas.reports import reason_text
 from schemas.tasks import NodeTask
 from schemas.topics import TASK_TOPIC_PREFIX
+from workers import metrics
 from workers.errors import TaskCrashed
 from workers.execute import TaskExecutor, is_infrastructure_fault
 from workers.offsets import OffsetTracker
@@ -152,6 +154,9 @@ class TypeConsumer:
 
     async def _process(self, tp: TopicPartition, record: ConsumerRecord) -> None:
         source = f"{tp.topic}:{tp.partition}:{record.offset}"
+        started = time.perf_counter()
+        metrics.IN_FLIGHT.labels(self.node_type).inc()
+        outcome = "handled"
         try:
             try:
                 task = decode_task(record.value)
@@ -163,25 +168,35 @@ class TypeConsumer:
                 )
                 log.warning("poison task at %s: %s", source, reason)
                 await self._park(record, reason, source)
+                outcome = "dead_lettered"
             else:
-                await self._run(task, record, source)
+                if not await self._run(task, record, source):
+                    outcome = "dead_lettered"
         except asyncio.CancelledError:
+            outcome = "cancelled"
             raise
         except Exception:  # an infrastructure fault (or no dead-letter topic): comes back
             log.exception("task at %s was not handled; it will be delivered again", source)
+            outcome = "retried"
             return
         finally:
             self._slots.release()
+            metrics.IN_FLIGHT.labels(self.node_type).dec()
+            metrics.TASKS.labels(self.node_type, outcome).inc()
+            metrics.TASK_SECONDS.labels(self.node_type).observe(time.perf_counter() - started)
         self._offsets.finished(tp, record.offset)
         self._commit_wanted.set()
 
-    async def _run(self, task: NodeTask, record: ConsumerRecord, source: str) -> None:
-        """Execute ``task``; a bug parks its record in the dead-letter topic (module doc)."""
+    async def _run(self, task: NodeTask, record: ConsumerRecord, source: str) -> bool:
+        """Execute ``task``; a bug parks its record in the dead-letter topic (module doc).
+        False if it was parked."""
         try:
             await self._executor.run(task)
+            return True
         except TaskCrashed as e:
             node = "its node was failed" if e.reported else "its node could not be failed"
             await self._park(record, f"the worker failed on the task ({node}): {e.reason}", source)
+            return False
         except Exception as e:
             if is_infrastructure_fault(e):
                 raise
@@ -189,6 +204,7 @@ class TypeConsumer:
             log.exception("task at %s crashed: dead-lettering it", source)
             reason = f"worker could not handle the task: {type(e).__name__}: {e}"
             await self._park(record, reason, source)
+            return False
 
     async def _park(self, record: ConsumerRecord, reason: str, source: str) -> None:
         # The reason may quote a hostile value: made fit for a header as a NodeFailed's is.

@@ -23,6 +23,7 @@ GROWS = {
     "command_api": "aob_command_api_events_appended_total",
     "coordinator": "aob_coordinator_records_total",
     "projections": "aob_projections_events_applied_total",
+    "workers": "aob_workers_tasks_total",
 }
 
 

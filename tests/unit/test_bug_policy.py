@@ -167,5 +167,5 @@ async def test_a_task_too_deep_to_decode_is_parked_and_its_offset_committed() ->
     deep = b'{"task_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     dlq, to_commit = await process(Executor(AssertionError("never run")), task_record(7, deep))
     ((_, value, reason, _),) = dlq.records
-    assert value == deep and "task could not be decoded: RecursionError" in reason
+    assert value == deep and "nested too deep to read" in reason  # a poison record (codec)
     assert list(to_commit.values()) == [8]
