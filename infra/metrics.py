@@ -39,5 +39,11 @@ def serve_metrics(settings: Settings, service: str, registry: CollectorRegistry)
     port = getattr(settings, PORT_SETTINGS[service])
     if not port:
         return
-    start_http_server(port, addr=settings.host, registry=registry)
+    try:
+        start_http_server(port, addr=settings.host, registry=registry)
+    except OSError as e:
+        # A second instance on one machine (a test's own coordinator, say) finds the port
+        # taken: it runs without metrics rather than not at all.
+        log.warning("metrics not served on %s:%d (%s)", settings.host, port, e)
+        return
     log.info("metrics at http://%s:%d/metrics", settings.host, port)

@@ -44,9 +44,10 @@ the loop handles a partition in order). So when
 the record's decision is replaced by failing its run (``run_model.abort.fail_run``: a
 RunFailed with the reason, its id derived from the record's event), the run is stored as
 FAILED, and the record is parked in the dead-letter topic with the reason and its source
-(``aob-dlq-source``), for an operator to look into (the workers park a task they cannot
-handle the same way, ``workers.runtime``). The next record goes on as usual, in the same
-batch. A record that does not decode is parked without more: it names no run for sure.
+(``aob-dlq-source``), for an operator to look into (a worker parks a task it fails on the
+same way, after reporting its node failed with the reason, ``workers.runtime``). The next
+record goes on as usual, in the same batch. A record that does not decode is parked without
+more: it names no run for sure.
 
 What the broker refuses after all (a topic configured below the sizes checked, so the
 refusal comes with the acknowledgement) is handled the same way, in the one order that keeps

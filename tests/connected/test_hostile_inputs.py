@@ -225,6 +225,20 @@ async def failed(h: Hostile, run_id: str, *words: str) -> dict[str, Any]:
     return run
 
 
+async def patch_rejected(h: Hostile, run_id: str, patch_id: str) -> None:
+    """(a) for a patch: the run shows it REJECTED, with its reasons."""
+
+    async def rejected() -> None:
+        run = await h.run(run_id)
+        assert run is not None
+        patches = [p for p in run["patches"] if p["id"] == patch_id]
+        assert patches, f"patch {patch_id} is not in the read model yet"
+        assert patches[0]["status"] == "REJECTED", patches[0]
+        assert patches[0]["rejectedReasons"], patches[0]
+
+    await eventually(rejected, timeout=60)
+
+
 # --- requests refused at the door --------------------------------------------------------
 
 
@@ -601,18 +615,7 @@ async def test_a_patch_whose_refusal_would_be_huge_is_refused_small(hostile: Hos
         json={"patch": ops, "reason": "hostile", "base_version": "0" * 64},
     )
     assert r.status_code == 202, r.text
-    patch_id = r.json()["patch_id"]
-
-    async def rejected() -> None:
-        run = await hostile.run(run_id)
-        assert run is not None
-        patches = [p for p in run["patches"] if p["id"] == patch_id]
-        assert patches, f"patch {patch_id} is not in the read model yet"
-        patch = patches[0]
-        assert patch["status"] == "REJECTED", patch
-        assert patch["rejectedReasons"], patch
-
-    await eventually(rejected, timeout=60)
+    await patch_rejected(hostile, run_id, r.json()["patch_id"])
     await hostile.canary("a patch whose refusal would be huge", hostile.partition_of(run_id))
     r = await hostile.rest.post(f"/v1/runs/{run_id}/cancel", json={"reason": "done"})
     assert r.status_code == 202, r.text
@@ -633,17 +636,7 @@ async def test_a_patch_that_would_make_the_version_too_large_is_refused(hostile:
     if r.status_code != 202:  # refused at the door already: as good
         refused(r)
     else:
-        patch_id = r.json()["patch_id"]
-
-        async def rejected() -> None:
-            run = await hostile.run(run_id)
-            assert run is not None
-            patches = [p for p in run["patches"] if p["id"] == patch_id]
-            assert patches, f"patch {patch_id} is not in the read model yet"
-            patch = patches[0]
-            assert patch["status"] == "REJECTED", patch
-
-        await eventually(rejected, timeout=60)
+        await patch_rejected(hostile, run_id, r.json()["patch_id"])
     await hostile.canary(
         "a patch that would make the version too large", hostile.partition_of(run_id)
     )
