@@ -27,7 +27,7 @@ PORT_SETTINGS = {
 
 def metrics_url(settings: Settings, service: str) -> str | None:
     """Where ``service`` serves its metrics (None: it serves none, or the port is 0)."""
-    if service in ("command_api",):
+    if service == "command_api":
         return f"{settings.command_api_url}/metrics"
     setting = PORT_SETTINGS.get(service)
     port = getattr(settings, setting) if setting else 0

@@ -34,6 +34,7 @@ from read_model.schema import lock_batches
 from schemas.codec import decode_event
 from schemas.errors import PoisonRecord
 from schemas.events import RunSubmitted
+from schemas.values import writable
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ async def _placeholder(conn: asyncpg.Connection, event: RunSubmitted, note: str)
         event.aggregate_id,
         event.actor.tenant,
         p.workflow_id,
-        _printable(p.workflow_name),
+        writable(p.workflow_name),
         p.version,
         event.occurred_at,
         note,
@@ -164,9 +165,4 @@ def _reason(error: BaseException) -> str:
     detail = getattr(error, "detail", None)
     if detail:
         text += f" ({detail})"
-    return _printable(text)[:MAX_REASON_CHARS]
-
-
-def _printable(text: str) -> str:
-    """``text`` that PostgreSQL takes: no NUL, no lone surrogate (both escaped)."""
-    return text.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode()
+    return writable(text)[:MAX_REASON_CHARS]
