@@ -1,8 +1,10 @@
 """``aob runs show RUN --at POSITION`` and ``aob events tail``: the log read back.
 
 Both read Kafka directly (the log is the source of truth; the read side may lag). ``runs
-show --at`` first asks the query API for the run, so a key sees only its tenant's runs, and
-learns when the run was created, so that only the log from then on is read.
+show --at`` and ``events tail --run`` first ask the query API for the run, so a key sees only
+its tenant's runs (``runs show --at`` also learns when the run was created, so that only the
+log from then on is read). ``events tail`` without ``--run`` is an operator's view of the
+whole log: it needs Kafka, which only the deployment's operators reach.
 """
 
 from __future__ import annotations
@@ -38,14 +40,21 @@ def _kafka_down(settings: Settings, e: Exception) -> CLIError:
     return CLIError(f"Kafka at {settings.kafka_bootstrap} is not reachable ({e}); run `aob up`")
 
 
+async def _visible_run(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The run as the query API shows it to ``AOB_API_KEY``'s tenant; CLIError if it is not
+    that tenant's (another tenant's run reads as one that does not exist)."""
+    async with ApiClient(settings, api_key_from_env()) as api:
+        run: dict[str, Any] | None = (await api.query(RUN_CREATED, id=run_id))["run"]
+    if run is None:
+        raise CLIError(f"run {run_id} not found (or not visible to this API key's tenant)")
+    return run
+
+
 def show_at(run_id: str, at: str, as_json: bool) -> None:
     settings = Settings()
 
     async def fold() -> dict[str, Any]:
-        async with ApiClient(settings, api_key_from_env()) as api:
-            run = (await api.query(RUN_CREATED, id=run_id))["run"]
-        if run is None:
-            raise CLIError(f"run {run_id} not found (or not visible to this API key's tenant)")
+        run = await _visible_run(settings, run_id)
         try:
             history = await read_run(
                 settings.kafka_bootstrap, run_id, since=datetime.fromisoformat(run["createdAt"])
@@ -117,11 +126,14 @@ def events_tail(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
     lines: int = typer.Option(20, "--lines", "-n", min=0, help="How many to show first."),
 ) -> None:
-    """Print the log's last events as readable lines (with --run, that run's); with
-    --follow, keep printing them as they are appended (Ctrl-C stops)."""
+    """Print the log's last events as readable lines (with --run, that run's, if it is
+    AOB_API_KEY's tenant's); with --follow, keep printing them as they are appended (Ctrl-C
+    stops)."""
     settings = Settings()
 
     async def tail() -> None:
+        if run_id is not None:
+            await _visible_run(settings, run_id)
         try:
             async with LogTail(settings.kafka_bootstrap, run_id) as log:
                 if not log.partitions:
