@@ -19,13 +19,8 @@ from infra.heartbeat import beat
 from infra.metrics import serve_metrics
 from infra.settings import get_settings
 from projections.metrics import REGISTRY
-from projections.runner import TOPICS, Projector, ProjectorConfig
+from projections.runner import TOPICS, Projector, ProjectorConfig, topics_with_prefix
 from read_model.offsets import DEFAULT_PROJECTION
-
-
-def topics_with_prefix(prefix: str) -> tuple[str, ...]:
-    """``<prefix>.workflows.events`` and ``<prefix>.runs.events``: topics of an isolated log."""
-    return tuple(f"{prefix}.{t.removeprefix('aob.')}" for t in TOPICS)
 
 
 async def main(schema: str | None, name: str, topic_prefix: str | None) -> None:

@@ -1,11 +1,17 @@
 """The projector process: Kafka in, Postgres out, offsets stored with the rows.
 
-No consumer group: the projector assigns itself every partition of the event topics and
-seeks to the offsets stored in ``projection_offsets``, which are written in the same
-transaction as the rows of each batch. A crash therefore neither loses a batch nor applies
-one twice; after any database fault (or a failed CAS write of a patched version's blobs)
-the runner reloads the stored offsets and seeks back. A record whose data PostgreSQL
+Projectors of one projection form a consumer group (``ProjectorConfig.group_id``): started
+N times, they share the partitions, and one that dies leaves its partitions to the others.
+The group only assigns partitions; offsets are never committed to Kafka. Where to read from
+is ``projection_offsets``, written in the same transaction as the rows of each batch, and is
+loaded for each partition as it is assigned. A crash therefore neither loses a batch nor
+applies one twice; after any database fault (or a failed CAS write of a patched version's
+blobs) the runner reloads the stored offsets and seeks back. A record whose data PostgreSQL
 refuses is parked instead (``projections.parking``): one record never stops the read side.
+
+A partition moves only between batches: the revocation waits for the batch being applied to
+commit (``_Assignments``), so the next owner loads offsets that include it. Rows of one run
+come from one partition (events are keyed by run), so two projectors never write one run.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from infra.kafka_metadata import topic_partitions
@@ -36,6 +42,11 @@ log = logging.getLogger(__name__)
 TOPICS = (WORKFLOW_EVENTS, RUN_EVENTS)
 
 
+def topics_with_prefix(prefix: str) -> tuple[str, ...]:
+    """``<prefix>.workflows.events`` and ``<prefix>.runs.events``: topics of an isolated log."""
+    return tuple(f"{prefix}.{t.removeprefix('aob.')}" for t in TOPICS)
+
+
 @dataclass(frozen=True)
 class ProjectorConfig:
     bootstrap: str
@@ -46,31 +57,62 @@ class ProjectorConfig:
     max_batch: int = 5000  # records per transaction
     max_backoff_s: float = 10.0
 
+    @property
+    def group_id(self) -> str:
+        """The consumer group of every projector of this projection, schema and log."""
+        if self.schema is None and self.topics == TOPICS:
+            return f"aob-projections-{self.projection}"
+        return f"aob-projections-{self.projection}-{self.schema or ''}-{'+'.join(self.topics)}"
+
+
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions move between batches, and resume where ``projection_offsets`` says."""
+
+    def __init__(self, projector: Projector, consumer: AIOKafkaConsumer) -> None:
+        self._projector = projector
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._projector.applying:  # the batch under way commits first
+            pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        async with self._projector.applying:
+            await self._projector.seek_stored(self._consumer, assigned)
+
 
 class Projector:
     def __init__(self, config: ProjectorConfig, cas: JsonStore | None = None) -> None:
         self.config = config
         self.cas = cas  # where patched versions' definitions and IRs are stored
         self.applied_events = 0
+        # Held while a batch is applied, and while assigned partitions seek: a partition
+        # is never revoked in the middle of a batch (module doc).
+        self.applying = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.config.bootstrap,
-            group_id=None,
+            group_id=self.config.group_id,
             client_id=f"aob-projections-{self.config.projection}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,  # the 500 ms default is pure lag when the log is quiet
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # A projector that died leaves its partitions to the others after this long.
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
         )
         await consumer.start()
         try:
-            partitions = await self._partitions(consumer, stop)
-            consumer.assign(partitions)
+            topics = await self._topics(consumer, stop)
+            if not topics:
+                return
+            consumer.subscribe(topics, listener=_Assignments(self, consumer))
             delay = 0.2
             while not stop.is_set():
                 try:
-                    await self._project(consumer, partitions, stop)
+                    await self._project(consumer, stop)
                 except (
                     OSError,
                     asyncpg.PostgresError,
@@ -86,53 +128,79 @@ class Projector:
         finally:
             await consumer.stop()
 
-    async def _partitions(
-        self, consumer: AIOKafkaConsumer, stop: asyncio.Event
-    ) -> list[TopicPartition]:
+    async def _topics(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[str]:
         while not stop.is_set():
             found = {t: await topic_partitions(consumer, t) for t in self.config.topics}
             if all(found.values()):
-                return [TopicPartition(t, p) for t, ps in found.items() for p in ps]
+                return list(found)
             log.info("waiting for topics %s", [t for t, p in found.items() if not p])
             await _sleep_unless(stop, 1.0)
-        return []  # stopped while waiting: nothing to assign
+        return []  # stopped while waiting: nothing to read
 
-    async def _project(
-        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition], stop: asyncio.Event
+    async def seek_stored(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
     ) -> None:
+        """Point ``partitions`` at the offsets stored with the rows (the start of the log for
+        a partition never projected)."""
+        if not partitions:
+            return
         conn = await connect(self.config.dsn, self.config.schema)
         try:
             await ensure_schema(conn, self.config.schema)
             stored = await load_offsets(conn, self.config.projection)
-            for tp in partitions:
-                if (tp.topic, tp.partition) in stored:
-                    consumer.seek(tp, stored[(tp.topic, tp.partition)])
-                else:
-                    await consumer.seek_to_beginning(tp)
+        finally:
+            await conn.close(timeout=5)
+        for tp in partitions:
+            if (tp.topic, tp.partition) in stored:
+                consumer.seek(tp, stored[(tp.topic, tp.partition)])
+            else:
+                await consumer.seek_to_beginning(tp)
+
+    async def _project(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        conn = await connect(self.config.dsn, self.config.schema)
+        try:
+            await ensure_schema(conn, self.config.schema)
+            async with self.applying:  # after a fault: back to what was committed
+                await self.seek_stored(consumer, list(consumer.assignment()))
             while not stop.is_set():
                 fetched = await consumer.getmany(timeout_ms=500, max_records=self.config.max_batch)
                 if not fetched:
                     continue
-                started = time.perf_counter()
-                records = [
-                    RawRecord(r.topic, r.partition, r.offset, r.value)
-                    for batch in fetched.values()
-                    for r in batch
-                ]
-                applied = await apply_or_park(conn, self.config.projection, records, self.cas)
-                self.applied_events += applied.new_events
-                self._measure(consumer, fetched, applied.new_events, applied.poison, started)
-                log.debug(
-                    "batch of %d: %d new, %d seen, %d poison, %d runs, %.1f ms",
-                    len(records),
-                    applied.new_events,
-                    applied.duplicates,
-                    applied.poison,
-                    len(applied.runs_changed),
-                    (time.perf_counter() - started) * 1000,
-                )
+                async with self.applying:
+                    await self._apply(conn, consumer, fetched)
         finally:
             await conn.close(timeout=5)
+
+    async def _apply(
+        self,
+        conn: asyncpg.Connection,
+        consumer: AIOKafkaConsumer,
+        fetched: dict[TopicPartition, list[Any]],
+    ) -> None:
+        # A partition revoked since the fetch is another projector's now: its records are
+        # left to that one, which resumes from the offsets this one committed.
+        owned = consumer.assignment()
+        fetched = {tp: rs for tp, rs in fetched.items() if tp in owned}
+        if not fetched:
+            return
+        started = time.perf_counter()
+        records = [
+            RawRecord(r.topic, r.partition, r.offset, r.value)
+            for batch in fetched.values()
+            for r in batch
+        ]
+        applied = await apply_or_park(conn, self.config.projection, records, self.cas)
+        self.applied_events += applied.new_events
+        self._measure(consumer, fetched, applied.new_events, applied.poison, started)
+        log.debug(
+            "batch of %d: %d new, %d seen, %d poison, %d runs, %.1f ms",
+            len(records),
+            applied.new_events,
+            applied.duplicates,
+            applied.poison,
+            len(applied.runs_changed),
+            (time.perf_counter() - started) * 1000,
+        )
 
     def _measure(
         self,
