@@ -1,4 +1,4 @@
-"""``aob keys``, ``aob workflows`` and ``aob runs``: thin clients of the APIs."""
+"""``aob workflows`` and ``aob runs``: thin clients of the APIs."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import asyncpg
 import typer
 from rich.console import Console
 
-from auth import issue_key
 from cli import CLIError
 from cli.api_client import ApiClient, api_key_from_env
 from cli.history import show_at
@@ -20,34 +18,8 @@ from cli.timeline import nodes_table, timeline_table
 from infra.settings import Settings
 
 console = Console()
-# Hints go to stderr, so that `KEY=$(aob keys create ...)` captures the key alone.
-hints = Console(stderr=True)
-keys_app = typer.Typer(help="API keys (one tenant each; only hashes are stored).")
 workflows_app = typer.Typer(help="Publish workflow definitions.")
 runs_app = typer.Typer(help="Submit and inspect runs.")
-
-
-@keys_app.command("create")
-def keys_create(
-    tenant: str = typer.Option(..., "--tenant", help="The tenant the key acts for."),
-) -> None:
-    """Print a new API key for TENANT. It is shown once: only its hash is stored."""
-
-    async def create() -> str:
-        try:
-            return await issue_key(Settings().postgres_dsn, tenant)
-        except ValueError as e:  # a tenant name we do not accept
-            raise CLIError(str(e)) from e
-        except (OSError, asyncpg.PostgresError) as e:
-            raise CLIError(f"PostgreSQL is not reachable ({e}); run `aob up`") from e
-
-    key = asyncio.run(create())
-    typer.echo(key)
-    hints.print(
-        f"[dim]Shown once; only its hash is stored. Use it with:[/]\nexport AOB_API_KEY={key}",
-        highlight=False,
-        soft_wrap=True,
-    )
 
 
 def _load_json(text: str, what: str) -> Any:
@@ -178,6 +150,5 @@ def runs_show(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(keys_app, name="keys")
     app.add_typer(workflows_app, name="workflows")
     app.add_typer(runs_app, name="runs")

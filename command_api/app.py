@@ -12,10 +12,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from auth import RevocationListener
 from auth import ensure_schema as ensure_auth_schema
 from cas import ContentStore
 from command_api import idempotency, problems, registry
 from command_api.context import CommandContext
+from command_api.key_routes import router as key_router
 from command_api.metrics import LATENCY, REGISTRY, REQUESTS
 from command_api.ratelimit import TokenBuckets
 from command_api.routes import router
@@ -36,6 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await ensure_auth_schema(conn)
             await registry.ensure_schema(conn)
             await idempotency.forget_old(conn, limits.idempotency_ttl_hours)
+        # Revoked keys are forgotten the moment they are revoked (auth.revocations).
+        revocations = RevocationListener.to(settings.postgres_dsn, "aob-command-api-keys")
+        await revocations.start()
         bus = EventBus(settings.kafka_bootstrap, client_id="aob-command-api")
         await bus.start()
         cas = ContentStore.from_settings(settings)
@@ -54,12 +59,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             ctx.bus_started = False
+            await revocations.stop()
             await bus.stop()
             await pool.close()
 
     app = FastAPI(title="AOB command API", version="1", lifespan=lifespan)
     problems.install(app)
     app.include_router(router)
+    app.include_router(key_router)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):  # type: ignore[no-untyped-def]

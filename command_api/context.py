@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from fastapi import Request
+from fastapi import Depends, Request
 
-from auth import Principal, authenticate
+from auth import SCOPES, Principal, authenticate
 from cas import ContentStore
-from command_api.errors import RateLimited, Unauthorized
+from command_api.errors import Forbidden, RateLimited, Unauthorized
 from command_api.ratelimit import TokenBuckets
 from command_api.settings import CommandApiSettings
 from infra.bus import EventBus
@@ -79,3 +80,21 @@ async def principal_of(request: Request) -> Principal:
     # Rate-limited per tenant before the body is looked at: a flood costs us little.
     ctx.check_rate(principal.tenant)
     return principal
+
+
+def require(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency giving the caller (``principal_of``) if its key holds ``scope``, and a
+    403 naming the scope if not: ``caller: Annotated[Principal, Depends(require("approve"))]``.
+    The dependency carries its scope as ``.scope``, so the scope of every route can be read
+    (and checked) from the app."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}: one of {', '.join(SCOPES)}")
+
+    async def holds(principal: Principal = Depends(principal_of)) -> Principal:  # noqa: B008
+        if not principal.allows(scope):
+            raise Forbidden(scope)
+        return principal
+
+    holds.scope = scope  # type: ignore[attr-defined]
+    holds.__name__ = f"require_{scope}"
+    return holds

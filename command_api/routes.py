@@ -9,8 +9,9 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 
 from auth import Principal
+from auth.scopes import APPROVE, PATCH, PUBLISH, SUBMIT
 from command_api import registry
-from command_api.context import CommandContext, CompiledVersion, principal_of
+from command_api.context import CommandContext, CompiledVersion, require
 from command_api.door import DoorRoute, parsed_body
 from command_api.errors import InvalidInput, NotFound, PayloadTooLarge
 from command_api.idempotency import Answer, keyed_id, once, request_hash
@@ -60,7 +61,11 @@ Record = tuple[bytes, bytes, Headers]
 # the workflow's name, id, version and references. Generous: it is a few hundred bytes.
 RUN_EVENT_ROOM = 16 * 1024
 
-Caller = Annotated[Principal, Depends(principal_of)]
+# The caller of each route, holding the scope the route needs (403 naming it otherwise).
+Publisher = Annotated[Principal, Depends(require(PUBLISH))]
+Submitter = Annotated[Principal, Depends(require(SUBMIT))]  # runs, cancels, forks
+Approver = Annotated[Principal, Depends(require(APPROVE))]
+Patcher = Annotated[Principal, Depends(require(PATCH))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
@@ -213,7 +218,7 @@ async def _idempotent(
 @router.post("/workflows", status_code=201)
 async def publish_workflow(
     request: Request,
-    caller: Caller,
+    caller: Publisher,
     command: PublishWorkflow,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -269,7 +274,7 @@ async def publish_workflow(
 
 @router.post("/runs", status_code=202)
 async def submit_run(
-    request: Request, caller: Caller, command: SubmitRun, idempotency_key: IdempotencyKey = None
+    request: Request, caller: Submitter, command: SubmitRun, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     """Bind a run to a workflow version and append RunSubmitted with the IR inline."""
     ctx = _ctx(request)
@@ -320,7 +325,7 @@ async def submit_run(
 @router.post("/runs/{run_id}/cancel", status_code=202)
 async def cancel_run(
     request: Request,
-    caller: Caller,
+    caller: Submitter,
     run_id: str,
     command: Annotated[CancelRun, Body()] = CancelRun(),  # noqa: B008
     idempotency_key: IdempotencyKey = None,
@@ -341,7 +346,7 @@ async def cancel_run(
 @router.post("/runs/{run_id}/patches", status_code=202)
 async def submit_patch(
     request: Request,
-    caller: Caller,
+    caller: Patcher,
     run_id: str,
     command: SubmitPatch,
     idempotency_key: IdempotencyKey = None,
@@ -369,7 +374,7 @@ async def submit_patch(
 @router.post("/runs/{run_id}/approvals/{node_id}", status_code=202)
 async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route declares
     request: Request,
-    caller: Caller,
+    caller: Approver,
     run_id: str,
     node_id: Annotated[str, Path(pattern=NODE_ID_PATTERN)],
     command: DecideApproval,
@@ -399,7 +404,7 @@ async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route decl
 @router.post("/runs/{run_id}/forks", status_code=202)
 async def fork_run(
     request: Request,
-    caller: Caller,
+    caller: Submitter,
     run_id: str,
     command: ForkRun,
     idempotency_key: IdempotencyKey = None,

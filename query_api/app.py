@@ -9,6 +9,11 @@ A WebSocket (subscriptions, graphql-transport-ws only) brings its key in the upg
 ``Authorization`` header or in the ``connection_init`` payload (``{"Authorization":
 "Bearer <key>"}``, which wins); without a valid one the connection is closed with code 4401
 and the reason, before any operation runs.
+
+Queries and subscriptions need a key with the ``read`` scope: without it, a query is a 403
+answer and a WebSocket is closed with code 4403, each naming the scope. A revoked key is
+forgotten by this process as the revocation commits (``auth.revocations``), and its open
+subscriptions are woken then, so that each ends with an error at once.
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types.unset import UNSET, UnsetType
 
-from auth import authenticate
+from auth import RevocationListener, authenticate
 from auth import ensure_schema as ensure_auth_schema
+from auth.scopes import READ
 from cas import ContentStore
 from infra.body_limit import BodyLimit
 from infra.settings import Settings, get_settings
 from query_api.context import ReadContext
-from query_api.errors import Unauthenticated
+from query_api.errors import MissingScope, Unauthenticated
 from query_api.listen import Listener
 from query_api.loaders import nodes_loader, patches_loader, versions_loader
 from query_api.progress import ProgressWatcher
@@ -61,17 +67,22 @@ WS_UNAUTHORIZED = (
     'missing or unknown API key: send {"Authorization": "Bearer <key>"} in connection_init'
 )
 WS_UNAUTHORIZED_CODE = 4401
+WS_FORBIDDEN = f"this API key lacks the {READ!r} scope"
+WS_FORBIDDEN_CODE = 4403
 
 
 class _KeyCheckingTransportWS(BaseGraphQLTransportWSHandler[ReadContext, None]):
-    """Closes with 4401 and the reason when ``on_ws_connect`` finds no valid key
-    (Strawberry's own rejection closes with 4403 "Forbidden", which says nothing)."""
+    """Closes with 4401 and the reason when ``on_ws_connect`` finds no valid key, 4403 and
+    the scope when the key may not read (Strawberry's own rejection closes with 4403
+    "Forbidden", which says nothing)."""
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         try:
             await super().handle_connection_init(message)
         except Unauthenticated:
             await self.websocket.close(code=WS_UNAUTHORIZED_CODE, reason=WS_UNAUTHORIZED)
+        except MissingScope:
+            await self.websocket.close(code=WS_FORBIDDEN_CODE, reason=WS_FORBIDDEN)
 
 
 class ReadRouter(GraphQLRouter[ReadContext, None]):
@@ -80,15 +91,14 @@ class ReadRouter(GraphQLRouter[ReadContext, None]):
     async def on_ws_connect(self, context: ReadContext) -> UnsetType | dict[str, object] | None:
         params = context.connection_params or {}
         header = next((v for k, v in params.items() if k.lower() == "authorization"), None)
-        if header is not None:
-            principal = (
-                await authenticate(context.pool, header) if isinstance(header, str) else None
-            )
-            if principal is None:
-                raise Unauthenticated(WS_UNAUTHORIZED)
-            context.tenant, context.authorization = principal.tenant, header
-        elif not context.tenant:
+        if header is None:
+            header = context.authorization  # the upgrade's, if it had a valid one
+        principal = await authenticate(context.pool, header) if isinstance(header, str) else None
+        if principal is None:
             raise Unauthenticated(WS_UNAUTHORIZED)
+        if not principal.allows(READ):
+            raise MissingScope(READ)
+        context.tenant, context.authorization = principal.tenant, header
         return UNSET
 
 
@@ -131,17 +141,22 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
         listener = Listener(settings.postgres_dsn)
         watcher = ProgressWatcher(listener)
         run_changes = RunChanges(listener)
+        # Its own connection: it vouches for the key cache (auth.revocations).
+        revocations = RevocationListener.to(settings.postgres_dsn, "aob-query-api-keys")
+        revocations.on_revoked(lambda _key_id: run_changes.wake_all())
         try:
             async with pool.acquire() as conn:
                 # The read side must answer (empty) before the projector's first batch.
                 await ensure_read_models(conn, read_schema)
             await listener.start()
+            await revocations.start()
             app.state.pool = pool
             app.state.watcher = watcher
             app.state.run_changes = run_changes
             app.state.cas = ContentStore.from_settings(settings)
             yield
         finally:
+            await revocations.stop()
             await listener.stop()
             await pool.close()
 
@@ -156,6 +171,10 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
             raise HTTPException(
                 status_code=401, detail=UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"}
             )
+        # A WebSocket's key is judged at connection_init, where a refusal closes the socket.
+        refused = principal is not None and not principal.allows(READ)
+        if refused and not websocket and not _wants_graphiql(connection):
+            raise HTTPException(status_code=403, detail=str(MissingScope(READ)))
         return ReadContext(
             pool=state.pool,
             cas=state.cas,
@@ -189,7 +208,7 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
         return JSONResponse(
             {
                 "type": "about:blank",
-                "title": "Unauthorized" if exc.status_code == 401 else "Error",
+                "title": {401: "Unauthorized", 403: "Forbidden"}.get(exc.status_code, "Error"),
                 "status": exc.status_code,
                 "detail": exc.detail,
             },

@@ -7,11 +7,13 @@
      │    ├── BadPosition    an ``after`` position token that is not topic:partition:offset
      │    └── NotCaughtUp    the read side did not reach a position in time (retryable)
      ├── NoSuchRun           a subscription's run is not one of the caller's tenant
-     └── Unauthenticated     a subscription's API key is unknown, or no longer valid
+     ├── Unauthenticated     a subscription's API key is unknown, or no longer valid
+     └── MissingScope        the API key lacks the scope a query needs (``read``)
 
 On HTTP, a missing or unknown API key is a 401 answer, not a GraphQL error; on a WebSocket,
 the connection is closed with code 4401 at ``connection_init``, and a key revoked later ends
-each subscription with Unauthenticated.
+each subscription with Unauthenticated. A key without the ``read`` scope is a 403 answer on
+HTTP, and closes a WebSocket with code 4403 and a reason naming the scope.
 """
 
 from __future__ import annotations
@@ -55,3 +57,9 @@ class NoSuchRun(QueryApiError):
 
 class Unauthenticated(QueryApiError):
     pass
+
+
+class MissingScope(QueryApiError):
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this API key lacks the {scope!r} scope")
+        self.scope = scope

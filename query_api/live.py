@@ -15,9 +15,10 @@ from typing import Any
 import asyncpg
 
 from auth import authenticate
+from auth.scopes import READ
 from query_api import db
 from query_api.context import ReadContext
-from query_api.errors import NoSuchRun, Unauthenticated
+from query_api.errors import MissingScope, NoSuchRun, Unauthenticated
 from query_api.resume import check_partition, parse_resume
 from query_api.run_changes import RunChanges
 from run_model.state import RUN_FINISHED
@@ -28,12 +29,16 @@ EVENT_BATCH = 100  # events read per query while catching up
 
 
 async def authorise(ctx: ReadContext) -> str:
-    """The caller's tenant, if the key it connected with is still valid."""
+    """The caller's tenant, if the key it connected with is still valid and may read. Asked
+    through the process's key cache, which forgets a key the moment it is revoked
+    (``auth.revocations``): a revoked key's subscription ends at its next message."""
     principal = await authenticate(ctx.pool, ctx.authorization)
     if principal is None or principal.tenant != ctx.tenant:
         raise Unauthenticated(
             "the API key is unknown or no longer valid: reconnect with a valid one"
         )
+    if not principal.allows(READ):
+        raise MissingScope(READ)
     return principal.tenant
 
 

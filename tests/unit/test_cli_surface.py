@@ -17,7 +17,7 @@ EXPECTED = {
     "status": None,
     "demo": None,
     "bench": None,
-    "keys": {"create"},
+    "keys": {"create", "list", "revoke"},
     "workflows": {"publish"},
     "runs": {"submit", "show", "fork"},
     "events": {"tail"},

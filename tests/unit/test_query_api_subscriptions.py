@@ -227,3 +227,18 @@ def test_the_promised_subscriptions_are_in_the_schema() -> None:
     assert "type Subscription {" in sdl
     assert "runUpdated(id: ID!): Run!" in sdl
     assert "runEvents(id: ID!, after: String = null): EventEdge!" in sdl
+
+
+async def test_a_key_without_the_read_scope_gets_no_message(
+    context: Any, script: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from query_api.errors import MissingScope
+
+    script([_row("RUNNING", 0, 1)])
+
+    async def submit_only(_pool: Any, _authorization: str | None) -> Principal:
+        return Principal(tenant="acme", key_id="k", scopes=frozenset({"submit"}))
+
+    monkeypatch.setattr(live, "authenticate", submit_only)
+    with pytest.raises(MissingScope, match="lacks the 'read' scope"):
+        await anext(live.run_updates(context, "r1"))
