@@ -13,11 +13,13 @@ from infra.bus import EventBus
 from infra.heartbeat import beat
 from infra.metrics import serve_metrics
 from infra.settings import get_settings
+from secret_store import SecretsKeyError, cipher_from_settings
 from templating import renders
 from workers.execute import TaskExecutor
 from workers.handlers import open_handlers
 from workers.metrics import REGISTRY
 from workers.runtime import DEFAULT_CONCURRENCY, handler_types, serve, worker_name
+from workers.secret_values import CachedSecrets, PostgresSecrets
 from workers.settings import WorkerSettings
 
 
@@ -39,6 +41,12 @@ async def main(requested: str | None, concurrency: int) -> None:
             types = handler_types(handlers, requested)
         except ValueError as e:
             raise SystemExit(f"python -m workers: {e}") from None
+        try:
+            cipher = cipher_from_settings(settings)
+        except SecretsKeyError as e:
+            raise SystemExit(f"python -m workers: {e}") from None
+        secrets = PostgresSecrets(settings.postgres_dsn, cipher)
+        clients.push_async_callback(secrets.close)
         store = ContentStore.from_settings(settings)
         await asyncio.to_thread(store.ensure_bucket)
         bus = EventBus(settings.kafka_bootstrap, client_id="aob-workers")
@@ -53,6 +61,7 @@ async def main(requested: str | None, concurrency: int) -> None:
                 worker_name=worker_name(),
                 runs_topic=worker_settings.runs_topic,
                 max_output_bytes=worker_settings.max_output_bytes,
+                secrets=CachedSecrets(secrets),
             )
             logging.getLogger("workers").info("serving %s", ", ".join(types))
             await serve(
