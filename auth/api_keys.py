@@ -38,10 +38,20 @@ class Executor(Protocol):
     async def fetchrow(self, query: str, *args: object) -> object: ...
 
 
+SCOPES = frozenset({"read", "publish", "submit", "approve", "patch", "admin"})
+# A key made without scopes, and every key made before scopes existed, may do all but admin.
+DEFAULT_SCOPES = SCOPES - {"admin"}
+
+
 @dataclass(frozen=True)
 class Principal:
     tenant: str
     key_id: str
+    scopes: frozenset[str] = DEFAULT_SCOPES
+
+    def allows(self, scope: str) -> bool:
+        """Whether this key may act with ``scope``; ``admin`` allows every scope."""
+        return "admin" in self.scopes or scope in self.scopes
 
 
 def _hash(key: str) -> str:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from fastapi import Request
+from fastapi import Depends, Request
 
 from auth import Principal, authenticate
 from cas import ContentStore
-from command_api.errors import RateLimited, Unauthorized
+from command_api.errors import Forbidden, RateLimited, Unauthorized
 from command_api.ratelimit import TokenBuckets
 from command_api.settings import CommandApiSettings
 from infra.bus import EventBus
 from schemas import WorkflowIR
+from secret_store import SecretStore
 
 IR_CACHE_SIZE = 256
 
@@ -39,6 +41,8 @@ class CommandContext:
     bus_started: bool = False
     # Where a run's history is read from, straight from the log (forks: ``infra.run_log``).
     kafka_bootstrap: str = ""
+    # Tenants' secrets, sealed here and opened only by the workers (``secret_store``).
+    secrets: SecretStore | None = None
     # Versions are immutable, so a compiled IR never goes stale: keep the recent ones.
     _versions: OrderedDict[str, CompiledVersion] = field(default_factory=OrderedDict)
 
@@ -79,3 +83,15 @@ async def principal_of(request: Request) -> Principal:
     # Rate-limited per tenant before the body is looked at: a flood costs us little.
     ctx.check_rate(principal.tenant)
     return principal
+
+
+def require(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency giving the caller if its key has ``scope``; 403 naming the scope if not.
+    Used as ``Depends(require("admin"))``."""
+
+    async def caller_with_scope(caller: Principal = Depends(principal_of)) -> Principal:  # noqa: B008
+        if not caller.allows(scope):
+            raise Forbidden(f"this API key lacks the {scope!r} scope")
+        return caller
+
+    return caller_with_scope

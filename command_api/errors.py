@@ -5,6 +5,7 @@ CommandError                 (status, title, detail, extra fields for the proble
 │                            Infinity, a key twice in one object (the path named); or a
 │                            header is malformed (Idempotency-Key)
 ├── Unauthorized        401  no API key, or not one we know
+├── Forbidden           403  the key lacks the scope the command needs (named)
 ├── NotFound            404  no such workflow, version, run or route
 ├── Conflict            409  an identical request is still being processed; a run to fork
 │                            whose events the log does not show yet
@@ -40,6 +41,7 @@ from typing import Any
 TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
@@ -71,6 +73,9 @@ class BadRequest(CommandError, status=400): ...
 
 
 class Unauthorized(CommandError, status=401): ...
+
+
+class Forbidden(CommandError, status=403): ...
 
 
 class NotFound(CommandError, status=404): ...
