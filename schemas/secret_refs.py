@@ -72,10 +72,15 @@ def _references(text: str) -> frozenset[str]:
     named: set[str] = set()
     used: set[int] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        inner = node.node
+        name: str | None
+        if isinstance(node, nodes.Getattr):
+            inner, name = node.node, node.attr
+        elif isinstance(node, nodes.Getitem):
+            inner, name = node.node, _constant(node.arg)
+        else:  # pragma: no cover - find_all yields only the two kinds asked for
+            continue
         if not (isinstance(inner, nodes.Name) and inner.name == SECRETS_VARIABLE):
             continue
-        name = node.attr if isinstance(node, nodes.Getattr) else _constant(node.arg)
         if name is None:
             raise SecretReferenceError(
                 f"{text!r}: a secret must be named in the template (secrets.NAME), not computed"
