@@ -16,7 +16,8 @@ from openai import AsyncOpenAI
 from infra.scripted_llm.client import ScriptedLLMClient
 from infra.scripted_llm.serve import Running
 from schemas.codec import encode_event
-from schemas.events import ModelCalled, NodeFailed, NodeSucceeded
+from schemas.envelope import deterministic_id
+from schemas.events import ApprovalRequested, ModelCalled, NodeFailed, NodeSucceeded
 from schemas.tasks import NodeTask
 from secret_store import SecretNotFound
 from tests.worker_support import RunLog
@@ -193,6 +194,16 @@ async def test_an_unknown_secret_fails_the_node_for_good_naming_it() -> None:
     assert isinstance(failed, NodeFailed) and not failed.payload.retryable
     assert "secrets.MISSING" in failed.payload.error and "'acme'" in failed.payload.error
     assert ran == []
+    nothing_holds_the_value(log)
+
+
+async def test_an_event_a_handler_appends_is_masked_too() -> None:
+    log = RunLog()
+    config = {"prompt": "Approve the call with key {{ secrets.API_KEY }}?"}
+    await executor({"hitl": HANDLERS["hitl"]}, log, Secrets(STORE)).run(task(config, "hitl"))
+    [asked] = [e for e in log.events if isinstance(e, ApprovalRequested)]
+    assert asked.payload.prompt == "Approve the call with key [secret:API_KEY]?"
+    assert asked.event_id == deterministic_id("task-1", "approval_requested")
     nothing_holds_the_value(log)
 
 
