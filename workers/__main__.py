@@ -18,6 +18,7 @@ from templating import renders
 from workers.execute import TaskExecutor
 from workers.handlers import open_handlers
 from workers.metrics import REGISTRY
+from workers.redaction import mask_logs
 from workers.runtime import DEFAULT_CONCURRENCY, handler_types, serve, worker_name
 from workers.secret_values import CachedSecrets, PostgresSecrets
 from workers.settings import WorkerSettings
@@ -89,6 +90,7 @@ def cli() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    mask_logs()  # no line logged during an attempt shows a secret it used (workers.redaction)
     asyncio.run(main(args.types, args.concurrency))
 
 

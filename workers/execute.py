@@ -61,7 +61,7 @@ from workers.errors import ConfigError, InfrastructureFault, NodeError, TaskCras
 from workers.handlers.base import WAITING, Handler, Job
 from workers.outcome import classify
 from workers.outputs import DEFAULT_MAX_OUTPUT_BYTES, encoded_output
-from workers.redaction import Redactor
+from workers.redaction import Redactor, masking
 from workers.secret_values import SecretSource, resolve
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,18 @@ class TaskExecutor:
             )
             return
         redactor = attempt.redactor = Redactor(secrets)
+        with masking(redactor):  # what this attempt logs from here on (workers.redaction)
+            await self._attempt(task, handler, context, secrets, redactor)
+
+    async def _attempt(
+        self,
+        task: NodeTask,
+        handler: Handler,
+        context: dict[str, Any],
+        secrets: dict[str, str],
+        redactor: Redactor,
+    ) -> None:
+        """Run the handler and report its outcome, every value of ``secrets`` masked."""
 
         async def report(event: Event) -> Position:
             return await self._report(redactor.event(event))

@@ -6,6 +6,11 @@ attempt reports passes through one ``Redactor`` in the executor (``workers.execu
 output before it is encoded (so the CAS never holds it either), every event the attempt
 appends (reasons, an agent's events, a hitl prompt, a patch), and the log lines about it.
 
+Log lines are masked by ``MaskingFilter`` on the worker's log handlers: the executor makes the
+attempt's redactor current (``masking``, a context variable, so each task has its own), and
+every record logged while the attempt runs, by any module (the agent's retry layer quoting
+a provider's error, say), passes it, traceback included.
+
 Each occurrence of a value becomes ``[secret:NAME]``, in strings at any depth of a JSON value,
 keys included. The value is also masked as JSON escapes it and as a URL encodes it, the two
 spellings in which it most often comes back. Longer values are replaced first, so that a
@@ -15,7 +20,10 @@ secret that holds another is masked whole.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import quote
 
@@ -70,3 +78,38 @@ class Redactor:
             return event
         payload = type(event.payload).model_validate(masked)
         return event.model_copy(update={"payload": payload})
+
+
+_CURRENT: ContextVar[Redactor | None] = ContextVar("aob_attempt_redactor", default=None)
+
+
+@contextmanager
+def masking(redactor: Redactor) -> Iterator[None]:
+    """Make ``redactor`` the one ``MaskingFilter`` applies to what this task logs."""
+    token = _CURRENT.set(redactor)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+class MaskingFilter(logging.Filter):
+    """Masks a record logged during an attempt that read secrets (message and traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redactor = _CURRENT.get()
+        if not redactor:
+            return True
+        record.msg, record.args = redactor.text(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redactor.text(record.exc_text)
+        return True
+
+
+def mask_logs(logger: logging.Logger | None = None) -> None:
+    """Add ``MaskingFilter`` to every handler of ``logger`` (the root logger by default)."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())

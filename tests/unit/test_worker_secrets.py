@@ -27,7 +27,7 @@ from workers.errors import NodeError, TaskCrashed
 from workers.execute import TaskExecutor
 from workers.handlers import HANDLERS
 from workers.handlers.base import Job
-from workers.redaction import Redactor
+from workers.redaction import MaskingFilter, Redactor
 from workers.secret_values import CachedSecrets
 
 VALUE = 'sk-live-7Qx"9/zz secret'  # a quote and a slash: JSON and URLs spell it otherwise
@@ -179,6 +179,28 @@ async def test_a_crash_is_masked_in_the_reason_and_the_log_line(
     [failed] = log.outcomes
     assert isinstance(failed, NodeFailed)
     nothing_holds_the_value(log)
+
+
+async def test_what_any_module_logs_during_the_attempt_is_masked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = RunLog()
+
+    async def chatty(job: Job) -> Any:
+        logging.getLogger("workers.agent.calls").info("the provider said: %s", VALUE)
+        try:
+            raise ValueError(VALUE)
+        except ValueError:
+            logging.getLogger("workers.http").exception("while calling")
+        return "ok"
+
+    caplog.set_level(logging.INFO)
+    caplog.handler.addFilter(MaskingFilter())
+    await executor({"fetch": chatty}, log, Secrets(STORE)).run(task({"k": "{{ secrets.API_KEY }}"}))
+    logging.getLogger("workers").info("after the attempt: %s", VALUE)  # no longer masked
+    assert "the provider said: [secret:API_KEY]" in caplog.text
+    assert "ValueError: [secret:API_KEY]" in caplog.text
+    assert caplog.text.count(VALUE) == 1 and f"after the attempt: {VALUE}" in caplog.text
 
 
 async def test_an_unknown_secret_fails_the_node_for_good_naming_it() -> None:
