@@ -21,10 +21,12 @@ from command_api.key_routes import router as key_router
 from command_api.metrics import LATENCY, REGISTRY, REQUESTS
 from command_api.ratelimit import TokenBuckets
 from command_api.routes import router
+from command_api.secret_routes import router as secret_router
 from command_api.settings import CommandApiSettings
 from infra.body_limit import BodyLimit
 from infra.bus import EventBus
 from infra.settings import Settings, get_settings
+from secret_store import SecretStore, cipher_from_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,7 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cipher = cipher_from_settings(settings)  # a bad AOB_SECRETS_KEY stops the start
         pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=10)
+        secrets = SecretStore(pool, cipher)
         async with pool.acquire() as conn:
             await ensure_auth_schema(conn)
             await registry.ensure_schema(conn)
@@ -41,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Revoked keys are forgotten the moment they are revoked (auth.revocations).
         revocations = RevocationListener.to(settings.postgres_dsn, "aob-command-api-keys")
         await revocations.start()
+        await secrets.ensure_schema()
         bus = EventBus(settings.kafka_bootstrap, client_id="aob-command-api")
         await bus.start()
         cas = ContentStore.from_settings(settings)
@@ -53,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             buckets=TokenBuckets(limits.rate_per_second, limits.rate_burst),
             bus_started=True,
             kafka_bootstrap=settings.kafka_bootstrap,
+            secrets=secrets,
         )
         app.state.commands = ctx
         try:
@@ -67,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(router)
     app.include_router(key_router)
+    app.include_router(secret_router)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):  # type: ignore[no-untyped-def]

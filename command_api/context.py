@@ -18,6 +18,7 @@ from command_api.ratelimit import TokenBuckets
 from command_api.settings import CommandApiSettings
 from infra.bus import EventBus
 from schemas import WorkflowIR
+from secret_store import SecretStore
 
 IR_CACHE_SIZE = 256
 
@@ -40,6 +41,8 @@ class CommandContext:
     bus_started: bool = False
     # Where a run's history is read from, straight from the log (forks: ``infra.run_log``).
     kafka_bootstrap: str = ""
+    # Tenants' secrets, sealed here and opened only by the workers (``secret_store``).
+    secrets: SecretStore | None = None
     # Versions are immutable, so a compiled IR never goes stale: keep the recent ones.
     _versions: OrderedDict[str, CompiledVersion] = field(default_factory=OrderedDict)
 

@@ -11,7 +11,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     minio_access_key: str = "aob-admin"
     minio_secret_key: str = "aob-admin-secret"
     minio_bucket: str = "aob-cas"
+    # Seals tenants' secrets (secret_store.crypto): one Fernet key, or several separated by
+    # commas (the first seals, all open). Unset: a key file generated once under ``home``.
+    secrets_key: SecretStr | None = None
 
     kafka_version: str = "3.9.1"
     # The community MinIO server ships as source only; this pseudo-version pins one commit.

@@ -10,6 +10,7 @@ from collections import defaultdict
 from schemas.canonical import canonical_json, sha256_hex
 from schemas.errors import InvalidWorkflow
 from schemas.ir import IREdge, IRNode, WorkflowIR
+from schemas.secret_refs import SecretReferenceError, secret_references
 from schemas.workflow import (
     EDGE_GUARDS,
     KNOWN_NODE_TYPES,
@@ -40,6 +41,10 @@ def validate_graph(definition: WorkflowDefinition) -> list[str]:
             reasons.append(f"node {node.id!r} has unknown type {node.type!r} (known: {known})")
         if node.type == "hitl":
             reasons.extend(_hitl_config_reasons(node))
+        try:  # secrets.NAME is read by the worker; any other way of reading secrets is not
+            secret_references(node.config)
+        except SecretReferenceError as e:
+            reasons.append(f"node {node.id!r}: {e}")
 
     pairs: set[tuple[str, str]] = set()
     for i, edge in enumerate(definition.edges):

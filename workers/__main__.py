@@ -13,11 +13,14 @@ from infra.bus import EventBus
 from infra.heartbeat import beat
 from infra.metrics import serve_metrics
 from infra.settings import get_settings
+from secret_store import SecretsKeyError, cipher_from_settings
 from templating import renders
 from workers.execute import TaskExecutor
 from workers.handlers import open_handlers
 from workers.metrics import REGISTRY
+from workers.redaction import mask_logs
 from workers.runtime import DEFAULT_CONCURRENCY, handler_types, serve, worker_name
+from workers.secret_values import CachedSecrets, PostgresSecrets
 from workers.settings import WorkerSettings
 
 
@@ -39,6 +42,12 @@ async def main(requested: str | None, concurrency: int) -> None:
             types = handler_types(handlers, requested)
         except ValueError as e:
             raise SystemExit(f"python -m workers: {e}") from None
+        try:
+            cipher = cipher_from_settings(settings)
+        except SecretsKeyError as e:
+            raise SystemExit(f"python -m workers: {e}") from None
+        secrets = PostgresSecrets(settings.postgres_dsn, cipher)
+        clients.push_async_callback(secrets.close)
         store = ContentStore.from_settings(settings)
         await asyncio.to_thread(store.ensure_bucket)
         bus = EventBus(settings.kafka_bootstrap, client_id="aob-workers")
@@ -53,6 +62,7 @@ async def main(requested: str | None, concurrency: int) -> None:
                 worker_name=worker_name(),
                 runs_topic=worker_settings.runs_topic,
                 max_output_bytes=worker_settings.max_output_bytes,
+                secrets=CachedSecrets(secrets),
             )
             logging.getLogger("workers").info("serving %s", ", ".join(types))
             await serve(
@@ -80,6 +90,7 @@ def cli() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    mask_logs()  # no line logged during an attempt shows a secret it used (workers.redaction)
     asyncio.run(main(args.types, args.concurrency))
 
 

@@ -23,6 +23,13 @@ exception:
   unless the author asked for more) bounds the cost. Left unreported, as it was, the node
   waited for its deadline and the run learnt nothing but "timed out".
 
+Secrets. A config that names ``{{ secrets.NAME }}`` gets those values, fetched from the
+tenant's store (``workers.secret_values``) before the attempt starts, in its template context;
+an unknown secret fails the node, not retryable, naming it. From then on the attempt's
+``Redactor`` (``workers.redaction``) masks every value it used in all the attempt reports:
+the output (before the CAS), every event (through the attempt's own reporter, which the
+handler's ``Job.emit`` uses too), the reasons of failures and the log lines about them.
+
 A coordinator that crashed between sending a task and recording it sends the same task
 again (same task id). The executor remembers the ids of the tasks it finished lately, whose
 outcome is acknowledged in the log, and does not run such a copy a second time; a copy that
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -45,13 +53,16 @@ from cas.store import BlobCorrupted, BlobNotFound, CasError
 from schemas import reports
 from schemas.envelope import Event
 from schemas.position import Position
+from schemas.secret_refs import SecretReferenceError, secret_references
 from schemas.tasks import NodeTask
 from schemas.topics import RUN_EVENTS
 from schemas.workflow import DEFAULT_TIMEOUT_S
-from workers.errors import InfrastructureFault, TaskCrashed
+from workers.errors import ConfigError, InfrastructureFault, NodeError, TaskCrashed
 from workers.handlers.base import WAITING, Handler, Job
 from workers.outcome import classify
 from workers.outputs import DEFAULT_MAX_OUTPUT_BYTES, encoded_output
+from workers.redaction import Redactor, masking
+from workers.secret_values import SecretSource, resolve
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +89,14 @@ def is_infrastructure_fault(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT) and not isinstance(exc, PERMANENT_KAFKA_ERRORS)
 
 
+class _Attempt:
+    """What the executor learns about one attempt as it goes: the redactor of its secrets
+    (none until they are read), which the crash report of ``_execute`` needs too."""
+
+    def __init__(self) -> None:
+        self.redactor = Redactor()
+
+
 class TaskExecutor:
     def __init__(
         self,
@@ -91,6 +110,7 @@ class TaskExecutor:
         max_backoff_s: float = 5.0,
         remember_tasks: int = 50_000,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        secrets: SecretSource | None = None,
     ) -> None:
         self._events = events
         self._store = store
@@ -101,6 +121,7 @@ class TaskExecutor:
         self._max_backoff = max_backoff_s
         self._remember = remember_tasks
         self._max_output = max_output_bytes
+        self._secrets = secrets
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._running: dict[str, asyncio.Future[bool]] = {}
         self.duplicates_skipped = 0
@@ -144,13 +165,18 @@ class TaskExecutor:
 
     async def _execute_or_report_crash(self, task: NodeTask) -> None:
         """``_execute``, with a bug turned into a failed node and ``TaskCrashed`` (module doc)."""
+        attempt = _Attempt()
         try:
-            await self._execute(task)
+            await self._execute(task, attempt)
         except Exception as e:
             if is_infrastructure_fault(e):
                 raise
-            log.exception("the worker failed on task %s", task.task_id)
-            reason = f"the worker failed on this task: {type(e).__name__}: {e}"
+            # The traceback quotes the exception, which may quote a secret: masked first.
+            trace = attempt.redactor.text("".join(traceback.format_exception(e)))
+            log.error("the worker failed on task %s\n%s", task.task_id, trace)
+            reason = attempt.redactor.text(
+                f"the worker failed on this task: {type(e).__name__}: {e}"
+            )
             reported = await self._report_crash(task, reason)
             raise TaskCrashed(task.task_id, reason, reported=reported) from e
 
@@ -166,7 +192,7 @@ class TaskExecutor:
             return False
         return True
 
-    async def _execute(self, task: NodeTask) -> None:
+    async def _execute(self, task: NodeTask, attempt: _Attempt) -> None:
         handler = self._handlers.get(task.node_type)
         if handler is None:
             await self._report(
@@ -182,26 +208,67 @@ class TaskExecutor:
             await self._report(reports.failed(task, reason, retryable=True))
             return
 
+        try:
+            secrets = await self._secret_values(task)
+        except NodeError as e:
+            await self._report(
+                reports.failed(task, reports.node_reason(task, str(e)), retryable=False)
+            )
+            return
+        redactor = attempt.redactor = Redactor(secrets)
+        with masking(redactor):  # what this attempt logs from here on (workers.redaction)
+            await self._attempt(task, handler, context, secrets, redactor)
+
+    async def _attempt(
+        self,
+        task: NodeTask,
+        handler: Handler,
+        context: dict[str, Any],
+        secrets: dict[str, str],
+        redactor: Redactor,
+    ) -> None:
+        """Run the handler and report its outcome, every value of ``secrets`` masked."""
+
+        async def report(event: Event) -> Position:
+            return await self._report(redactor.event(event))
+
         await self._report(reports.started(task, self._worker))
         timeout = task.timeout_s or self._default_timeout
         try:
-            output = await asyncio.wait_for(handler(Job(task, context, self._report)), timeout)
+            job = Job(task, context, report, secrets)
+            output = await asyncio.wait_for(handler(job), timeout)
             if output is WAITING:
                 return  # the node waits outside the worker; its handler reported why
+            output = redactor.value(output)
             data = encoded_output(output, self._max_output)  # OutputRefused: a NodeError
         except Exception as e:  # noqa: BLE001 - every handler failure is reported, see outcome
             what, retryable = classify(e, timeout)
+            what = redactor.text(what)
             log.info("task %s failed: %s", task.task_id, what)
-            await self._report(
-                reports.failed(task, reports.node_reason(task, what), retryable=retryable)
-            )
+            await report(reports.failed(task, reports.node_reason(task, what), retryable=retryable))
             return
         ref = None
         if not reports.inline(len(data)):  # small outputs travel in the event, not the CAS
             ref = await self._retrying(
                 lambda: self._store.put_bytes(data, "application/json"), "store output"
             )
-        await self._report(reports.succeeded(task, output, ref, len(data)))
+        await report(reports.succeeded(task, output, ref, len(data)))
+
+    async def _secret_values(self, task: NodeTask) -> dict[str, str]:
+        """The values of the secrets ``task``'s config names ({} if none); a NodeError
+        naming what is wrong (a secret not set, a computed reference, no store here)."""
+        try:
+            names = secret_references(task.config)
+        except SecretReferenceError as e:
+            raise ConfigError(str(e)) from None
+        if not names:
+            return {}
+        if self._secrets is None:
+            raise ConfigError("this worker has no secrets store to read secrets from")
+        source = self._secrets
+        return await self._retrying(
+            lambda: resolve(source, task.tenant, sorted(names)), "read secrets"
+        )
 
     async def _context(self, task: NodeTask) -> dict[str, Any]:
         """``{input, nodes}`` with every upstream output resolved from the CAS if not inline.

@@ -23,6 +23,7 @@ EXPECTED = {
     "events": {"tail"},
     "schemas": {"export"},
     "replay": {"projections", "dump"},
+    "secrets": {"set", "list", "delete"},
 }
 
 

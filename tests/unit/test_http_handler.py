@@ -348,3 +348,113 @@ class NoStore:
 
     async def get_json(self, ref: str) -> Any:
         raise AssertionError("no upstream output here")
+
+
+# --- redirects to another origin ----------------------------------------------------------
+
+
+class Redirecting:
+    """In memory: ``redirects`` maps a URL to (status, Location); anything else answers 200
+    with the headers it was sent. Every request is kept."""
+
+    def __init__(self, redirects: dict[str, tuple[int, str]]) -> None:
+        self.redirects = redirects
+        self.seen: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        hop = self.redirects.get(str(request.url))
+        if hop is not None:
+            return httpx.Response(hop[0], headers={"location": hop[1]})
+        return httpx.Response(200, json={"headers": dict(request.headers)})
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self))
+
+
+CONFIG_HEADERS = {
+    "Authorization": "Bearer a",
+    "X-Api-Key": "k-123",
+    "Cookie": "c=1",
+    "X-Tenant-Token": "t-9",
+    "Accept": "application/json",
+    "User-Agent": "aob-test",
+    "Content-Type": "application/json",
+}
+
+
+def secret_job(config: dict[str, Any], secrets: dict[str, str]) -> Job:
+    plain = job(config)
+    return Job(plain.task, plain.context, None, secrets)
+
+
+async def test_a_cross_origin_redirect_keeps_only_the_safe_headers() -> None:
+    target = Redirecting({"https://a.test/go": (302, "https://b.test/land")})
+    async with target.client() as client:
+        await handler(client)(job({"url": "https://a.test/go", "headers": CONFIG_HEADERS}))
+    first, second = target.seen
+    assert first.headers["x-api-key"] == "k-123"
+    assert set(second.headers) >= {"accept", "user-agent", "idempotency-key"}
+    for dropped in ("authorization", "x-api-key", "cookie", "x-tenant-token"):
+        assert dropped not in second.headers, dropped
+    assert second.headers["idempotency-key"] == "run-1/fetch/1"
+
+
+async def test_a_same_origin_redirect_keeps_every_header() -> None:
+    target = Redirecting({"https://a.test/go": (302, "/land")})
+    async with target.client() as client:
+        await handler(client)(job({"url": "https://a.test/go", "headers": CONFIG_HEADERS}))
+    assert target.seen[1].headers["x-api-key"] == "k-123"
+    assert target.seen[1].headers["authorization"] == "Bearer a"
+
+
+@pytest.mark.parametrize("location", ["http://a.test/land", "http://b.test/land"])
+async def test_a_redirect_from_https_to_http_is_refused(location: str) -> None:
+    target = Redirecting({"https://a.test/go": (307, location)})
+    async with target.client() as client:
+        with pytest.raises(Refused, match="from https to http"):
+            await handler(client)(job({"url": "https://a.test/go", "headers": CONFIG_HEADERS}))
+    assert len(target.seen) == 1
+
+
+async def test_a_safe_header_holding_a_secret_stays_at_its_origin() -> None:
+    target = Redirecting({"https://a.test/go": (302, "https://b.test/land")})
+    config = {"url": "https://a.test/go", "headers": {"User-Agent": "ua tok-s3", "Accept": "*/*"}}
+    async with target.client() as client:
+        await handler(client)(secret_job(config, {"UA": "tok-s3"}))
+    assert target.seen[0].headers["user-agent"] == "ua tok-s3"
+    assert "user-agent" not in target.seen[1].headers or "tok-s3" not in str(target.seen[1].headers)
+    assert target.seen[1].headers["accept"] == "*/*"
+
+
+async def test_a_body_holding_a_secret_does_not_follow_a_307_to_another_origin() -> None:
+    target = Redirecting({"https://a.test/go": (307, "https://b.test/land")})
+    config = {"method": "POST", "url": "https://a.test/go", "body": {"token": "tok-s3"}}
+    async with target.client() as client:
+        with pytest.raises(Refused, match="body holds a secret"):
+            await handler(client)(secret_job(config, {"T": "tok-s3"}))
+    assert len(target.seen) == 1
+
+
+async def test_a_secret_header_reaches_the_target_and_its_echo_is_masked() -> None:
+    class OneSecret:
+        async def values(self, tenant: str, names: Any) -> dict[str, str]:
+            return {"K": "tok-echo-77"}
+
+    log = RunLog()
+    target = Redirecting({})
+    config = {"url": "https://a.test/echo", "headers": {"X-Api-Key": "{{ secrets.K }}"}}
+    async with target.client() as client:
+        executor = TaskExecutor(
+            events=log,
+            store=NoStore(),
+            handlers={"http": handler(client)},
+            worker_name="t",
+            secrets=OneSecret(),
+        )
+        await executor.run(job(config).task)
+    assert target.seen[0].headers["x-api-key"] == "tok-echo-77"
+    (succeeded,) = log.outcomes
+    assert isinstance(succeeded, NodeSucceeded)
+    assert succeeded.payload.output["body"]["headers"]["x-api-key"] == "[secret:K]"
+    assert "tok-echo-77" not in succeeded.model_dump_json()

@@ -67,7 +67,7 @@ class AgentHandler:
         config = parse_config(job.config, self._default_model)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (job.task.timeout_s or self._default_timeout_s)
-        prompt = await renders.render_string(config.prompt, job.context)
+        prompt = await renders.render_string(config.prompt, job.template_context)
         patcher = Patcher(job, self._verdicts, deadline=deadline, clock=loop.time)
         run = None
         if PATCH_WORKFLOW in config.tools:

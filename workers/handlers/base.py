@@ -8,8 +8,8 @@ person's decision), so no NodeSucceeded is reported.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from schemas.envelope import Event
@@ -31,12 +31,25 @@ WAITING: Final = _Waiting()
 
 @dataclass(frozen=True)
 class Job:
-    """One attempt of one node: the task as received and its template context, with every
-    upstream output resolved (``{input, nodes: {<id>: {output, status}}}``)."""
+    """One attempt of one node: the task as received and its run context, with every
+    upstream output resolved (``{input, nodes: {<id>: {output, status}}}``), and the values
+    of the secrets its config names.
+
+    Templates render over ``template_context`` (the run context and ``secrets``); anything
+    that shows the run context to someone (an agent's model) takes ``context``, which holds
+    no secret.
+    """
 
     task: NodeTask
     context: dict[str, Any]
     report: Reporter | None = None
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def template_context(self) -> dict[str, Any]:
+        if not self.secrets:
+            return self.context
+        return {**self.context, "secrets": dict(self.secrets)}
 
     @property
     def config(self) -> dict[str, Any]:

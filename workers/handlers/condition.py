@@ -16,5 +16,5 @@ async def condition(job: Job) -> dict[str, Any]:
     expr = job.config.get("expr")
     if not isinstance(expr, str) or not expr.strip():
         raise ConfigError("condition config needs 'expr', a non-empty expression string")
-    value = await renders.evaluate(expr, job.context)
+    value = await renders.evaluate(expr, job.template_context)
     return {"result": bool(value)}

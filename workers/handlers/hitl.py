@@ -30,7 +30,7 @@ async def hitl(job: Job) -> Any:
     default = job.config.get("default_outcome", "rejected")
     if default not in OUTCOMES:
         raise ConfigError(f"hitl 'default_outcome' must be one of {OUTCOMES}, not {default!r}")
-    text = await renders.render_string(prompt, job.context)
+    text = await renders.render_string(prompt, job.template_context)
     task = job.task
     now = utcnow()
     limit = task.timeout_s

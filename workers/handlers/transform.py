@@ -12,4 +12,4 @@ from workers.handlers.base import Job
 async def transform(job: Job) -> Any:
     if "output" not in job.config:
         raise ConfigError("transform config needs an 'output' template")
-    return await renders.render_value(job.config["output"], job.context)
+    return await renders.render_value(job.config["output"], job.template_context)

@@ -8,11 +8,22 @@ says what becomes of a body that AOB cannot hold as it came).
 
 Every request carries ``Idempotency-Key: <run>/<node>/<attempt>`` unless the author set one,
 so the called system can tell a redelivered attempt from a new one.
+
+Redirects and what follows them. A header is written for the origin the author named; a
+redirect to another origin (scheme, host or port) is the other server's choice, not the
+author's. So on a cross-origin hop only the headers in ``CROSS_ORIGIN_SAFE_HEADERS`` go on
+(content negotiation, the idempotency key), and only if no secret's value is in them: an
+``X-Api-Key``, a ``Cookie``, any header AOB cannot know the meaning of, stays behind. A hop
+from https to http is refused outright: stripping headers would still send the URL and, on
+307/308, the body in clear, and a downgrade is what a meddler on the path asks for; an
+author who means the http URL can write it. A cross-origin 307/308 whose body holds a
+secret's value is refused as well (the body would follow).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,9 +47,12 @@ if TYPE_CHECKING:  # at run time this would import workers.handlers, which impor
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# Credentials meant for one origin must not follow a redirect to another (httpx does the
-# same for Authorization when it follows redirects itself).
-ORIGIN_BOUND_HEADERS = ("authorization", "proxy-authorization", "cookie")
+# The headers that may follow a redirect to another origin (module doc): they say what the
+# client accepts and sends, never who it is. Every other header the config set is dropped.
+CROSS_ORIGIN_SAFE_HEADERS = frozenset(
+    {"accept", "accept-language", "content-language", "content-type", "user-agent"}
+    | {"idempotency-key"}
+)
 _TOKEN = re.compile(r"\A[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
 
@@ -51,6 +65,9 @@ class Exchange:
     headers: dict[str, str]
     body: dict[str, Any] = field(default_factory=dict)  # content= or json= for httpx
     timeout_s: float = 30.0
+    # Values of the secrets the config read: headers and bodies holding one stay at the
+    # origin the author named.
+    secrets: tuple[str, ...] = ()
 
 
 def exchange_from_config(
@@ -101,12 +118,13 @@ class HttpHandler:
         self._default_timeout = default_timeout_s
 
     async def __call__(self, job: Job) -> dict[str, Any]:
-        config = await renders.render_value(job.config, job.context)
+        config = await renders.render_value(job.config, job.template_context)
         if not isinstance(config, dict):
             raise ConfigError("http config must be an object")
         exchange = exchange_from_config(config, job.task.idempotency_key, self._default_timeout)
         if job.task.timeout_s:
             exchange.timeout_s = min(exchange.timeout_s, job.task.timeout_s)
+        exchange.secrets = tuple(v for v in job.secrets.values() if v)
         try:
             async with asyncio.timeout(exchange.timeout_s):
                 return await self._exchange(exchange)
@@ -145,7 +163,8 @@ class HttpHandler:
                         )
                     method, body = _redirected(method, body, response.status_code)
                     if _origin(next_url) != _origin(url):
-                        headers = _without_credentials(headers)
+                        _check_cross_origin(url, next_url, body, ex.secrets, hop + 1)
+                        headers = cross_origin_headers(headers, ex.secrets)
                     url = next_url
                     continue
                 data = await self._read(response, method, url)
@@ -213,8 +232,39 @@ def _redirected(method: str, body: dict[str, Any], status: int) -> tuple[str, di
     return method, body
 
 
-def _without_credentials(headers: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in ORIGIN_BOUND_HEADERS}
+def cross_origin_headers(headers: dict[str, str], secrets: tuple[str, ...] = ()) -> dict[str, str]:
+    """The headers that go on to another origin: the safe ones holding no secret."""
+    return {
+        k: v
+        for k, v in headers.items()
+        if k.lower() in CROSS_ORIGIN_SAFE_HEADERS and not any(s in v for s in secrets)
+    }
+
+
+def _check_cross_origin(
+    url: httpx.URL, next_url: httpx.URL, body: dict[str, Any], secrets: tuple[str, ...], hop: int
+) -> None:
+    """Refused: a hop from https to http, or a body holding a secret going to another
+    origin (module doc)."""
+    if url.scheme == "https" and next_url.scheme != "https":
+        raise Refused(
+            f"redirect {hop} to {shown_url(next_url)} — from https to {next_url.scheme}: the "
+            "request would leave TLS (write the http URL in the config if it is meant)"
+        )
+    if secrets and body and _holds_secret(body, secrets):
+        raise Refused(
+            f"redirect {hop} to {shown_url(next_url)} — the request body holds a secret, "
+            "which goes to the origin the config names only"
+        )
+
+
+def _holds_secret(body: dict[str, Any], secrets: tuple[str, ...]) -> bool:
+    if "content" in body:
+        text = body["content"].decode("utf-8", "replace")
+    else:
+        text = json.dumps(body.get("json"), ensure_ascii=False)
+    # JSON escapes some characters of a value; its escaped spelling is looked for too.
+    return any(s in text or json.dumps(s)[1:-1] in text for s in secrets)
 
 
 def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:
