@@ -1,7 +1,8 @@
 """The command side's own tables (it never writes read models).
 
 - ``workflow_registry``: every published version, so a run can be bound to a version at
-  once, without waiting for the read side to catch up.
+  once, without waiting for the read side to catch up. Keyed and read by tenant: a workflow
+  id is derivable by anyone, so an id alone never reaches another tenant's versions.
 - ``runs_registry``: which tenant a run belongs to, so commands on a run are authorised.
 - ``idempotency_keys``: the first answer to each ``Idempotency-Key``.
 """
@@ -24,10 +25,29 @@ CREATE TABLE IF NOT EXISTS workflow_registry (
     event_id           text NOT NULL,
     position           text NOT NULL,
     last_published_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (workflow_id, version)
+    PRIMARY KEY (tenant, workflow_id, version)
 );
-CREATE INDEX IF NOT EXISTS workflow_registry_latest
-    ON workflow_registry (workflow_id, last_published_at DESC);
+-- Tables made before workflows were keyed by tenant have the key (workflow_id, version), on
+-- which one tenant's publication could move another's latest: moved to the tenant's key in
+-- place, once (a key that includes tenant is left alone).
+DO $$
+DECLARE
+    old_key text;
+BEGIN
+    SELECT c.conname INTO old_key FROM pg_constraint c
+     WHERE c.conrelid = 'workflow_registry'::regclass AND c.contype = 'p'
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+                        WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+                          AND a.attname = 'tenant');
+    IF old_key IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE workflow_registry DROP CONSTRAINT %I', old_key);
+        ALTER TABLE workflow_registry ADD PRIMARY KEY (tenant, workflow_id, version);
+    END IF;
+END
+$$;
+DROP INDEX IF EXISTS workflow_registry_latest;
+CREATE INDEX IF NOT EXISTS workflow_registry_tenant_latest
+    ON workflow_registry (tenant, workflow_id, last_published_at DESC);
 CREATE TABLE IF NOT EXISTS runs_registry (
     run_id       text PRIMARY KEY,
     tenant       text NOT NULL,
@@ -86,7 +106,7 @@ async def record_version(pool: asyncpg.Pool, tenant: str, v: PublishedVersion) -
         """INSERT INTO workflow_registry
                (workflow_id, version, tenant, name, definition_ref, ir_ref, event_id, position)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-           ON CONFLICT (workflow_id, version) DO UPDATE SET last_published_at = now(),
+           ON CONFLICT (tenant, workflow_id, version) DO UPDATE SET last_published_at = now(),
                event_id = EXCLUDED.event_id, position = EXCLUDED.position""",
         v.workflow_id,
         v.version,

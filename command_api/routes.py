@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request
@@ -35,7 +34,6 @@ from schemas import (
     WorkflowPublished,
     canonical_json,
     compile_workflow,
-    deterministic_id,
     new_id,
 )
 from schemas.codec import Headers, encode_event
@@ -51,6 +49,7 @@ from schemas.events import (
 )
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 from schemas.workflow import NODE_ID_PATTERN
+from schemas.workflow_ids import workflow_id_for
 
 # Every /v1 request passes the door (``command_api.door``) before anything else looks at it.
 router = APIRouter(prefix="/v1", route_class=DoorRoute)
@@ -84,14 +83,6 @@ def _published_answer(v: registry.PublishedVersion) -> dict[str, Any]:
         "event_id": v.event_id,
         "position": v.position,
     }
-
-
-def workflow_id_for(tenant: str, name_or_id: str) -> str:
-    """Ids are derived from (tenant, name), so a name resolves without a lookup."""
-    try:
-        return str(uuid.UUID(name_or_id))
-    except ValueError:
-        return deterministic_id("workflow", tenant, name_or_id)
 
 
 def _check_input_size(ctx: CommandContext, run_input: Any) -> None:
@@ -281,6 +272,8 @@ async def submit_run(
     _check_input_size(ctx, command.input)
 
     async def submit() -> Answer:
+        # A UUID is taken as an id, and looked up among the caller's workflows only: another
+        # tenant's id answers as any unknown workflow does, so it reveals nothing.
         workflow_id = workflow_id_for(caller.tenant, command.workflow_id)
         version = await registry.find_version(ctx.pool, caller.tenant, workflow_id, command.version)
         if version is None:

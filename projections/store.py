@@ -19,7 +19,7 @@ from projections.batch import Batch, Positioned
 from projections.patch_store import PATCHES, delete_nodes, load_patches, patch_ids_of
 from projections.runs import RunFold
 from projections.version_blobs import JsonStore, store_blobs
-from projections.workflows import VersionRow, WorkflowRow, fold_published
+from projections.workflows import VersionKey, VersionRow, WorkflowRow, fold_published, key_of
 from read_model.channels import PROGRESS_CHANNEL, RUN_CHANNEL
 from read_model.offsets import store_offsets
 from read_model.rows import ForkRow
@@ -117,37 +117,42 @@ async def _workflows(conn: asyncpg.Connection, events: list[Positioned]) -> tupl
             ],
         )
     if published:
-        workflow_ids = sorted({pe.event.aggregate_id for pe in published})
+        events = [pe.event for pe in published if isinstance(pe.event, WorkflowPublished)]
+        keys = sorted({key_of(ev) for ev in events})
+        # Loaded by (tenant, id): an event never sees, let alone folds into, a row of
+        # another tenant that has the same id.
         rows = {
-            r["workflow_id"]: WorkflowRow(**dict(r))
+            (r["tenant"], r["workflow_id"]): WorkflowRow(**dict(r))
             for r in await conn.fetch(
                 """SELECT workflow_id, tenant, name, latest_version, created_at, updated_at
-                   FROM workflows WHERE workflow_id = ANY($1::text[])""",
-                workflow_ids,
+                   FROM workflows WHERE (tenant, workflow_id) IN
+                     (SELECT * FROM unnest($1::text[], $2::text[]))""",
+                [tenant for tenant, _ in keys],
+                [workflow_id for _, workflow_id in keys],
             )
         }
-        versions: dict[tuple[str, str], VersionRow] = {}
-        for pe in published:
-            assert isinstance(pe.event, WorkflowPublished)
-            fold_published(rows, versions, pe.event)
+        versions: dict[VersionKey, VersionRow] = {}
+        for ev in events:
+            fold_published(rows, versions, ev)
         await conn.executemany(
             """INSERT INTO workflows
                  (workflow_id, tenant, name, latest_version, created_at, updated_at)
                VALUES ($1, $2, $3, $4, $5, $6)
-               ON CONFLICT (workflow_id) DO UPDATE SET name = EXCLUDED.name,
+               ON CONFLICT (tenant, workflow_id) DO UPDATE SET name = EXCLUDED.name,
                  latest_version = EXCLUDED.latest_version, updated_at = EXCLUDED.updated_at""",
             [
                 (w.workflow_id, w.tenant, w.name, w.latest_version, w.created_at, w.updated_at)
                 for w in rows.values()
-                if w.workflow_id in workflow_ids
             ],
         )
         await conn.executemany(
-            """INSERT INTO workflow_versions (workflow_id, version, definition, definition_ref,
-                                              ir_ref, published_at, event_id)
-               VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+            """INSERT INTO workflow_versions (tenant, workflow_id, version, definition,
+                                              definition_ref, ir_ref, published_at, event_id)
+               VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8)
+               ON CONFLICT (tenant, workflow_id, version) DO NOTHING""",
             [
                 (
+                    v.tenant,
                     v.workflow_id,
                     v.version,
                     v.definition_json,

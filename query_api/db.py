@@ -165,10 +165,13 @@ async def workflows_page(
     )
 
 
-async def versions_of(pool: asyncpg.Pool, workflow_id: str) -> list[asyncpg.Record]:
+async def versions_of(pool: asyncpg.Pool, tenant: str, workflow_id: str) -> list[asyncpg.Record]:
+    """The versions of the tenant's workflow: an id is derivable by anyone, so it is never
+    read without the tenant."""
     return await pool.fetch(
         """SELECT version, definition, published_at FROM workflow_versions
-           WHERE workflow_id = $1 ORDER BY published_at, version""",
+           WHERE tenant = $1 AND workflow_id = $2 ORDER BY published_at, version""",
+        tenant,
         workflow_id,
     )
 

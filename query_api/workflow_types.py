@@ -37,7 +37,7 @@ class Workflow:
 
     @strawberry.field
     async def versions(self, info: Info[ReadContext, None]) -> list[WorkflowVersion]:
-        rows = await db.versions_of(info.context.pool, self.id)
+        rows = await db.versions_of(info.context.pool, info.context.tenant, self.id)
         return [from_row(WorkflowVersion, r) for r in rows]
 
 

@@ -10,17 +10,39 @@ CREATE TABLE IF NOT EXISTS projection_offsets (
     PRIMARY KEY (projection, topic, partition)
 );
 
+-- A workflow is the tenant's: its id is derived from (tenant, name), but ids are derivable by
+-- anyone, so every key and every read includes the tenant (a publication of one tenant
+-- never lands on another's row, whatever id it carries).
 CREATE TABLE IF NOT EXISTS workflows (
-    workflow_id     text PRIMARY KEY,
+    workflow_id     text NOT NULL,
     tenant          text NOT NULL,
     name            text NOT NULL,
     latest_version  text NOT NULL,
     created_at      timestamptz NOT NULL,
-    updated_at      timestamptz NOT NULL
+    updated_at      timestamptz NOT NULL,
+    PRIMARY KEY (tenant, workflow_id)
 );
 CREATE INDEX IF NOT EXISTS workflows_tenant_name ON workflows (tenant, name);
+-- Tables made before workflows were keyed by tenant have the key (workflow_id): moved to
+-- the tenant's key in place, once (a key that includes tenant is left alone).
+DO $$
+DECLARE
+    old_key text;
+BEGIN
+    SELECT c.conname INTO old_key FROM pg_constraint c
+     WHERE c.conrelid = 'workflows'::regclass AND c.contype = 'p'
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+                        WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+                          AND a.attname = 'tenant');
+    IF old_key IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE workflows DROP CONSTRAINT %I', old_key);
+        ALTER TABLE workflows ADD PRIMARY KEY (tenant, workflow_id);
+    END IF;
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS workflow_versions (
+    tenant          text NOT NULL,
     workflow_id     text NOT NULL,
     version         text NOT NULL,
     definition      jsonb NOT NULL,
@@ -28,8 +50,33 @@ CREATE TABLE IF NOT EXISTS workflow_versions (
     ir_ref          text NOT NULL,
     published_at    timestamptz NOT NULL,
     event_id        text NOT NULL,
-    PRIMARY KEY (workflow_id, version)
+    PRIMARY KEY (tenant, workflow_id, version)
 );
+-- Tables made before workflows were keyed by tenant have no tenant column and the key
+-- (workflow_id, version). Once: the column is added and filled from the workflow's row
+-- (then one row per id, so one tenant each); a version without a workflow row cannot be
+-- read by anyone and is dropped (a rebuild from the log makes it again, with its tenant);
+-- then the key moves to the tenant's.
+DO $$
+DECLARE
+    old_key text;
+BEGIN
+    SELECT c.conname INTO old_key FROM pg_constraint c
+     WHERE c.conrelid = 'workflow_versions'::regclass AND c.contype = 'p'
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+                        WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+                          AND a.attname = 'tenant');
+    IF old_key IS NOT NULL THEN
+        ALTER TABLE workflow_versions ADD COLUMN IF NOT EXISTS tenant text;
+        UPDATE workflow_versions v SET tenant = w.tenant FROM workflows w
+         WHERE v.tenant IS NULL AND w.workflow_id = v.workflow_id;
+        DELETE FROM workflow_versions WHERE tenant IS NULL;
+        ALTER TABLE workflow_versions ALTER COLUMN tenant SET NOT NULL;
+        EXECUTE format('ALTER TABLE workflow_versions DROP CONSTRAINT %I', old_key);
+        ALTER TABLE workflow_versions ADD PRIMARY KEY (tenant, workflow_id, version);
+    END IF;
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS runs (
     run_id         text PRIMARY KEY,

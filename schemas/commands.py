@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from schemas.workflow import WorkflowDefinition
+from schemas.workflow_ids import uuid_name_refusal
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 # Versions are sha256 hex digests (64 characters); ids and names are shorter than this.
@@ -28,8 +30,21 @@ class Command(BaseModel):
 
 
 class PublishWorkflow(Command):
-    name: str = Field(pattern=NAME_PATTERN, description="Workflow name, unique per tenant.")
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        description="Workflow name, unique per tenant; not shaped like a UUID (a UUID names "
+        "a workflow by its id).",
+    )
     definition: WorkflowDefinition
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name_is_not_an_id(cls, name: object) -> object:
+        # Before the pattern: a braced or urn:uuid: spelling gets this reason, not the
+        # pattern's.
+        if isinstance(name, str) and (refusal := uuid_name_refusal(name)):
+            raise PydanticCustomError("uuid_shaped_name", refusal)
+        return name
 
 
 class SubmitRun(Command):

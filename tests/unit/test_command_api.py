@@ -1,10 +1,12 @@
-"""The command API's pure parts: problem mapping, body limit, idempotency hashing, rate limit.
+"""The command API's pure parts: problem mapping, body limit, idempotency hashing, rate limit,
+the publish command's refusal of a name that reads as an id.
 
 The small apps here carry only ``problems.install`` and ``BodyLimit``: no server is needed.
 """
 
 from __future__ import annotations
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -27,7 +29,7 @@ from schemas import InvalidWorkflow, PublishWorkflow
 from schemas.values import loads_strict
 
 
-def _app() -> FastAPI:
+def _app(max_bytes: int | None = 100) -> FastAPI:
     app = FastAPI()
     problems.install(app)
 
@@ -47,7 +49,8 @@ def _app() -> FastAPI:
     async def publish(command: PublishWorkflow) -> dict[str, str]:
         return {"name": command.name}
 
-    app.add_middleware(BodyLimit, max_bytes=100)
+    if max_bytes is not None:
+        app.add_middleware(BodyLimit, max_bytes=max_bytes)
     return app
 
 
@@ -166,3 +169,35 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
     now[0] = 100.0  # idle time refills up to the burst, not beyond
     assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert buckets.take("a") > 0
+
+
+# Without the body limit: a braced or urn:uuid: name makes a body over 100 bytes.
+publisher = TestClient(_app(max_bytes=None), raise_server_exceptions=False)
+DEFINITION = {"nodes": [{"id": "a", "type": "noop"}]}
+UUID_SPELLINGS = [
+    "0b8a3c4e-1f2d-5a6b-8c9d-0e1f2a3b4c5d",
+    "0B8A3C4E-1F2D-5A6B-8C9D-0E1F2A3B4C5D",
+    "{0b8a3c4e-1f2d-5a6b-8c9d-0e1f2a3b4c5d}",
+    "urn:uuid:0b8a3c4e-1f2d-5a6b-8c9d-0e1f2a3b4c5d",
+    "0b8a3c4e1f2d5a6b8c9d0e1f2a3b4c5d",
+    "0b8a-3c4e1f2d5a6b8c9d0e1f2a3b4c5d",  # dashes anywhere: uuid.UUID drops them all
+]
+
+
+@pytest.mark.parametrize("name", UUID_SPELLINGS)
+def test_a_workflow_name_shaped_like_a_uuid_is_refused_with_the_reason(name: str) -> None:
+    r = publisher.post("/publish", json={"name": name, "definition": DEFINITION})
+    assert r.status_code == 422
+    assert r.json()["errors"] == [
+        "name: a workflow name must not be shaped like a UUID "
+        "(0b8a3c4e-1f2d-5a6b-8c9d-0e1f2a3b4c5d): a UUID given for a workflow is read as its "
+        "id; choose another name"
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", ["flow", "0b8a3c4e", "0b8a3c4e1f2d5a6b8c9d0e1f2a3b4c5", "g" * 32, "report-2026.v2"]
+)
+def test_other_names_are_published(name: str) -> None:
+    r = publisher.post("/publish", json={"name": name, "definition": DEFINITION})
+    assert r.status_code == 200 and r.json() == {"name": name}

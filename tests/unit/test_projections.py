@@ -252,8 +252,8 @@ def test_events_of_an_unknown_run_and_node_still_make_rows() -> None:
 
 
 def test_workflow_published_fold() -> None:
-    rows: dict[str, Any] = {}
-    versions: dict[tuple[str, str], Any] = {}
+    rows: dict[tuple[str, str], Any] = {}
+    versions: dict[tuple[str, str, str], Any] = {}
 
     def pub(version: str, at: int) -> WorkflowPublished:
         return WorkflowPublished(
@@ -272,8 +272,9 @@ def test_workflow_published_fold() -> None:
 
     fold_published(rows, versions, pub("v1", 1))
     fold_published(rows, versions, pub("v2", 2))
-    assert rows["wf"].latest_version == "v2" and rows["wf"].created_at == T0 + timedelta(seconds=1)
-    assert set(versions) == {("wf", "v1"), ("wf", "v2")}
+    row = rows[("acme", "wf")]
+    assert row.latest_version == "v2" and row.created_at == T0 + timedelta(seconds=1)
+    assert set(versions) == {("acme", "wf", "v1"), ("acme", "wf", "v2")}
 
 
 def test_decode_batch_keeps_poison_and_offsets() -> None:

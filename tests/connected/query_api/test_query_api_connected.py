@@ -159,14 +159,15 @@ async def test_workflows_with_versions(
         )
         for n, version in enumerate(["v1", "v2"]):
             await pg.execute(
-                """INSERT INTO workflow_versions (workflow_id, version, definition,
+                """INSERT INTO workflow_versions (tenant, workflow_id, version, definition,
                        definition_ref, ir_ref, published_at, event_id)
-                   VALUES ($1, $2, $3::jsonb, 'cas://d', 'cas://i', $4, $5)""",
+                   VALUES ($6, $1, $2, $3::jsonb, 'cas://d', 'cas://i', $4, $5)""",
                 workflow_id,
                 version,
                 f'{{"nodes": [{{"id": "n{n}", "type": "noop"}}], "edges": []}}',
                 T0 + timedelta(seconds=n),
                 uuid.uuid4().hex,
+                tenant,
             )
     query = """query($after: String) { workflows(first: 2, after: $after) {
         edges { cursor node { id name latestVersion versions { version definition publishedAt } } }
