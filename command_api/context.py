@@ -13,9 +13,9 @@ from fastapi import Request
 from auth import Principal, authenticate
 from cas import ContentStore
 from command_api.errors import RateLimited, Unauthorized
-from command_api.ratelimit import TokenBuckets
 from command_api.settings import CommandApiSettings
 from infra.bus import EventBus
+from infra.ratelimit import TokenBuckets
 from schemas import WorkflowIR
 
 IR_CACHE_SIZE = 256
