@@ -19,12 +19,12 @@ from command_api import idempotency, problems, registry
 from command_api.context import CommandContext
 from command_api.key_routes import router as key_router
 from command_api.metrics import LATENCY, REGISTRY, REQUESTS
-from command_api.ratelimit import TokenBuckets
 from command_api.routes import router
 from command_api.secret_routes import router as secret_router
 from command_api.settings import CommandApiSettings
 from infra.body_limit import BodyLimit
 from infra.bus import EventBus
+from infra.ratelimit import TokenBuckets
 from infra.settings import Settings, get_settings
 from secret_store import SecretStore, cipher_from_settings
 

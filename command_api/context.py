@@ -14,9 +14,9 @@ from fastapi import Depends, Request
 from auth import SCOPES, Principal, authenticate
 from cas import ContentStore
 from command_api.errors import Forbidden, RateLimited, Unauthorized
-from command_api.ratelimit import TokenBuckets
 from command_api.settings import CommandApiSettings
 from infra.bus import EventBus
+from infra.ratelimit import TokenBuckets
 from schemas import WorkflowIR
 from secret_store import SecretStore
 

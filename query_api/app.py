@@ -19,6 +19,7 @@ subscriptions are woken then, so that each ends with an error at once.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,15 +40,23 @@ from auth import ensure_schema as ensure_auth_schema
 from auth.scopes import READ
 from cas import ContentStore
 from infra.body_limit import BodyLimit
+from infra.ratelimit import TokenBuckets
 from infra.settings import Settings, get_settings
 from query_api.context import ReadContext
 from query_api.errors import MissingScope, Unauthenticated
 from query_api.listen import Listener
-from query_api.loaders import nodes_loader, patches_loader, versions_loader
+from query_api.loaders import (
+    approvals_loader,
+    events_loader,
+    nodes_loader,
+    patches_loader,
+    versions_loader,
+)
 from query_api.progress import ProgressWatcher
 from query_api.run_changes import RunChanges
-from query_api.schema import schema
+from query_api.schema import build_schema
 from query_api.settings import QueryApiSettings
+from query_api.tenant_subscriptions import TenantSubscriptions
 from read_model.schema import check_schema_name
 from read_model.schema import ensure_schema as ensure_read_models
 
@@ -61,6 +70,8 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
+
+TITLES = {401: "Unauthorized", 403: "Forbidden", 429: "Too Many Requests"}
 
 # A WebSocket close reason is at most 123 bytes.
 WS_UNAUTHORIZED = (
@@ -160,6 +171,9 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
             await listener.stop()
             await pool.close()
 
+    buckets = TokenBuckets(api.rate_per_second, api.rate_burst)
+    subscriptions = TenantSubscriptions(api.max_subscriptions_per_tenant)
+
     async def context(connection: HTTPConnection) -> ReadContext:
         # HTTPConnection: the same getter serves HTTP requests and WebSocket upgrades.
         state = connection.app.state
@@ -175,6 +189,16 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
         refused = principal is not None and not principal.allows(READ)
         if refused and not websocket and not _wants_graphiql(connection):
             raise HTTPException(status_code=403, detail=str(MissingScope(READ)))
+        # Each HTTP query takes a token; a socket's subscriptions are counted instead.
+        if principal is not None and not websocket:
+            wait = buckets.take(principal.tenant)
+            if wait > 0:
+                raise HTTPException(
+                    status_code=429,
+                    detail=f"tenant {principal.tenant!r} is over its query rate "
+                    f"({api.rate_per_second:g}/s, bursts of {api.rate_burst}); retry later",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
         return ReadContext(
             pool=state.pool,
             cas=state.cas,
@@ -184,13 +208,16 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
             nodes=nodes_loader(state.pool),
             patches=patches_loader(state.pool),
             versions=versions_loader(state.pool),
+            approvals=approvals_loader(state.pool),
+            events=events_loader(state.pool),
             run_changes=state.run_changes,
             authorization=authorization if principal else None,
+            subscriptions=subscriptions,
         )
 
     app = FastAPI(title="AOB query API", lifespan=lifespan, docs_url=None, redoc_url=None)
     router = ReadRouter(
-        schema,
+        build_schema(api),
         context_getter=context,
         graphql_ide="graphiql",
         # Only the current protocol: the legacy graphql-ws one had an auth bypass. This also
@@ -208,7 +235,7 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
         return JSONResponse(
             {
                 "type": "about:blank",
-                "title": {401: "Unauthorized", 403: "Forbidden"}.get(exc.status_code, "Error"),
+                "title": TITLES.get(exc.status_code, "Error"),
                 "status": exc.status_code,
                 "detail": exc.detail,
             },

@@ -14,6 +14,7 @@ from cas import ContentStore
 from query_api.progress import ProgressWatcher
 from query_api.run_changes import RunChanges
 from query_api.settings import QueryApiSettings
+from query_api.tenant_subscriptions import TenantSubscriptions
 
 
 @dataclass
@@ -34,6 +35,10 @@ class ReadContext(BaseContext):
     # The ``Bearer <key>`` the caller authenticated with: checked again before every
     # message a subscription sends, so a revoked key stops a long-lived one.
     authorization: str | None = None
+    # The process's count of open subscriptions per tenant (None: not counted, in tests).
+    subscriptions: TenantSubscriptions | None = None
+    approvals: Any = field(default=None)  # DataLoader[str, list[Approval]], one per request
+    events: Any = field(default=None)  # DataLoader[EventsKey, list[Record]], one per request
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -46,3 +51,6 @@ class ReadContext(BaseContext):
             if isinstance(loader, DataLoader):
                 with suppress(KeyError):  # not loaded yet
                     loader.clear(run_id)
+        if isinstance(self.events, DataLoader):
+            # Keyed by (run_id, limit, after), not by run: every page goes (few are held).
+            self.events.clear_all()

@@ -104,10 +104,11 @@ async def nodes_of_runs(pool: asyncpg.Pool, run_ids: Sequence[str]) -> list[asyn
     )
 
 
-async def approvals_of_run(pool: asyncpg.Pool, run_id: str) -> list[asyncpg.Record]:
+async def approvals_of_runs(pool: asyncpg.Pool, run_ids: Sequence[str]) -> list[asyncpg.Record]:
     return await pool.fetch(
-        f"SELECT {APPROVAL_COLUMNS} FROM approvals WHERE run_id = $1 ORDER BY requested_at",
-        run_id,
+        f"""SELECT {APPROVAL_COLUMNS} FROM approvals WHERE run_id = ANY($1::text[])
+            ORDER BY run_id, requested_at""",
+        list(run_ids),
     )
 
 
@@ -128,14 +129,20 @@ async def pending_approvals(
     )
 
 
-async def events_page(
-    pool: asyncpg.Pool, run_id: str, limit: int, after_seq: int
+async def events_pages(
+    pool: asyncpg.Pool, run_ids: Sequence[str], limit: int, after_seq: int
 ) -> list[asyncpg.Record]:
+    """A page of events for each of many runs, in one query: each run's first ``limit``
+    events after ``after_seq``, by run then seq (one index range per run, through LATERAL)."""
     return await pool.fetch(
-        """SELECT seq, event_id, type, occurred_at, causation_id, actor, payload,
-                  kafka_partition, kafka_offset, run_status, node_id, node_status
-           FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3""",
-        run_id,
+        """SELECT r.run_id, e.seq, e.event_id, e.type, e.occurred_at, e.causation_id, e.actor,
+                  e.payload, e.kafka_partition, e.kafka_offset, e.run_status, e.node_id,
+                  e.node_status
+           FROM unnest($1::text[]) AS r(run_id) CROSS JOIN LATERAL (
+               SELECT * FROM run_events WHERE run_id = r.run_id AND seq > $2
+               ORDER BY seq LIMIT $3) e
+           ORDER BY r.run_id, e.seq""",
+        list(run_ids),
         after_seq,
         limit,
     )
@@ -165,14 +172,17 @@ async def workflows_page(
     )
 
 
-async def versions_of(pool: asyncpg.Pool, tenant: str, workflow_id: str) -> list[asyncpg.Record]:
+async def versions_of(
+    pool: asyncpg.Pool, tenant: str, workflow_id: str, limit: int
+) -> list[asyncpg.Record]:
     """The versions of the tenant's workflow: an id is derivable by anyone, so it is never
     read without the tenant."""
     return await pool.fetch(
         """SELECT version, definition, published_at FROM workflow_versions
-           WHERE tenant = $1 AND workflow_id = $2 ORDER BY published_at, version""",
+           WHERE tenant = $1 AND workflow_id = $2 ORDER BY published_at, version LIMIT $3""",
         tenant,
         workflow_id,
+        limit,
     )
 
 

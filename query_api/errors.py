@@ -7,6 +7,7 @@
      │    ├── BadPosition    an ``after`` position token that is not topic:partition:offset
      │    └── NotCaughtUp    the read side did not reach a position in time (retryable)
      ├── NoSuchRun           a subscription's run is not one of the caller's tenant
+     ├── TooManySubscriptions the tenant has as many subscriptions open as it may
      ├── Unauthenticated     a subscription's API key is unknown, or no longer valid
      └── MissingScope        the API key lacks the scope a query needs (``read``)
 
@@ -53,6 +54,12 @@ class NoSuchRun(QueryApiError):
         # learns nothing about runs it may not see.
         super().__init__(f"no run {run_id} for this key")
         self.run_id = run_id
+
+
+class TooManySubscriptions(QueryApiError):
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class Unauthenticated(QueryApiError):

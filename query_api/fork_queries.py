@@ -20,11 +20,14 @@ async def origin(pool: asyncpg.Pool, tenant: str, run_id: str) -> asyncpg.Record
     )
 
 
-async def forks_of(pool: asyncpg.Pool, tenant: str, run_id: str) -> list[asyncpg.Record]:
-    """The tenant's runs forked from ``run_id``, oldest first."""
+async def forks_of(
+    pool: asyncpg.Pool, tenant: str, run_id: str, limit: int
+) -> list[asyncpg.Record]:
+    """The tenant's first ``limit`` runs forked from ``run_id``, oldest first."""
     return await pool.fetch(
         f"SELECT {RUN_COLUMNS} FROM runs WHERE forked_from = $1 AND tenant = $2"
-        " ORDER BY created_at, run_id",
+        " ORDER BY created_at, run_id LIMIT $3",
         run_id,
         tenant,
+        limit,
     )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 
 from graphql import GraphQLError
-from graphql.validation import ASTValidationRule
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
@@ -24,12 +24,17 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
+from query_api.cost import CostLimiter
+
 MAX_DEPTH = 10  # runs > edges > node > nodes > output is 6: room to spare, none to abuse
 MAX_ALIASES = 30
 MAX_TOKENS = 2_000
 CACHE_SIZE = 1_000  # distinct query texts kept parsed and validated
 
 _RULES: list[type[ASTValidationRule]] = [depth_rule(MAX_DEPTH, None), alias_rule(MAX_ALIASES)]
+# Strawberry's DisableIntrospection adds this very rule; listed here so the rule list stays
+# one fixed list per setting, as the validation cache needs.
+_RULES_WITHOUT_INTROSPECTION = [*_RULES, NoSchemaIntrospectionCustomRule]
 
 
 class _ParserCache(ParserCache):
@@ -51,10 +56,14 @@ class _ParserCache(ParserCache):
         yield
 
 
-def extensions() -> list[Callable[[], SchemaExtension]]:
+def extensions(*, max_cost: int, introspection: bool = True) -> list[Callable[[], SchemaExtension]]:
+    """The limiters and caches, in order: the cost is judged after validation (the cached
+    one), so only on a valid document."""
+    rules = _RULES if introspection else _RULES_WITHOUT_INTROSPECTION
     return [
-        lambda: AddValidationRules(_RULES),
+        lambda: AddValidationRules(rules),
         lambda: MaxTokensLimiter(MAX_TOKENS),
         lambda: _ParserCache(CACHE_SIZE),
         lambda: ValidationCache(CACHE_SIZE),
+        lambda: CostLimiter(max_cost),
     ]

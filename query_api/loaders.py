@@ -1,8 +1,9 @@
-"""Per-request DataLoaders: what hangs off a run (nodes, patches, versions) is read for every
-run of a request in one query, not one query per run."""
+"""Per-request DataLoaders: what hangs off a run (nodes, patches, versions, approvals, a page
+of events) is read for every run of a request in one query, not one query per run."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 
 from query_api import db
+from query_api.approval_types import Approval
 from query_api.node_types import Node
 from query_api.patch_types import Patch, RunVersion
 
@@ -44,3 +46,29 @@ def patches_loader(pool: Any) -> DataLoader[str, list[Patch]]:
 def versions_loader(pool: Any) -> DataLoader[str, list[RunVersion]]:
     """Every run's chain of versions, oldest first."""
     return _by_run(partial(db.versions_of_runs, pool), RunVersion.of)
+
+
+def approvals_loader(pool: Any) -> DataLoader[str, list[Approval]]:
+    """Every run's approvals, in request order."""
+    return _by_run(partial(db.approvals_of_runs, pool), Approval.of)
+
+
+# A page of a run's events: (run_id, limit, after_seq).
+EventsKey = tuple[str, int, int]
+
+
+def events_loader(pool: Any) -> DataLoader[EventsKey, list[Any]]:
+    """Pages of events (rows), one query per distinct (limit, after) among the request's
+    runs: a page of runs asking ``events(first: n)`` alike costs one query, not one per run."""
+
+    async def load(keys: list[EventsKey]) -> list[list[Any]]:
+        groups: dict[tuple[int, int], list[str]] = defaultdict(list)
+        for run_id, limit, after_seq in keys:
+            groups[(limit, after_seq)].append(run_id)
+        pages: dict[EventsKey, list[Any]] = {k: [] for k in keys}
+        for (limit, after_seq), run_ids in groups.items():
+            for r in await db.events_pages(pool, run_ids, limit, after_seq):
+                pages[(r["run_id"], limit, after_seq)].append(r)
+        return [pages[k] for k in keys]
+
+    return DataLoader(load_fn=load)

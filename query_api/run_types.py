@@ -4,7 +4,7 @@ its nodes, events, patches, versions, approvals, usage and forks."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -15,10 +15,24 @@ from query_api.approval_types import Approval
 from query_api.context import ReadContext
 from query_api.event_types import EVENT_PAGES, EventConnection
 from query_api.node_types import Node, TokenUsage
-from query_api.pagination import Key, Keyset, PageInfo, Pages, datetime_key, str_key
+from query_api.pagination import (
+    MAX_PAGE,
+    Key,
+    Keyset,
+    PageInfo,
+    Pages,
+    datetime_key,
+    page_size,
+    str_key,
+)
 from query_api.patch_types import Patch, RunVersion
 from query_api.rows import from_row
 from query_api.statuses import RunStatus
+from schemas.workflow import MAX_NODES
+
+# A list that was returned whole takes ``first`` (1..MAX_PAGE), whose default is the most it
+# could hold before, so every query that worked still gets everything.
+FIRST = "How many to return, at most (1 to 500); the rest are left out."
 
 
 @strawberry.type
@@ -47,24 +61,44 @@ class Run:
         """A ``runs`` row."""
         return from_row(Run, r, id=r["run_id"], status=RunStatus(r["status"]))
 
-    @strawberry.field
-    async def nodes(self, info: Info[ReadContext, None]) -> list[Node]:
-        return await info.context.nodes.load(self.id)
+    @strawberry.field(description="The run's nodes in scheduling order (a run has at most 500).")
+    async def nodes(
+        self,
+        info: Info[ReadContext, None],
+        first: Annotated[int, strawberry.argument(description=FIRST)] = MAX_NODES,
+    ) -> list[Node]:
+        limit = page_size(first)  # refused before anything is read
+        return (await info.context.nodes.load(self.id))[:limit]
 
     @strawberry.field(description="Patches proposed to this run, in log order.")
-    async def patches(self, info: Info[ReadContext, None]) -> list[Patch]:
-        return await info.context.patches.load(self.id)
+    async def patches(
+        self,
+        info: Info[ReadContext, None],
+        first: Annotated[int, strawberry.argument(description=FIRST)] = MAX_PAGE,
+    ) -> list[Patch]:
+        limit = page_size(first)  # refused before anything is read
+        return (await info.context.patches.load(self.id))[:limit]
 
     @strawberry.field(
         description="The run's chain of versions: the submitted one (seq 0), then one per "
         "applied patch."
     )
-    async def versions(self, info: Info[ReadContext, None]) -> list[RunVersion]:
-        return await info.context.versions.load(self.id)
+    async def versions(
+        self,
+        info: Info[ReadContext, None],
+        first: Annotated[int, strawberry.argument(description=FIRST)] = MAX_PAGE,
+    ) -> list[RunVersion]:
+        limit = page_size(first)  # refused before anything is read
+        return (await info.context.versions.load(self.id))[:limit]
 
     @strawberry.field(description="Approvals of this run's hitl nodes, in request order.")
-    async def approvals(self, info: Info[ReadContext, None]) -> list[Approval]:
-        return [Approval.of(r) for r in await db.approvals_of_run(info.context.pool, self.id)]
+    async def approvals(
+        self,
+        info: Info[ReadContext, None],
+        first: Annotated[int, strawberry.argument(description=FIRST)] = MAX_PAGE,
+    ) -> list[Approval]:
+        limit = page_size(first)  # refused before anything is read
+        return (await info.context.approvals.load(self.id))[:limit]
 
     @strawberry.field(description="Token usage summed over the run's nodes.")
     async def usage(self, info: Info[ReadContext, None]) -> TokenUsage:
@@ -80,8 +114,13 @@ class Run:
         )
 
     @strawberry.field(description="Runs forked from this one, oldest first.")
-    async def forks(self, info: Info[ReadContext, None]) -> list[Run]:
-        rows = await fork_queries.forks_of(info.context.pool, info.context.tenant, self.id)
+    async def forks(
+        self,
+        info: Info[ReadContext, None],
+        first: Annotated[int, strawberry.argument(description=FIRST)] = MAX_PAGE,
+    ) -> list[Run]:
+        limit = page_size(first)
+        rows = await fork_queries.forks_of(info.context.pool, info.context.tenant, self.id, limit)
         return [Run.of(r) for r in rows]
 
     @strawberry.field(description="The run's events in log order.")
@@ -90,7 +129,7 @@ class Run:
     ) -> EventConnection:
         async def fetch(limit: int, key: Key | None) -> list[Any]:
             (after_seq,) = key or (0,)
-            return await db.events_page(info.context.pool, self.id, limit, after_seq)
+            return await info.context.events.load((str(self.id), limit, after_seq))
 
         return await EVENT_PAGES.page(first, after, fetch)
 

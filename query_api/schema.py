@@ -13,6 +13,7 @@ from cas import CasError
 from query_api.errors import QueryApiError
 from query_api.limits import extensions
 from query_api.queries import Query
+from query_api.settings import QueryApiSettings
 from query_api.subscriptions import Subscription
 
 
@@ -31,8 +32,16 @@ class ReadSchema(strawberry.Schema):
         super().process_errors([e for e in errors if _is_internal(e)], execution_context)
 
 
-schema = ReadSchema(
-    query=Query,
-    subscription=Subscription,
-    extensions=[*extensions(), lambda: MaskErrors(should_mask_error=_is_internal)],
-)
+def build_schema(settings: QueryApiSettings | None = None) -> ReadSchema:
+    """The schema with the limits ``settings`` set (the cost limit, introspection)."""
+    settings = settings or QueryApiSettings()
+    limits = extensions(max_cost=settings.max_query_cost, introspection=settings.introspection)
+    return ReadSchema(
+        query=Query,
+        subscription=Subscription,
+        extensions=[*limits, lambda: MaskErrors(should_mask_error=_is_internal)],
+    )
+
+
+# With the default settings: what the SDL snapshot locks, and what tests execute against.
+schema = build_schema(QueryApiSettings.model_construct())

@@ -29,3 +29,24 @@ class QueryApiSettings(BaseSettings):
         description="Operations one WebSocket may have running at once; one more is refused "
         "with an error message.",
     )
+    max_subscriptions_per_tenant: int = Field(
+        default=200,
+        ge=1,
+        description="Subscriptions one tenant may have open at once across this process, on "
+        "every socket; one more is refused with an error naming the limit.",
+    )
+    max_query_cost: int = Field(
+        default=50_000,
+        ge=1,
+        description="The most an operation may cost (query_api/cost.py: weights per field, "
+        "multiplied by page sizes); a costlier one is refused with its cost and the limit.",
+    )
+    introspection: bool = Field(
+        default=True, description="Whether the schema may be introspected (GraphiQL needs it)."
+    )
+    rate_per_second: float = Field(
+        default=200.0, gt=0, description="Sustained HTTP queries per tenant (per process)."
+    )
+    rate_burst: int = Field(
+        default=400, ge=1, description="HTTP queries a tenant may send at once (per process)."
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing, nullcontext
 
 import strawberry
 from strawberry.types import Info
@@ -12,6 +12,12 @@ from query_api import live
 from query_api.context import ReadContext
 from query_api.event_types import EVENT_PAGES, EventEdge
 from query_api.run_types import Run
+
+
+def _slot(context: ReadContext) -> AbstractContextManager[None]:
+    """One of the tenant's subscription slots, held while the subscription runs."""
+    counted = context.subscriptions
+    return counted.slot(context.tenant) if counted is not None else nullcontext()
 
 
 @strawberry.type
@@ -26,9 +32,10 @@ class Subscription:
     async def run_updated(
         self, info: Info[ReadContext, None], id: strawberry.ID
     ) -> AsyncGenerator[Run, None]:
-        async with aclosing(live.run_updates(info.context, str(id))) as rows:
-            async for row in rows:
-                yield Run.of(row)
+        with _slot(info.context):
+            async with aclosing(live.run_updates(info.context, str(id))) as rows:
+                async for row in rows:
+                    yield Run.of(row)
 
     @strawberry.subscription(
         description="The run's events in log order, then each new one as it is projected; "
@@ -39,6 +46,7 @@ class Subscription:
     async def run_events(
         self, info: Info[ReadContext, None], id: strawberry.ID, after: str | None = None
     ) -> AsyncGenerator[EventEdge, None]:
-        async with aclosing(live.run_events(info.context, str(id), after)) as rows:
-            async for row in rows:
-                yield EVENT_PAGES.edge(row)
+        with _slot(info.context):
+            async with aclosing(live.run_events(info.context, str(id), after)) as rows:
+                async for row in rows:
+                    yield EVENT_PAGES.edge(row)

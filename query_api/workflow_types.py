@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from query_api import db
 from query_api.context import ReadContext
-from query_api.pagination import Keyset, PageInfo, Pages, str_key
+from query_api.pagination import MAX_PAGE, Keyset, PageInfo, Pages, page_size, str_key
 from query_api.rows import from_row
 
 
@@ -35,9 +35,18 @@ class Workflow:
         """A ``workflows`` row."""
         return from_row(Workflow, r, id=r["workflow_id"])
 
-    @strawberry.field
-    async def versions(self, info: Info[ReadContext, None]) -> list[WorkflowVersion]:
-        rows = await db.versions_of(info.context.pool, info.context.tenant, self.id)
+    @strawberry.field(description="Published versions, oldest first.")
+    async def versions(
+        self,
+        info: Info[ReadContext, None],
+        first: Annotated[
+            int,
+            strawberry.argument(description="How many to return, at most (1 to 500)."),
+        ] = MAX_PAGE,
+    ) -> list[WorkflowVersion]:
+        rows = await db.versions_of(
+            info.context.pool, info.context.tenant, self.id, page_size(first)
+        )
         return [from_row(WorkflowVersion, r) for r in rows]
 
 

@@ -24,7 +24,7 @@ from command_api.errors import (
     Unauthorized,
 )
 from command_api.idempotency import keyed_id, request_hash
-from command_api.ratelimit import TokenBuckets
+from infra.ratelimit import TokenBuckets
 from schemas import InvalidWorkflow, PublishWorkflow
 from schemas.values import loads_strict
 

@@ -29,9 +29,9 @@ from command_api.app import create_app
 from command_api.context import CommandContext, principal_of
 from command_api.door import DoorRoute, parsed_body
 from command_api.errors import InvalidInput
-from command_api.ratelimit import TokenBuckets
 from command_api.routes import _record, router
 from command_api.settings import CommandApiSettings
+from infra.ratelimit import TokenBuckets
 from schemas import (
     Actor,
     CancelRun,

@@ -54,7 +54,7 @@ async def test_nodes_of_many_runs_are_loaded_in_one_query(
         counting = CountingPool(pool)
         context = SimpleNamespace(pool=counting, tenant=tenant, nodes=nodes_loader(counting))
         result = await schema.execute(
-            "{ runs(first: 50) { edges { node { id nodes { id output } } } } }",
+            "{ runs(first: 20) { edges { node { id nodes(first: 10) { id output } } } } }",
             context_value=context,
         )
     finally:

@@ -1,5 +1,5 @@
-"""A token bucket per tenant, in process. One command API process per host here; behind a
-load balancer each process enforces its share."""
+"""A token bucket per tenant, in process, for the command API and the query API alike. One
+process of each per host here; behind a load balancer each process enforces its share."""
 
 from __future__ import annotations
 
