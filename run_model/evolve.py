@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from run_model.agent_policy import agent_proposer
 from run_model.forking import fork_state
 from run_model.state import Approval, NodeState, NodeStatus, RunState, RunStatus
 from schemas.envelope import Event
@@ -23,6 +24,8 @@ from schemas.events import (
     NodeSucceeded,
     PatchApplied,
     PatchAppliedPayload,
+    PatchRejected,
+    PatchSubmitted,
     RunCancelled,
     RunCancelRequested,
     RunCompleted,
@@ -168,8 +171,14 @@ def _apply(state: RunState, event: Event) -> None:
         if node is not None:
             node.status = NodeStatus.SKIPPED
             node.skip_reason = event.payload.reason
+    elif isinstance(event, PatchSubmitted):
+        proposer = agent_proposer(event)
+        if proposer is not None:
+            state.proposals = {**state.proposals, event.event_id: proposer}
     elif isinstance(event, PatchApplied):
         _patched(state, event.payload)
+    elif isinstance(event, PatchRejected):
+        state.proposals = _without(state.proposals, [event.payload.patch_id])
     elif isinstance(event, RunCancelRequested):
         state.cancel_requested = True
     elif isinstance(event, RunCompleted):
@@ -181,9 +190,9 @@ def _apply(state: RunState, event: Event) -> None:
         state.status = RunStatus.CANCELLED
         state.reason = event.payload.reason
     # RunSubmitted or RunForked again (another id for the same run), RunWarning, TimerFired
-    # (a wake-up; the decider reads it), ApprovalSubmitted and PatchSubmitted (judged by the
-    # decider), ApprovalRefused, PatchRejected, ModelCalled and event types this coordinator
-    # does not route on are recorded as applied and change nothing else.
+    # (a wake-up; the decider reads it), ApprovalSubmitted (judged by the decider),
+    # ApprovalRefused, ModelCalled and event types this coordinator does not route on are
+    # recorded as applied and change nothing else.
 
 
 def _patched(state: RunState, p: PatchAppliedPayload) -> None:
@@ -200,3 +209,17 @@ def _patched(state: RunState, p: PatchAppliedPayload) -> None:
         *state.agent_spawns,
         *(n for n in p.agent_spawns if n not in state.agent_spawns),
     ]
+    # Who wrote each node: the agent that proposed this patch for what it added or changed,
+    # nobody's (a person's) if a person did; a removed node is nobody's any more.
+    proposer = state.proposals.get(p.patch_id)
+    written = [*p.added_nodes, *p.changed_nodes]
+    authored = _without(state.authored_by, [*p.removed_nodes, *written])
+    if proposer is not None:
+        authored.update(dict.fromkeys(written, proposer))
+    state.authored_by = authored
+    state.proposals = _without(state.proposals, [p.patch_id])
+
+
+def _without(mapping: dict[str, str], keys: Iterable[str]) -> dict[str, str]:
+    gone = set(keys)
+    return {k: v for k, v in mapping.items() if k not in gone}

@@ -14,7 +14,9 @@ broken rule is given back as a reason, worded so that a person or a model can fi
 - every node added or left without predecessors was a root already: a node that nothing
   leads to would never start (every node stays reachable from the run's start);
 - bounds per run: nodes, applied patches, and agent nodes added on agents' proposals (the
-  spawn limit), so a model steered by what it read cannot grow a run without end.
+  spawn limit), so a model steered by what it read cannot grow a run without end;
+- an agent's patch leaves alone what it did not add, and gives no node a tool
+  (``run_model.agent_policy``, whose rules each reason names).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import jsonpatch
 import jsonpointer
 from pydantic import ValidationError
 
+from run_model.agent_policy import agent_policy_reasons, is_agent_patch
+from run_model.patch_diff import PatchDiff, edge_text
 from run_model.state import NodeStatus, RunState
 from schemas.canonical import canonical_json
 from schemas.commands import MAX_PATCH_OPS
@@ -73,8 +77,6 @@ class Refused:
 
 Verdict = Accepted | Refused
 
-_EDGE = tuple[str, str, str | None]
-
 
 def judge(state: RunState, submitted: PatchSubmitted, limits: PatchLimits) -> Verdict:
     """The verdict on ``submitted`` for the run in ``state`` (not finished)."""
@@ -117,9 +119,13 @@ def judge(state: RunState, submitted: PatchSubmitted, limits: PatchLimits) -> Ve
         return Refused([_shape_reason(err) for err in e.errors()])
     new = definition.canonical()
     old = WorkflowDefinition.model_validate(current).canonical()
-    diff = _Diff(old, new)
+    diff = PatchDiff(old, new)
     # What may not change comes first: it is what an author most needs to hear.
-    reasons = [*_frozen_reasons(state, diff), *validate_graph(definition)]
+    reasons = [
+        *_frozen_reasons(state, diff),
+        *agent_policy_reasons(state, submitted, diff),
+        *validate_graph(definition),
+    ]
     if len(definition.nodes) > limits.max_nodes:
         reasons.append(
             f"the patched workflow has {len(definition.nodes)} nodes; a run may have at most "
@@ -173,31 +179,6 @@ def _shape_reason(err: Any) -> str:
     return f"the patched definition is not valid at {path}: {err['msg']}"
 
 
-class _Diff:
-    """What a patch changes, by node and by edge."""
-
-    def __init__(self, old: dict[str, Any], new: dict[str, Any]) -> None:
-        self.old_nodes = {n["id"]: n for n in old["nodes"]}
-        self.new_nodes = {n["id"]: n for n in new["nodes"]}
-        self.old_edges = _edges(old)
-        self.new_edges = _edges(new)
-        self.added = [i for i in self.new_nodes if i not in self.old_nodes]
-        self.removed = [i for i in self.old_nodes if i not in self.new_nodes]
-        self.changed = [
-            i for i, n in self.new_nodes.items() if i in self.old_nodes and self.old_nodes[i] != n
-        ]
-
-    def roots(self, which: str) -> set[str]:
-        nodes, edges = (
-            (self.old_nodes, self.old_edges) if which == "old" else (self.new_nodes, self.new_edges)
-        )
-        return set(nodes) - {to for _, to, _ in edges}
-
-
-def _edges(definition: dict[str, Any]) -> list[_EDGE]:
-    return [(e["from"], e["to"], e.get("when")) for e in definition.get("edges", [])]
-
-
 def _where(state: RunState, node_id: str) -> str | None:
     """How far a node has got, in words, if it is past changing (None while PENDING)."""
     node = state.nodes.get(node_id)
@@ -213,7 +194,7 @@ def _where(state: RunState, node_id: str) -> str | None:
     return f"has started ({status.value})"
 
 
-def _frozen_reasons(state: RunState, diff: _Diff) -> list[str]:
+def _frozen_reasons(state: RunState, diff: PatchDiff) -> list[str]:
     reasons = []
     for node_id in diff.removed:
         where = _where(state, node_id)
@@ -226,36 +207,25 @@ def _frozen_reasons(state: RunState, diff: _Diff) -> list[str]:
                 f"node {node_id!r} cannot be changed: it {where}; only nodes not yet "
                 "scheduled can change"
             )
-    kept = set(diff.new_edges)
-    for edge in diff.old_edges:
-        if edge in kept:
-            continue
+    for edge in diff.edges_removed():
         for end in dict.fromkeys(edge[:2]):
             where = _where(state, end) if end in diff.new_nodes else None
             if where:
                 reasons.append(
-                    f"edge {_edge_text(edge)} cannot be removed or changed: node {end!r} {where}"
+                    f"edge {edge_text(edge)} cannot be removed or changed: node {end!r} {where}"
                 )
                 break
-    before = set(diff.old_edges)
-    for edge in diff.new_edges:
-        if edge in before:
-            continue
+    for edge in diff.edges_added():
         where = _where(state, edge[1])
         if where:
             reasons.append(
-                f"edge {_edge_text(edge)} cannot be added: node {edge[1]!r} {where}, so what "
+                f"edge {edge_text(edge)} cannot be added: node {edge[1]!r} {where}, so what "
                 "leads to it is settled"
             )
     return reasons
 
 
-def _edge_text(edge: _EDGE) -> str:
-    source, target, when = edge
-    return f"{source} -> {target}" + (f" (when {when})" if when is not None else "")
-
-
-def _root_reasons(state: RunState, diff: _Diff) -> list[str]:
+def _root_reasons(state: RunState, diff: PatchDiff) -> list[str]:
     """Nodes yet to start that the patch leaves with nothing leading to them."""
     new_roots = diff.roots("new") - diff.roots("old")
     orphans = [n for n in diff.new_nodes if n in new_roots and _where(state, n) is None]
@@ -266,13 +236,9 @@ def _root_reasons(state: RunState, diff: _Diff) -> list[str]:
     ]
 
 
-def _is_agent_patch(submitted: PatchSubmitted) -> bool:
-    return submitted.actor.kind == "agent"
-
-
-def _spawns(submitted: PatchSubmitted, diff: _Diff) -> list[str]:
+def _spawns(submitted: PatchSubmitted, diff: PatchDiff) -> list[str]:
     """Agent nodes this patch adds (or makes of a pending node) on an agent's proposal."""
-    if not _is_agent_patch(submitted):
+    if not is_agent_patch(submitted):
         return []
     return [
         node_id
@@ -283,7 +249,7 @@ def _spawns(submitted: PatchSubmitted, diff: _Diff) -> list[str]:
 
 
 def _spawn_reasons(
-    state: RunState, submitted: PatchSubmitted, diff: _Diff, limits: PatchLimits
+    state: RunState, submitted: PatchSubmitted, diff: PatchDiff, limits: PatchLimits
 ) -> list[str]:
     new = [n for n in _spawns(submitted, diff) if n not in state.agent_spawns]
     had = len(state.agent_spawns)

@@ -134,6 +134,18 @@ class RunState(BaseModel):
         default_factory=list,
         description="Agent nodes added on agents' proposals (the spawn limit counts them).",
     )
+    proposals: dict[str, str] = Field(
+        default_factory=dict,
+        description="Patch id -> the agent node that proposed it, from its PatchSubmitted "
+        "until its verdict is folded in: what tells the fold of a PatchApplied whose nodes "
+        "they are (the applied event itself names only the coordinator).",
+    )
+    authored_by: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node -> the agent node whose applied patch last added or changed it. "
+        "An agent's patch may change only the nodes it wrote (``run_model.agent_policy``); "
+        "a person's change of a node makes it the person's again.",
+    )
     cancel_requested: bool = False
     reason: str | None = Field(None, description="Why the run failed or was cancelled.")
 

@@ -16,6 +16,7 @@ from openai import AsyncOpenAI
 
 from infra.scripted_llm.client import ScriptedLLMClient
 from infra.scripted_llm.serve import Running
+from run_model.agent_policy import RULES
 from schemas.canonical import canonical_json
 from schemas.compiler import compile_workflow, definition_version
 from schemas.envelope import Event, system_actor
@@ -34,6 +35,7 @@ from workers.agent.calls import RetryPolicy
 from workers.agent.handler import AgentHandler
 from workers.agent.patching import PatchCall, patch_id
 from workers.agent.prompt import SYSTEM_PREFIX, RunDefinition, first_messages
+from workers.agent.tools import PATCH_WORKFLOW, definitions
 from workers.agent.verdicts import Verdict, VerdictQuery
 from workers.errors import NodeError
 from workers.handlers import Job
@@ -439,3 +441,10 @@ async def test_a_node_without_the_tool_sees_no_definition(
     [request] = await admin.requests(t)
     assert "workflow definition" not in request["body"]["messages"][1]["content"]
     assert [tool["function"]["name"] for tool in request["body"]["tools"]] == ["finish"]
+
+
+def test_the_patch_tool_tells_the_model_every_rule_up_front() -> None:
+    (tool,) = [d for d in definitions((PATCH_WORKFLOW,)) if d["function"]["name"] == PATCH_WORKFLOW]
+    description = tool["function"]["description"]
+    for rule in RULES:
+        assert rule in description, rule

@@ -4,8 +4,10 @@ A run of a random DAG is driven to its end by a worker that answers tasks in a r
 while random patches arrive at random moments: nodes added after any node and before any
 other, nodes removed, garbage operations; some events are delivered twice. Whatever the
 verdicts, what has been scheduled never changes (its definition and what leads to it), a
-refused patch changes nothing, the state's IR is always its definition compiled, and the run
-completes with every node of its last version run after all its predecessors, exactly once.
+refused patch changes nothing, a person is never refused by the agents' policy and an agent
+(node n0) never changes what it did not add, the state's IR is always its definition
+compiled, and the run completes with every node of its last version run after all its
+predecessors, exactly once.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from run_model import NodeStatus, RunState, RunStatus, step
 from run_model.testing import EPOCH, build_ir, patch_submitted, run_submitted, started, succeeded
 from schemas.compiler import compile_workflow
 from schemas.envelope import Event
-from schemas.events import NodeScheduled, NodeSkipped, NodeSucceeded, PatchApplied, RunCompleted
+from schemas.events import (
+    NodeScheduled,
+    NodeSkipped,
+    NodeSucceeded,
+    PatchApplied,
+    PatchRejected,
+    RunCompleted,
+)
 from schemas.workflow import WorkflowDefinition
 
 
@@ -56,6 +65,22 @@ def incoming(definition: dict[str, Any], node_id: str) -> set[tuple[str, str | N
     return {(e["from"], e.get("when")) for e in definition["edges"] if e["to"] == node_id}
 
 
+def check_policy(before: RunState, events: list[Event], agent: str | None) -> None:
+    """A person's patch is never refused by the agents' policy; an agent's applied patch left
+    every node it did not add, and what leads to it, as it was."""
+    for event in events:
+        if isinstance(event, PatchRejected) and agent is None:
+            assert not any("(rule: agent-" in r for r in event.payload.reasons)
+        if isinstance(event, PatchApplied) and agent is not None:
+            old, new = before.current_definition(), event.payload.definition
+            old_nodes = {n["id"]: n for n in old["nodes"]}
+            new_nodes = {n["id"]: n for n in new["nodes"]}
+            own = {n for n, author in before.authored_by.items() if author == agent}
+            for node_id in set(old_nodes) - own:
+                assert new_nodes.get(node_id) == old_nodes[node_id], node_id
+                assert incoming(new, node_id) == incoming(old, node_id), node_id
+
+
 def check_patch(before: RunState, after: RunState, events: list[Event]) -> None:
     if after.patches:  # the first version's IR is the test's own (``build_ir``)
         assert after.ir == compile_workflow(WorkflowDefinition.model_validate(after.definition))
@@ -78,9 +103,9 @@ def check_patch(before: RunState, after: RunState, events: list[Event]) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(2, 12), st.randoms(use_true_random=False))
+@given(st.integers(2, 12), st.randoms(use_true_random=False), st.sampled_from([None, "n0"]))
 def test_random_patches_of_live_runs_keep_the_past_and_the_run_completes(
-    n: int, rng: random.Random
+    n: int, rng: random.Random, agent: str | None
 ) -> None:
     nodes = {f"n{i}": "noop" for i in range(n)}
     edges: list[tuple[str, str]] = [
@@ -98,13 +123,14 @@ def test_random_patches_of_live_runs_keep_the_past_and_the_run_completes(
         else:
             serial += 1
             ops = random_patch(rng, state.current_definition(), serial)
-            incoming_events = [patch_submitted("run-1", ops, tag=str(serial))]
+            incoming_events = [patch_submitted("run-1", ops, agent_node=agent, tag=str(serial))]
         again = [rng.choice(log)] if log and rng.random() < 0.2 else []  # a duplicate, an echo
         for event in [*incoming_events, *again]:
             before = state
             state, decision = step(state, event, EPOCH)
             assert state is not None
             check_patch(before, state, decision.events)
+            check_policy(before, decision.events, agent)
             if event not in again:
                 log.append(event)
             assert not (event in again and decision), "a duplicate was decided on again"

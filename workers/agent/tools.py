@@ -50,9 +50,14 @@ _DEFINITIONS: dict[str, dict[str, Any]] = {
             '{"nodes": [{"id", "type", "config", "retry"?, "timeout_s"?}, ...], '
             '"edges": [{"from", "to", "when"?}, ...]}. Node types: noop, transform, http, '
             "agent, hitl, condition. Nodes that already ran cannot change and the graph "
-            "must stay acyclic. The patch applies whole or not at all: the answer says "
-            "'accepted' with the run's new version and definition, or 'refused' with the "
-            "reasons, which say what to correct.",
+            "must stay acyclic. As an agent you may add nodes, and edges into the nodes you "
+            "add (from any node); you may not change any part of, or remove, a node you did "
+            "not add (rules agent-may-not-change-others-nodes, "
+            "agent-may-not-remove-others-nodes), nor add, remove or change an edge into one "
+            "(agent-may-not-reroute-others-nodes), nor give any node `tools` "
+            "(agent-may-not-give-tools). The patch applies whole or not at all: the answer "
+            "says 'accepted' with the run's new version and definition, or 'refused' with "
+            "the reasons, which name the rule and say what to correct.",
             "parameters": {
                 "type": "object",
                 "properties": {
