@@ -29,9 +29,14 @@ The rules, each named in the reason that a refusal gives, so a model can act on 
   do not change), not even a node the agent owns. The only tool a node can be given is
   ``patch_workflow`` itself, so an allowlist would be empty: none it is.
 
+- ``agent-may-not-read-secrets``: no node the agent adds or changes reads a secret
+  (``{{ secrets.NAME }}``). A worker resolves a secret for any node of the tenant's run, so
+  an added http node reading one could send it anywhere public; the secrets a run uses are
+  the ones its people wrote into it.
+
 Adding nodes of any type stays allowed (the issue's default): an added http node holds only
-what the agent itself wrote, never a person's credentials, and the spawn limit bounds added
-agents.
+what the agent itself wrote, never a person's credentials or the tenant's secrets, and the
+spawn limit bounds added agents.
 """
 
 from __future__ import annotations
@@ -41,12 +46,14 @@ from typing import Any
 from run_model.patch_diff import Edge, PatchDiff, edge_text
 from run_model.state import RunState
 from schemas.events import PatchSubmitted
+from schemas.secret_refs import SecretReferenceError, secret_references
 
 CHANGE_OTHERS = "agent-may-not-change-others-nodes"
 REMOVE_OTHERS = "agent-may-not-remove-others-nodes"
 REROUTE_OTHERS = "agent-may-not-reroute-others-nodes"
 GIVE_TOOLS = "agent-may-not-give-tools"
-RULES: tuple[str, ...] = (CHANGE_OTHERS, REMOVE_OTHERS, REROUTE_OTHERS, GIVE_TOOLS)
+READ_SECRETS = "agent-may-not-read-secrets"
+RULES: tuple[str, ...] = (CHANGE_OTHERS, REMOVE_OTHERS, REROUTE_OTHERS, GIVE_TOOLS, READ_SECRETS)
 
 # A node's parts, as a definition names them, in the order a reason lists them.
 _NODE_PARTS = ("type", "config", "retry", "timeout_s")
@@ -90,7 +97,16 @@ def agent_policy_reasons(state: RunState, submitted: PatchSubmitted, diff: Patch
         before = diff.old_nodes.get(node_id, {}).get("config", {}).get("tools")
         if tools not in (None, []) and tools != before:
             reasons.append(_tools(node_id, tools))
+        if _reads_secrets(diff.new_nodes[node_id]):
+            reasons.append(_secrets(node_id))
     return reasons
+
+
+def _reads_secrets(node: dict[str, Any]) -> bool:
+    try:
+        return bool(secret_references(node.get("config")))
+    except SecretReferenceError:  # refused by the graph check too; read as a reference
+        return True
 
 
 def _removed(node_id: str) -> str:
@@ -116,6 +132,14 @@ def _rerouted(verb: str, edge: Edge) -> str:
         f"agent patches may not {action} the edge {edge_text(edge)}: node {edge[1]!r} was not "
         f"added by the agent, and what leads to it decides whether it runs (rule: "
         f"{REROUTE_OTHERS}); edges may lead only into nodes the agent adds"
+    )
+
+
+def _secrets(node_id: str) -> str:
+    return (
+        f"agent patches may not make a node read a secret: node {node_id!r} refers to "
+        f"'secrets' (rule: {READ_SECRETS}): leave secrets out; if the work needs one, ask a "
+        "person to add the node"
     )
 
 

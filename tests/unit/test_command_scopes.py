@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from command_api.ratelimit import TokenBuckets
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
@@ -14,7 +15,6 @@ from auth import SCOPES, Principal
 from auth.scopes import DEFAULT_SCOPES
 from command_api.app import create_app
 from command_api.context import CommandContext, principal_of
-from command_api.ratelimit import TokenBuckets
 from command_api.settings import CommandApiSettings
 
 # The scope each route needs (T17's shared decisions).

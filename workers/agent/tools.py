@@ -55,7 +55,8 @@ _DEFINITIONS: dict[str, dict[str, Any]] = {
             "not add (rules agent-may-not-change-others-nodes, "
             "agent-may-not-remove-others-nodes), nor add, remove or change an edge into one "
             "(agent-may-not-reroute-others-nodes), nor give any node `tools` "
-            "(agent-may-not-give-tools). The patch applies whole or not at all: the answer "
+            "(agent-may-not-give-tools), nor make a node read `secrets` "
+            "(agent-may-not-read-secrets). The patch applies whole or not at all: the answer "
             "says 'accepted' with the run's new version and definition, or 'refused' with "
             "the reasons, which name the rule and say what to correct.",
             "parameters": {
