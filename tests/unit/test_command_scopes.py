@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from command_api.ratelimit import TokenBuckets
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
@@ -16,6 +15,7 @@ from auth.scopes import DEFAULT_SCOPES
 from command_api.app import create_app
 from command_api.context import CommandContext, principal_of
 from command_api.settings import CommandApiSettings
+from infra.ratelimit import TokenBuckets
 
 # The scope each route needs (T17's shared decisions).
 ROUTE_SCOPES = {
@@ -28,6 +28,9 @@ ROUTE_SCOPES = {
     ("POST", "/v1/keys"): "admin",
     ("GET", "/v1/keys"): "admin",
     ("DELETE", "/v1/keys/{key_id}"): "admin",
+    ("PUT", "/v1/secrets/{name}"): "admin",
+    ("GET", "/v1/secrets"): "admin",
+    ("DELETE", "/v1/secrets/{name}"): "admin",
 }
 
 # A valid call of each route: a refusal by scope must come before anything else looks deeper.
@@ -50,6 +53,9 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("POST", "/v1/keys"): ("/v1/keys", {"scopes": ["read"]}),
     ("GET", "/v1/keys"): ("/v1/keys", None),
     ("DELETE", "/v1/keys/{key_id}"): ("/v1/keys/0123456789ab", None),
+    ("PUT", "/v1/secrets/{name}"): ("/v1/secrets/TOKEN", {"value": "v"}),
+    ("GET", "/v1/secrets"): ("/v1/secrets", None),
+    ("DELETE", "/v1/secrets/{name}"): ("/v1/secrets/TOKEN", None),
 }
 
 
@@ -71,6 +77,7 @@ def _client(scopes: frozenset[str], pool: Any = None, tenant: str = "acme") -> T
         cas=Unreachable(),  # type: ignore[arg-type]
         settings=settings,
         buckets=TokenBuckets(settings.rate_per_second, settings.rate_burst),
+        secrets=Unreachable(),  # type: ignore[arg-type]
     )
     return TestClient(app, raise_server_exceptions=False)
 
