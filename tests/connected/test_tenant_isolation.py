@@ -5,6 +5,7 @@ ids and names (UUID-shaped ones included). Nothing of the first tenant is read o
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -164,7 +165,11 @@ async def test_another_tenant_reads_and_changes_nothing(
     for target in (run_id, fork_id):
         calls = [
             ("post", f"/v1/runs/{target}/cancel", {"reason": "mine now"}),
-            ("post", f"/v1/runs/{target}/patches", {"patch": [], "reason": "x"}),
+            (
+                "post",
+                f"/v1/runs/{target}/patches",
+                {"patch": [{"op": "remove", "path": "/nodes/0"}], "reason": "x"},
+            ),
             ("post", f"/v1/runs/{target}/approvals/review", {"decision": "approve"}),
             ("post", f"/v1/runs/{target}/forks", {"at": "1"}),
         ]
@@ -214,7 +219,7 @@ async def test_another_tenant_reads_and_changes_nothing(
         ("events", "tail", "--run", run_id, "--lines", "5"),
         ("runs", "submit", wf),
     ):
-        code, out = _cli(intruder.key, *args)
+        code, out = await asyncio.to_thread(_cli, intruder.key, *args)  # the CLI runs a loop
         assert code != 0, (args, out)
         assert "not found" in out, (args, out)
         assert "prepare" not in out and "review" not in out, (args, out)
