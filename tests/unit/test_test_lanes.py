@@ -39,3 +39,13 @@ def test_every_test_under_tests_connected_is_marked_connected() -> None:
         "tests under tests/connected without the connected marker (add "
         "`pytestmark = pytest.mark.connected` to their module): " + ", ".join(unmarked)
     )
+
+
+def test_no_two_test_modules_share_a_name() -> None:
+    # pytest imports test modules by basename (rootdir-relative, no packages): a second
+    # tests/**/test_x.py stops the whole suite at collection, and only the full run (both
+    # lanes at once) meets it, not the pure lane.
+    names: dict[str, list[str]] = {}
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {n: p for n, p in names.items() if len(p) > 1} == {}
