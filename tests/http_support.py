@@ -60,6 +60,9 @@ class LoopbackServer:
     port: int = 0
     # Path -> (content type, body): answers a test sets up (``/canned/...``).
     canned: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    # Open client connections: closed when the server stops, so a client's kept-alive
+    # connection cannot reach this server's handler after the next test binds the port.
+    connections: set[socket.socket] = field(default_factory=set, repr=False)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[LoopbackServer]:
@@ -74,6 +77,9 @@ class LoopbackServer:
         finally:
             server.shutdown()
             server.server_close()
+            for conn in list(self.connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
 
     @property
     def base(self) -> str:
@@ -96,6 +102,14 @@ def _handler(owner: LoopbackServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: object) -> None:
             return None
+
+        def setup(self) -> None:
+            super().setup()
+            owner.connections.add(self.connection)
+
+        def finish(self) -> None:
+            owner.connections.discard(self.connection)
+            super().finish()
 
         def _answer(self) -> None:
             length = int(self.headers.get("content-length") or 0)

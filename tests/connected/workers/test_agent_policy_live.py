@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+
 from infra.scripted_llm.client import ScriptedLLMClient
 from schemas.workflow import PATCH_TOOL
 from tests.connected.workers.test_agent_patches_live import (
@@ -22,6 +24,8 @@ from tests.connected.workers.test_agent_patches_live import (
 )
 from tests.helpers import eventually
 from tests.http_support import LoopbackServer
+
+pytestmark = pytest.mark.connected
 
 PATCHES = """query($id: ID!) { run(id: $id) { patches { status rejectedReasons } } }"""
 
