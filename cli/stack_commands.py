@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
+from infra.instances import SCALABLE, ScaleError, parse_scale
 from infra.scripted_llm.mode import notice as scripted_model_notice
 from infra.scripted_llm.mode import uses_scripted_model
 from infra.settings import Settings
@@ -71,11 +72,21 @@ def up(
     infra_only: bool = typer.Option(
         False, "--infra-only", help="Only Kafka, PostgreSQL and MinIO, not AOB's services."
     ),
+    scale: str | None = typer.Option(
+        None,
+        "--scale",
+        help="Instances per service, e.g. coordinator=2,workers=2,projections=2 "
+        f"(of {', '.join(SCALABLE)}; kept until `aob down`).",
+    ),
 ) -> None:
     """Start what is missing (Kafka, PostgreSQL, MinIO, the services); print the URLs."""
     stack = _stack()
+    try:
+        wanted = parse_scale(scale) if scale is not None else None
+    except ScaleError as e:
+        raise typer.BadParameter(str(e), param_hint="--scale") from None
     started = time.monotonic()
-    comps = asyncio.run(stack.up(infra_only=infra_only))
+    comps = asyncio.run(stack.up(infra_only=infra_only, scale=wanted))
     console.print(f"[bold green]AOB is up[/] in {time.monotonic() - started:.1f}s")
     urls = stack.urls()
     table = Table(show_header=False, box=None)

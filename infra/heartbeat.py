@@ -11,13 +11,15 @@ import asyncio
 import time
 from pathlib import Path
 
+from infra.instances import instance_name
 from infra.settings import Settings
 
 INTERVAL_S = 2.0
 
 
 def heartbeat_path(settings: Settings, name: str) -> Path:
-    return settings.home / "run" / f"{name}.heartbeat"
+    """The file of ``name``'s instance ``settings.instance`` (``infra.instances``)."""
+    return settings.home / "run" / f"{instance_name(name, settings.instance)}.heartbeat"
 
 
 async def beat(settings: Settings, name: str, interval: float = INTERVAL_S) -> None:

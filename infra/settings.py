@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # The community MinIO server ships as source only; this pseudo-version pins one commit.
     minio_version: str = "v0.0.0-20260212201848-7aac2a2c5b7c"
     topic_partitions: int = Field(4, ge=1)
+    # Which instance of its service this process is (infra.instances): 1 unless
+    # `aob up --scale` started several.
+    instance: int = Field(1, ge=1)
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import faust
 
+from infra.instances import instance_name
 from infra.settings import Settings
 from processors.config import TABLE_NAME, CoordinatorConfig
 from schemas.events import MAX_RECORD_BYTES
@@ -46,7 +47,7 @@ def create_app(settings: Settings, config: CoordinatorConfig) -> CoordinatorApp:
         # expire before it gets the partitions back: 60 s by default, 10 s here.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
-        datadir=str(settings.home / "faust" / config.app_id),
+        datadir=str(settings.home / "faust" / instance_name(config.app_id, settings.instance)),
         # faust's default (1,000,000) is less than an event of MAX_EVENT_BYTES with its key
         # and headers; the coordinator checks every record against this before sending it.
         producer_max_request_size=MAX_RECORD_BYTES,

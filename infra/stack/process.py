@@ -40,6 +40,7 @@ class ServiceSpec:
     cwd: Path | None = None
     match: str | None = None
     start_timeout: float = 60.0
+    metrics_url: str | None = None  # where it serves Prometheus text, if it does
     stop_timeout: float = 15.0
 
     @property

@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import httpx
 
+from infra.instances import instance_name
+from infra.metrics import metrics_url
 from infra.scripted_llm.mode import uses_scripted_model
 from infra.scripted_llm.mode import worker_env as scripted_model_env
 from infra.settings import Settings
@@ -54,16 +56,18 @@ def _python_service(
     from infra.stack.process import owned_pid, pid_file
 
     match = f"-m {module}"
+    instance = instance_name(name, settings.instance)  # infra.instances
 
     async def healthy() -> bool:
         if url is not None:
             return await http_ok(f"{url}/healthz")
         # A fresh heartbeat left by a process that just died must not pass for a live one.
-        alive = owned_pid(pid_file(settings, name), match) is not None
+        alive = owned_pid(pid_file(settings, instance), match) is not None
         return alive and is_fresh(settings, name)
 
     return ServiceSpec(
-        name=name,
+        name=instance,
+        metrics_url=metrics_url(settings, name),
         argv=[sys.executable, "-m", module],
         health=healthy,
         url=url,

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from infra.metrics import metrics_url
+from infra.instances import for_instance, save_scale, saved_scale
 from infra.settings import Settings
 from infra.stack import kafka, minio, postgres
 from infra.stack.errors import MissingPrerequisite, StackError
@@ -73,14 +73,22 @@ class Stack:
 
     # --- description -------------------------------------------------------------------
     def services(self) -> list[ServiceSpec]:
-        env = settings_env(self.settings)
+        """Every process of AOB's services, the instances ``aob up --scale`` asked for
+        included (``infra.instances``), in start order."""
+        scale = saved_scale(self.settings)
         specs = []
         for factory in self._service_factories:
-            spec = factory(self.settings)
-            if spec is None:  # not wanted in this configuration
+            first = factory(self.settings)
+            if first is None:  # not wanted in this configuration
                 continue
-            spec.env = {**env, **spec.env}
-            specs.append(spec)
+            count = scale.get(first.name, 1)
+            for i in range(1, count + 1):
+                settings = for_instance(self.settings, i)
+                spec = first if i == 1 else factory(settings)
+                if spec is None:
+                    continue
+                spec.env = {**settings_env(settings), **spec.env}
+                specs.append(spec)
         return specs
 
     def external(self, name: str) -> bool:
@@ -117,10 +125,23 @@ class Stack:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # --- up -----------------------------------------------------------------------------
-    async def up(self, infra_only: bool = False) -> list[ComponentStatus]:
+    async def up(
+        self, infra_only: bool = False, scale: dict[str, int] | None = None
+    ) -> list[ComponentStatus]:
+        """Start what is missing. ``scale`` (``infra.instances``): how many instances of
+        each service to run from now on; instances beyond it are stopped. None: the scale
+        asked for last."""
         s = self.settings
         s.home.mkdir(parents=True, exist_ok=True)
         with self._lock():
+            if scale is not None:
+                before = self.services()
+                save_scale(s, {**saved_scale(s), **scale})
+                wanted = {spec.name for spec in self.services()}
+                for spec in reversed(before):
+                    if spec.name not in wanted:
+                        with self.progress.step(f"stopping {spec.name}…"):
+                            await asyncio.to_thread(stop_spec, s, spec)
             await self._prerequisites()
             await asyncio.gather(self._kafka_up(), self._postgres_up(), self._minio_up())
             await self._topics_and_bucket()
@@ -232,6 +253,7 @@ class Stack:
             for spec in reversed(self.services()):
                 if await asyncio.to_thread(stop_spec, s, spec):
                     stopped.append(spec.name)
+            save_scale(s, {})  # the next `aob up` starts one of each unless told otherwise
             specs = [kafka.spec(s), minio.spec(s)]
             results = await asyncio.gather(
                 *(asyncio.to_thread(stop_spec, s, spec) for spec in specs),
@@ -274,9 +296,7 @@ class Stack:
         """A component the stack runs as one process with a pid file (all but PostgreSQL,
         whose postmaster keeps its own); managed unless the settings point at someone else's."""
         pid = owned_pid(pid_file(self.settings, name), spec.cmdline_match)
-        return ComponentStatus(
-            name, running, pid, url, not self.external(name), metrics_url(self.settings, name)
-        )
+        return ComponentStatus(name, running, pid, url, not self.external(name), spec.metrics_url)
 
     async def status(self) -> dict[str, Any]:
         comps = await self.components()
