@@ -9,13 +9,21 @@ processes) is PostgreSQL's, for the connected lane.
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from auth import Principal
+from cli import CLIError, api_client
+from cli.main import app as cli_app
 from command_api import routes
 from command_api.app import create_app
 from command_api.context import CommandContext, CompiledVersion, principal_of
@@ -382,3 +390,70 @@ def test_limits_are_the_callers_tenants_own() -> None:
     assert stack.client.put("/v1/limits", json={}).status_code == 200
     assert set(stack.tables.limits) == {"umbrella", TENANT}
     assert isinstance(stack.ctx.limits, LimitsStore)
+
+
+# --- aob limits show|set --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_to(monkeypatch: pytest.MonkeyPatch) -> Callable[[Stack], CliRunner]:
+    """A CliRunner whose REST calls reach ``stack``'s app in process (no server)."""
+
+    def wire(stack: Stack) -> CliRunner:
+        transport = httpx.ASGITransport(app=stack.client.app)
+        monkeypatch.setattr(
+            api_client.httpx,
+            "AsyncClient",
+            functools.partial(httpx.AsyncClient, transport=transport),
+        )
+        monkeypatch.setenv("AOB_API_KEY", "aob_k_secret")
+        return CliRunner()
+
+    return wire
+
+
+def test_the_cli_shows_and_sets_the_tenants_limits(
+    cli_to: Callable[[Stack], CliRunner], tmp_path: Path
+) -> None:
+    stack = Stack(frozenset({"admin"}))
+    runner = cli_to(stack)
+    shown = runner.invoke(cli_app, ["limits", "show"])
+    assert shown.exit_code == 0, shown.output
+    document = json.loads(shown.output)
+    assert document == TenantLimits().model_dump(mode="json")
+    document["admission"]["tiers"][0]["per_minute"] = 42
+    file = tmp_path / "limits.json"
+    file.write_text(json.dumps(document))
+    stored = runner.invoke(cli_app, ["limits", "set", str(file)])
+    assert stored.exit_code == 0, stored.output
+    assert json.loads(stored.output) == document
+    assert json.loads(runner.invoke(cli_app, ["limits", "show"]).output) == document
+
+
+def test_the_cli_tells_a_refused_document_in_one_line(
+    cli_to: Callable[[Stack], CliRunner], tmp_path: Path
+) -> None:
+    runner = cli_to(Stack(frozenset({"admin"})))
+    file = tmp_path / "limits.json"
+    file.write_text('{"admission": {"patches_per_minute": "many"}}')
+    refused = runner.invoke(cli_app, ["limits", "set", str(file)])
+    assert refused.exit_code == 1
+    # The CLIError is what `aob` prints as its one line (cli.main).
+    assert isinstance(refused.exception, CLIError)
+    assert str(refused.exception).startswith("HTTP 422: admission.patches_per_minute: ")
+    file.write_text("[1]")
+    not_an_object = runner.invoke(cli_app, ["limits", "set", str(file)])
+    assert "a limits document is a JSON object" in str(not_an_object.exception)
+    missing = runner.invoke(cli_app, ["limits", "set", str(tmp_path / "nonesuch.json")])
+    assert missing.exit_code == 1 and "cannot read" in str(missing.exception)
+
+
+def test_the_cli_needs_an_admin_key_to_set(
+    cli_to: Callable[[Stack], CliRunner], tmp_path: Path
+) -> None:
+    runner = cli_to(Stack(frozenset({"read"})))
+    assert runner.invoke(cli_app, ["limits", "show"]).exit_code == 0
+    file = tmp_path / "limits.json"
+    file.write_text("{}")
+    refused = runner.invoke(cli_app, ["limits", "set", str(file)])
+    assert str(refused.exception) == "HTTP 403: this API key lacks the 'admin' scope"
