@@ -75,8 +75,14 @@ class ApiClient:
         await self.gql.aclose()
 
     async def command(self, path: str, body: dict[str, Any], expect: int) -> dict[str, Any]:
+        return await self.call("POST", path, body, expect)
+
+    async def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, expect: int = 200
+    ) -> dict[str, Any]:
+        """A REST call; its JSON answer, or a CLIError with the problem's detail."""
         try:
-            response = await self.rest.post(path, json=body)
+            response = await self.rest.request(method, path, json=body)
         except httpx.ConnectError as e:
             raise CLIError(
                 f"the command API at {self.rest.base_url} is not reachable ({e}); run `aob up`"

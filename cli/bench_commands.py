@@ -7,6 +7,11 @@ the next, and measures unloaded latency. Waiting and the readings afterwards go 
 the read model in PostgreSQL, so that watching costs the stack nothing while it is measured;
 what is read is listed in :mod:`cli.bench_readings`.
 
+Its tenant's limits are raised first (``bench_limits``), written to the same table an admin's
+``PUT /v1/limits`` writes, so that the command API admits every run, still checking each one
+as it checks any tenant's; the JSON says so (``limits``). The operator's global limit
+(``AOB_COMMAND_API_GLOBAL_SUBMISSIONS_PER_MINUTE``), when set, still applies.
+
 The shapes (``--shape chain3|fanout10|FILE``) are those of the Temporal peer harness, so the
 figures can be set beside its activities/s from the same sitting.
 """
@@ -42,6 +47,9 @@ from cli.bench_readings import (
 from cli.bench_shapes import Shape, load_shape
 from infra.settings import Settings
 from infra.stack import Stack
+from limits.admission import unthrottled
+from limits.store import LimitsStore
+from limits.tenant_limits import TenantLimits
 from run_model import RUN_FINISHED
 
 console = Console(stderr=True)
@@ -116,6 +124,20 @@ class Readings:
     cpu: dict[str, float]
     submit_s: float
     wall_s: float
+    limits: str = "the defaults"  # what the bench tenant's limits were
+
+
+def bench_limits() -> TenantLimits:
+    """The bench tenant's limits: admission raised out of reach, the rest the defaults."""
+    return TenantLimits(admission=unthrottled())
+
+
+async def raise_limits(conn: asyncpg.Connection, tenant: str) -> str:
+    """Give ``tenant`` the bench's limits; what the JSON says of them."""
+    store = LimitsStore(conn)
+    await store.ensure_schema()
+    await store.put(tenant, bench_limits())
+    return f"raised for the bench tenant {tenant}"
 
 
 async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
@@ -126,6 +148,7 @@ async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
     pids = await _stack_pids(stack)
     conn = await asyncpg.connect(settings.postgres_dsn)
     try:
+        limits = await raise_limits(conn, tenant)
         async with ApiClient(settings, key) as api:
             workflow = {"name": plan.shape.name, "definition": plan.shape.definition}
             await api.command("/v1/workflows", workflow, 201)
@@ -149,6 +172,7 @@ async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
             cpu=cpu,
             submit_s=submitted - started,
             wall_s=finished - started,
+            limits=limits,
         )
     finally:
         await conn.close()
@@ -175,6 +199,7 @@ def result_of(plan: Plan, readings: Readings) -> dict[str, Any]:
         "runs_completed": len(completed),
         "runs_unfinished": plan.runs - len(finished),
         "submit_concurrency": 1 if plan.serial else plan.concurrency,
+        "limits": readings.limits,
         "command_api_requests_per_s": round(plan.runs / readings.submit_s, 1)
         if readings.submit_s > 0
         else None,

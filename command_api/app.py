@@ -18,6 +18,7 @@ from cas import ContentStore
 from command_api import idempotency, problems, registry
 from command_api.context import CommandContext
 from command_api.key_routes import router as key_router
+from command_api.limit_routes import router as limit_router
 from command_api.metrics import LATENCY, REGISTRY, REQUESTS
 from command_api.routes import router
 from command_api.secret_routes import router as secret_router
@@ -26,6 +27,9 @@ from infra.body_limit import BodyLimit
 from infra.bus import EventBus
 from infra.ratelimit import TokenBuckets
 from infra.settings import Settings, get_settings
+from limits import admission_check
+from limits.changes import LimitsListener
+from limits.store import LimitsStore
 from secret_store import SecretStore, cipher_from_settings
 
 
@@ -38,13 +42,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cipher = cipher_from_settings(settings)  # a bad AOB_SECRETS_KEY stops the start
         pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=10)
         secrets = SecretStore(pool, cipher)
+        tenant_limits = LimitsStore(pool)
         async with pool.acquire() as conn:
             await ensure_auth_schema(conn)
             await registry.ensure_schema(conn)
             await idempotency.forget_old(conn, limits.idempotency_ttl_hours)
-        # Revoked keys are forgotten the moment they are revoked (auth.revocations).
+        await tenant_limits.ensure_schema()
+        await admission_check.ensure_schema(pool)
+        # Revoked keys are forgotten the moment they are revoked (auth.revocations), changed
+        # limits the moment they change (limits.changes).
         revocations = RevocationListener.to(settings.postgres_dsn, "aob-command-api-keys")
         await revocations.start()
+        limit_changes = LimitsListener.to(
+            settings.postgres_dsn, "aob-command-api-limits", tenant_limits
+        )
+        await limit_changes.start()
         await secrets.ensure_schema()
         bus = EventBus(settings.kafka_bootstrap, client_id="aob-command-api")
         await bus.start()
@@ -59,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bus_started=True,
             kafka_bootstrap=settings.kafka_bootstrap,
             secrets=secrets,
+            limits_store=tenant_limits,
         )
         app.state.commands = ctx
         try:
@@ -66,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             ctx.bus_started = False
             await revocations.stop()
+            await limit_changes.stop()
             await bus.stop()
             await pool.close()
 
@@ -73,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(router)
     app.include_router(key_router)
+    app.include_router(limit_router)
     app.include_router(secret_router)
 
     @app.middleware("http")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import asyncpg
@@ -17,6 +17,8 @@ from command_api.errors import Forbidden, RateLimited, Unauthorized
 from command_api.settings import CommandApiSettings
 from infra.bus import EventBus
 from infra.ratelimit import TokenBuckets
+from limits.admission_check import Admissions, whole_seconds
+from limits.store import LimitsStore
 from schemas import WorkflowIR
 from secret_store import SecretStore
 
@@ -43,13 +45,37 @@ class CommandContext:
     kafka_bootstrap: str = ""
     # Tenants' secrets, sealed here and opened only by the workers (``secret_store``).
     secrets: SecretStore | None = None
+    # Tenants' limits, and the admissions counted against them, in PostgreSQL: given, or
+    # made on the pool.
+    limits_store: InitVar[LimitsStore | None] = None
+    admissions_on: InitVar[Admissions | None] = None
+    limits: LimitsStore = field(init=False)
+    admissions: Admissions = field(init=False)
     # Versions are immutable, so a compiled IR never goes stale: keep the recent ones.
     _versions: OrderedDict[str, CompiledVersion] = field(default_factory=OrderedDict)
 
+    def __post_init__(
+        self, limits_store: LimitsStore | None, admissions_on: Admissions | None
+    ) -> None:
+        self.limits = limits_store or LimitsStore(self.pool)
+        self.admissions = admissions_on or Admissions(self.pool)
+
     def check_rate(self, tenant: str) -> None:
+        """The first, cheap guard: this process's token bucket of the tenant's requests."""
         wait = self.buckets.take(tenant)
         if wait > 0:
-            raise RateLimited(f"tenant {tenant!r} is over its request rate; retry later", wait)
+            retry = whole_seconds(wait)
+            raise RateLimited(
+                f"tenant {tenant}: this process allows {self.buckets.rate:g} requests a second "
+                f"(bursts of {self.buckets.burst}); retry in {retry} s",
+                retry,
+                limit={
+                    "name": "requests",
+                    "per_second": self.buckets.rate,
+                    "burst": self.buckets.burst,
+                    "retry_after_s": retry,
+                },
+            )
 
     def remember(self, compiled: CompiledVersion) -> None:
         version = compiled.ir.version

@@ -18,7 +18,9 @@ CommandError                 (status, title, detail, extra fields for the proble
 │                            model, a path parameter that breaks a rule, an event that
 │                            cannot be encoded. ``errors`` lists every reason found, each
 │                            starting with the path of its value (``input.items[3].name: …``)
-├── RateLimited         429  the tenant is over its rate (``retry_after`` seconds)
+├── RateLimited         429  a limit holds the command back (``retry_after`` seconds, sent as
+│                            ``Retry-After``); ``limit`` names it: its name, its numbers,
+│                            the wait (``limits.admission_check``, the request rate)
 └── NotAvailable        501  a command this release does not offer yet
 
 400 or 422: 400 when the text is not JSON that every reader reads alike, 422 when it is, and
@@ -96,8 +98,8 @@ class InvalidInput(CommandError, status=422): ...
 
 
 class RateLimited(CommandError, status=429):
-    def __init__(self, detail: str, retry_after: float) -> None:
-        super().__init__(detail)
+    def __init__(self, detail: str, retry_after: float, **extra: Any) -> None:
+        super().__init__(detail, **extra)
         self.retry_after = retry_after
 
 

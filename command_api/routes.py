@@ -1,4 +1,5 @@
-"""The /v1 commands. Each validates, appends one event, and answers with its position."""
+"""The /v1 commands. Each validates, is admitted under its limits (runs, forks, patches and
+approvals: ``command_api.admission``), appends one event, and answers with its position."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from fastapi.responses import JSONResponse
 from auth import Principal
 from auth.scopes import APPROVE, PATCH, PUBLISH, SUBMIT
 from command_api import registry
+from command_api.admission import admit_action, admit_run
 from command_api.context import CommandContext, CompiledVersion, require
 from command_api.door import DoorRoute, parsed_body
 from command_api.errors import InvalidInput, NotFound, PayloadTooLarge
 from command_api.idempotency import Answer, keyed_id, once, request_hash
 from command_api.metrics import EVENTS_APPENDED
 from infra.run_log import read_run, until
+from limits.admission_check import Action
 from run_model import fold
 from schemas import (
     Actor,
@@ -161,13 +164,15 @@ async def _to_run(
     *,
     scope: str,
     idempotency_key: str | None,
+    admitted_as: Action | None = None,
     id_as: str | None = None,
     **answer: str,
 ) -> JSONResponse:
     """Append a command's event to a run of the caller's tenant (404 if there is none), once
     per Idempotency-Key (the event's id is then derived from (``scope``, tenant, key)), and
     answer 202 with the event's id under ``id_as`` if given, then ``answer``, then the
-    event's id and position."""
+    event's id and position. With ``admitted_as``, the command counts against that limit of
+    the tenant's, once the run is known to be theirs (429 if it has no room)."""
     ctx = _ctx(request)
     event = build_event(
         kind,
@@ -181,6 +186,8 @@ async def _to_run(
     async def append() -> Answer:
         if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
             raise NotFound(f"run {run_id!r} not found")
+        if admitted_as is not None:
+            await admit_action(ctx, caller.tenant, admitted_as)
         position = await _append(ctx, RUN_EVENTS, event, record=record)
         named = {id_as: event.event_id} if id_as else {}
         return _accepted(event, position, **named, **answer)
@@ -307,9 +314,13 @@ async def submit_run(
             aggregate_id=run_id,
             actor=_actor(caller),
         )
+        record = _record(event)
+        # Counted once the run is known to be valid (its version gives its cost tier), and
+        # before anything is written.
+        await admit_run(ctx, caller.tenant, compiled.definition)
         # Registered before the append: a run the log has is always one we can authorise.
         await registry.record_run(ctx.pool, run_id, caller.tenant, workflow_id, version.version)
-        position = await _append(ctx, RUN_EVENTS, event)
+        position = await _append(ctx, RUN_EVENTS, event, record=record)
         return _accepted(event, position, run_id=run_id)
 
     return await _idempotent(request, caller, idempotency_key, submit)
@@ -359,6 +370,7 @@ async def submit_patch(
         payload,
         scope=f"patch/{run_id}",
         idempotency_key=idempotency_key,
+        admitted_as="patches",
         id_as="patch_id",
         run_id=run_id,
     )
@@ -389,6 +401,7 @@ async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route decl
         payload,
         scope=f"approval/{run_id}/{node_id}",
         idempotency_key=idempotency_key,
+        admitted_as="approvals",
         run_id=run_id,
         node_id=node_id,
     )
@@ -443,18 +456,18 @@ async def fork_run(
             causation_id=point[-1].event.event_id,
             actor=_actor(caller),
         )
+        record = _record(
+            event,
+            advice=f"(it carries the source's {len(point)} events up to that point): the "
+            "run's history is too long to fork at that point; fork at an earlier one",
+        )
+        await admit_action(ctx, caller.tenant, "forks")  # a valid fork: counted
         # Registered before the append, as a submitted run is: approvals, cancels, patches
         # and forks of the fork are authorised by it.
         await registry.record_run(
             ctx.pool, fork_id, caller.tenant, state.workflow_id, state.version
         )
-        position = await _append(
-            ctx,
-            RUN_EVENTS,
-            event,
-            advice=f"(it carries the source's {len(point)} events up to that point): the "
-            "run's history is too long to fork at that point; fork at an earlier one",
-        )
+        position = await _append(ctx, RUN_EVENTS, event, record=record)
         return _accepted(
             event, position, run_id=fork_id, forked_from=run_id, at=at, at_seq=len(point)
         )

@@ -12,8 +12,16 @@ class CommandApiSettings(BaseSettings):
 
     max_body_bytes: int = Field(1024 * 1024, description="Largest request body accepted.")
     max_input_bytes: int = Field(256 * 1024, description="Largest run input (canonical JSON).")
+    # A cheap first guard against floods, in each process, before any round trip; the
+    # limits that are exact across processes are PostgreSQL's (``limits.admission_check``).
     rate_per_second: float = Field(500.0, description="Sustained requests per tenant.")
     rate_burst: int = Field(1000, description="Requests a tenant may send at once.")
+    global_submissions_per_minute: int | None = Field(
+        None,
+        ge=0,
+        description="Runs the whole deployment admits a sliding minute, of all tenants (unset: "
+        "no such limit). Give every command API process the same value.",
+    )
     idempotency_wait_s: float = Field(
         5.0, description="How long a repeated request waits for the first one's answer."
     )

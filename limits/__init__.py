@@ -4,9 +4,12 @@ every process against the same rows, so that N processes admit exactly what one 
 tenant_limits.py  one tenant's limits document, section by section, with the defaults
 admission.py      submissions by the workflow's cost tier, per tenant and globally; forks,
                   patches and approvals
+cost_tier.py      the cost tier of a workflow version (its agent nodes)
+admission_check.py  whether a command is admitted: one statement, exact across processes
 execution.py      fair execution: per-tenant slots per node type, concurrency keys, named
                   rate limits shared by the workers
 budgets.py        agent budgets: tokens and money per run, max_tokens, allowed models
 store.py          the ``tenant_limits`` table: read (remembered briefly by each process),
                   write by an admin key
+changes.py        hearing of a changed document at once (LISTEN), in every process
 """

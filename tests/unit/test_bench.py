@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from cli import CLIError
-from cli.bench_commands import Plan, Readings, result_of
+from cli.bench_commands import Plan, Readings, bench_limits, result_of
 from cli.bench_readings import percentile, step_latencies_ms, summary, tree_cpu_seconds
 from cli.bench_shapes import BUILT_IN, load_shape
+from limits.admission import MAX_PER_MINUTE, unthrottled
 from schemas.compiler import compile_workflow
 from schemas.workflow import WorkflowDefinition
 
@@ -104,6 +105,7 @@ def test_the_result_sums_what_was_measured() -> None:
         cpu={"kafka": 0.3, "coordinator": 0.3},
         submit_s=0.5,
         wall_s=9.0,
+        limits="raised for the bench tenant bench-1234",
     )
     out = result_of(Plan(shape, runs=3, concurrency=4), readings)
     assert out["runs_completed"] == 2
@@ -114,3 +116,11 @@ def test_the_result_sums_what_was_measured() -> None:
     assert out["cpu"]["per_node_execution_ms"] == 100.0  # 0.6 s over 6 node executions
     assert out["projection_lag_ms"] == {"unavailable": "off"}
     assert out["command_api_requests_per_s"] == 6.0
+    assert out["limits"] == "raised for the bench tenant bench-1234"
+
+
+def test_the_bench_tenants_limits_do_not_throttle_it() -> None:
+    limits = bench_limits()
+    assert limits.admission == unthrottled()
+    assert limits.admission.submissions_per_minute == MAX_PER_MINUTE
+    assert {t.per_minute for t in limits.admission.tiers} == {MAX_PER_MINUTE}

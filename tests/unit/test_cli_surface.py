@@ -24,6 +24,7 @@ EXPECTED = {
     "schemas": {"export"},
     "replay": {"projections", "dump"},
     "secrets": {"set", "list", "delete"},
+    "limits": {"show", "set"},
 }
 
 

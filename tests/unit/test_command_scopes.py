@@ -31,6 +31,8 @@ ROUTE_SCOPES = {
     ("PUT", "/v1/secrets/{name}"): "admin",
     ("GET", "/v1/secrets"): "admin",
     ("DELETE", "/v1/secrets/{name}"): "admin",
+    ("GET", "/v1/limits"): "read",
+    ("PUT", "/v1/limits"): "admin",
 }
 
 # A valid call of each route: a refusal by scope must come before anything else looks deeper.
@@ -56,6 +58,8 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("PUT", "/v1/secrets/{name}"): ("/v1/secrets/TOKEN", {"value": "v"}),
     ("GET", "/v1/secrets"): ("/v1/secrets", None),
     ("DELETE", "/v1/secrets/{name}"): ("/v1/secrets/TOKEN", None),
+    ("GET", "/v1/limits"): ("/v1/limits", None),
+    ("PUT", "/v1/limits"): ("/v1/limits", {}),
 }
 
 
