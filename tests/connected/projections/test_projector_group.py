@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment as Assignment
 
 from infra.bus import EventBus
 from infra.settings import Settings
 from projections.runner import ProjectorConfig, topics_with_prefix
+from tests.connected.consumer_groups import partitions_by_member
 from tests.connected.projections.conftest import ProjectorProcess
 from tests.connected.projections.test_projector_connected import _run_events
 from tests.helpers import eventually
@@ -31,22 +30,6 @@ async def second(projector: ProjectorProcess) -> AsyncIterator[ProjectorProcess]
     p.start()
     yield p
     p.stop()
-
-
-async def _runs_partitions_by_member(settings: Settings, group: str, topic: str) -> list[list[int]]:
-    """The partitions of ``topic`` each member of the stable ``group`` holds."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_consumer_groups([group])
-    finally:
-        await admin.close()
-    (found,) = described.to_object()["groups"]
-    assert found["state"] == "Stable", found["state"]
-    return [
-        sorted(dict(Assignment.decode(m["member_assignment"]).assignment).get(topic, []))
-        for m in found["members"]
-    ]
 
 
 async def _all_projected(pg: asyncpg.Connection, run_ids: list[str]) -> None:
@@ -73,7 +56,7 @@ async def test_two_projectors_share_the_partitions_and_one_takes_over_from_a_dea
     ).group_id
 
     async def shared() -> list[list[int]]:
-        held = await _runs_partitions_by_member(stack, group, projector.runs_topic)
+        held = await partitions_by_member(stack, group, projector.runs_topic)
         assert len(held) == 2 and all(held), held  # two members, each with partitions
         return held
 
@@ -97,7 +80,7 @@ async def test_two_projectors_share_the_partitions_and_one_takes_over_from_a_dea
     for run_id in later_runs:
         await bus.append_many(projector.runs_topic, _run_events(run_id, tenant))
     await eventually(lambda: _all_projected(pg, later_runs), timeout=90)
-    (alone,) = await _runs_partitions_by_member(stack, group, projector.runs_topic)
+    (alone,) = await partitions_by_member(stack, group, projector.runs_topic)
     assert alone == list(range(stack.topic_partitions))  # the survivor holds them all
 
     every = first_runs + later_runs
