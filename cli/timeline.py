@@ -27,6 +27,8 @@ def event_detail(kind: str, payload: dict[str, Any], actor: dict[str, Any] | Non
         return f"attempt {payload.get('attempt')} → {payload.get('task_topic')}"
     if kind == "run.node_started":
         return f"attempt {payload.get('attempt')} on {payload.get('worker')}"
+    if kind == "run.node_queued":
+        return f"attempt {payload.get('attempt')} waits: {payload.get('reason', '')}"
     if kind == "run.warning":
         return str(payload.get("message", ""))
     return _approval_or_model_detail(kind, payload)

@@ -19,6 +19,10 @@ into them here, in log order, and writes back the rows that changed. Rules:
   ApprovalDecided makes the node SUCCEEDED with the decision as output; ApprovalRefused is
   noted on the row; a run that ends first leaves the row CANCELLED;
 - token usage of agent nodes is the sum of their ModelCalled events, failed attempts too;
+- a NodeQueued (a worker holds the task back for a limit) sets the node's
+  ``waiting_reason`` while the row is SCHEDULED in that attempt; one that comes late (the
+  node has moved on, or a newer attempt began) changes nothing, and the reason is cleared
+  whenever the node's status moves, and when the run ends;
 - a run's output is its RunCompleted's, with the outputs it names in ``output_elsewhere``
   (too large together for one event) taken from their node rows: the row holds it whole;
 - a patch gets its ``run_patches`` row on PatchSubmitted (or on its verdict, if that comes
@@ -50,6 +54,7 @@ from schemas.events import (
     ApprovalRequested,
     ModelCalled,
     NodeFailed,
+    NodeQueued,
     NodeRetryPlanned,
     NodeScheduled,
     NodeSkipped,
@@ -149,6 +154,8 @@ class RunFold:
             self._refresh_status(run)
         elif isinstance(ev, ModelCalled):
             self._usage(run, ev)
+        elif isinstance(ev, NodeQueued):
+            self._queued(run, ev)
         elif isinstance(ev, PatchSubmitted):
             self._patch(run, ev.event_id).submitted(ev, run.event_count)
         elif isinstance(ev, PatchApplied | PatchRejected):
@@ -243,6 +250,10 @@ class RunFold:
         if run.status in RUN_FINISHED:
             return
         run.finished_at = ev.occurred_at
+        for node in self.nodes_of(run.run_id):  # nothing waits any more
+            if node.waiting_reason is not None:
+                node.waiting_reason = None
+                self.changed_nodes.add((run.run_id, node.node_id))
         if isinstance(ev, RunCompleted):
             run.status, run.output = RunStatus.COMPLETED, self._run_output(run, ev)
         elif isinstance(ev, RunFailed):
@@ -295,6 +306,7 @@ class RunFold:
         if isinstance(ev, NodeSkipped):
             if node.status not in NODE_FINAL:
                 node.status, node.finished_at = NodeStatus.SKIPPED, at
+                node.waiting_reason = None
             return
         status = {
             NodeScheduled: NodeStatus.SCHEDULED,
@@ -307,7 +319,7 @@ class RunFold:
         if p.attempt > node.attempts:  # a new attempt starts afresh
             node.attempts = p.attempt
             node.started_at = node.finished_at = None
-        node.status = status
+        node.status, node.waiting_reason = status, None
         if isinstance(ev, NodeScheduled):
             node.scheduled_at = at
         elif isinstance(ev, NodeStarted):
@@ -326,6 +338,7 @@ class RunFold:
             return
         node.attempts, node.status = p.attempt, NodeStatus.SCHEDULED
         node.scheduled_at, node.started_at, node.finished_at = p.due_at, None, None
+        node.waiting_reason = None
 
     # --- approvals and usage ------------------------------------------------------------
 
@@ -339,6 +352,7 @@ class RunFold:
             node = self._node(run, r.node_id)
             if _moves_forward(node, r.attempt, NodeStatus.WAITING):
                 node.attempts, node.status = r.attempt, NodeStatus.WAITING
+                node.waiting_reason = None
             if approval is None or r.attempt > approval.attempt:
                 self.approvals[key] = ApprovalRow(
                     run_id=run.run_id,
@@ -357,7 +371,7 @@ class RunFold:
             node = self._node(run, d.node_id)
             if node.status not in NODE_FINAL:
                 node.status, node.error = NodeStatus.SUCCEEDED, None
-                node.finished_at = ev.occurred_at
+                node.finished_at, node.waiting_reason = ev.occurred_at, None
                 node.output, node.output_ref = d.node_output(), None
             if approval is not None and approval.decision is None:
                 approval.status = d.decision.upper()
@@ -422,6 +436,15 @@ class RunFold:
         self.blobs.append(Blob(p.definition_ref, p.definition, f"definition of {where}"))
         self.blobs.append(Blob(p.ir_ref, p.ir.model_dump(mode="json"), f"IR of {where}"))
         self._refresh_status(run)
+
+    def _queued(self, run: RunRow, ev: NodeQueued) -> None:
+        p = ev.payload
+        key = (run.run_id, p.node_id)
+        node = self.nodes.get(key)
+        if node is None or node.status != NodeStatus.SCHEDULED or p.attempt != node.attempts:
+            return  # the node has moved on (or it is not this run's): the wait is over
+        node.waiting_reason = p.reason
+        self.changed_nodes.add(key)
 
     def _usage(self, run: RunRow, ev: ModelCalled) -> None:
         node = self._node(run, ev.payload.node_id)

@@ -43,6 +43,11 @@ class Node:
     finished_at: datetime | None
     output_ref: str | None
     error: str | None
+    waiting_reason: str | None = strawberry.field(
+        description="Why the node is still SCHEDULED, when a worker holds it back for a "
+        "limit (the tenant's slots of its type, its concurrency key, a rate limit); null "
+        "otherwise, and once the node moves on."
+    )
     inline_output: strawberry.Private[Any]
     prompt_tokens: strawberry.Private[int] = 0
     completion_tokens: strawberry.Private[int] = 0

@@ -50,6 +50,7 @@ class NodeRow:
     completion_tokens: int = 0
     total_tokens: int = 0
     cached_tokens: int = 0
+    waiting_reason: str | None = None  # why a SCHEDULED node has not started (run.node_queued)
 
 
 @dataclass

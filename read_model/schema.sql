@@ -119,6 +119,9 @@ ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS prompt_tokens bigint NOT NU
 ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS completion_tokens bigint NOT NULL DEFAULT 0;
 ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS total_tokens bigint NOT NULL DEFAULT 0;
 ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS cached_tokens bigint NOT NULL DEFAULT 0;
+-- Why a SCHEDULED node has not started: the reason of its latest run.node_queued (a worker
+-- holds it back for a limit); cleared when the node moves on.
+ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS waiting_reason text;
 
 -- A hitl node's request for a decision, and what became of it.
 CREATE TABLE IF NOT EXISTS approvals (

@@ -15,9 +15,10 @@ fork's node owns what the source's node added before the fork point.)
 
 The rules, each named in the reason that a refusal gives, so a model can act on it:
 
-- ``agent-may-not-change-others-nodes``: no part (type, config, retry, timeout_s) of a node
-  the agent does not own changes. The whole node, not only ``config``: a type, a retry count
-  or a time limit changes what a person's node does as surely as its URL.
+- ``agent-may-not-change-others-nodes``: no part (type, config, retry, timeout_s,
+  concurrency, rate_limit) of a node the agent does not own changes. The whole node, not
+  only ``config``: a type, a retry count, a time limit or a lifted concurrency bound changes
+  what a person's node does as surely as its URL.
 - ``agent-may-not-remove-others-nodes``: nor is such a node removed.
 - ``agent-may-not-reroute-others-nodes``: no edge into a node the agent does not own is added,
   removed or given another guard. What leads to a node decides whether it runs: a node runs
@@ -56,7 +57,7 @@ READ_SECRETS = "agent-may-not-read-secrets"
 RULES: tuple[str, ...] = (CHANGE_OTHERS, REMOVE_OTHERS, REROUTE_OTHERS, GIVE_TOOLS, READ_SECRETS)
 
 # A node's parts, as a definition names them, in the order a reason lists them.
-_NODE_PARTS = ("type", "config", "retry", "timeout_s")
+_NODE_PARTS = ("type", "config", "retry", "timeout_s", "concurrency", "rate_limit")
 
 
 def is_agent_patch(submitted: PatchSubmitted) -> bool:

@@ -442,6 +442,8 @@ class _Decider:
                 attempt=attempt,
                 config=definition.config,
                 timeout_s=definition.timeout_s,
+                concurrency=definition.concurrency,
+                rate_limit=definition.rate_limit,
                 input=self.state.input,
                 nodes=self._context(),
                 scheduled_at=self.now,

@@ -37,6 +37,7 @@ from schemas.events import (
     ApprovalSubmitted,
     ModelCalled,
     NodeFailed,
+    NodeQueued,
     NodeRetryPlanned,
     NodeScheduled,
     NodeSkipped,
@@ -59,7 +60,7 @@ from schemas.events import (
 )
 from schemas.ir import IREdge, IRNode, WorkflowIR
 from schemas.tasks import MAX_TASK_BYTES, NodeContext, NodeTask
-from schemas.workflow import EdgeDef, NodeDef, RetryPolicy, WorkflowDefinition
+from schemas.workflow import ConcurrencyKey, EdgeDef, NodeDef, RetryPolicy, WorkflowDefinition
 
 __all__ = [
     "INLINE_OUTPUT_MAX_BYTES",
@@ -71,6 +72,7 @@ __all__ = [
     "ApprovalRequested",
     "ApprovalSubmitted",
     "CancelRun",
+    "ConcurrencyKey",
     "DecideApproval",
     "DuplicateEventType",
     "EdgeDef",
@@ -83,6 +85,7 @@ __all__ = [
     "NodeContext",
     "NodeDef",
     "NodeFailed",
+    "NodeQueued",
     "NodeRetryPlanned",
     "NodeScheduled",
     "NodeSkipped",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from schemas.canonical import canonical_json, sha256_hex
+from schemas.concurrency_keys import concurrency_key_reasons
 from schemas.errors import InvalidWorkflow
 from schemas.ir import IREdge, IRNode, WorkflowIR
 from schemas.secret_refs import SecretReferenceError, secret_references
@@ -45,6 +46,8 @@ def validate_graph(definition: WorkflowDefinition) -> list[str]:
             secret_references(node.config)
         except SecretReferenceError as e:
             reasons.append(f"node {node.id!r}: {e}")
+        if node.concurrency is not None:
+            reasons.extend(concurrency_key_reasons(node.id, node.concurrency.key))
 
     pairs: set[tuple[str, str]] = set()
     for i, edge in enumerate(definition.edges):
@@ -150,6 +153,8 @@ def compile_workflow(definition: WorkflowDefinition) -> WorkflowIR:
             config=n.config,
             retry=n.retry or RetryPolicy(),
             timeout_s=n.timeout_s,
+            concurrency=n.concurrency,
+            rate_limit=n.rate_limit,
             predecessors=preds[n.id],
             successors=succs[n.id],
         )

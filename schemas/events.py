@@ -117,6 +117,34 @@ class NodeStarted(Event):
     payload: NodeStartedPayload
 
 
+WaitingFor = Literal["tenant_slots", "concurrency_key", "rate_limit"]
+
+
+class NodeQueuedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    waiting_for: WaitingFor = Field(
+        description="The limit it waits for: the tenant's slots of its type in the worker, "
+        "its concurrency key, or its named rate limit."
+    )
+    reason: str = Field(
+        description="In words, with the limit's numbers: `tenant acme has 16 of 16 http "
+        "slots in use`, `concurrency key 'customer-7': 2 of 2 running`, `rate limit openai: "
+        "next call in 3.2 s`."
+    )
+    worker: str = Field(description="The worker process it waits in.")
+
+
+@event("run.node_queued")
+class NodeQueued(Event):
+    """A worker took the task but holds it back for a limit (``workers.fair``): appended
+    once per attempt and limit, when the wait starts, not as it goes on. The read model
+    shows the reason on the node while it is SCHEDULED; the coordinator routes on none of
+    it (the attempt has no deadline until it starts)."""
+
+    payload: NodeQueuedPayload
+
+
 class NodeSucceededPayload(Payload):
     node_id: str
     attempt: int = Field(ge=1)

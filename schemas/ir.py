@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.workflow import RetryPolicy
+from schemas.workflow import ConcurrencyKey, RetryPolicy
 
 
 class IREdge(BaseModel):
@@ -28,6 +28,8 @@ class IRNode(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     timeout_s: float | None = None
+    concurrency: ConcurrencyKey | None = None
+    rate_limit: str | None = None
     predecessors: list[IREdge] = Field(default_factory=list, description="Incoming edges.")
     successors: list[IREdge] = Field(default_factory=list, description="Outgoing edges.")
     join: Literal["all_live"] = Field(

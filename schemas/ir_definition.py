@@ -19,6 +19,8 @@ def definition_from_ir(ir: WorkflowIR) -> dict[str, Any]:
             config=n.config,
             retry=None if n.retry == RetryPolicy() else n.retry,  # the compiler's default
             timeout_s=n.timeout_s,
+            concurrency=n.concurrency,
+            rate_limit=n.rate_limit,
         )
         for n in ir.nodes.values()
     ]

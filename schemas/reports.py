@@ -24,10 +24,13 @@ from schemas.events import (
     INLINE_OUTPUT_MAX_BYTES,
     NodeFailed,
     NodeFailedPayload,
+    NodeQueued,
+    NodeQueuedPayload,
     NodeStarted,
     NodeStartedPayload,
     NodeSucceeded,
     NodeSucceededPayload,
+    WaitingFor,
 )
 from schemas.tasks import NodeTask
 from schemas.values import writable
@@ -60,6 +63,21 @@ def report(
 def started(task: NodeTask, worker: str, *, at: datetime | None = None) -> NodeStarted:
     payload = NodeStartedPayload(node_id=task.node_id, attempt=task.attempt, worker=worker)
     return report(NodeStarted, task, payload, "started", at=at)
+
+
+def queued(
+    task: NodeTask, worker: str, waiting_for: WaitingFor, reason: str, *, at: datetime | None = None
+) -> NodeQueued:
+    """The task waits in ``worker`` for a limit. One id per attempt and kind of limit: a
+    task delivered again, or held back again for the same limit, tells it once."""
+    payload = NodeQueuedPayload(
+        node_id=task.node_id,
+        attempt=task.attempt,
+        waiting_for=waiting_for,
+        reason=reason_text(reason),
+        worker=worker,
+    )
+    return report(NodeQueued, task, payload, "queued", waiting_for, at=at)
 
 
 def inline(output_size: int) -> bool:

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.workflow import ConcurrencyKey
+
 TASK_WIRE_NAME = "task.node"
 # The largest task value the coordinator sends. A task carries the run input and the inline
 # outputs of every node finished before it, so a join of many inline outputs can be large;
@@ -48,6 +50,14 @@ class NodeTask(BaseModel):
         None, description="When the coordinator scheduled it: no report of it is older."
     )
     version: str | None = Field(None, description="The run's version when it was scheduled.")
+    concurrency: ConcurrencyKey | None = Field(
+        None,
+        description="The node's concurrency key: the worker renders it and holds a "
+        "lease on one of its slots while the attempt runs.",
+    )
+    rate_limit: str | None = Field(
+        None, description="The tenant's named rate limit the attempt takes one call from."
+    )
     definition: dict[str, Any] | None = Field(
         None,
         description="The run's definition at that version: given only to nodes that may "

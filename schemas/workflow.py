@@ -12,6 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+# A named rate limit of the tenant's (``limits.execution.ExecutionLimits.rate_limits``).
+RATE_LIMIT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+MAX_CONCURRENCY_KEY_LIMIT = 1000
 
 # Node types this release can run. A definition naming another type is refused at publish
 # time; the coordinator still skips (never hangs on) a type it does not know.
@@ -56,6 +59,23 @@ class RetryPolicy(BaseModel):
     )
 
 
+class ConcurrencyKey(BaseModel):
+    """At most ``limit`` attempts, across every worker, run at once for one value of
+    ``key`` in one tenant (``workers.fair`` says how, and why the tenant is the scope)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="A template over the run context (`{{ input.customer }}`), rendered "
+        "before the attempt starts; it may not read secrets.",
+    )
+    limit: int = Field(
+        ge=1, le=MAX_CONCURRENCY_KEY_LIMIT, description="Attempts running at once per key."
+    )
+
+
 class NodeDef(BaseModel):
     """One node: what it does (``type`` and ``config``) and how it is retried."""
 
@@ -67,6 +87,14 @@ class NodeDef(BaseModel):
     retry: RetryPolicy | None = Field(None, description="Retry policy; one attempt if absent.")
     timeout_s: float | None = Field(
         None, gt=0, le=86_400, description="Per-attempt time limit (60 s if absent)."
+    )
+    concurrency: ConcurrencyKey | None = Field(
+        None, description="A bound on attempts running at once per value of a key."
+    )
+    rate_limit: str | None = Field(
+        None,
+        pattern=RATE_LIMIT_NAME_PATTERN,
+        description="The tenant's named rate limit each attempt takes one call from.",
     )
 
 

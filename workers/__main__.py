@@ -13,13 +13,17 @@ from infra.bus import EventBus
 from infra.heartbeat import beat
 from infra.metrics import serve_metrics
 from infra.settings import get_settings
+from limits.concurrency_leases import ConcurrencyLeases
+from limits.rate_buckets import RateBuckets
+from limits.store import LimitsStore
 from secret_store import SecretsKeyError, cipher_from_settings
 from templating import renders
 from workers.execute import TaskExecutor
+from workers.fair.dispatch import FairSettings
 from workers.handlers import open_handlers
 from workers.metrics import REGISTRY
 from workers.redaction import mask_logs
-from workers.runtime import DEFAULT_CONCURRENCY, handler_types, serve, worker_name
+from workers.runtime import DEFAULT_CONCURRENCY, Fairness, handler_types, serve, worker_name
 from workers.secret_values import CachedSecrets, PostgresSecrets
 from workers.settings import WorkerSettings
 
@@ -48,6 +52,7 @@ async def main(requested: str | None, concurrency: int) -> None:
             raise SystemExit(f"python -m workers: {e}") from None
         secrets = PostgresSecrets(settings.postgres_dsn, cipher)
         clients.push_async_callback(secrets.close)
+        fairness = await _fairness(settings.postgres_dsn, worker_settings, clients)
         store = ContentStore.from_settings(settings)
         await asyncio.to_thread(store.ensure_bucket)
         bus = EventBus(settings.kafka_bootstrap, client_id="aob-workers")
@@ -74,12 +79,41 @@ async def main(requested: str | None, concurrency: int) -> None:
                 concurrency=concurrency,
                 topic_prefix=worker_settings.task_topic_prefix,
                 group_prefix=worker_settings.group_prefix,
+                fairness=fairness,
             )
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             await bus.stop()
+
+
+async def _fairness(
+    dsn: str, settings: WorkerSettings, clients: contextlib.AsyncExitStack
+) -> Fairness:
+    """Fair execution's shared state: each tenant's limits, the concurrency key leases and the
+    rate limits, in the deployment's PostgreSQL (their tables made if need be)."""
+    import asyncpg
+
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=8)
+    clients.push_async_callback(pool.close)
+    limits, leases, rates = (
+        LimitsStore(pool),
+        ConcurrencyLeases(pool, ttl_s=settings.lease_ttl_s),
+        RateBuckets(pool),
+    )
+    for store in (limits, leases, rates):
+        await store.ensure_schema()
+    return Fairness(
+        limits=limits,
+        leases=leases,
+        rates=rates,
+        settings=FairSettings(
+            max_waiting=settings.max_waiting,
+            max_waiting_bytes=settings.max_waiting_bytes,
+            key_retry_s=settings.key_retry_s,
+        ),
+    )
 
 
 def cli() -> None:

@@ -52,11 +52,13 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from cas.store import BlobCorrupted, BlobNotFound, CasError
 from schemas import reports
 from schemas.envelope import Event
+from schemas.events import WaitingFor
 from schemas.position import Position
 from schemas.secret_refs import SecretReferenceError, secret_references
 from schemas.tasks import NodeTask
 from schemas.topics import RUN_EVENTS
 from schemas.workflow import DEFAULT_TIMEOUT_S
+from templating import TemplateError, renders
 from workers.errors import ConfigError, InfrastructureFault, NodeError, TaskCrashed
 from workers.handlers.base import WAITING, Handler, Job
 from workers.outcome import classify
@@ -77,6 +79,9 @@ class BlobStore(Protocol):
     async def put_bytes(self, data: bytes, content_type: str = ...) -> str: ...
     async def get_json(self, ref: str) -> Any: ...
 
+
+# A rendered concurrency key longer than this fails the node: it is a key, not a document.
+MAX_CONCURRENCY_KEY_CHARS = 1000
 
 TRANSIENT = (KafkaError, CasError, OSError, InfrastructureFault)
 # Kafka errors that no retry mends: an event too large is as large on the next try.
@@ -126,6 +131,11 @@ class TaskExecutor:
         self._running: dict[str, asyncio.Future[bool]] = {}
         self.duplicates_skipped = 0
 
+    @property
+    def worker_name(self) -> str:
+        """The name this worker process reports its attempts under."""
+        return self._worker
+
     async def run(self, task: NodeTask) -> None:
         """Execute ``task`` once; a copy of a task finished or running here is not run again.
 
@@ -157,6 +167,48 @@ class TaskExecutor:
                 del self._running[task.task_id]
             done.set_result(finished)
         self._remember_finished(task.task_id)
+
+    # --- what fair execution asks of it (workers.fair) -----------------------------------
+
+    async def concurrency_key(self, task: NodeTask) -> str:
+        """``task``'s concurrency key rendered over its run context, without secrets (the
+        key is shown and stored in clear). NodeError when it cannot be: the node fails."""
+        if task.concurrency is None:
+            raise ConfigError("the node declares no concurrency key")
+        template = task.concurrency.key
+        context: dict[str, Any] = {"input": task.input, "nodes": {}}
+        if "nodes" in template:  # only then are upstream outputs worth reading from the CAS
+            try:
+                context = await self._context(task)
+            except (BlobNotFound, BlobCorrupted) as e:
+                raise NodeError(f"could not read an upstream output: {e}", retryable=True) from e
+        try:
+            key = await renders.render_string(template, context)
+        except TemplateError as e:
+            raise ConfigError(f"concurrency key: template error: {e}") from e
+        if len(key) > MAX_CONCURRENCY_KEY_CHARS:
+            raise ConfigError(
+                f"concurrency key: it renders to {len(key)} characters, over "
+                f"{MAX_CONCURRENCY_KEY_CHARS}"
+            )
+        return key
+
+    async def refuse(self, task: NodeTask, error: NodeError) -> None:
+        """Fail ``task``'s node without running it (its concurrency key did not render)."""
+        reason = reports.node_reason(task, str(error))
+        await self._report(reports.failed(task, reason, retryable=error.retryable))
+        self._remember_finished(task.task_id)
+
+    async def report_queued(self, task: NodeTask, waiting_for: WaitingFor, reason: str) -> None:
+        """Tell the run that ``task`` waits here for a limit (``run.node_queued``). Only
+        informative: after a few failed tries it is given up, the task waits all the same."""
+        event = reports.queued(task, self._worker, waiting_for, reason)
+        await self._retrying(
+            lambda: self._events.append(self._runs_topic, event),
+            f"append {event.type}",
+            attempts=3,
+            permanent=PERMANENT_KAFKA_ERRORS,
+        )
 
     def _remember_finished(self, task_id: str) -> None:
         self._finished[task_id] = None

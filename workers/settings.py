@@ -30,6 +30,33 @@ class WorkerSettings(BaseSettings):
         "(workers.outputs): the CAS holds large outputs, not unbounded ones.",
     )
 
+    # --- fair execution (workers.fair) -------------------------------------------------
+    max_waiting: int = Field(
+        10_000,
+        ge=1,
+        description="Tasks taken from Kafka that may wait to start in one process; past it "
+        "the consumers pause fetching until they drain (aob_workers_fetch_paused).",
+    )
+    max_waiting_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1,
+        description="The same bound on the waiting tasks' size (their encoded records).",
+    )
+    lease_ttl_s: float = Field(
+        30.0,
+        ge=3,
+        le=3600,
+        description="How long a concurrency key's slot stays held without renewal: a dead "
+        "worker's slots free themselves after it.",
+    )
+    key_retry_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How soon a full concurrency key is tried again (at once when a task of "
+        "this process gives one of its slots back).",
+    )
+
     # --- http node --------------------------------------------------------------------
     http_allowlist: str = Field(
         "",

@@ -26,6 +26,7 @@ from schemas.events import NodeFailed, RunFailed
 from schemas.tasks import NodeContext, NodeTask
 from tests.worker_support import RunLog
 from workers.execute import TaskExecutor
+from workers.fair.dispatch import FairDispatcher
 from workers.runtime import TypeConsumer
 
 
@@ -102,18 +103,20 @@ def task_record(offset: int, value: bytes | None = None) -> Any:
 
 
 async def process(executor: Any, record: Any = None) -> tuple[Parked, dict[Any, int]]:
+    """The record through the consumer's path: taken, offered, run, its offset finished."""
     dlq = Parked()
     consumer = TypeConsumer(
         "noop",
         bootstrap="localhost:1",  # never started: no connection is made
         executor=executor,
         dead_letters=dlq,
-        slots=asyncio.Semaphore(1),
+        dispatcher=FairDispatcher(executor, worker="test"),
     )
     tp = TopicPartition(consumer.topic, 0)
-    await consumer._slots.acquire()
-    consumer._offsets.started(tp, 7)
-    await consumer._process(tp, record or task_record(7))
+    work = consumer.taken(tp, record or task_record(7))
+    if work is not None:
+        await consumer._dispatcher.offer([work])
+    await asyncio.gather(*consumer._running[tp])
     return dlq, consumer._offsets.to_commit()
 
 

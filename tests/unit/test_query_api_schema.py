@@ -44,6 +44,7 @@ def test_the_promised_names_are_there() -> None:
         "hasNextPage: Boolean!",
         "endCursor: String",
         "outputRef: String",
+        "waitingReason: String",
         "rejectedReasons: [String!]!",
         "decidedBy: String",
         "scalar JSON",
