@@ -48,6 +48,7 @@ from cli.bench_shapes import Shape, load_shape
 from infra.settings import Settings
 from infra.stack import Stack
 from limits.admission import unthrottled
+from limits.execution import ANY_TYPE, MAX_CONCURRENCY, ExecutionLimits
 from limits.store import LimitsStore
 from limits.tenant_limits import TenantLimits
 from run_model import RUN_FINISHED
@@ -128,8 +129,11 @@ class Readings:
 
 
 def bench_limits() -> TenantLimits:
-    """The bench tenant's limits: admission raised out of reach, the rest the defaults."""
-    return TenantLimits(admission=unthrottled())
+    """The bench tenant's limits: admission and its slots per worker process raised out of
+    reach (the bench measures the engine, not the limits); budgets stay the defaults."""
+    return TenantLimits(
+        admission=unthrottled(), execution=ExecutionLimits(concurrency={ANY_TYPE: MAX_CONCURRENCY})
+    )
 
 
 async def raise_limits(conn: asyncpg.Connection, tenant: str) -> str:

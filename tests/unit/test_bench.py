@@ -18,6 +18,7 @@ from cli.bench_shapes import BUILT_IN, load_shape
 from limits.admission import MAX_PER_MINUTE, unthrottled
 from schemas.compiler import compile_workflow
 from schemas.workflow import WorkflowDefinition
+from workers.runtime import DEFAULT_CONCURRENCY
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -124,3 +125,8 @@ def test_the_bench_tenants_limits_do_not_throttle_it() -> None:
     assert limits.admission == unthrottled()
     assert limits.admission.submissions_per_minute == MAX_PER_MINUTE
     assert {t.per_minute for t in limits.admission.tiers} == {MAX_PER_MINUTE}
+    # Nor do its slots per worker process: every node type may use all of a process's.
+    assert all(
+        (limits.execution.concurrency_of(t) or 0) >= DEFAULT_CONCURRENCY
+        for t in ("http", "noop", "transform", "agent")
+    )
