@@ -10,6 +10,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,10 +50,10 @@ class Seen:
 class LoopbackServer:
     """A threaded HTTP server on loopback that records every request it gets.
 
-    Routes: ``/json``, ``/text``, ``/bin``, ``/big?n=…``, ``/echo`` (the request as JSON),
-    ``/status/<code>``, ``/to?url=…`` (302 to url), ``/chain/<n>?final=…`` (n redirects
-    on this server, then one to ``final``), the paths in ``canned`` with their bodies;
-    anything else answers 200 "canary".
+    Routes: ``/sleep?s=…`` (answers after s seconds), ``/json``, ``/text``, ``/bin``,
+    ``/big?n=…``, ``/echo`` (the request as JSON), ``/status/<code>``, ``/to?url=…`` (302 to
+    url), ``/chain/<n>?final=…`` (n redirects on this server, then one to ``final``), the
+    paths in ``canned`` with their bodies; anything else answers 200 "canary".
     """
 
     host: str = "127.0.0.1"
@@ -67,7 +68,9 @@ class LoopbackServer:
     @contextlib.contextmanager
     def running(self) -> Iterator[LoopbackServer]:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        server_cls = type("Server", (ThreadingHTTPServer,), {"address_family": family})
+        server_cls = type(
+            "Server", (ThreadingHTTPServer,), {"address_family": family, "request_queue_size": 128}
+        )
         server = server_cls((self.host, self.port), _handler(self))  # 0: any free port
         self.port = server.server_address[1]
         thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
@@ -129,6 +132,9 @@ def _handler(owner: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             if path in owner.canned:
                 ctype, canned = owner.canned[path]
                 self._send(200, canned, ctype)
+            elif path == "/sleep":  # a slow service: answers after ``s`` seconds
+                time.sleep(min(float(query.get("s", "1")), 30.0))
+                self._send(200, b'{"slept": true}', "application/json")
             elif path == "/json":
                 self._send(200, b'{"items": [1, 2, 3]}', "application/json")
             elif path == "/text":
