@@ -1,5 +1,6 @@
 """The wire contract: events, tasks, commands, workflow definitions and the compiled IR."""
 
+from schemas.budgets import AgentRunLimits, Budget, BudgetRaise, Price
 from schemas.canonical import canonical_json, cas_ref, digest_of_ref, json_ref, sha256_hex
 from schemas.codec import decode_event, decode_task, encode_event, encode_task
 from schemas.commands import (
@@ -35,6 +36,8 @@ from schemas.events import (
     ApprovalRefused,
     ApprovalRequested,
     ApprovalSubmitted,
+    BudgetExceeded,
+    BudgetRaised,
     ModelCalled,
     NodeFailed,
     NodeRetryPlanned,
@@ -55,6 +58,8 @@ from schemas.events import (
     RunWarning,
     TimerFired,
     TokenUsage,
+    TurnGranted,
+    TurnRequested,
     WorkflowPublished,
 )
 from schemas.ir import IREdge, IRNode, WorkflowIR
@@ -66,10 +71,15 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "MAX_TASK_BYTES",
     "Actor",
+    "AgentRunLimits",
     "ApprovalDecided",
     "ApprovalRefused",
     "ApprovalRequested",
     "ApprovalSubmitted",
+    "Budget",
+    "BudgetExceeded",
+    "BudgetRaise",
+    "BudgetRaised",
     "CancelRun",
     "DecideApproval",
     "DuplicateEventType",
@@ -93,6 +103,7 @@ __all__ = [
     "PatchRejected",
     "PatchSubmitted",
     "PoisonRecord",
+    "Price",
     "PublishWorkflow",
     "RetryPolicy",
     "RunCancelRequested",
@@ -108,6 +119,8 @@ __all__ = [
     "SubmitRun",
     "TimerFired",
     "TokenUsage",
+    "TurnGranted",
+    "TurnRequested",
     "UnknownEventType",
     "WorkflowDefinition",
     "WorkflowIR",

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.budgets import AgentRunLimits
+
 TASK_WIRE_NAME = "task.node"
 # The largest task value the coordinator sends. A task carries the run input and the inline
 # outputs of every node finished before it, so a join of many inline outputs can be large;
@@ -52,6 +54,12 @@ class NodeTask(BaseModel):
         None,
         description="The run's definition at that version: given only to nodes that may "
         "patch it (agents offered `patch_workflow`), which write their patches against it.",
+    )
+    agent_limits: AgentRunLimits | None = Field(
+        None,
+        description="Agent nodes: the run's budget as it stands (the worker asks before "
+        "each model call when it has one), the cap on `max_tokens`, the models allowed and "
+        "the tenant's prices.",
     )
 
     @property
