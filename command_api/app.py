@@ -26,6 +26,7 @@ from infra.body_limit import BodyLimit
 from infra.bus import EventBus
 from infra.ratelimit import TokenBuckets
 from infra.settings import Settings, get_settings
+from limits.store import LimitsStore
 from secret_store import SecretStore, cipher_from_settings
 
 
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         revocations = RevocationListener.to(settings.postgres_dsn, "aob-command-api-keys")
         await revocations.start()
         await secrets.ensure_schema()
+        tenant_limits = LimitsStore(pool)
+        await tenant_limits.ensure_schema()
         bus = EventBus(settings.kafka_bootstrap, client_id="aob-command-api")
         await bus.start()
         cas = ContentStore.from_settings(settings)
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bus_started=True,
             kafka_bootstrap=settings.kafka_bootstrap,
             secrets=secrets,
+            limits=tenant_limits,
         )
         app.state.commands = ctx
         try:

@@ -17,6 +17,8 @@ from command_api.errors import Forbidden, RateLimited, Unauthorized
 from command_api.settings import CommandApiSettings
 from infra.bus import EventBus
 from infra.ratelimit import TokenBuckets
+from limits.store import LimitsStore
+from limits.tenant_limits import DEFAULT_LIMITS, TenantLimits
 from schemas import WorkflowIR
 from secret_store import SecretStore
 
@@ -43,6 +45,9 @@ class CommandContext:
     kafka_bootstrap: str = ""
     # Tenants' secrets, sealed here and opened only by the workers (``secret_store``).
     secrets: SecretStore | None = None
+    # Each tenant's limits (``limits``), read from PostgreSQL and remembered briefly; none:
+    # every tenant has the defaults.
+    limits: LimitsStore | None = None
     # Versions are immutable, so a compiled IR never goes stale: keep the recent ones.
     _versions: OrderedDict[str, CompiledVersion] = field(default_factory=OrderedDict)
 
@@ -50,6 +55,9 @@ class CommandContext:
         wait = self.buckets.take(tenant)
         if wait > 0:
             raise RateLimited(f"tenant {tenant!r} is over its request rate; retry later", wait)
+
+    async def tenant_limits(self, tenant: str) -> TenantLimits:
+        return DEFAULT_LIMITS if self.limits is None else await self.limits.get(tenant)
 
     def remember(self, compiled: CompiledVersion) -> None:
         version = compiled.ir.version
