@@ -17,8 +17,9 @@ the run's history, so a later change of either table changes no run's past spend
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.budgets import (
     MAX_ALLOWED_MODELS,
@@ -82,6 +83,14 @@ class AgentLimits(BaseModel):
     allowed_models: tuple[str, ...] | None = Field(None, max_length=MAX_ALLOWED_MODELS)
     # The tenant's prices, before the built-in table (the module doc).
     prices: dict[str, Price] = Field(default_factory=dict, max_length=MAX_PRICED_MODELS)
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _unbounded_is_none(cls, value: Any) -> Any:
+        # A document written when a budget could be stored without a bound means no budget.
+        if isinstance(value, dict) and value.get("tokens") is None and value.get("usd") is None:
+            return None
+        return value
 
     def for_run(self, budget: Budget | None) -> AgentRunLimits:
         """What a run submitted now is bound to, with ``budget`` (its own, or its
