@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,8 +16,17 @@ from openai import AsyncOpenAI
 from infra.scripted_llm.client import ScriptedLLMClient
 from infra.scripted_llm.serve import Running
 from run_model import NodeStatus, RunState, RunStatus, step
-from run_model.testing import EPOCH, approval_submitted, build_ir, run_submitted
+from run_model.testing import (
+    EPOCH,
+    approval_submitted,
+    build_ir,
+    model_called,
+    run_submitted,
+    started,
+    turn_requested,
+)
 from schemas.budgets import AgentRunLimits, Budget, BudgetRaise, Price
+from schemas.codec import encode_event
 from schemas.envelope import Event, build_event, system_actor
 from schemas.events import (
     BudgetExceeded,
@@ -32,7 +42,7 @@ from schemas.position import Position
 from schemas.tasks import NodeTask
 from workers.agent.calls import RetryPolicy
 from workers.agent.handler import AgentHandler
-from workers.agent.turns import TurnAnswer, TurnQuery, answers
+from workers.agent.turns import KafkaTurnAnswers, TurnAnswer, TurnQuery, answers
 from workers.agent.verdicts import Verdict, VerdictQuery
 from workers.errors import ConfigError, NodeError
 from workers.handlers import WAITING, Job
@@ -316,3 +326,80 @@ async def test_a_budget_in_dollars_needs_a_price_for_the_model(
             job_of(coordinator, {"prompt": "p", "model": "house-model"})
         )
     assert await admin.requests() == []
+
+
+# --- reading the answer from the run's partition ------------------------------------------
+
+
+class Partition:
+    """A run's partition as ``KafkaTurnAnswers`` reads it: records at offsets, some of them
+    stamped ``at`` a time."""
+
+    def __init__(self, events: list[Event], since_offset: int | None = None) -> None:
+        self.records = []
+        for offset, event in enumerate(events):
+            key, value, headers = encode_event(event)
+            self.records.append(
+                SimpleNamespace(key=key, value=value, headers=headers, offset=offset)
+            )
+        self.since_offset = since_offset
+        self.started_at: int | None = None
+
+    async def beginning(self) -> int:
+        return 0
+
+    async def offset_since(self, when: Any) -> int | None:
+        return self.since_offset
+
+    async def records_from(self, start: int) -> AsyncIterator[Any]:
+        self.started_at = start
+        for record in self.records[start:]:
+            yield record
+
+
+def query(**kw: Any) -> TurnQuery:
+    fields: dict[str, Any] = {
+        "run_id": "run-1",
+        "node_id": "write",
+        "attempt": 1,
+        "turn": 2,
+        "asked": None,
+        "since": None,
+        "after": None,
+        "timeout_s": 5.0,
+    }
+    return TurnQuery(**{**fields, **kw})
+
+
+async def scan(partition: Partition, q: TurnQuery) -> TurnAnswer | None:
+    reader = KafkaTurnAnswers("unused:9092", TOPIC)
+    run = SimpleNamespace(
+        beginning=partition.beginning,
+        offset_since=partition.offset_since,
+        records=partition.records_from,
+    )
+    return await reader._scan(run, q)  # type: ignore[arg-type]
+
+
+async def test_the_reader_finds_the_answer_after_others_and_starts_where_it_should() -> None:
+    coordinator = Coordinator(budget(1000))
+    task = coordinator.tasks[-1]
+    coordinator.append(started(task))
+    for turn in (1, 2):
+        coordinator.append(turn_requested(task, turn))
+        coordinator.append(model_called(task, turn, 300))
+    log = coordinator.log
+    granted_2 = next(
+        i for i, e in enumerate(log) if isinstance(e, TurnGranted) and e.payload.turn == 2
+    )
+    partition = Partition(log, since_offset=1)
+    answer = await scan(partition, query(since=EPOCH))
+    assert answer is not None and answer.offset == granted_2
+    assert partition.started_at == 1  # from a little before the task was scheduled
+    answer = await scan(partition, query(after=3))
+    assert answer is not None and answer.offset == granted_2
+    assert partition.started_at == 4  # after the previous answer
+    await scan(partition, query(asked=Position(TOPIC, 0, 2), since=EPOCH))
+    assert partition.started_at == 1  # the earlier of the two
+    await scan(partition, query(turn=9))  # no answer yet: read to the end
+    assert partition.started_at == 0  # nothing known: from the beginning
