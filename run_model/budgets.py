@@ -23,9 +23,17 @@ pass the budget by at most one call each.
 
 from __future__ import annotations
 
-from run_model.state import NodeState, RunState
+from run_model.state import NODE_IN_FLIGHT, NodeState, RunState
 from schemas.budgets import Budget, BudgetRaise
-from schemas.events import ModelCalledPayload, Spend
+from schemas.events import (
+    ApprovalSubmitted,
+    BudgetExceededPayload,
+    BudgetRaisedPayload,
+    ModelCalledPayload,
+    Spend,
+    TurnGrantedPayload,
+    TurnRequestedPayload,
+)
 
 NOTHING = Spend()
 
@@ -148,3 +156,63 @@ def _bound_refusal(name: str, new: float | None, old: float | None, shown: str) 
     if new <= old:
         return f"a raise must be higher than the budget's bound in {name} ({shown})"
     return None
+
+
+def answer_turn(
+    state: RunState, request: TurnRequestedPayload
+) -> TurnGrantedPayload | BudgetExceededPayload | None:
+    """The answer to an agent's request for its next model call: granted if the run's spend
+    and the call, as foreseen, fit in the budget (always, without one); else the budget is
+    exceeded. None for a request of an attempt that no longer runs (a newer one, a node that
+    has finished or waits, a run being cancelled): its worker sees its node move on."""
+    node = state.nodes.get(request.node_id)
+    if (
+        node is None
+        or state.cancel_requested
+        or request.attempt != node.attempt
+        or node.status not in NODE_IN_FLIGHT
+    ):
+        return None
+    spent = run_spend(state)
+    budget = state.budget
+    upcoming = next_turn(node)
+    if budget is None or fits(budget, spent, upcoming):
+        return TurnGrantedPayload(
+            node_id=request.node_id, attempt=request.attempt, turn=request.turn, spent=spent
+        )
+    return BudgetExceededPayload(
+        node_id=request.node_id,
+        attempt=request.attempt,
+        turn=request.turn,
+        spent=spent,
+        next_turn=upcoming,
+        budget=budget,
+        reason=exceeded_reason(request.node_id, budget, spent, upcoming),
+    )
+
+
+def judge_raise(state: RunState, submitted: ApprovalSubmitted) -> BudgetRaisedPayload | str:
+    """The raise an approval of a node waiting on the run's budget brings (the run's new
+    budget), or why it is refused: it brings none, or one that does not let the node's next
+    call fit (``raise_refusal``)."""
+    p = submitted.payload
+    node = state.nodes[p.node_id]
+    approval = node.approval
+    budget = state.budget
+    if approval is None or budget is None or p.budget is None:
+        reason = approval.reason if approval is not None else "budget exceeded"
+        return (
+            f"node {p.node_id!r} waits on the run's budget ({reason}): approve it with a "
+            "`budget` that raises it"
+        )
+    refusal = raise_refusal(p.node_id, budget, p.budget, run_spend(state), next_turn(node))
+    if refusal is not None:
+        return refusal
+    return BudgetRaisedPayload(
+        node_id=p.node_id,
+        attempt=approval.attempt,
+        budget=raised(budget, p.budget),
+        previous=budget,
+        decided_by=submitted.actor.id,
+        submission_id=submitted.event_id,
+    )

@@ -17,14 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from run_model.backoff import retry_delay_s
-from run_model.budgets import (
-    exceeded_reason,
-    fits,
-    next_turn,
-    raise_refusal,
-    raised,
-    run_spend,
-)
+from run_model.budgets import answer_turn, judge_raise
 from run_model.completion import completion
 from run_model.decisions import decided, decision_refused, patch_rejected, refuse_after_finish
 from run_model.edges import dead_reason, edge_live, predecessors_finished
@@ -32,7 +25,7 @@ from run_model.evolve import evolve
 from run_model.forking import fork_point_failure
 from run_model.limits import COMMENT_MAX_CHARS, capped
 from run_model.patching import PatchLimits, Refused, judge
-from run_model.state import NODE_IN_FLIGHT, Approval, NodeStatus, RunState, RunStatus
+from run_model.state import Approval, NodeStatus, RunState, RunStatus
 from schemas.canonical import json_ref
 from schemas.codec import encode_event
 from schemas.envelope import Event, EventT, Payload
@@ -44,7 +37,6 @@ from schemas.events import (
     BudgetExceeded,
     BudgetExceededPayload,
     BudgetRaised,
-    BudgetRaisedPayload,
     NodeFailed,
     NodeFailedPayload,
     NodeRetryPlanned,
@@ -319,87 +311,35 @@ class _Decider:
 
     def _on_budget_decision(self, ev: ApprovalSubmitted, approval: Approval) -> None:
         """A decision on a node that waits on the run's budget. Rejected: the node fails
-        with the reason it waited. Approved with a raise that lets its next call fit: the
-        budget is raised and the node runs again in a new attempt, whose conversation starts
-        afresh (it lived in the worker that stopped). Approved without one: refused."""
+        with the reason it waited. Approved with a raise that lets its next call fit
+        (``run_model.budgets.judge_raise``): the budget is raised and the node runs again in
+        a new attempt, whose conversation starts afresh (it lived in the worker that
+        stopped). Any other approval is refused, and the node goes on waiting."""
         p = ev.payload
-        node = self.state.nodes[p.node_id]
-        budget = self.state.budget
         decided = self._decided_payload(ev, approval)
         if p.decision == "rejected":
             self._emit(ApprovalDecided, decided, "decide_approval", p.node_id, approval.attempt)
-            self._fail_node(
-                p.node_id,
-                approval.attempt,
-                f"{approval.reason}; raising the budget was rejected by {ev.actor.id}",
-                "fail_budget",
-            )
+            why = f"{approval.reason}; raising the budget was rejected by {ev.actor.id}"
+            self._fail_node(p.node_id, approval.attempt, why, "fail_budget")
             return
-        if budget is None or p.budget is None:  # a budget it waited on: only the raise is missing
-            reason = (
-                f"node {p.node_id!r} waits on the run's budget ({approval.reason}): approve "
-                "it with a `budget` that raises it"
-            )
-            self._record(decision_refused(ev, reason, tenant=self.state.tenant, now=self.now))
-            return
-        refusal = raise_refusal(p.node_id, budget, p.budget, run_spend(self.state), next_turn(node))
-        if refusal is not None:
-            self._record(decision_refused(ev, refusal, tenant=self.state.tenant, now=self.now))
+        verdict = judge_raise(self.state, ev)
+        if isinstance(verdict, str):
+            self._record(decision_refused(ev, verdict, tenant=self.state.tenant, now=self.now))
             return
         self._emit(ApprovalDecided, decided, "decide_approval", p.node_id, approval.attempt)
-        self._emit(
-            BudgetRaised,
-            BudgetRaisedPayload(
-                node_id=p.node_id,
-                attempt=approval.attempt,
-                budget=raised(budget, p.budget),
-                previous=budget,
-                decided_by=ev.actor.id,
-                submission_id=ev.event_id,
-            ),
-            "raise_budget",
-            p.node_id,
-            approval.attempt,
-        )
-        self._schedule(p.node_id, node.attempt + 1)
+        self._emit(BudgetRaised, verdict, "raise_budget", p.node_id, approval.attempt)
+        self._schedule(p.node_id, self.state.nodes[p.node_id].attempt + 1)
 
     def _on_turn(self, ev: TurnRequested) -> None:
-        """Answer an agent's request for its next model call (``run_model.budgets``): granted
-        if the run's spend and the call, as foreseen, fit in the budget; otherwise the
-        budget is exceeded, and the node fails or waits for a raise as the budget says.
-        A request of an attempt that no longer runs gets no answer: its worker gives up
-        at its deadline, and its node has moved on."""
-        p = ev.payload
-        node = self.state.nodes.get(p.node_id)
-        if (
-            node is None
-            or self.state.cancel_requested
-            or p.attempt != node.attempt
-            or node.status not in NODE_IN_FLIGHT
-        ):
-            return
-        spent = run_spend(self.state)
-        budget = self.state.budget
-        upcoming = next_turn(node)
-        if budget is None or fits(budget, spent, upcoming):
-            granted = TurnGrantedPayload(
-                node_id=p.node_id, attempt=p.attempt, turn=p.turn, spent=spent
-            )
-            self._emit(TurnGranted, granted, "grant_turn", p.node_id, p.attempt)
-            return
-        reason = exceeded_reason(p.node_id, budget, spent, upcoming)
-        exceeded = BudgetExceededPayload(
-            node_id=p.node_id,
-            attempt=p.attempt,
-            turn=p.turn,
-            spent=spent,
-            next_turn=upcoming,
-            budget=budget,
-            reason=reason,
-        )
-        self._emit(BudgetExceeded, exceeded, "exceed_budget", p.node_id, p.attempt)
-        if budget.on_exceed == "fail":
-            self._fail_node(p.node_id, p.attempt, reason, "fail_budget")
+        """Answer an agent's request for its next model call (``run_model.budgets``): with
+        the budget exceeded, the node fails or waits for a raise, as the budget says."""
+        answer = answer_turn(self.state, ev.payload)
+        if isinstance(answer, TurnGrantedPayload):
+            self._emit(TurnGranted, answer, "grant_turn", answer.node_id, answer.attempt)
+        elif isinstance(answer, BudgetExceededPayload):
+            self._emit(BudgetExceeded, answer, "exceed_budget", answer.node_id, answer.attempt)
+            if answer.budget.on_exceed == "fail":
+                self._fail_node(answer.node_id, answer.attempt, answer.reason, "fail_budget")
 
     def _fail_node(self, node_id: str, attempt: int, error: str, decision: str) -> None:
         """Fail ``node_id`` for good in ``attempt``, decided here (no retry could do better)."""
