@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from run_model import NodeStatus, RunStatus, step
 from run_model.budgets import exceeded_reason, next_turn, raise_refusal, run_spend, usd
 from run_model.testing import (
@@ -408,3 +411,68 @@ def test_reasons_name_each_bound_passed() -> None:
         "the raised budget would still not let node 'w' go on (budget exceeded: $0.6 of $0.7; "
         "the next turn of 'w' would take about $0.2 more): raise it to at least $0.8"
     )
+
+
+# --- properties ---------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    budget=st.integers(1, 5000),
+    sizes=st.lists(st.integers(0, 2000), min_size=1, max_size=12),
+)
+def test_one_agent_passes_its_budget_only_by_a_call_larger_than_foreseen(
+    budget: int, sizes: list[int]
+) -> None:
+    h = one_agent(limits(budget))
+    largest = 0
+    for turn, size in enumerate(sizes, start=1):
+        before = run_spend(h.run).tokens
+        answer = h.ask("write", turn)
+        granted = bool(answer) and isinstance(answer[0], TurnGranted)
+        # Granted exactly when the spend and the largest call so far fit.
+        assert granted == (before < budget and before + largest <= budget)
+        if not granted:
+            assert h.run.status is RunStatus.FAILED
+            break
+        h.call("write", turn, size)
+        assert run_spend(h.run).tokens <= budget + max(size - largest, 0)
+        largest = max(largest, size)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    budget=st.integers(1, 5000),
+    steps=st.lists(st.tuples(st.sampled_from("ab"), st.integers(1, 2000)), max_size=30),
+)
+def test_parallel_agents_pass_the_budget_by_at_most_one_call_each(
+    budget: int, steps: list[tuple[str, int]]
+) -> None:
+    """Two agents ask and call in any interleaving, a call at most as large as the largest
+    before it (so that the foresight holds); together they pass the budget by at most one
+    call each."""
+    h = Agents(build_ir({"a": "agent", "b": "agent"}, []), limits(budget, on_exceed="wait"))
+    h.start("a")
+    h.start("b")
+    turn = {"a": 1, "b": 1}
+    granted: dict[str, int | None] = {"a": None, "b": None}  # a turn granted, not yet called
+    largest = {"a": 0, "b": 0}
+    first = {"a": 0, "b": 0}
+    for node_id, size in steps:
+        if h.status(node_id) is not NodeStatus.RUNNING:
+            continue
+        if granted[node_id] is None:
+            answer = h.ask(node_id, turn[node_id])
+            if answer and isinstance(answer[0], TurnGranted):
+                granted[node_id] = turn[node_id]
+            continue
+        call = size if largest[node_id] == 0 else min(size, largest[node_id])
+        if largest[node_id] == 0:
+            first[node_id] = call
+        h.call(node_id, turn[node_id], call)
+        largest[node_id] = max(largest[node_id], call)
+        granted[node_id] = None
+        turn[node_id] += 1
+    spent = run_spend(h.run).tokens
+    # A first call is foreseen as free: it may pass by its whole size.
+    assert spent <= budget + sum(max(largest[n], first[n]) for n in "ab")
