@@ -56,8 +56,9 @@ MAX_NAME_CHARS = 100
 
 
 class AgentHandler:
-    """The ``agent`` node type, speaking to whatever server ``client`` points at, and
-    learning the fate of its patches from ``verdicts``."""
+    """The ``agent`` node type, speaking to whatever server ``client`` points at, learning
+    the fate of its patches from ``verdicts`` and, in a run with a budget, whether it may
+    make each model call from ``turns``."""
 
     def __init__(
         self,
