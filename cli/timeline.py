@@ -49,6 +49,21 @@ def _approval_or_model_detail(kind: str, payload: dict[str, Any]) -> str:
         usage = payload.get("usage") or {}
         tools = ", ".join(payload.get("tool_calls") or []) or payload.get("finish_reason") or ""
         return f"turn {payload.get('turn')}: {usage.get('total_tokens', 0)} tokens → {tools}"
+    return _budget_detail(kind, payload)
+
+
+def _budget_detail(kind: str, payload: dict[str, Any]) -> str:
+    if kind == "run.turn_requested":
+        return f"may turn {payload.get('turn')} go?"
+    if kind == "run.turn_granted":
+        spent = payload.get("spent") or {}
+        return f"turn {payload.get('turn')} granted ({spent.get('tokens', 0)} tokens spent)"
+    if kind == "run.budget_exceeded":
+        return str(payload.get("reason", ""))
+    if kind == "run.budget_raised":
+        bounds = payload.get("budget") or {}
+        shown = ", ".join(f"{k} {bounds[k]}" for k in ("tokens", "usd") if bounds.get(k))
+        return f"to {shown} by {payload.get('decided_by')}"
     return ""
 
 

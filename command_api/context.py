@@ -19,6 +19,7 @@ from infra.bus import EventBus
 from infra.ratelimit import TokenBuckets
 from limits.admission_check import Admissions, whole_seconds
 from limits.store import LimitsStore
+from limits.tenant_limits import TenantLimits
 from schemas import WorkflowIR
 from secret_store import SecretStore
 
@@ -76,6 +77,9 @@ class CommandContext:
                     "retry_after_s": retry,
                 },
             )
+
+    async def tenant_limits(self, tenant: str) -> TenantLimits:
+        return await self.limits.get(tenant)
 
     def remember(self, compiled: CompiledVersion) -> None:
         version = compiled.ir.version

@@ -12,6 +12,7 @@ from auth import Principal
 from auth.scopes import APPROVE, PATCH, PUBLISH, SUBMIT
 from command_api import registry
 from command_api.admission import admit_action, admit_run
+from command_api.budgets import check_models, run_limits
 from command_api.context import CommandContext, CompiledVersion, require
 from command_api.door import DoorRoute, parsed_body
 from command_api.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -226,6 +227,7 @@ async def publish_workflow(
     ir = compile_workflow(command.definition)  # InvalidWorkflow -> 422 with every reason
     definition = command.definition.canonical()
     _check_runnable_size(ctx, definition, ir)
+    check_models(definition["nodes"], (await ctx.tenant_limits(caller.tenant)).agents)
 
     async def publish() -> Answer:
         workflow_id = workflow_id_for(caller.tenant, command.name)
@@ -294,6 +296,9 @@ async def submit_run(
                 f"workflow {command.workflow_id!r} not found; publish it with POST /v1/workflows"
             )
         compiled = await ctx.load_version(version.definition_ref, version.ir_ref, version.version)
+        # The budget and agent limits the run is bound to, as the tenant's are now.
+        agents = (await ctx.tenant_limits(caller.tenant)).agents
+        agent_limits = run_limits(compiled.definition, command.budget, agents)
         # With an Idempotency-Key, a retry after a crash re-appends the same ids (dropped as
         # duplicates downstream) instead of starting a second run.
         run_id = keyed_id("run", caller.tenant, idempotency_key) or new_id()
@@ -306,6 +311,7 @@ async def submit_run(
             ir=compiled.ir,
             definition_ref=version.definition_ref,
             ir_ref=version.ir_ref,
+            agent_limits=agent_limits,
         )
         event = build_event(
             RunSubmitted,
@@ -385,13 +391,16 @@ async def decide_approval(  # noqa: PLR0917 - FastAPI passes what the route decl
     command: DecideApproval,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Submit a decision on a hitl node. The coordinator judges it: it is accepted only if
-    the node waits for a decision and has none (ApprovalDecided), and refused with a reason
-    otherwise (ApprovalRefused); both show in the run's approvals and events."""
+    """Submit a decision on a hitl node, or on an agent node that waits on the run's budget
+    (approving it with ``budget``, the new bounds, raises it). The coordinator judges it: it
+    is accepted only if the node waits for a decision and has none (ApprovalDecided, with
+    BudgetRaised for a raise), and refused with a reason otherwise (ApprovalRefused); both
+    show in the run's approvals and events."""
     payload = ApprovalSubmittedPayload(
         node_id=node_id,
         decision="approved" if command.decision == "approve" else "rejected",
         comment=command.comment,
+        budget=command.budget,
     )
     return await _to_run(
         request,

@@ -18,7 +18,12 @@ into them here, in log order, and writes back the rows that changed. Rules:
   the coordinator's own function);
   ApprovalDecided makes the node SUCCEEDED with the decision as output; ApprovalRefused is
   noted on the row; a run that ends first leaves the row CANCELLED;
-- token usage of agent nodes is the sum of their ModelCalled events, failed attempts too;
+- token usage of agent nodes is the sum of their ModelCalled events, failed attempts too,
+  and so is their cost in dollars;
+- an agent's BudgetExceeded with ``on_exceed: wait`` makes it WAITING and opens an
+  ``approvals`` row of kind BUDGET (with ``fail``, the NodeFailed that follows fails it);
+  its ApprovalDecided leaves the node to what follows (a new attempt, or a failure);
+  the run's ``budget`` is its RunSubmitted's, then each BudgetRaised's;
 - a NodeQueued (a worker holds the task back for a limit) sets the node's
   ``waiting_reason`` while the row is SCHEDULED in that attempt; one that comes late (the
   node has moved on, or a newer attempt began) changes nothing, and the reason is cleared
@@ -52,6 +57,8 @@ from schemas.events import (
     ApprovalDecided,
     ApprovalRefused,
     ApprovalRequested,
+    BudgetExceeded,
+    BudgetRaised,
     ModelCalled,
     NodeFailed,
     NodeQueued,
@@ -156,6 +163,11 @@ class RunFold:
             self._usage(run, ev)
         elif isinstance(ev, NodeQueued):
             self._queued(run, ev)
+        elif isinstance(ev, BudgetExceeded):
+            self._budget_exceeded(run, ev)
+            self._refresh_status(run)
+        elif isinstance(ev, BudgetRaised):
+            run.budget = ev.payload.budget.model_dump(mode="json")
         elif isinstance(ev, PatchSubmitted):
             self._patch(run, ev.event_id).submitted(ev, run.event_count)
         elif isinstance(ev, PatchApplied | PatchRejected):
@@ -189,6 +201,8 @@ class RunFold:
         run.workflow_id, run.workflow_name, run.version = p.workflow_id, p.workflow_name, p.version
         run.input = p.input
         run.created_at = min(run.created_at, ev.occurred_at)
+        if p.agent_limits is not None and p.agent_limits.budget is not None:
+            run.budget = p.agent_limits.budget.model_dump(mode="json")
         for node_id in p.ir.order or list(p.ir.nodes):
             key = (run.run_id, node_id)
             if key not in self.nodes:
@@ -369,7 +383,10 @@ class RunFold:
         elif isinstance(ev, ApprovalDecided):
             d = ev.payload
             node = self._node(run, d.node_id)
-            if node.status not in NODE_FINAL:
+            # A raise of the budget is followed by the node's new attempt, a rejection by its
+            # failure: those move the node, not the decision.
+            on_budget = approval is not None and approval.kind == "BUDGET"
+            if node.status not in NODE_FINAL and not on_budget:
                 node.status, node.error = NodeStatus.SUCCEEDED, None
                 node.finished_at, node.waiting_reason = ev.occurred_at, None
                 node.output, node.output_ref = d.node_output(), None
@@ -453,6 +470,31 @@ class RunFold:
         node.completion_tokens += u.completion_tokens
         node.total_tokens += u.total_tokens
         node.cached_tokens += u.cached_tokens
+        node.cost_usd += ev.payload.cost_usd or 0.0
+
+    def _budget_exceeded(self, run: RunRow, ev: BudgetExceeded) -> None:
+        """With ``wait``, the node waits for a raise, as a hitl node for a decision."""
+        b = ev.payload
+        if b.budget.on_exceed != "wait":
+            return  # the NodeFailed decided with it fails the node
+        node = self._node(run, b.node_id)
+        if _moves_forward(node, b.attempt, NodeStatus.WAITING):
+            node.attempts, node.status = b.attempt, NodeStatus.WAITING
+        key = (run.run_id, b.node_id)
+        approval = self.approvals.get(key)
+        if approval is None or b.attempt > approval.attempt:
+            self.approvals[key] = ApprovalRow(
+                run_id=run.run_id,
+                node_id=b.node_id,
+                tenant=run.tenant,
+                attempt=b.attempt,
+                status="WAITING",
+                prompt=f"raise the run's budget so that node {b.node_id!r} can go on?",
+                requested_at=ev.occurred_at,
+                kind="BUDGET",
+                reason=b.reason,
+            )
+            self.changed_approvals.add(key)
 
 
 def _moves_forward(node: NodeRow, attempt: int, status: NodeStatus) -> bool:

@@ -20,12 +20,23 @@ class ApprovalRefusal:
     submission_id: str
 
 
-@strawberry.type(description="A hitl node's request for a decision, and the decision.")
+@strawberry.type(
+    description="A request for a person's decision, and the decision: a hitl node's, or an "
+    "agent node's whose next model call would pass the run's budget."
+)
 class Approval:
     run_id: strawberry.ID
     node_id: str
     attempt: int
     status: str = strawberry.field(description="WAITING APPROVED REJECTED CANCELLED")
+    kind: str = strawberry.field(
+        description="DECISION: a hitl node's. BUDGET: an agent node waits on the run's "
+        "budget; approving it with a higher `budget` lets it go on, in a new attempt."
+    )
+    reason: str | None = strawberry.field(
+        description="BUDGET: what the node's next call would pass (`budget exceeded: N of M "
+        "tokens; …`)."
+    )
     prompt: str
     requested_at: datetime
     due_at: datetime | None = strawberry.field(

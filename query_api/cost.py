@@ -66,6 +66,7 @@ WEIGHTS: Mapping[str, int] = {
     "Run.versions": BATCHED,
     "Run.approvals": BATCHED,
     "Run.usage": BATCHED,
+    "Run.spend": BATCHED,
     "Run.events": BATCHED,
     "Run.forkedFrom": DATABASE,
     "Run.forks": DATABASE,

@@ -32,6 +32,29 @@ class TokenUsage:
         )
 
 
+@strawberry.type(description="What a run's agents spent, every model call counted.")
+class Spend:
+    tokens: int = strawberry.field(description="Tokens, prompt and completion.")
+    usd: float = strawberry.field(
+        description="US dollars, as each call was priced when it was made (calls of a model "
+        "with no price count nothing here)."
+    )
+
+    @staticmethod
+    def of(rows: Sequence[Any]) -> Spend:
+        return Spend(tokens=sum(r.total_tokens for r in rows), usd=sum(r.cost_usd for r in rows))
+
+
+@strawberry.type(description="What a run's agents may spend together.")
+class Budget:
+    tokens: int | None = strawberry.field(description="Tokens in all; null: no bound.")
+    usd: float | None = strawberry.field(description="US dollars; null: no bound.")
+    on_exceed: str = strawberry.field(
+        description="`fail`: a node whose next call would pass it fails. `wait`: it waits "
+        "for a person to raise it (an approval of kind BUDGET)."
+    )
+
+
 # "NodeExecution", not "Node": Relay reserves the type name Node for its object interface.
 @strawberry.type(name="NodeExecution")
 class Node:
@@ -53,6 +76,7 @@ class Node:
     completion_tokens: strawberry.Private[int] = 0
     total_tokens: strawberry.Private[int] = 0
     cached_tokens: strawberry.Private[int] = 0
+    cost_usd: strawberry.Private[float] = 0.0
 
     @staticmethod
     def of(r: Any) -> Node:

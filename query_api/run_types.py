@@ -3,6 +3,7 @@ its nodes, events, patches, versions, approvals, usage and forks."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,7 +15,7 @@ from query_api import db, fork_queries
 from query_api.approval_types import Approval
 from query_api.context import ReadContext
 from query_api.event_types import EVENT_PAGES, EventConnection
-from query_api.node_types import Node, TokenUsage
+from query_api.node_types import Budget, Node, Spend, TokenUsage
 from query_api.pagination import (
     MAX_PAGE,
     Key,
@@ -55,11 +56,14 @@ class Run:
         "PostgreSQL refused it, so it was set aside and the read model went on. The log "
         "still has the event; `aob replay projections` rebuilds it once the cause is fixed.",
     )
+    budget_row: strawberry.Private[Any] = None
 
     @staticmethod
     def of(r: Any) -> Run:
         """A ``runs`` row."""
-        return from_row(Run, r, id=r["run_id"], status=RunStatus(r["status"]))
+        return from_row(
+            Run, r, id=r["run_id"], status=RunStatus(r["status"]), budget_row=r.get("budget")
+        )
 
     @strawberry.field(description="The run's nodes in scheduling order (a run has at most 500).")
     async def nodes(
@@ -103,6 +107,26 @@ class Run:
     @strawberry.field(description="Token usage summed over the run's nodes.")
     async def usage(self, info: Info[ReadContext, None]) -> TokenUsage:
         return TokenUsage.of(await info.context.nodes.load(self.id))
+
+    @strawberry.field(
+        description="What the run's agents spent (tokens, and US dollars as priced), every "
+        "model call counted, failed attempts too."
+    )
+    async def spend(self, info: Info[ReadContext, None]) -> Spend:
+        return Spend.of(await info.context.nodes.load(self.id))
+
+    @strawberry.field(
+        description="The run's budget as it stands (raised by approvals); null: no bound."
+    )
+    def budget(self) -> Budget | None:
+        row = self.budget_row
+        if isinstance(row, str):  # asyncpg hands jsonb over as its text
+            row = json.loads(row)
+        if not isinstance(row, dict):
+            return None
+        return Budget(
+            tokens=row.get("tokens"), usd=row.get("usd"), on_exceed=row.get("on_exceed", "fail")
+        )
 
     @strawberry.field(description="Where this run was forked from; null if it is not a fork.")
     async def forked_from(self, info: Info[ReadContext, None]) -> ForkOrigin | None:

@@ -30,6 +30,7 @@ class RunRow:
     finished_at: datetime | None = None
     event_count: int = 0
     projection_error: str | None = None  # why an event of the run is not in the read model
+    budget: Any = None  # the run's budget as it stands: {tokens, usd, on_exceed}, or none
 
 
 @dataclass
@@ -51,6 +52,7 @@ class NodeRow:
     total_tokens: int = 0
     cached_tokens: int = 0
     waiting_reason: str | None = None  # why a SCHEDULED node has not started (run.node_queued)
+    cost_usd: float = 0.0  # the priced model calls' cost in US dollars
 
 
 @dataclass
@@ -70,6 +72,8 @@ class ApprovalRow:
     decided_at: datetime | None = None
     timed_out: bool = False
     refusals: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "DECISION"  # DECISION (a hitl node) or BUDGET (an agent over the run's budget)
+    reason: str | None = None  # BUDGET: the budget the node's next call would pass
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,8 @@ ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS cached_tokens bigint NOT NU
 -- Why a SCHEDULED node has not started: the reason of its latest run.node_queued (a worker
 -- holds it back for a limit); cleared when the node moves on.
 ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS waiting_reason text;
+-- What the node's model calls cost in US dollars, as each run.model_called priced it.
+ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS cost_usd double precision NOT NULL DEFAULT 0;
 
 -- A hitl node's request for a decision, and what became of it.
 CREATE TABLE IF NOT EXISTS approvals (
@@ -144,6 +146,10 @@ CREATE TABLE IF NOT EXISTS approvals (
 );
 CREATE INDEX IF NOT EXISTS approvals_pending ON approvals (tenant, requested_at, run_id, node_id)
     WHERE status = 'WAITING';
+-- DECISION: a hitl node's. BUDGET: an agent node's whose next model call would pass the run's
+-- budget (run.budget_exceeded); approving it with a higher budget lets the node go on.
+ALTER TABLE approvals ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'DECISION';
+ALTER TABLE approvals ADD COLUMN IF NOT EXISTS reason text;
 
 CREATE TABLE IF NOT EXISTS run_events (
     run_id        text NOT NULL,
@@ -192,6 +198,8 @@ ALTER TABLE projection_poison ADD COLUMN IF NOT EXISTS event_type text;
 ALTER TABLE projection_poison ADD COLUMN IF NOT EXISTS aggregate_id text;
 -- Why an event of the run is missing from the read model (parked in projection_poison).
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS projection_error text;
+-- The run's budget as it stands ({tokens, usd, on_exceed}: run.submitted, run.budget_raised).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS budget jsonb;
 
 -- Patches proposed to a run (run.patch_submitted) and the coordinator's verdict on each
 -- (run.patch_applied / run.patch_rejected). A verdict seen before its submission (that

@@ -2,8 +2,9 @@
 
 Each table's columns are its row's fields, in field order; nothing here or in a caller
 writes a column list out by hand. A column's SQL kind comes from the field's annotation:
-``str`` text, ``int`` bigint (Postgres casts it to an integer column on insert), ``bool``
-boolean, ``datetime`` timestamptz (each possibly ``| None``), and JSON for anything else
+``str`` text, ``int`` bigint (Postgres casts it to an integer column on insert), ``float``
+double precision, ``bool`` boolean, ``datetime`` timestamptz (each possibly ``| None``), and
+JSON for anything else
 (``Any``, lists, dicts), which travels as its text and is stored as jsonb.
 
 Rows are written set-based, one statement per table and batch whatever its size
@@ -37,6 +38,7 @@ JSONB = "jsonb"
 _SQL_TYPES: dict[object, str] = {
     str: "text",
     int: "bigint",
+    float: "double precision",
     bool: "boolean",
     datetime: "timestamptz",
 }

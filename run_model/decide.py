@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from run_model.backoff import retry_delay_s
+from run_model.budgets import answer_turn, judge_raise
 from run_model.completion import completion
 from run_model.decisions import decided, decision_refused, patch_rejected, refuse_after_finish
 from run_model.edges import dead_reason, edge_live, predecessors_finished
@@ -24,7 +25,7 @@ from run_model.evolve import evolve
 from run_model.forking import fork_point_failure
 from run_model.limits import COMMENT_MAX_CHARS, capped
 from run_model.patching import PatchLimits, Refused, judge
-from run_model.state import NodeStatus, RunState, RunStatus
+from run_model.state import Approval, NodeStatus, RunState, RunStatus
 from schemas.canonical import json_ref
 from schemas.codec import encode_event
 from schemas.envelope import Event, EventT, Payload
@@ -33,6 +34,9 @@ from schemas.events import (
     ApprovalDecided,
     ApprovalDecidedPayload,
     ApprovalSubmitted,
+    BudgetExceeded,
+    BudgetExceededPayload,
+    BudgetRaised,
     NodeFailed,
     NodeFailedPayload,
     NodeRetryPlanned,
@@ -58,6 +62,9 @@ from schemas.events import (
     RunWarning,
     RunWarningPayload,
     TimerFired,
+    TurnGranted,
+    TurnGrantedPayload,
+    TurnRequested,
 )
 from schemas.tasks import NodeContext, NodeTask
 from schemas.topics import TASK_TYPES, task_topic
@@ -162,6 +169,8 @@ class _Decider:
                 self._settle([e.node for e in self.state.node_def(node_id).successors])
         elif isinstance(ev, TimerFired):
             self._on_timer(ev)
+        elif isinstance(ev, TurnRequested):
+            self._on_turn(ev)
 
     def _on_failed(self, ev: NodeFailed) -> None:
         p = ev.payload
@@ -245,34 +254,46 @@ class _Decider:
         """Accept a person's decision only for a node that waits for one and has none yet;
         otherwise refuse it with a reason they can act on. Either way it is an event."""
         p = ev.payload
-        refusal = self._refusal(p.node_id)
+        refusal = self._refusal(ev)
         if refusal is not None:
             self._record(decision_refused(ev, refusal, tenant=self.state.tenant, now=self.now))
             return
         approval = self.state.nodes[p.node_id].approval
         assert approval is not None  # no refusal: the node waits, so it has asked
-        self._decide_approval(
-            ApprovalDecidedPayload(
-                node_id=p.node_id,
-                attempt=approval.attempt,
-                decision=p.decision,
-                comment=capped(p.comment, COMMENT_MAX_CHARS) if p.comment is not None else None,
-                decided_by=ev.actor.id,
-                submission_id=ev.event_id,
-            )
+        if approval.kind == "budget":
+            self._on_budget_decision(ev, approval)
+            return
+        self._decide_approval(self._decided_payload(ev, approval))
+
+    def _decided_payload(self, ev: ApprovalSubmitted, approval: Approval) -> ApprovalDecidedPayload:
+        p = ev.payload
+        return ApprovalDecidedPayload(
+            node_id=p.node_id,
+            attempt=approval.attempt,
+            decision=p.decision,
+            comment=capped(p.comment, COMMENT_MAX_CHARS) if p.comment is not None else None,
+            decided_by=ev.actor.id,
+            submission_id=ev.event_id,
         )
 
-    def _refusal(self, node_id: str) -> str | None:
-        """Why a decision on ``node_id`` cannot be taken now, or None if it can."""
+    def _refusal(self, ev: ApprovalSubmitted) -> str | None:
+        """Why ``ev``'s decision cannot be taken now, or None if it can."""
+        node_id = ev.payload.node_id
         if self.state.cancel_requested:
             return "the run is being cancelled"
         if node_id not in self.state.nodes:
             return f"the run has no node {node_id!r}"
         node = self.state.nodes[node_id]
         node_type = self.state.node_def(node_id).type
-        if node_type != "hitl":
-            return f"node {node_id!r} is a {node_type!r} node; only hitl nodes take decisions"
         approval = node.approval
+        on_budget = approval is not None and approval.kind == "budget"
+        if node_type == "agent" and not on_budget:
+            return (
+                f"node {node_id!r} is an agent node that does not wait on the run's budget; "
+                "only hitl nodes, and agent nodes waiting on the budget, take decisions"
+            )
+        if node_type not in ("hitl", "agent"):
+            return f"node {node_id!r} is a {node_type!r} node; only hitl nodes take decisions"
         if approval is not None and approval.decision is not None:
             by = "its time limit" if approval.decided_by == "timeout" else approval.decided_by
             return f"node {node_id!r} was decided already: {approval.decision} by {by}"
@@ -281,7 +302,58 @@ class _Decider:
                 f"node {node_id!r} is not waiting for a decision (it is "
                 f"{node.status.value}); decide once its approval is requested"
             )
+        if ev.payload.budget is not None and not on_budget:
+            return (
+                f"node {node_id!r} waits for a decision, not on the run's budget: a budget is "
+                "given only to approve a node that waits on it"
+            )
         return None
+
+    def _on_budget_decision(self, ev: ApprovalSubmitted, approval: Approval) -> None:
+        """A decision on a node that waits on the run's budget. Rejected: the node fails
+        with the reason it waited. Approved with a raise that lets its next call fit
+        (``run_model.budgets.judge_raise``): the budget is raised and the node runs again in
+        a new attempt, whose conversation starts afresh (it lived in the worker that
+        stopped). Any other approval is refused, and the node goes on waiting."""
+        p = ev.payload
+        decided = self._decided_payload(ev, approval)
+        if p.decision == "rejected":
+            self._emit(ApprovalDecided, decided, "decide_approval", p.node_id, approval.attempt)
+            why = f"{approval.reason}; raising the budget was rejected by {ev.actor.id}"
+            self._fail_node(p.node_id, approval.attempt, why, "fail_budget")
+            return
+        verdict = judge_raise(self.state, ev)
+        if isinstance(verdict, str):
+            self._record(decision_refused(ev, verdict, tenant=self.state.tenant, now=self.now))
+            return
+        self._emit(ApprovalDecided, decided, "decide_approval", p.node_id, approval.attempt)
+        self._emit(BudgetRaised, verdict, "raise_budget", p.node_id, approval.attempt)
+        self._schedule(p.node_id, self.state.nodes[p.node_id].attempt + 1)
+
+    def _on_turn(self, ev: TurnRequested) -> None:
+        """Answer an agent's request for its next model call (``run_model.budgets``): with
+        the budget exceeded, the node fails or waits for a raise, as the budget says."""
+        answer = answer_turn(self.state, ev.payload)
+        if isinstance(answer, TurnGrantedPayload):
+            self._emit(TurnGranted, answer, "grant_turn", answer.node_id, answer.attempt)
+        elif isinstance(answer, BudgetExceededPayload):
+            self._emit(BudgetExceeded, answer, "exceed_budget", answer.node_id, answer.attempt)
+            if answer.budget.on_exceed == "fail":
+                self._fail_node(answer.node_id, answer.attempt, answer.reason, "fail_budget")
+
+    def _fail_node(self, node_id: str, attempt: int, error: str, decision: str) -> None:
+        """Fail ``node_id`` for good in ``attempt``, decided here (no retry could do better)."""
+        failure = self._emit(
+            NodeFailed,
+            NodeFailedPayload(
+                node_id=node_id, attempt=attempt, error=capped(error), retryable=False
+            ),
+            decision,
+            node_id,
+            attempt,
+        )
+        assert isinstance(failure, NodeFailed)
+        self._on_failed(failure)
 
     def _decide_approval(self, decided: ApprovalDecidedPayload) -> None:
         self._emit(ApprovalDecided, decided, "decide_approval", decided.node_id, decided.attempt)
@@ -450,6 +522,7 @@ class _Decider:
                 version=self.state.version,
                 # Only a node that may patch is shown what it patches: tasks stay small.
                 definition=self.state.current_definition() if patches else None,
+                agent_limits=self.state.agent_limits if definition.type == "agent" else None,
             )
         )
 

@@ -10,12 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from run_model.agent_policy import agent_proposer
+from run_model.budgets import call_spend
 from run_model.forking import fork_state
-from run_model.state import Approval, NodeState, NodeStatus, RunState, RunStatus
+from run_model.state import NODE_IN_FLIGHT, Approval, NodeState, NodeStatus, RunState, RunStatus
+from schemas.budgets import AgentRunLimits
 from schemas.envelope import Event
 from schemas.events import (
     ApprovalDecided,
     ApprovalRequested,
+    BudgetExceeded,
+    BudgetRaised,
+    ModelCalled,
+    ModelCalledPayload,
     NodeFailed,
     NodeRetryPlanned,
     NodeScheduled,
@@ -74,6 +80,7 @@ def _submitted(event: RunSubmitted) -> RunState:
         input=p.input,
         nodes={node_id: NodeState() for node_id in p.ir.nodes},
         applied={event.event_id},
+        agent_limits=p.agent_limits,
     )
 
 
@@ -160,12 +167,32 @@ def _apply(state: RunState, event: Event) -> None:
             node.approval = node.approval.model_copy(
                 update={"decision": d.decision, "decided_by": d.decided_by}
             )
+            if node.approval.kind == "budget":
+                return  # the node runs again (BudgetRaised) or fails (NodeFailed) next
             node.status = NodeStatus.SUCCEEDED
             node.succeeded_attempt = d.attempt
             # Tiny and always inline: edge guards read ``decision`` (run_model.edges).
             node.output = d.node_output()
             node.output_inline = True
             node.output_ref = None
+    elif isinstance(event, ModelCalled):
+        _called(state, event.payload)
+    elif isinstance(event, BudgetExceeded):
+        b = event.payload
+        node = _node(state, b.node_id)
+        # With `fail`, the NodeFailed decided with it ends the node; with `wait`, a person is
+        # asked to raise the budget, as a hitl node asks for a decision.
+        if (
+            node is not None
+            and b.attempt == node.attempt
+            and b.budget.on_exceed == "wait"
+            and node.status in NODE_IN_FLIGHT
+        ):
+            node.status = NodeStatus.WAITING
+            node.approval = Approval(attempt=b.attempt, kind="budget", reason=b.reason)
+    elif isinstance(event, BudgetRaised):
+        limits = state.agent_limits or AgentRunLimits()
+        state.agent_limits = limits.model_copy(update={"budget": event.payload.budget})
     elif isinstance(event, NodeSkipped):
         node = _node(state, event.payload.node_id)
         if node is not None:
@@ -190,9 +217,23 @@ def _apply(state: RunState, event: Event) -> None:
         state.status = RunStatus.CANCELLED
         state.reason = event.payload.reason
     # RunSubmitted or RunForked again (another id for the same run), RunWarning, TimerFired
-    # (a wake-up; the decider reads it), ApprovalSubmitted (judged by the decider),
-    # ApprovalRefused, ModelCalled and event types this coordinator does not route on are
-    # recorded as applied and change nothing else.
+    # (a wake-up; the decider reads it), ApprovalSubmitted and TurnRequested (judged by the
+    # decider), ApprovalRefused, TurnGranted and event types this coordinator does not route
+    # on are recorded as applied and change nothing else.
+
+
+def _called(state: RunState, called: ModelCalledPayload) -> None:
+    """Record what a model call spent, once per (attempt, turn): the first report counts.
+    A call of a node that has finished counts too (a late report of a timed-out attempt):
+    it was made, and paid for."""
+    old = state.nodes.get(called.node_id)
+    if old is None:
+        return
+    turns = old.calls.get(called.attempt, {})
+    if called.turn in turns:
+        return
+    calls = {**old.calls, called.attempt: {**turns, called.turn: call_spend(called)}}
+    state.nodes = {**state.nodes, called.node_id: old.model_copy(update={"calls": calls})}
 
 
 def _patched(state: RunState, p: PatchAppliedPayload) -> None:

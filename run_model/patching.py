@@ -16,7 +16,9 @@ broken rule is given back as a reason, worded so that a person or a model can fi
 - bounds per run: nodes, applied patches, and agent nodes added on agents' proposals (the
   spawn limit), so a model steered by what it read cannot grow a run without end;
 - an agent's patch leaves alone what it did not add, and gives no node a tool
-  (``run_model.agent_policy``, whose rules each reason names).
+  (``run_model.agent_policy``, whose rules each reason names);
+- the run's budget stays as it was submitted (only a person's approval raises it), and no
+  agent node added or changed names a model the tenant did not allow when the run started.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pydantic import ValidationError
 from run_model.agent_policy import agent_policy_reasons, is_agent_patch
 from run_model.patch_diff import PatchDiff, edge_text
 from run_model.state import NodeStatus, RunState
+from schemas.budgets import model_refusals
 from schemas.canonical import canonical_json
 from schemas.commands import MAX_PATCH_OPS
 from schemas.compiler import compile_workflow, validate_graph
@@ -124,6 +127,7 @@ def judge(state: RunState, submitted: PatchSubmitted, limits: PatchLimits) -> Ve
     reasons = [
         *_frozen_reasons(state, diff),
         *agent_policy_reasons(state, submitted, diff),
+        *_agent_limit_reasons(state, old, new, diff),
         *validate_graph(definition),
     ]
     if len(definition.nodes) > limits.max_nodes:
@@ -223,6 +227,22 @@ def _frozen_reasons(state: RunState, diff: PatchDiff) -> list[str]:
                 "leads to it is settled"
             )
     return reasons
+
+
+def _agent_limit_reasons(
+    state: RunState, old: dict[str, Any], new: dict[str, Any], diff: PatchDiff
+) -> list[str]:
+    """A patch may not move the run's budget (a model steered by what it read would raise
+    its own), nor bring in a model the tenant does not allow."""
+    reasons = []
+    if old.get("budget") != new.get("budget"):
+        reasons.append(
+            "the run's budget cannot be changed by a patch: a person raises it by approving "
+            "the agent node that waits on it"
+        )
+    allowed = state.agent_limits.allowed_models if state.agent_limits is not None else None
+    touched = [diff.new_nodes[n] for n in (*diff.added, *diff.changed)]
+    return reasons + model_refusals(touched, allowed)
 
 
 def _root_reasons(state: RunState, diff: PatchDiff) -> list[str]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.budgets import AgentRunLimits, Budget
+from schemas.events import Spend
 from schemas.ir import IRNode, WorkflowIR
 from schemas.ir_definition import definition_from_ir
 
@@ -57,11 +59,15 @@ def run_status(status: RunStatus, nodes: Iterable[NodeStatus]) -> RunStatus:
 
 
 class Approval(BaseModel):
-    """A hitl node's request for a decision (ApprovalRequested), and the decision."""
+    """A request for a person's decision, and the decision: a hitl node's (ApprovalRequested,
+    kind ``decision``), or an agent node's that waits on the run's budget (BudgetExceeded,
+    kind ``budget``: approving it raises the budget)."""
 
     model_config = ConfigDict(extra="ignore")
 
     attempt: int
+    kind: Literal["decision", "budget"] = "decision"
+    reason: str | None = Field(None, description="Kind `budget`: what the node would pass.")
     due_at: datetime | None = Field(None, description="When the default outcome applies.")
     default_outcome: str | None = None
     decision: str | None = Field(None, description="`approved` or `rejected` once decided.")
@@ -91,7 +97,14 @@ class NodeState(BaseModel):
     output_ref: str | None = None
     error: str | None = Field(None, description="The error that failed the node for good.")
     skip_reason: str | None = None
-    approval: Approval | None = Field(None, description="hitl nodes: the pending request.")
+    approval: Approval | None = Field(
+        None, description="hitl nodes, and agent nodes waiting on the budget: the request."
+    )
+    calls: dict[int, dict[int, Spend]] = Field(
+        default_factory=dict,
+        description="Agent nodes: attempt -> turn -> what that model call spent, from its "
+        "ModelCalled (the first report of each turn counts; failed attempts too).",
+    )
 
     @property
     def attempt(self) -> int:
@@ -148,10 +161,19 @@ class RunState(BaseModel):
     )
     cancel_requested: bool = False
     reason: str | None = Field(None, description="Why the run failed or was cancelled.")
+    agent_limits: AgentRunLimits | None = Field(
+        None,
+        description="The budget and agent limits the run was submitted with (RunSubmitted), "
+        "the budget as raised since (BudgetRaised); absent for runs submitted before them.",
+    )
 
     @property
     def finished(self) -> bool:
         return self.status in RUN_FINISHED
+
+    @property
+    def budget(self) -> Budget | None:
+        return self.agent_limits.budget if self.agent_limits is not None else None
 
     def refresh_status(self) -> None:
         """RUNNING or WAITING, from the nodes (``run_status``)."""

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas import reports
+from schemas.budgets import AgentRunLimits, BudgetRaise
 from schemas.canonical import canonical_json, sha256_hex
 from schemas.compiler import topological_order
 from schemas.envelope import Actor, Event, EventT, Payload, build_event, deterministic_id
@@ -20,6 +21,8 @@ from schemas.events import (
     ApprovalRequestedPayload,
     ApprovalSubmitted,
     ApprovalSubmittedPayload,
+    ModelCalled,
+    ModelCalledPayload,
     PatchSubmitted,
     PatchSubmittedPayload,
     RunCancelRequested,
@@ -28,6 +31,9 @@ from schemas.events import (
     RunForkedPayload,
     RunSubmitted,
     RunSubmittedPayload,
+    TokenUsage,
+    TurnRequested,
+    TurnRequestedPayload,
 )
 from schemas.ir import IREdge, IRNode, WorkflowIR
 from schemas.ir_definition import definition_from_ir
@@ -96,7 +102,12 @@ def _sent(
     )
 
 
-def run_submitted(run_id: str, ir: WorkflowIR, run_input: Any = None) -> RunSubmitted:
+def run_submitted(
+    run_id: str,
+    ir: WorkflowIR,
+    run_input: Any = None,
+    agent_limits: AgentRunLimits | None = None,
+) -> RunSubmitted:
     payload = RunSubmittedPayload(
         workflow_id="wf-1",
         workflow_name="test",
@@ -106,6 +117,7 @@ def run_submitted(run_id: str, ir: WorkflowIR, run_input: Any = None) -> RunSubm
         ir=ir,
         definition_ref="cas://sha256:" + "0" * 64,
         ir_ref="cas://sha256:" + "1" * 64,
+        agent_limits=agent_limits,
     )
     return _sent(RunSubmitted, payload, run_id, "submit", run_id)
 
@@ -148,14 +160,52 @@ def approval_requested(
 
 
 def approval_submitted(
-    run_id: str, node_id: str, decision: str, by: str = "alice", tag: str = "1"
+    run_id: str,
+    node_id: str,
+    decision: str,
+    by: str = "alice",
+    tag: str = "1",
+    *,
+    budget: BudgetRaise | None = None,
 ) -> Event:
-    """A person's decision as the command API appends it (``tag`` tells two apart)."""
+    """A person's decision as the command API appends it (``tag`` tells two apart), with a
+    raise of the run's budget if ``budget`` is given."""
     payload = ApprovalSubmittedPayload(
-        node_id=node_id, decision=decision, comment=f"{decision} by {by}"
+        node_id=node_id, decision=decision, comment=f"{decision} by {by}", budget=budget
     )
     actor = Actor(kind="user", id=by, tenant=USER.tenant)
     return _sent(ApprovalSubmitted, payload, run_id, "decision", run_id, node_id, tag, actor=actor)
+
+
+def turn_requested(task: NodeTask, turn: int, model: str = "test-model") -> TurnRequested:
+    """What the agent worker appends before model call ``turn`` of ``task``'s attempt."""
+    payload = TurnRequestedPayload(
+        node_id=task.node_id, attempt=task.attempt, turn=turn, model=model
+    )
+    return reports.report(TurnRequested, task, payload, "turn_requested", str(turn), at=EPOCH)
+
+
+def model_called(
+    task: NodeTask,
+    turn: int,
+    tokens: int,
+    cost_usd: float | None = None,
+    model: str = "test-model",
+) -> ModelCalled:
+    """What the agent worker appends once model call ``turn`` answered, ``tokens`` used
+    (a fifth of them the completion's)."""
+    completion = tokens // 5
+    payload = ModelCalledPayload(
+        node_id=task.node_id,
+        attempt=task.attempt,
+        turn=turn,
+        model=model,
+        usage=TokenUsage(
+            prompt_tokens=tokens - completion, completion_tokens=completion, total_tokens=tokens
+        ),
+        cost_usd=cost_usd,
+    )
+    return reports.report(ModelCalled, task, payload, "model_called", str(turn), at=EPOCH)
 
 
 def patch_submitted(

@@ -1,5 +1,6 @@
 """The wire contract: events, tasks, commands, workflow definitions and the compiled IR."""
 
+from schemas.budgets import AgentRunLimits, Budget, BudgetRaise, Price
 from schemas.canonical import canonical_json, cas_ref, digest_of_ref, json_ref, sha256_hex
 from schemas.codec import decode_event, decode_task, encode_event, encode_task
 from schemas.commands import (
@@ -35,6 +36,8 @@ from schemas.events import (
     ApprovalRefused,
     ApprovalRequested,
     ApprovalSubmitted,
+    BudgetExceeded,
+    BudgetRaised,
     ModelCalled,
     NodeFailed,
     NodeQueued,
@@ -56,6 +59,8 @@ from schemas.events import (
     RunWarning,
     TimerFired,
     TokenUsage,
+    TurnGranted,
+    TurnRequested,
     WorkflowPublished,
 )
 from schemas.ir import IREdge, IRNode, WorkflowIR
@@ -67,10 +72,15 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "MAX_TASK_BYTES",
     "Actor",
+    "AgentRunLimits",
     "ApprovalDecided",
     "ApprovalRefused",
     "ApprovalRequested",
     "ApprovalSubmitted",
+    "Budget",
+    "BudgetExceeded",
+    "BudgetRaise",
+    "BudgetRaised",
     "CancelRun",
     "ConcurrencyKey",
     "DecideApproval",
@@ -96,6 +106,7 @@ __all__ = [
     "PatchRejected",
     "PatchSubmitted",
     "PoisonRecord",
+    "Price",
     "PublishWorkflow",
     "RetryPolicy",
     "RunCancelRequested",
@@ -111,6 +122,8 @@ __all__ = [
     "SubmitRun",
     "TimerFired",
     "TokenUsage",
+    "TurnGranted",
+    "TurnRequested",
     "UnknownEventType",
     "WorkflowDefinition",
     "WorkflowIR",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from schemas.budgets import Budget, BudgetRaise
 from schemas.workflow import WorkflowDefinition
 from schemas.workflow_ids import uuid_name_refusal
 
@@ -55,6 +56,11 @@ class SubmitRun(Command):
         None, max_length=MAX_REF_CHARS, description="A published version; the latest if absent."
     )
     input: Any = Field(None, description="The run input: any JSON value.")
+    budget: Budget | None = Field(
+        None,
+        description="What the run's agent nodes may spend together: replaces the "
+        "workflow's budget; without either, the tenant's default applies.",
+    )
 
 
 class SubmitPatch(Command):
@@ -75,6 +81,17 @@ class SubmitPatch(Command):
 class DecideApproval(Command):
     decision: Literal["approve", "reject"]
     comment: str | None = Field(None, max_length=4_000)
+    budget: BudgetRaise | None = Field(
+        None,
+        description="For a node that waits on the run's budget: the new bounds that let it "
+        "go on (with `approve` only).",
+    )
+
+    @model_validator(mode="after")
+    def _raise_only_when_approving(self) -> DecideApproval:
+        if self.budget is not None and self.decision != "approve":
+            raise ValueError("a budget is given only with decision `approve`")
+        return self
 
 
 class CancelRun(Command):

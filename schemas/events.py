@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from schemas.budgets import AgentRunLimits, Budget, BudgetRaise
 from schemas.envelope import Event, Payload, event, event_class, upcast, upcaster
 from schemas.errors import UnknownEventType
 from schemas.ir import WorkflowIR
@@ -64,6 +65,11 @@ class RunSubmittedPayload(Payload):
     )
     definition_ref: str
     ir_ref: str
+    agent_limits: AgentRunLimits | None = Field(
+        None,
+        description="The run's budget and the tenant's agent limits when it was submitted "
+        "(absent in runs submitted before budgets: no bound).",
+    )
 
 
 @event("run.submitted", version=2)
@@ -377,6 +383,10 @@ class ApprovalSubmittedPayload(Payload):
     node_id: str
     decision: ApprovalOutcome
     comment: str | None = None
+    budget: BudgetRaise | None = Field(
+        None,
+        description="With `approved`, for a node that waits on the run's budget: its new bounds.",
+    )
 
 
 @event("run.approval_submitted")
@@ -452,6 +462,12 @@ class ModelCalledPayload(Payload):
     tool_calls: list[str] = Field(
         default_factory=list, description="Names of the tools the model called in this turn."
     )
+    cost_usd: float | None = Field(
+        None,
+        ge=0,
+        description="What the call cost in US dollars, priced by the worker when it was made "
+        "(`limits.budgets`); absent when the model has no price.",
+    )
 
 
 @event("run.model_called")
@@ -461,6 +477,83 @@ class ModelCalled(Event):
     agent's progress while it works. The coordinator routes on none of it."""
 
     payload: ModelCalledPayload
+
+
+# --- budgets (a run's budget over its agents' model calls) ----------------------------
+
+
+class Spend(Payload):
+    tokens: int = Field(0, ge=0, description="Total tokens of the calls counted.")
+    usd: float = Field(0.0, ge=0, description="Their cost in US dollars, as priced.")
+
+
+class TurnRequestedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    turn: int = Field(ge=1, description="The model call the agent would make next.")
+    model: str
+
+
+@event("run.turn_requested")
+class TurnRequested(Event):
+    """An agent node in a run with a budget asks whether it may make its next model call.
+    Appended by the agent worker before each call; the coordinator answers with
+    run.turn_granted or run.budget_exceeded."""
+
+    payload: TurnRequestedPayload
+
+
+class TurnGrantedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    turn: int = Field(ge=1)
+    spent: Spend = Field(description="The run's spend when the turn was granted.")
+
+
+@event("run.turn_granted")
+class TurnGranted(Event):
+    """The coordinator let an agent make the model call it asked for: the run's spend and
+    the node's next turn, as foreseen, fit in the budget."""
+
+    payload: TurnGrantedPayload
+
+
+class BudgetExceededPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    turn: int = Field(ge=1, description="The model call that was not made.")
+    spent: Spend = Field(description="The run's spend, every node's calls counted.")
+    next_turn: Spend = Field(
+        description="What the node's next call was foreseen to cost: its largest call so far."
+    )
+    budget: Budget = Field(description="The budget it would pass.")
+    reason: str = Field(description="`budget exceeded: N of M tokens`, and what would pass it.")
+
+
+@event("run.budget_exceeded")
+class BudgetExceeded(Event):
+    """The coordinator refused an agent's next model call: it would pass the run's budget.
+    With `on_exceed: fail` a run.node_failed follows; with `wait` the node WAITS for a person
+    to raise the budget (an approval of kind `budget`)."""
+
+    payload: BudgetExceededPayload
+
+
+class BudgetRaisedPayload(Payload):
+    node_id: str = Field(description="The node whose approval raised it.")
+    attempt: int = Field(ge=1, description="The attempt that waited.")
+    budget: Budget = Field(description="The run's budget from now on.")
+    previous: Budget = Field(description="The budget it replaces.")
+    decided_by: str
+    submission_id: str = Field(description="The run.approval_submitted event accepted.")
+
+
+@event("run.budget_raised")
+class BudgetRaised(Event):
+    """The coordinator accepted a raise of the run's budget: the node that waited on it runs
+    again in a new attempt, which starts its conversation afresh."""
+
+    payload: BudgetRaisedPayload
 
 
 # --- patches (DESIGN.md, Patching a running workflow) ----------------------------------

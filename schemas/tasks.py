@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.budgets import AgentRunLimits
 from schemas.workflow import ConcurrencyKey
 
 TASK_WIRE_NAME = "task.node"
@@ -62,6 +63,12 @@ class NodeTask(BaseModel):
         None,
         description="The run's definition at that version: given only to nodes that may "
         "patch it (agents offered `patch_workflow`), which write their patches against it.",
+    )
+    agent_limits: AgentRunLimits | None = Field(
+        None,
+        description="Agent nodes: the run's budget as it stands (the worker asks before "
+        "each model call when it has one), the cap on `max_tokens`, the models allowed and "
+        "the tenant's prices.",
     )
 
     @property

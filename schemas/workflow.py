@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.budgets import Budget
+
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 # A named rate limit of the tenant's (``limits.execution.ExecutionLimits.rate_limits``).
 RATE_LIMIT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -118,6 +120,11 @@ class WorkflowDefinition(BaseModel):
 
     nodes: list[NodeDef] = Field(min_length=1, max_length=MAX_NODES)
     edges: list[EdgeDef] = Field(default_factory=list, max_length=MAX_EDGES)
+    budget: Budget | None = Field(
+        None,
+        description="What the run's agent nodes may spend together; a submission's own "
+        "budget replaces it, and without either the tenant's default applies.",
+    )
 
     def canonical(self) -> dict[str, Any]:
         """The JSON form whose hash is the version: aliases, no absent optionals."""

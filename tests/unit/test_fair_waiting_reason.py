@@ -108,6 +108,7 @@ def test_graphql_gives_the_reason_as_waiting_reason() -> None:
         "completion_tokens": 0,
         "total_tokens": 0,
         "cached_tokens": 0,
+        "cost_usd": 0.0,
     }
     assert Node.of(row).waiting_reason == "rate limit openai: next call in 3.2 s"
 

@@ -42,7 +42,8 @@ def test_the_insert_of_runs_lists_exactly_the_dataclass_fields_in_order() -> Non
     assert listed(sql, "INSERT INTO runs") == fields_of(RunRow)
     assert listed(sql, "AS x") == fields_of(RunRow)
     select = sql.split("\n")[1].removeprefix("SELECT ").split(", ")
-    assert select == [f"{c}::jsonb" if c in {"input", "output"} else c for c in fields_of(RunRow)]
+    json_columns = {"input", "output", "budget"}
+    assert select == [f"{c}::jsonb" if c in json_columns else c for c in fields_of(RunRow)]
     arrays = listed(sql, "unnest")
     assert arrays[0] == "$1::text[]" and len(arrays) == len(fields_of(RunRow))
     assert arrays[fields_of(RunRow).index("created_at")].endswith("::timestamptz[]")
@@ -90,7 +91,9 @@ def test_column_kinds_come_from_the_annotations() -> None:
     assert sql_type(datetime | None) == "timestamptz"
     for json_like in (Any, list[str], dict[str, Any], list[Any] | None):
         assert sql_type(json_like) == JSONB
-    assert RUNS.json_columns == {"input", "output"}
+    assert sql_type(float) == "double precision"
+    assert NODES.types["cost_usd"] == "double precision"
+    assert RUNS.json_columns == {"input", "output", "budget"}
     assert NODES.json_columns == {"output"}
     assert APPROVALS.json_columns == {"refusals"}
     assert APPROVALS.types["timed_out"] == "boolean"

@@ -3,7 +3,9 @@
 ``prompt`` (template, required), ``system`` (static text appended to AOB's system prefix, not
 rendered, so the prefix stays byte-identical across runs), ``model`` (default
 ``AOB_AGENT_MODEL``), ``max_turns`` (model calls per attempt, 1..32, default 8), ``tools``
-(names of the tools the node allows besides ``finish``, which is always offered).
+(names of the tools the node allows besides ``finish``, which is always offered),
+``max_tokens`` (what each model call may answer with, at most; the tenant's
+``agents.max_tokens`` caps it, and applies alone when the node sets none).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.budgets import AgentRunLimits
 from workers.agent.tools import OPTIONAL_TOOLS
 from workers.errors import ConfigError
 
 DEFAULT_MAX_TURNS = 8
 MAX_TURNS_LIMIT = 32
+MAX_TOKENS_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,15 @@ class AgentConfig:
     model: str
     max_turns: int
     tools: tuple[str, ...]
+    max_tokens: int | None = None
+
+    def max_tokens_for(self, limits: AgentRunLimits | None) -> int | None:
+        """What each call of this node asks for at most: its own ``max_tokens`` under the
+        run's cap (the tenant's when the run was submitted), or the cap alone."""
+        cap = limits.max_tokens if limits is not None else None
+        if self.max_tokens is None or cap is None:
+            return self.max_tokens if cap is None else cap
+        return min(self.max_tokens, cap)
 
 
 def parse_config(config: dict[str, Any], default_model: str) -> AgentConfig:
@@ -56,4 +69,13 @@ def parse_config(config: dict[str, Any], default_model: str) -> AgentConfig:
             f"(available: finish, {', '.join(OPTIONAL_TOOLS)})"
         )
     allowed = tuple(t for t in OPTIONAL_TOOLS if t in tools)
-    return AgentConfig(prompt, system, model, max_turns, allowed)
+    max_tokens = config.get("max_tokens")
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool)
+        or not isinstance(max_tokens, int)
+        or not 1 <= max_tokens <= MAX_TOKENS_LIMIT
+    ):
+        raise ConfigError(
+            f"agent config 'max_tokens' must be an integer from 1 to {MAX_TOKENS_LIMIT}"
+        )
+    return AgentConfig(prompt, system, model, max_turns, allowed, max_tokens)

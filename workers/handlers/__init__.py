@@ -39,6 +39,7 @@ async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict
 
 async def _agent(settings: WorkerSettings, stack: AsyncExitStack) -> Handler:
     from workers.agent.handler import AgentHandler  # here: workers.agent uses handlers.base
+    from workers.agent.turns import KafkaTurnAnswers
     from workers.agent.verdicts import KafkaVerdicts
 
     # max_retries=0: the handler's own retry layer is the only one (workers.agent.calls).
@@ -48,8 +49,13 @@ async def _agent(settings: WorkerSettings, stack: AsyncExitStack) -> Handler:
         max_retries=0,
     )
     await stack.enter_async_context(client)
-    verdicts = KafkaVerdicts(get_settings().kafka_bootstrap, settings.runs_topic)
-    return AgentHandler(client, default_model=settings.agent_model, verdicts=verdicts)
+    bootstrap = get_settings().kafka_bootstrap
+    return AgentHandler(
+        client,
+        default_model=settings.agent_model,
+        verdicts=KafkaVerdicts(bootstrap, settings.runs_topic),
+        turns=KafkaTurnAnswers(bootstrap, settings.runs_topic),
+    )
 
 
 __all__ = ["HANDLERS", "WAITING", "Handler", "Job", "open_handlers"]

@@ -2,8 +2,9 @@
 
 A handler may also append events about its work while it runs (``Job.emit``: an agent's
 model calls, a hitl node's request for approval), and may end with ``WAITING`` instead of
-an output: its part is done, and the node now waits for something outside the worker (a
-person's decision), so no NodeSucceeded is reported.
+an output: its part is done, and what becomes of the node is decided outside the worker (a
+person's decision; the coordinator's, for an agent stopped by the run's budget), so no
+outcome is reported.
 """
 
 from __future__ import annotations
