@@ -8,10 +8,8 @@ stops without a report of its own: the coordinator has failed the node, or left 
 for a raise. Runs without a budget ask nothing and wait for nothing.
 
 The answer is read from the run's partition, as patch verdicts are (``workers.agent.
-verdicts``: a consumer of its own for each wait, assigned by hand, nothing committed). The
-first wait of an attempt starts a little before the task was scheduled, since a redelivered
-task asks again with the same id, which the coordinator drops, so the first answer, older
-than this request, must be found; each later wait starts after the previous answer. Records
+run_answers``, which also says why the first wait of an attempt starts a little before the
+task was scheduled); each later wait starts after the previous answer. Records
 of other runs are skipped by key, and records of types that cannot answer by their type
 header, before anything is decoded.
 
@@ -22,18 +20,16 @@ event answers too, and the agent stops without a report: its node has moved on.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
 
-from infra.run_log import RunPartition, open_run_partition, run_event
+from infra.run_log import RunPartition, run_event
 from schemas.codec import HEADER_TYPE
 from schemas.envelope import Event
 from schemas.events import (
@@ -51,7 +47,7 @@ from schemas.events import (
 )
 from schemas.position import Position
 from schemas.reports import report
-from workers.agent.verdicts import CLOCK_MARGIN_S
+from workers.agent.run_answers import CLOCK_MARGIN_S, first_match, first_offset, read_run
 from workers.errors import NodeError
 from workers.handlers.base import Job
 
@@ -150,42 +146,25 @@ class KafkaTurnAnswers:
         self._client_id = client_id
 
     async def wait(self, query: TurnQuery, /) -> TurnAnswer | None:
-        partition = query.asked.partition if query.asked is not None else None
-        try:
-            async with (
-                asyncio.timeout(query.timeout_s),
-                open_run_partition(
-                    self._bootstrap,
-                    query.run_id,
-                    topic=self._topic,
-                    partition=partition,
-                    client_id=self._client_id,
-                ) as run,
-            ):
-                return await self._scan(run, query)
-        except TimeoutError:
-            return None
+        asked = query.asked
+        return await read_run(
+            self._bootstrap,
+            self._topic,
+            query.run_id,
+            partition=asked.partition if asked is not None else None,
+            read=lambda run: self._scan(run, query),
+            timeout_s=query.timeout_s,
+            client_id=self._client_id,
+        )
 
     async def _scan(self, run: RunPartition, query: TurnQuery) -> TurnAnswer | None:
-        start = await self._start(run, query)
-        async with aclosing(run.records(start)) as records:
-            async for record in records:  # without an end: as records are appended
-                event = answer_in(record, query)
-                if event is not None:
-                    return TurnAnswer(event, record.offset)
-        return None  # not reached: only the timeout ends an endless read
-
-    async def _start(self, run: RunPartition, query: TurnQuery) -> int:
-        if query.after is not None:
-            return query.after + 1
-        candidates: list[int] = []
-        if query.asked is not None:
-            candidates.append(query.asked.offset)
-        if query.since is not None:
-            found = await run.offset_since(query.since - timedelta(seconds=self._margin_s))
-            if found is not None:
-                candidates.append(found)
-        return min(candidates) if candidates else await run.beginning()
+        if query.after is not None:  # after the attempt's previous answer
+            start = query.after + 1
+        else:
+            at = query.asked.offset if query.asked is not None else None
+            start = await first_offset(run, at, query.since, self._margin_s)
+        found = await first_match(run, start, lambda record: answer_in(record, query))
+        return TurnAnswer(*found) if found is not None else None
 
 
 class TurnGate:
