@@ -11,6 +11,7 @@ from auth import issue_key
 from infra.bus import EventBus
 from infra.settings import Settings
 from infra.stack import Stack
+from tests.connected.tenants import unthrottled_key
 from tests.http_support import LoopbackServer
 
 # A loopback target that the workers of the test stack may reach through the http node: the
@@ -49,6 +50,12 @@ async def _key_for(settings: Settings, tenant: str) -> str:
 async def api_key(services: Settings, unique: str) -> str:
     """An API key of a fresh tenant, so no test sees another's workflows or runs."""
     return await _key_for(services, f"t-{unique[:12]}")
+
+
+@pytest.fixture
+async def bulk_api_key(services: Settings, unique: str) -> str:
+    """An API key of a fresh tenant that may submit in bulk (``unthrottled_key``)."""
+    return await unthrottled_key(services, f"b-{unique[:12]}")
 
 
 @pytest.fixture

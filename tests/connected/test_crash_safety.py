@@ -32,6 +32,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -50,7 +51,7 @@ from infra.stack.process import (
 from read_model.offsets import DEFAULT_PROJECTION
 from schemas.topics import RUN_EVENTS
 from tests.connected.live import pid_of, spec_of
-from tests.connected.log_reading import LogTail, count_log, dead_letters, end_offsets
+from tests.connected.log_reading import LogCount, LogTail, count_log, dead_letters, end_offsets
 from tests.helpers import eventually
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(900)]
@@ -234,7 +235,7 @@ async def tail(services: Settings) -> AsyncIterator[LogTail]:
 async def test_runs_complete_exactly_once_through_repeated_sigkills(
     service: str,
     services: Settings,
-    api_key: str,
+    bulk_api_key: str,
     restore: None,
     pg: asyncpg.Pool,
     kafka: AIOKafkaConsumer,
@@ -273,7 +274,7 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
         assert last is not None and last.timestamp() > killed_at, "no offsets stored since"
         return time.time() - killed_at
 
-    headers = {"Authorization": f"Bearer {api_key}"}
+    headers = {"Authorization": f"Bearer {bulk_api_key}"}
     async with httpx.AsyncClient(
         base_url=services.command_api_url, headers=headers, timeout=30
     ) as rest:
@@ -358,6 +359,50 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
     except AssertionError as e:
         raise AssertionError(f"{e}\n{await stuck_runs(services, pg, tail, runs)}") from e
 
+    seen = await exactly_once(services, pg, kafka, runs, {"coordinator": coordinator_log_from})
+    log, distinct = seen.log, len(seen.log.ids)
+    timers_fired, undelivered = seen.timers_fired, seen.undelivered
+
+    row = {
+        "test": "crash_safety",
+        "phase": service,
+        "seed": SEED,
+        "runs": RUNS,
+        "completed": RUNS,
+        "kills": len(recover_s),
+        "log_records": log.records,
+        "distinct_events": distinct,
+        "duplicates_dropped": log.records - distinct,
+        "duplicates_by_type": dict(log.duplicates_by_type.most_common()),
+        "timers_fired_and_ignored": timers_fired,
+        "records_faust_skipped_read_from_log": undelivered,
+        "recover_s_median": round(statistics.median(recover_s), 3),
+        "recover_s_max": max(recover_s),
+        "recover_s": recover_s,
+        "in_flight_at_kill_min": min(in_flight_at_kill),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(row))
+    figures.append(row)
+
+
+@dataclass
+class ExactlyOnce:
+    log: LogCount
+    timers_fired: int  # wake-ups that came after the answer and changed nothing
+    undelivered: int  # records faust skipped, which the coordinator read from the log
+
+
+async def exactly_once(
+    services: Settings,
+    pg: asyncpg.Pool,
+    kafka: AIOKafkaConsumer,
+    runs: dict[str, int],
+    coordinator_logs_from: dict[str, int],
+) -> ExactlyOnce:
+    """The checks of a phase once its ``runs`` (run id -> input n) are COMPLETED: log and
+    read model agree, each node succeeded once, nothing was dead-lettered, and no coordinator
+    (its log read from the offsets given) lost a run's state."""
     # 2. The projector has read the whole log as it is now; then log and read model agree.
     until = await end_offsets(kafka)
 
@@ -380,9 +425,11 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
     parked = await dead_letters(services.kafka_bootstrap, set(runs))
     assert not parked, f"records of this phase's runs were dead-lettered: {parked[:5]}"
     # A coordinator that found no state for one of these runs lost (part of) its table.
-    with log_file(services, "coordinator").open("rb") as fh:
-        fh.seek(coordinator_log_from)
-        lines = fh.read().decode(errors="replace").splitlines()
+    lines = []
+    for name, start in coordinator_logs_from.items():
+        with log_file(services, name).open("rb") as fh:
+            fh.seek(start)
+            lines += fh.read().decode(errors="replace").splitlines()
     stateless = [
         line for line in lines if (m := NO_STATE.search(line)) is not None and m[1] in runs
     ]
@@ -395,22 +442,22 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
     #    and in the read model (successes counts distinct NodeSucceeded events).
     twice_in_log = {key: sorted(ids) for key, ids in log.successes.items() if len(ids) != 1}
     assert not twice_in_log, f"nodes with more than one distinct success event: {twice_in_log}"
-    assert len(log.successes) == RUNS * len(NODE_IDS), len(log.successes)
+    assert len(log.successes) == len(runs) * len(NODE_IDS), len(log.successes)
     completions = {r: sorted(ids) for r, ids in log.completions.items() if len(ids) != 1}
-    assert not completions and len(log.completions) == RUNS, completions
+    assert not completions and len(log.completions) == len(runs), completions
     shapes = {r: Counter(log.types[i] for i in ids) for r, ids in log.ids_by_run.items()}
     # Timer wake-ups are counted, not forbidden: one that lands after the answer must change
     # nothing (no failure, no retry), as the shapes below show.
     timers_fired = sum(c.pop("run.timer_fired", 0) for c in shapes.values())
     odd = {r: dict(c) for r, c in shapes.items() if c != RUN_EVENT_TYPES}
-    assert not odd and len(shapes) == RUNS, f"runs with other distinct events than expected: {odd}"
+    assert not odd and len(shapes) == len(runs), f"runs with other distinct events: {odd}"
 
     nodes = await pg.fetch(
         "SELECT run_id, node_id, status, successes, attempts, output FROM node_executions"
         " WHERE run_id = ANY($1::text[])",
         list(runs),
     )
-    assert len(nodes) == RUNS * len(NODE_IDS), len(nodes)
+    assert len(nodes) == len(runs) * len(NODE_IDS), len(nodes)
     wrong = [dict(r) for r in nodes if r["successes"] != 1 or r["status"] != "SUCCEEDED"]
     assert not wrong, f"{len(wrong)} nodes without exactly one success: {wrong[:10]}"
     totals = {
@@ -439,27 +486,7 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
     off = {r: (counts[r], len(ids)) for r, ids in log.ids_by_run.items() if counts[r] != len(ids)}
     assert not off, f"runs.event_count differs from the log's distinct events: {off}"
 
-    row = {
-        "test": "crash_safety",
-        "phase": service,
-        "seed": SEED,
-        "runs": RUNS,
-        "completed": RUNS,
-        "kills": len(recover_s),
-        "log_records": log.records,
-        "distinct_events": distinct,
-        "duplicates_dropped": log.records - distinct,
-        "duplicates_by_type": dict(log.duplicates_by_type.most_common()),
-        "timers_fired_and_ignored": timers_fired,
-        "records_faust_skipped_read_from_log": undelivered,
-        "recover_s_median": round(statistics.median(recover_s), 3),
-        "recover_s_max": max(recover_s),
-        "recover_s": recover_s,
-        "in_flight_at_kill_min": min(in_flight_at_kill),
-        "wall_s": round(time.monotonic() - started, 1),
-    }
-    print(json.dumps(row))
-    figures.append(row)
+    return ExactlyOnce(log, timers_fired, undelivered)
 
 
 def log_size(settings: Settings, name: str) -> int:

@@ -26,7 +26,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from auth import issue_key
 from infra.kafka_metadata import topic_partitions
 from infra.settings import Settings
 from projections.runner import TOPICS
@@ -35,6 +34,7 @@ from read_model.offsets import DEFAULT_PROJECTION
 from replay.dump import Dump, differences, dump_schema
 from replay.rebuild import REBUILD_PREFIX
 from tests.connected.run_client import RunClient, http_clients, statuses
+from tests.connected.tenants import unthrottled_key
 from tests.connected.test_patches import GATED  # start -> gate (hitl) -> b -> c
 from tests.helpers import eventually
 
@@ -200,7 +200,7 @@ async def all_runs(client: RunClient) -> dict[str, str]:
 async def workload(services: Settings) -> AsyncIterator[Workload]:
     """1,000 runs of a fresh tenant, every kind the read models know, all finished."""
     tag = uuid.uuid4().hex[:10]
-    key = await issue_key(services.postgres_dsn, f"rb-{tag}")
+    key = await unthrottled_key(services, f"rb-{tag}")
     branching = json.loads((EXAMPLES / "branching.json").read_text())["definition"]
     definitions = {
         "chain": CHAIN,
