@@ -31,11 +31,11 @@ from typing import Any
 import httpx
 import pytest
 
-from auth import issue_key
 from command_api.idempotency import keyed_id
 from infra.kafka_metadata import key_partition
 from infra.settings import Settings
 from tests.connected.conftest import LIVE_HTTP_TARGET
+from tests.connected.tenants import unthrottled_key
 from tests.helpers import eventually
 from tests.http_support import LoopbackServer
 
@@ -179,7 +179,7 @@ def target(services: Settings) -> Iterator[LoopbackServer]:
 @pytest.fixture(scope="module")
 async def hostile(services: Settings, target: LoopbackServer) -> AsyncIterator[Hostile]:
     tenant = f"hostile-{uuid.uuid4().hex[:8]}"
-    headers = {"Authorization": f"Bearer {await issue_key(services.postgres_dsn, tenant)}"}
+    headers = {"Authorization": f"Bearer {await unthrottled_key(services, tenant)}"}
     async with (
         httpx.AsyncClient(base_url=services.command_api_url, headers=headers, timeout=60) as rest,
         httpx.AsyncClient(base_url=services.query_api_url, headers=headers, timeout=60) as gql,
