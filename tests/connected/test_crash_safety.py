@@ -347,17 +347,7 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
     assert len(runs) == RUNS
 
     # 1. Every run ends COMPLETED in the read model.
-    async def all_completed() -> None:
-        rows = await pg.fetch(
-            "SELECT run_id, status FROM runs WHERE run_id = ANY($1::text[])", list(runs)
-        )
-        by_status = Counter(r["status"] for r in rows)
-        assert len(rows) == RUNS and by_status["COMPLETED"] == RUNS, dict(by_status)
-
-    try:
-        await eventually(all_completed, timeout=COMPLETE_TIMEOUT_S, interval=0.5)
-    except AssertionError as e:
-        raise AssertionError(f"{e}\n{await stuck_runs(services, pg, tail, runs)}") from e
+    await all_completed(services, pg, tail, runs, COMPLETE_TIMEOUT_S)
 
     seen = await exactly_once(services, pg, kafka, runs, {"coordinator": coordinator_log_from})
     log, distinct = seen.log, len(seen.log.ids)
@@ -384,6 +374,25 @@ async def test_runs_complete_exactly_once_through_repeated_sigkills(
     }
     print(json.dumps(row))
     figures.append(row)
+
+
+async def all_completed(
+    services: Settings, pg: asyncpg.Pool, tail: LogTail, runs: dict[str, int], timeout: float
+) -> None:
+    """Once every one of ``runs`` is COMPLETED in the read model; else what the read model
+    and the log say of those that are not."""
+
+    async def completed() -> None:
+        rows = await pg.fetch(
+            "SELECT run_id, status FROM runs WHERE run_id = ANY($1::text[])", list(runs)
+        )
+        by_status = Counter(r["status"] for r in rows)
+        assert len(rows) == len(runs) and by_status["COMPLETED"] == len(runs), dict(by_status)
+
+    try:
+        await eventually(completed, timeout=timeout, interval=0.5)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{await stuck_runs(services, pg, tail, runs)}") from e
 
 
 @dataclass

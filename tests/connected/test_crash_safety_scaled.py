@@ -19,7 +19,6 @@ import os
 import random
 import signal
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,13 +42,13 @@ from tests.connected.test_crash_safety import (
     SEED,
     WORKFLOW,
     Submitter,
+    all_completed,
     dead,
     exactly_once,
     kafka,  # noqa: F401 - the fixture
     live_pid,
     log_size,
     pg,  # noqa: F401 - the fixture
-    stuck_runs,
     tail,  # noqa: F401 - the fixture
 )
 from tests.connected.test_replay_projections import finished_replay, replay, settled
@@ -152,17 +151,7 @@ async def test_two_of_each_lose_nothing_and_double_nothing_when_one_instance_die
     runs = submitter.runs
     assert len(runs) == RUNS
 
-    async def all_completed() -> None:
-        rows = await pg.fetch(
-            "SELECT run_id, status FROM runs WHERE run_id = ANY($1::text[])", list(runs)
-        )
-        by_status = Counter(r["status"] for r in rows)
-        assert len(rows) == RUNS and by_status["COMPLETED"] == RUNS, dict(by_status)
-
-    try:
-        await eventually(all_completed, timeout=TIMEOUT_S, interval=0.5)
-    except AssertionError as e:
-        raise AssertionError(f"{e}\n{await stuck_runs(services, pg, tail, runs)}") from e
+    await all_completed(services, pg, tail, runs, TIMEOUT_S)
     wall_s = round(time.monotonic() - started, 1)
 
     # Log and read model agree; each node of each run succeeded once; nothing dead-lettered,
