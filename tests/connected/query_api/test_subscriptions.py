@@ -341,8 +341,11 @@ async def test_run_updated_wakes_on_notify_and_skips_what_did_not_change(
         first = (await s.receive())["payload"]["data"]["runUpdated"]
         for _ in range(3):  # woken for nothing a client sees: no message
             await pg.execute("SELECT pg_notify($1, $2)", RUN_CHANNEL, run_id)
-        await pg.execute("UPDATE runs SET status = 'RUNNING' WHERE run_id = $1", run_id)
-        await add_events(pg, run_id, 1, ["run.started"])
+        # As the projector writes: the status and its event together. Apart, a wake-up left
+        # over from the NOTIFYs above could read the status before the event (two messages).
+        async with pg.transaction():
+            await pg.execute("UPDATE runs SET status = 'RUNNING' WHERE run_id = $1", run_id)
+            await add_events(pg, run_id, 1, ["run.started"])
         second = (await s.receive())["payload"]["data"]["runUpdated"]
         await complete(pg, run_id, 2)
         rest = data_of(await s.until_complete(op), "runUpdated")
