@@ -112,6 +112,8 @@ def step(
     after = evolve(state, event)
     if after is None:
         return None, Decision()
+    if after is state:  # an event of no effect (run_model.evolve.NO_EFFECT): nothing to decide
+        return state, Decision()
     return _Decider(after, event, now, limits).run()
 
 

@@ -23,6 +23,7 @@ from schemas.events import (
     ModelCalled,
     ModelCalledPayload,
     NodeFailed,
+    NodeQueued,
     NodeRetryPlanned,
     NodeScheduled,
     NodeSkipped,
@@ -42,6 +43,14 @@ from schemas.events import (
 )
 
 
+# Events that tell about a run without changing what the coordinator knows of it: a worker's
+# note that an attempt waits for a limit. They are not even recorded as applied: the state
+# is returned as it was, so the coordinator neither copies nor stores it again (a flood of
+# waiting tasks would otherwise rewrite as many states and hold up every other run behind it
+# in the partition).
+NO_EFFECT: tuple[type[Event], ...] = (NodeQueued,)
+
+
 def failed_for_good(state: RunState, node_id: str, attempt: int, retryable: bool) -> bool:
     """Whether a failure of ``attempt`` ends the node (no attempt left, or not worth one)."""
     return not retryable or attempt >= state.node_def(node_id).retry.max_attempts
@@ -54,7 +63,7 @@ def evolve(state: RunState | None, event: Event) -> RunState | None:
         if isinstance(event, RunForked):
             return fork_state(fold(None, event.payload.history_events()), event)
         return _submitted(event) if isinstance(event, RunSubmitted) else None
-    if event.event_id in state.applied or state.finished:
+    if event.event_id in state.applied or state.finished or isinstance(event, NO_EFFECT):
         return state
     new = state.model_copy(update={"applied": state.applied | {event.event_id}})
     _apply(new, event)

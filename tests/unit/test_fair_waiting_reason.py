@@ -10,8 +10,8 @@ from cli.timeline import event_detail
 from projections.runs import RunFold
 from query_api.node_types import Node
 from read_model.rows import NodeRow
-from run_model import fold
-from run_model.testing import started
+from run_model import fold, step
+from run_model.testing import EPOCH, started
 from schemas import reports
 from schemas.compiler import compile_workflow
 from schemas.events import NodeQueued, RunCancelled, RunCancelledPayload
@@ -38,6 +38,16 @@ def test_the_coordinator_folds_a_wait_as_a_fact_that_changes_nothing() -> None:
     decided = h.feed(queued_for(h, "fetch", "rate_limit", "rate limit partner-api: next call"))
     assert decided == []
     assert h.run.nodes == before.nodes and h.run.status == before.status
+
+
+def test_a_wait_gives_the_coordinator_the_same_state_back_so_nothing_is_stored_again() -> None:
+    # A flood of waiting tasks must not rewrite as many states (run_model.evolve.NO_EFFECT):
+    # the coordinator stores a state only when step gives back another object.
+    h = Harness(compile_workflow(definition()), run_input={"customer": "c7"})
+    wait = queued_for(h, "fetch", "tenant_slots", "tenant acme has 16 of 16 http slots in use")
+    state, decision = step(h.run, wait, EPOCH)
+    assert state is h.run and decision.events == [] and decision.tasks == []
+    assert wait.event_id not in h.run.applied
 
 
 class Rows:
