@@ -42,7 +42,6 @@ from schemas.events import (
     RunSubmitted,
 )
 
-
 # Events that tell about a run without changing what the coordinator knows of it: a worker's
 # note that an attempt waits for a limit. They are not even recorded as applied: the state
 # is returned as it was, so the coordinator neither copies nor stores it again (a flood of
