@@ -3,24 +3,16 @@ fill themselves: nothing here touches (or is touched by) the live projector's ta
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
 from auth import issue_key
 from infra.settings import Settings
 from read_model import schema as read_db
-from tests.connected.query_api.support import CATCH_UP_TIMEOUT_S, QueryApi
-from tests.helpers import eventually, free_port
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.connected.query_api.support import QueryApi, query_api_process
 
 
 @pytest.fixture(scope="module")
@@ -30,43 +22,8 @@ def read_schema() -> str:
 
 @pytest.fixture(scope="module")
 async def query_api(stack: Settings, read_schema: str) -> AsyncIterator[QueryApi]:
-    conn = await read_db.connect(stack.postgres_dsn, read_schema)
-    try:
-        await read_db.ensure_schema(conn, read_schema)
-    finally:
-        await conn.close()
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "AOB_QUERY_API_PORT": str(port),
-        "AOB_QUERY_API_READ_SCHEMA": read_schema,
-        "AOB_QUERY_API_CATCH_UP_TIMEOUT_S": str(CATCH_UP_TIMEOUT_S),
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "query_api"], cwd=ROOT, env=env)
-    api = QueryApi(url=f"http://{stack.host}:{port}", schema=read_schema)
-    try:
-
-        async def healthy() -> None:
-            assert proc.poll() is None, f"query_api exited with {proc.returncode}"
-            async with httpx.AsyncClient(timeout=2) as client:
-                response = await client.get(f"{api.url}/healthz")
-            assert response.status_code == 200
-
-        await eventually(healthy, timeout=30, retry_on=(AssertionError, httpx.HTTPError))  # type: ignore[arg-type]
+    async with query_api_process(stack, read_schema) as api:
         yield api
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        conn = await asyncpg.connect(stack.postgres_dsn)
-        try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {read_schema} CASCADE")
-        finally:
-            await conn.close()
 
 
 @pytest.fixture

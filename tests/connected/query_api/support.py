@@ -4,14 +4,25 @@ written as the projector would write them."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
+from infra.settings import Settings
+from read_model import schema as read_db
+from tests.helpers import eventually, free_port
+
+ROOT = Path(__file__).resolve().parents[3]
 CATCH_UP_TIMEOUT_S = 3.0  # short, so the give-up path is tested without a long wait
 
 
@@ -115,3 +126,49 @@ async def insert_events(conn: asyncpg.Connection, run_id: str, count: int) -> li
         ],
     )
     return ids
+
+
+@asynccontextmanager
+async def query_api_process(
+    stack: Settings, read_schema: str, env_extra: dict[str, str] | None = None
+) -> AsyncIterator[QueryApi]:
+    """A query API process on a free port reading ``read_schema`` (made here, dropped after),
+    with ``env_extra`` on top of the environment."""
+    conn = await read_db.connect(stack.postgres_dsn, read_schema)
+    try:
+        await read_db.ensure_schema(conn, read_schema)
+    finally:
+        await conn.close()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AOB_QUERY_API_PORT": str(port),
+        "AOB_QUERY_API_READ_SCHEMA": read_schema,
+        "AOB_QUERY_API_CATCH_UP_TIMEOUT_S": str(CATCH_UP_TIMEOUT_S),
+        **(env_extra or {}),
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "query_api"], cwd=ROOT, env=env)
+    api = QueryApi(url=f"http://{stack.host}:{port}", schema=read_schema)
+    try:
+
+        async def healthy() -> None:
+            assert proc.poll() is None, f"query_api exited with {proc.returncode}"
+            async with httpx.AsyncClient(timeout=2) as client:
+                response = await client.get(f"{api.url}/healthz")
+            assert response.status_code == 200
+
+        await eventually(healthy, timeout=30, retry_on=(AssertionError, httpx.HTTPError))  # type: ignore[arg-type]
+        yield api
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        conn = await asyncpg.connect(stack.postgres_dsn)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {read_schema} CASCADE")
+        finally:
+            await conn.close()
