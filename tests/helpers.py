@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -54,3 +55,14 @@ def free_ports(n: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+def stop_process(proc: subprocess.Popen[Any], grace_s: float = 15) -> int:
+    """SIGTERM ``proc`` and wait up to ``grace_s`` for it; killed if it is still there. Its
+    exit code (negative: the signal that ended it)."""
+    proc.terminate()
+    try:
+        return proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()

@@ -15,7 +15,7 @@ import pytest
 
 from auth import issue_key
 from infra.settings import Settings
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -39,11 +39,7 @@ def command_api_process(stack: Settings) -> Iterator[tuple[str, subprocess.Popen
     try:
         yield f"http://127.0.0.1:{port}", proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, grace_s=10)
         log.close()
 
 

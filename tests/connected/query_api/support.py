@@ -20,7 +20,7 @@ import httpx
 
 from infra.settings import Settings
 from read_model import schema as read_db
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[3]
 CATCH_UP_TIMEOUT_S = 3.0  # short, so the give-up path is tested without a long wait
@@ -161,12 +161,7 @@ async def query_api_process(
         await eventually(healthy, timeout=30, retry_on=(AssertionError, httpx.HTTPError))  # type: ignore[arg-type]
         yield api
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
         conn = await asyncpg.connect(stack.postgres_dsn)
         try:
             await conn.execute(f"DROP SCHEMA IF EXISTS {read_schema} CASCADE")

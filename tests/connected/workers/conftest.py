@@ -17,6 +17,7 @@ from infra.kafka_metadata import topic_partitions
 from infra.scripted_llm.client import ScriptedLLMClient
 from infra.scripted_llm.mode import uses_scripted_model
 from infra.settings import Settings
+from tests.helpers import stop_process
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -46,12 +47,7 @@ def worker_process(stack: Settings, tmp_path: Path) -> Iterator[subprocess.Popen
         assert time.monotonic() < deadline, "worker did not start"
         time.sleep(0.1)
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc, grace_s=30)
     assert proc.returncode == 0  # SIGTERM is a clean stop
 
 
