@@ -98,14 +98,8 @@ async def slow_rate_api(stack: Settings) -> AsyncIterator[QueryApi]:
 async def test_a_tenant_past_its_query_rate_gets_429_and_another_is_served(
     slow_rate_api: QueryApi, key: str, other_key: str
 ) -> None:
-    query = {"query": "{ runs(first: 1) { edges { node { id } } } }"}
-
-    def client(api_key: str) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {api_key}"}
-        return httpx.AsyncClient(base_url=slow_rate_api.url, headers=headers, timeout=60)
-
-    async with client(key) as gql:
-        answers = await asyncio.gather(*(gql.post("/graphql", json=query) for _ in range(20)))
+    query = "{ runs(first: 1) { edges { node { id } } } }"
+    answers = await asyncio.gather(*(slow_rate_api.query(key, query) for _ in range(20)))
     codes = [a.status_code for a in answers]
     assert set(codes) == {200, 429}, codes
     # The burst of 5 and what refilled meanwhile (0.5/s): far fewer than the 20 sent.
@@ -113,6 +107,5 @@ async def test_a_tenant_past_its_query_rate_gets_429_and_another_is_served(
     refused = next(a for a in answers if a.status_code == 429)
     assert int(refused.headers["Retry-After"]) >= 1
     assert "query rate" in refused.json()["detail"]
-    async with client(other_key) as gql:
-        r = await gql.post("/graphql", json=query)
-        assert r.status_code == 200, r.text
+    r = await slow_rate_api.query(other_key, query)
+    assert r.status_code == 200, r.text
