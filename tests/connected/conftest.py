@@ -16,8 +16,9 @@ from tests.http_support import LoopbackServer
 
 # A loopback target that the workers of the test stack may reach through the http node: the
 # stack is started with it in AOB_HTTP_ALLOWLIST (here, or by `make test`). Outside the
-# kernel's range of ports for outgoing connections, so it is free to bind.
-LIVE_HTTP_TARGET = ("127.0.0.1", 18095)
+# kernel's range of ports for outgoing connections, so it is free to bind. A second stack on
+# the same machine (other AOB_*_PORT settings) takes another with AOB_TEST_HTTP_TARGET_PORT.
+LIVE_HTTP_TARGET = ("127.0.0.1", int(os.environ.get("AOB_TEST_HTTP_TARGET_PORT", "18095")))
 
 
 @pytest.fixture(scope="session")
