@@ -37,7 +37,8 @@ class NodeType:
     built_in: bool
     description: str
     config_schema: JSON | None = strawberry.field(
-        description="JSON Schema of a node's config (null for built-in types: see API.md)."
+        description="JSON Schema of a node's config; null for a built-in type "
+        "(the README describes its config)."
     )
     output_schema: JSON | None
     live_workers: list[str] = strawberry.field(
