@@ -471,7 +471,7 @@ class _Decider:
             live = not definition.predecessors or any(
                 edge_live(self.state, e) for e in definition.predecessors
             )
-            if live and definition.type in TASK_TYPES:
+            if live and self._routable(definition.type):
                 self._schedule(node_id, 1)
                 continue
             if live:
@@ -492,6 +492,11 @@ class _Decider:
                 NodeSkipped, NodeSkippedPayload(node_id=node_id, reason=reason), "skip", node_id
             )
             pending.update(e.node for e in definition.successors)
+
+    def _routable(self, node_type: str) -> bool:
+        """Whether some worker takes tasks of ``node_type``: a built-in type, or a registered
+        type the run's workflow was published (or patched) with (``node_types``)."""
+        return node_type in TASK_TYPES or node_type in self.state.ir.node_types
 
     def _schedule(self, node_id: str, attempt: int) -> None:
         definition = self.state.node_def(node_id)
