@@ -41,14 +41,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from aob.job import Job
+from node_types.registry import NODE_TYPE_NAME_PATTERN
 from templating import renders
 from workers.errors import ConfigError, OutputRefused
 from workers.handlers.base import WAITING
 from workers.handlers.base import Job as Attempt
-
-# The node type names the registry takes (lower case: a type's task topic is
-# ``aob.tasks.<name>``, and two topics must not differ by case only).
-NODE_TYPE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,47}$"
 
 NodeFunction = Callable[[Job[Any]], Awaitable[Any]]
 
