@@ -3,8 +3,9 @@ until SIGTERM.
 
 The same serving code as a user's worker (``aob worker``, ``aob.serving``) with the built-in
 handlers (``workers.builtins``); unlike a user's, these are not registered (the engine knows
-them), and the process shows it is alive the way the stack's services do (a heartbeat file
-under ``<home>/run`` and metrics on ``AOB_WORKERS_METRICS_PORT``).
+them): the process beats for them in the registry as the engine's, and shows it is alive the
+way the stack's services do too (a heartbeat file under ``<home>/run``, metrics on
+``AOB_WORKERS_METRICS_PORT``).
 """
 
 from __future__ import annotations

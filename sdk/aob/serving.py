@@ -9,13 +9,13 @@ secrets masked), fair execution over the tenants' limits in PostgreSQL (``worker
 and on SIGTERM or SIGINT: nothing new starts, running tasks finish (``workers.runtime``),
 offsets are committed.
 
-What differs is how the process shows that it is alive:
-
-- the stack's built-in workers touch ``<home>/run/workers.heartbeat`` (``infra.heartbeat``),
-  which ``aob status`` reads, and serve their metrics on ``AOB_WORKERS_METRICS_PORT``;
-- a custom worker may run anywhere, so it says so in the node-type registry instead (a row
-  per type, every 3 s: ``aob.registration.Liveness``), for the types it registered for its
-  tenant, and serves metrics only where asked (``--metrics-port``).
+Every worker says which types it serves in the node-type registry (a row per type, every
+3 s: ``aob.registration.Liveness``), which GraphQL's ``nodeTypes`` shows: a custom worker for
+the types it registered for its tenant, the built-in workers as the engine's
+(``node_types.ENGINE``), whose types every tenant has. Besides, the stack's built-in workers
+touch ``<home>/run/workers.heartbeat`` (``infra.heartbeat``), which ``aob status`` reads, and
+serve their metrics on ``AOB_WORKERS_METRICS_PORT``; a custom worker may run anywhere, and
+serves metrics only where asked (``--metrics-port``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from infra.settings import get_settings
 from limits.concurrency_leases import ConcurrencyLeases
 from limits.rate_buckets import RateBuckets
 from limits.store import LimitsStore
+from node_types.registry import ENGINE
 from secret_store import SecretsKeyError, cipher_from_settings
 from templating import renders
 from workers.execute import TaskExecutor
@@ -64,10 +65,10 @@ class Presence:
 
     heartbeat_file: str | None = None  # the stack's heartbeat file (``infra.heartbeat``)
     metrics_port: int | None = None  # None: the deployment's AOB_WORKERS_METRICS_PORT
-    tenant: str | None = None  # beat in the registry for this tenant's types
+    tenant: str | None = None  # beat in the registry as this tenant's (None: no beats)
 
 
-STACK_WORKERS = Presence(heartbeat_file="workers")
+STACK_WORKERS = Presence(heartbeat_file="workers", tenant=ENGINE)
 
 
 def fixed_handlers(handlers: Mapping[str, Handler]) -> HandlerSource:

@@ -4,7 +4,8 @@ code as ``aob worker``), a workflow that uses the type published and run.
 
 - The run completes with the node's output in GraphQL; the node's progress report is in the
   run's timeline; ``nodeTypes`` shows the type with its live worker while it runs, and
-  without one once the worker stopped (SIGTERM: a clean stop, exit status 0).
+  without one once the worker stopped (SIGTERM: a clean stop, exit status 0), and the
+  built-in types live too (the stack's workers beat for them through the same code).
 - The worker is killed (SIGKILL) while it runs the task: a worker started again on the same
   module runs the same attempt again, under the same idempotency key, and the run completes.
 - ``NonRetryable`` fails the node with its message, once, although its retry policy allows
@@ -177,6 +178,8 @@ async def test_a_users_node_runs_to_completion_with_its_output_in_graphql(
             assert shown["configSchema"]["required"] == ["text"]
             live = await eventually(lambda: _live(client, user.name, True), timeout=30)
             assert live["liveWorkers"] == [f"{os.uname().nodename}:{worker.pid}"]
+            # The stack's own workers serve the built-in types through the same code.
+            assert (await listed(client, "noop"))["live"] is True
 
             definition = workflow(user.name, {"text": "{{ input.word }}"})
             run_id, position = await client.submit("shouting", definition, {"word": "hey"})
