@@ -24,6 +24,8 @@ with the command API and serves them; a workflow then uses ``"type": "shout"``.
 - ``aob.nodes``: ``@node`` and what a declared type is (``NodeDefinition``);
 - ``aob.job``: ``Job``, what the function is called with;
 - ``aob.errors``: ``NonRetryable`` and ``Retryable`` failures;
+- ``aob.testing``: ``attempt``, a node's code run in a test, through the runtime, without a
+  stack;
 - ``aob.worker``: the command that serves a module; ``aob.serving``, the serving itself,
   shared with the built-in workers; ``aob.registration``, the registry's part of it.
 

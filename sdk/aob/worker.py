@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aob.loading import LoadError, load_nodes
 from aob.nodes import NodeDefinition
@@ -74,8 +75,9 @@ def serve_module(module: str, *, concurrency: int, metrics_port: int, program: s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    console_script = Path(sys.argv[0]).name == "aob-worker"  # aob-sdk's own command
     parser = argparse.ArgumentParser(
-        prog="python -m aob.worker",
+        prog="aob-worker" if console_script else "python -m aob.worker",
         description="Serve the node types a module declares with @node (from aob import node).",
     )
     parser.add_argument("module", help="a Python file (shout.py) or a dotted module name")
@@ -93,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.module,
         concurrency=args.concurrency,
         metrics_port=args.metrics_port,
-        program="python -m aob.worker",
+        program=parser.prog,
     )
 
 

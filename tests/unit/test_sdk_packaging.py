@@ -75,7 +75,7 @@ def requirements(pyproject: Path, optional: bool = False) -> dict[str, Requireme
 def test_every_module_the_worker_imports_is_in_the_wheel() -> None:
     probe = (
         "import json, sys\n"
-        "import aob.worker, aob.registration\n"
+        "import aob.worker, aob.registration, aob.testing\n"
         "print(json.dumps({n: getattr(m, '__file__', None) for n, m in sys.modules.items()}))"
     )
     result = subprocess.run(
