@@ -28,6 +28,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+from aiokafka.errors import KafkaError
+
 from aob.registration import Liveness, open_registry
 from cas.store import ContentStore
 from infra.bus import EventBus
@@ -56,7 +59,8 @@ HandlerSource = Callable[[WorkerSettings, contextlib.AsyncExitStack], Awaitable[
 
 
 class WorkerStopped(Exception):
-    """The worker cannot start as configured: the message says why."""
+    """The worker cannot start as configured, or cannot reach the deployment's servers (see
+    ``AOB_*`` in the README's Configuration): the message says why."""
 
 
 @dataclass(frozen=True)
@@ -116,13 +120,27 @@ async def serve_node_types(
             raise WorkerStopped(str(e)) from None
         secrets = PostgresSecrets(settings.postgres_dsn, cipher)
         clients.push_async_callback(secrets.close)
-        pool = await _pool(settings.postgres_dsn, clients)
-        fairness = await _fairness(pool, worker_settings)
+        try:
+            pool = await _pool(settings.postgres_dsn, clients)
+            fairness = await _fairness(pool, worker_settings)
+        except (OSError, asyncpg.PostgresError) as e:
+            raise WorkerStopped(f"PostgreSQL cannot be used: {type(e).__name__}: {e}") from e
         store = ContentStore.from_settings(settings)
-        await asyncio.to_thread(store.ensure_bucket)
+        try:
+            await asyncio.to_thread(store.ensure_bucket)
+        except Exception as e:
+            raise WorkerStopped(
+                f"the CAS (MinIO at {settings.minio_endpoint}) cannot be used: "
+                f"{type(e).__name__}: {e}"
+            ) from e
         bus = EventBus(settings.kafka_bootstrap, client_id="aob-workers")
-        await bus.start()
-        clients.push_async_callback(bus.stop)
+        clients.push_async_callback(bus.stop)  # also after a start that failed half-way
+        try:
+            await bus.start()
+        except KafkaError as e:
+            raise WorkerStopped(
+                f"Kafka at {settings.kafka_bootstrap} cannot be reached: {e}"
+            ) from e
         name = worker_name()
         await _show_presence(presence, pool, types, name, clients)
         executor = TaskExecutor(
@@ -186,8 +204,6 @@ def _background(work: Awaitable[None], clients: contextlib.AsyncExitStack) -> No
 
 
 async def _pool(dsn: str, clients: contextlib.AsyncExitStack) -> Any:
-    import asyncpg
-
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=8)
     clients.push_async_callback(pool.close)
     return pool

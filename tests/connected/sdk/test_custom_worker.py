@@ -266,3 +266,29 @@ async def test_a_non_retryable_error_fails_the_node_once_with_its_message(
             assert "refusing to shout 'no'" in loud["error"], loud
             assert [a for a, _, _ in user.starts()] == [1]
             assert stop_process(worker, grace_s=30) == 0, user.log()
+
+
+async def test_a_worker_that_cannot_reach_kafka_says_so_and_exits_1(
+    services: Settings, api_key: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with user_folder(tmp_path_factory, api_key) as user:
+        env = {
+            **os.environ,
+            "AOB_API_KEY": api_key,
+            "SHOUT_GATE": str(user.gate),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sdk")]),
+            "AOB_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",  # nothing listens there
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "aob.worker", "shout_node.py"],
+            cwd=user.path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("python -m aob.worker: Kafka at 127.0.0.1:9 cannot be reached")
+        assert "Traceback" not in result.stderr
