@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from schemas.agent_tools import ToolEntryError, parse_tools
 from schemas.canonical import canonical_json, sha256_hex
 from schemas.concurrency_keys import concurrency_key_reasons
 from schemas.errors import InvalidWorkflow
@@ -42,6 +43,8 @@ def validate_graph(definition: WorkflowDefinition) -> list[str]:
             reasons.append(f"node {node.id!r} has unknown type {node.type!r} (known: {known})")
         if node.type == "hitl":
             reasons.extend(_hitl_config_reasons(node))
+        if node.type == "agent":
+            reasons.extend(agent_tools_reasons(node))
         try:  # secrets.NAME is read by the worker; any other way of reading secrets is not
             secret_references(node.config)
         except SecretReferenceError as e:
@@ -78,6 +81,18 @@ def validate_graph(definition: WorkflowDefinition) -> list[str]:
         if cycle:
             reasons.append("the graph has a cycle: " + " -> ".join(cycle))
     return reasons
+
+
+def agent_tools_reasons(node: NodeDef) -> list[str]:
+    """What is wrong with an agent node's ``tools`` (``schemas.agent_tools``): an entry that
+    is no tool, a bad MCP entry. A name that may be a registered node type passes here;
+    whether it is registered is the registry's to say (``registered_type_names`` lists the
+    names to look up)."""
+    try:
+        parse_tools(node.config.get("tools"))
+    except ToolEntryError as e:
+        return [f"node {node.id!r}: {e}"]
+    return []
 
 
 def _hitl_config_reasons(node: NodeDef) -> list[str]:

@@ -68,6 +68,7 @@ async def main(requested: str | None, concurrency: int) -> None:
                 runs_topic=worker_settings.runs_topic,
                 max_output_bytes=worker_settings.max_output_bytes,
                 secrets=CachedSecrets(secrets),
+                tasks=bus,  # an agent's calls of registered node types
             )
             logging.getLogger("workers").info("serving %s", ", ".join(types))
             await serve(
