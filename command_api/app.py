@@ -20,6 +20,7 @@ from command_api.context import CommandContext
 from command_api.key_routes import router as key_router
 from command_api.limit_routes import router as limit_router
 from command_api.metrics import LATENCY, REGISTRY, REQUESTS
+from command_api.node_type_routes import router as node_type_router
 from command_api.routes import router
 from command_api.secret_routes import router as secret_router
 from command_api.settings import CommandApiSettings
@@ -72,7 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             kafka_bootstrap=settings.kafka_bootstrap,
             secrets=secrets,
             limits_store=tenant_limits,
+            topic_partitions=settings.topic_partitions,
         )
+        await ctx.node_types.ensure_schema()
         app.state.commands = ctx
         try:
             yield
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(key_router)
     app.include_router(limit_router)
     app.include_router(secret_router)
+    app.include_router(node_type_router)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from infra.ratelimit import TokenBuckets
 from limits.admission_check import Admissions, whole_seconds
 from limits.store import LimitsStore
 from limits.tenant_limits import TenantLimits
+from node_types import NodeTypeRegistry
 from schemas import WorkflowIR
 from secret_store import SecretStore
 
@@ -52,6 +53,10 @@ class CommandContext:
     admissions_on: InitVar[Admissions | None] = None
     limits: LimitsStore = field(init=False)
     admissions: Admissions = field(init=False)
+    # Node types of tenants' own workers (``node_types``), and the partitions of the worker
+    # topic one gets when it is registered.
+    node_types: NodeTypeRegistry = field(init=False)
+    topic_partitions: int = 4
     # Versions are immutable, so a compiled IR never goes stale: keep the recent ones.
     _versions: OrderedDict[str, CompiledVersion] = field(default_factory=OrderedDict)
 
@@ -60,6 +65,7 @@ class CommandContext:
     ) -> None:
         self.limits = limits_store or LimitsStore(self.pool)
         self.admissions = admissions_on or Admissions(self.pool)
+        self.node_types = NodeTypeRegistry(self.pool)
 
     def check_rate(self, tenant: str) -> None:
         """The first, cheap guard: this process's token bucket of the tenant's requests."""

@@ -20,6 +20,7 @@ from command_api.idempotency import Answer, keyed_id, once, request_hash
 from command_api.metrics import EVENTS_APPENDED
 from infra.run_log import read_run, until
 from limits.admission_check import Action
+from node_types import BUILT_IN_TYPES
 from run_model import fold
 from schemas import (
     Actor,
@@ -41,6 +42,7 @@ from schemas import (
     new_id,
 )
 from schemas.codec import Headers, encode_event
+from schemas.compiler import used_node_types
 from schemas.envelope import Event, Payload, build_event
 from schemas.events import (
     MAX_EVENT_BYTES,
@@ -51,8 +53,9 @@ from schemas.events import (
     RunSubmittedPayload,
     WorkflowPublishedPayload,
 )
+from schemas.ir import IRNodeType
 from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
-from schemas.workflow import NODE_ID_PATTERN
+from schemas.workflow import AGENT_TOOLS, NODE_ID_PATTERN
 from schemas.workflow_ids import workflow_id_for
 
 # Every /v1 request passes the door (``command_api.door``) before anything else looks at it.
@@ -214,6 +217,18 @@ async def _idempotent(
     return JSONResponse(body, status_code=status)
 
 
+async def _registered_types(
+    ctx: CommandContext, caller: Principal, command: PublishWorkflow
+) -> dict[str, IRNodeType]:
+    """The caller's registered types among those the definition names (``node_types``):
+    one round trip, and none for a definition of built-in types only."""
+    names = used_node_types(command.definition) - BUILT_IN_TYPES - AGENT_TOOLS
+    if not names:
+        return {}
+    found = await ctx.node_types.find(caller.tenant, sorted(names))
+    return {name: t.for_ir() for name, t in found.items()}
+
+
 @router.post("/workflows", status_code=201)
 async def publish_workflow(
     request: Request,
@@ -223,8 +238,8 @@ async def publish_workflow(
 ) -> JSONResponse:
     """Validate and compile a definition, store both in the CAS, append WorkflowPublished."""
     ctx = _ctx(request)
-    # Pure and bounded (500 nodes, 2,000 edges): refused before any database round trip.
-    ir = compile_workflow(command.definition)  # InvalidWorkflow -> 422 with every reason
+    # InvalidWorkflow -> 422 with every reason, a config that breaks its type's schema too.
+    ir = compile_workflow(command.definition, await _registered_types(ctx, caller, command))
     definition = command.definition.canonical()
     _check_runnable_size(ctx, definition, ir)
     check_models(definition["nodes"], (await ctx.tenant_limits(caller.tenant)).agents)

@@ -42,6 +42,7 @@ from cas import ContentStore
 from infra.body_limit import BodyLimit
 from infra.ratelimit import TokenBuckets
 from infra.settings import Settings, get_settings
+from node_types.registry import ensure_schema as ensure_node_types
 from query_api.context import ReadContext
 from query_api.errors import MissingScope, Unauthenticated
 from query_api.listen import Listener
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
         conn = await asyncpg.connect(settings.postgres_dsn)
         try:
             await ensure_auth_schema(conn)
+            await ensure_node_types(conn)  # read by `nodeTypes`, written by the command API
         finally:
             await conn.close()
         server_settings = {"application_name": "aob-query-api"}

@@ -43,6 +43,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from query_api.pagination import MAX_PAGE
+from query_api.registered_types import LISTED_NODE_TYPES
 
 DATABASE = 10  # a query of its own, once per parent
 CAS = 10  # a read from the content store (an output of up to 10 MiB)
@@ -55,6 +56,7 @@ WEIGHTS: Mapping[str, int] = {
     "Query.run": DATABASE,
     "Query.runs": DATABASE,
     "Query.pendingApprovals": DATABASE,
+    "Query.nodeTypes": DATABASE,
     "Subscription.runUpdated": DATABASE,
     "Subscription.runEvents": DATABASE,
     "Workflow.versions": DATABASE,
@@ -81,6 +83,7 @@ WEIGHTS: Mapping[str, int] = {
 # page. (A list of scalars is free whatever its length: it is one column of a row.)
 LIST_SIZES: Mapping[str, int] = {
     "Approval.refusals": 10,
+    "Query.nodeTypes": LISTED_NODE_TYPES,
 }
 
 

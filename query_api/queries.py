@@ -13,6 +13,7 @@ from query_api.approval_types import APPROVAL_PAGES, ApprovalConnection
 from query_api.context import ReadContext
 from query_api.pagination import Key
 from query_api.read_your_writes import parse_position, wait_for
+from query_api.registered_types import NodeType, node_types
 from query_api.run_types import RUN_PAGES, Run, RunConnection, RunFilter
 from query_api.workflow_types import WORKFLOW_PAGES, Workflow, WorkflowConnection
 
@@ -79,3 +80,10 @@ class Query:
     ) -> ApprovalConnection:
         fetch = partial(db.pending_approvals, info.context.pool, info.context.tenant)
         return await APPROVAL_PAGES.page(first, after, fetch)
+
+    @strawberry.field(
+        description="The node types the caller's workflows may use: the built-in ones, then "
+        "the tenant's registered ones by name, each with its schemas and live workers."
+    )
+    async def node_types(self, info: Info[ReadContext, None]) -> list[NodeType]:
+        return await node_types(info.context.pool, info.context.tenant)

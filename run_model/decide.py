@@ -473,7 +473,7 @@ class _Decider:
             live = not definition.predecessors or any(
                 edge_live(self.state, e) for e in definition.predecessors
             )
-            if live and definition.type in TASK_TYPES:
+            if live and self._routable(definition.type):
                 self._schedule(node_id, 1)
                 continue
             if live:
@@ -494,6 +494,11 @@ class _Decider:
                 NodeSkipped, NodeSkippedPayload(node_id=node_id, reason=reason), "skip", node_id
             )
             pending.update(e.node for e in definition.successors)
+
+    def _routable(self, node_type: str) -> bool:
+        """Whether some worker takes tasks of ``node_type``: a built-in type, or a registered
+        type the run's workflow was published (or patched) with (``node_types``)."""
+        return node_type in TASK_TYPES or node_type in self.state.ir.node_types
 
     def _schedule(self, node_id: str, attempt: int) -> None:
         definition = self.state.node_def(node_id)
@@ -537,8 +542,8 @@ class _Decider:
         """The registered node types an agent names in its tools, as the run's IR has them
         (``WorkflowIR.node_types``, filled at publish); None when it names none."""
         names = registered_type_names(config.get("tools"))
-        known: dict[str, dict[str, Any]] = getattr(self.state.ir, "node_types", None) or {}
-        types = {name: known[name] for name in names if name in known}
+        known = self.state.ir.node_types
+        types = {name: known[name].model_dump(mode="json") for name in names if name in known}
         return types or None
 
     def _finished_tool_calls(self, node_id: str) -> list[ToolCallRecord]:

@@ -128,7 +128,7 @@ def judge(state: RunState, submitted: PatchSubmitted, limits: PatchLimits) -> Ve
         *_frozen_reasons(state, diff),
         *agent_policy_reasons(state, submitted, diff),
         *_agent_limit_reasons(state, old, new, diff),
-        *validate_graph(definition),
+        *validate_graph(definition, state.ir.node_types),
     ]
     if len(definition.nodes) > limits.max_nodes:
         reasons.append(
@@ -141,7 +141,7 @@ def judge(state: RunState, submitted: PatchSubmitted, limits: PatchLimits) -> Ve
         return Refused(reasons)
     if new == old:
         return Refused([f"the patch changes nothing: the definition stays version {state.version}"])
-    ir = compile_workflow(definition)
+    ir = compile_workflow(definition, state.ir.node_types)
     size = len(canonical_json(new)) + len(canonical_json(ir.model_dump(mode="json")))
     if size > MAX_VERSION_BYTES:
         return Refused(

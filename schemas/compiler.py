@@ -6,12 +6,14 @@ Every rule broken is reported (not just the first), in words a person or a model
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
-from schemas.agent_tools import ToolEntryError, parse_tools
+from schemas.agent_tools import BUILT_IN_TOOLS, ToolEntryError, parse_tools
 from schemas.canonical import canonical_json, sha256_hex
 from schemas.concurrency_keys import concurrency_key_reasons
 from schemas.errors import InvalidWorkflow
-from schemas.ir import IREdge, IRNode, WorkflowIR
+from schemas.ir import IREdge, IRNode, IRNodeType, WorkflowIR
+from schemas.node_type_configs import config_reasons
 from schemas.secret_refs import SecretReferenceError, secret_references
 from schemas.workflow import (
     EDGE_GUARDS,
@@ -27,8 +29,15 @@ def definition_version(definition: WorkflowDefinition) -> str:
     return sha256_hex(canonical_json(definition.canonical()))
 
 
-def validate_graph(definition: WorkflowDefinition) -> list[str]:
-    """The graph rules the definition breaks; empty when it is valid."""
+def validate_graph(
+    definition: WorkflowDefinition, node_types: Mapping[str, IRNodeType] | None = None
+) -> list[str]:
+    """The graph rules the definition breaks; empty when it is valid.
+
+    ``node_types`` are the registered types the definition may use besides the built-in
+    ones (the publishing tenant's, or those a run already has): a node of one has its config
+    checked against the type's schema."""
+    registered = node_types or {}
     reasons: list[str] = []
     ids = [n.id for n in definition.nodes]
     types = {n.id: n.type for n in definition.nodes}
@@ -38,13 +47,15 @@ def validate_graph(definition: WorkflowDefinition) -> list[str]:
             reasons.append(f"node id {node_id!r} is used more than once")
         seen.add(node_id)
     for node in definition.nodes:
-        if node.type not in KNOWN_NODE_TYPES:
-            known = ", ".join(sorted(KNOWN_NODE_TYPES))
-            reasons.append(f"node {node.id!r} has unknown type {node.type!r} (known: {known})")
+        if node.type in registered:
+            schema = registered[node.type].config_schema
+            reasons.extend(config_reasons(node.id, node.type, node.config, schema))
+        elif node.type not in KNOWN_NODE_TYPES:
+            reasons.append(_unknown_type(node, registered))
         if node.type == "hitl":
             reasons.extend(_hitl_config_reasons(node))
         if node.type == "agent":
-            reasons.extend(agent_tools_reasons(node))
+            reasons.extend(agent_tools_reasons(node, registered))
         try:  # secrets.NAME is read by the worker; any other way of reading secrets is not
             secret_references(node.config)
         except SecretReferenceError as e:
@@ -83,16 +94,40 @@ def validate_graph(definition: WorkflowDefinition) -> list[str]:
     return reasons
 
 
-def agent_tools_reasons(node: NodeDef) -> list[str]:
+def agent_tools_reasons(node: NodeDef, registered: Mapping[str, IRNodeType]) -> list[str]:
     """What is wrong with an agent node's ``tools`` (``schemas.agent_tools``): an entry that
-    is no tool, a bad MCP entry. A name that may be a registered node type passes here;
-    whether it is registered is the registry's to say (``registered_type_names`` lists the
-    names to look up)."""
+    is no tool, a bad MCP entry, or the name of a node type that is not registered (among
+    ``registered``, the types the definition may use)."""
     try:
-        parse_tools(node.config.get("tools"))
+        tools = parse_tools(node.config.get("tools"))
     except ToolEntryError as e:
         return [f"node {node.id!r}: {e}"]
-    return []
+    return [
+        f"node {node.id!r}: tool {name!r} is not a node type registered for this tenant "
+        f"(register it with PUT /v1/node-types/{name}; built-in tools: "
+        f"{', '.join(BUILT_IN_TOOLS)}; or an MCP server)"
+        for name in tools.node_types
+        if name not in registered
+    ]
+
+
+def _unknown_type(node: NodeDef, registered: Mapping[str, IRNodeType]) -> str:
+    known = ", ".join(sorted(KNOWN_NODE_TYPES))
+    reason = f"node {node.id!r} has unknown type {node.type!r} (built-in: {known}"
+    if registered:
+        reason += "; registered: " + ", ".join(sorted(registered))
+    return reason + "); a type of your own is registered by its worker (PUT /v1/node-types)"
+
+
+def used_node_types(definition: WorkflowDefinition) -> set[str]:
+    """The type names a definition names: its nodes' types, and the plain names in its agent
+    nodes' ``tools`` (which may be node types offered as tools)."""
+    names = {n.type for n in definition.nodes}
+    for node in definition.nodes:
+        tools = node.config.get("tools") if node.type == "agent" else None
+        if isinstance(tools, list):
+            names.update(t for t in tools if isinstance(t, str))
+    return names
 
 
 def _hitl_config_reasons(node: NodeDef) -> list[str]:
@@ -151,9 +186,13 @@ def find_cycle(ids: list[str], edges: list[tuple[str, str]]) -> list[str] | None
     return None
 
 
-def compile_workflow(definition: WorkflowDefinition) -> WorkflowIR:
-    """Validate the graph and build the IR. Raises InvalidWorkflow with every reason."""
-    reasons = validate_graph(definition)
+def compile_workflow(
+    definition: WorkflowDefinition, node_types: Mapping[str, IRNodeType] | None = None
+) -> WorkflowIR:
+    """Validate the graph and build the IR. Raises InvalidWorkflow with every reason.
+
+    The IR keeps those of ``node_types`` that the definition uses (``used_node_types``)."""
+    reasons = validate_graph(definition, node_types)
     if reasons:
         raise InvalidWorkflow(reasons)
     preds: dict[str, list[IREdge]] = defaultdict(list)
@@ -177,7 +216,15 @@ def compile_workflow(definition: WorkflowDefinition) -> WorkflowIR:
     }
     roots = [n.id for n in definition.nodes if not preds[n.id]]
     order = topological_order(nodes)
-    return WorkflowIR(version=definition_version(definition), nodes=nodes, roots=roots, order=order)
+    used = used_node_types(definition)
+    kept = {name: t for name, t in sorted((node_types or {}).items()) if name in used}
+    return WorkflowIR(
+        version=definition_version(definition),
+        nodes=nodes,
+        roots=roots,
+        order=order,
+        node_types=kept,
+    )
 
 
 def topological_order(nodes: dict[str, IRNode]) -> list[str]:

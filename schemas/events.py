@@ -48,6 +48,21 @@ class WorkflowPublished(Event):
     payload: WorkflowPublishedPayload
 
 
+class NodeTypeRegisteredPayload(Payload):
+    name: str = Field(description="The type's name; its tasks go to `aob.tasks.<name>`.")
+    config_schema: dict[str, Any] = Field(description="JSON Schema of a node's config.")
+    output_schema: dict[str, Any] | None = Field(None, description="JSON Schema of its output.")
+    description: str = ""
+
+
+@event("node_type.registered")
+class NodeTypeRegistered(Event):
+    """A tenant's worker (or a person) registered a node type, or replaced its schemas. Keyed
+    ``node-type:<name>`` on the workflow events topic."""
+
+    payload: NodeTypeRegisteredPayload
+
+
 # --- runs ------------------------------------------------------------------------------
 
 

@@ -38,6 +38,19 @@ class IRNode(BaseModel):
     )
 
 
+class IRNodeType(BaseModel):
+    """A registered node type (``node_types``) as the run carries it: enough to route its
+    nodes, to check a patch's configs and to offer it to an agent as a tool."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config_schema: dict[str, Any] = Field(
+        default_factory=dict, description="JSON Schema of a node's config; {} takes any."
+    )
+    output_schema: dict[str, Any] | None = None
+    description: str = ""
+
+
 class WorkflowIR(BaseModel):
     """Adjacency and join policy per node, plus a topological order."""
 
@@ -47,3 +60,9 @@ class WorkflowIR(BaseModel):
     nodes: dict[str, IRNode]
     roots: list[str] = Field(description="Nodes without predecessors, in definition order.")
     order: list[str] = Field(description="A topological order of every node.")
+    node_types: dict[str, IRNodeType] = Field(
+        default_factory=dict,
+        description="The registered (not built-in) types the workflow uses, as nodes or as "
+        "agents' tools, as they were when it was published: the coordinator routes these "
+        "nodes to their workers, and a patch may use them.",
+    )

@@ -39,9 +39,11 @@ def all_topics(partitions: int) -> list[TopicSpec]:
         TopicSpec(RUN_EVENTS, partitions, dict(forever)),
         TopicSpec(DLQ, 1, dict(forever)),
     ]
-    # Tasks are work orders, not history: a week is plenty.
-    specs += [
-        TopicSpec(task_topic(t), partitions, {"retention.ms": str(7 * 24 * 3600 * 1000)})
-        for t in TASK_TYPES
-    ]
+    specs += [task_topic_spec(t, partitions) for t in TASK_TYPES]
     return specs
+
+
+def task_topic_spec(node_type: str, partitions: int) -> TopicSpec:
+    """The worker topic of a node type, built-in or registered (``node_types``)."""
+    # Tasks are work orders, not history: a week is plenty.
+    return TopicSpec(task_topic(node_type), partitions, {"retention.ms": str(7 * 24 * 3600 * 1000)})

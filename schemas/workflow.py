@@ -33,6 +33,9 @@ EDGE_GUARDS: dict[str, frozenset[str]] = {
 # The agent tool that proposes a patch of the running workflow (DESIGN.md, Patching). An
 # agent node is offered it only when its ``config.tools`` lists it.
 PATCH_TOOL = "patch_workflow"
+# Tools an agent node may name that are not node types of a tenant's own. A registered node
+# type's name may be named too: the agent can then run one of its tasks (``node_types``).
+AGENT_TOOLS: frozenset[str] = frozenset({PATCH_TOOL, "http"})
 
 MAX_NODES = 500
 MAX_EDGES = 2_000

@@ -21,6 +21,7 @@ from schemas.agent_tools import (
 )
 from schemas.compiler import validate_graph
 from schemas.envelope import Event
+from schemas.ir import IRNodeType
 from schemas.tasks import NodeTask
 from schemas.workflow import WorkflowDefinition
 
@@ -82,6 +83,15 @@ def test_two_mcp_servers_may_not_share_a_name() -> None:
     entry = {"mcp": {"url": "http://x.example/", "name": "d"}}
     with pytest.raises(ToolEntryError, match="MCP server name 'd' is used more than once"):
         parse_tools([entry, entry])
+
+
+def test_publishing_refuses_an_agent_naming_a_type_that_is_not_registered() -> None:
+    definition = WorkflowDefinition.model_validate(
+        {"nodes": [{"id": "a", "type": "agent", "config": {"prompt": "p", "tools": ["shout"]}}]}
+    )
+    (reason,) = validate_graph(definition)
+    assert reason.startswith("node 'a': tool 'shout' is not a node type registered")
+    assert validate_graph(definition, {"shout": IRNodeType()}) == []
 
 
 def test_publishing_refuses_an_agent_whose_tools_are_not_tools() -> None:
@@ -209,7 +219,8 @@ def test_an_agent_task_carries_the_schemas_of_the_registered_types_it_names() ->
     )
     shout = {"config_schema": {"type": "object"}, "output_schema": None, "description": "d"}
     other = {"config_schema": {}, "output_schema": None, "description": "not named"}
-    r = Run(nodes={"write": node}, node_types={"shout": shout, "other": other})
+    types = {"shout": IRNodeType(**shout), "other": IRNodeType(**other)}
+    r = Run(nodes={"write": node}, node_types=types)
     assert r.tasks[-1].tool_types == {"shout": shout}
     plain = Run()
     assert plain.tasks[-1].tool_types is None

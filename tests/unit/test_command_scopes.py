@@ -31,6 +31,8 @@ ROUTE_SCOPES = {
     ("PUT", "/v1/secrets/{name}"): "admin",
     ("GET", "/v1/secrets"): "admin",
     ("DELETE", "/v1/secrets/{name}"): "admin",
+    ("PUT", "/v1/node-types/{name}"): "publish",
+    ("GET", "/v1/node-types"): "publish",
     ("GET", "/v1/limits"): "read",
     ("PUT", "/v1/limits"): "admin",
 }
@@ -56,6 +58,8 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("GET", "/v1/keys"): ("/v1/keys", None),
     ("DELETE", "/v1/keys/{key_id}"): ("/v1/keys/0123456789ab", None),
     ("PUT", "/v1/secrets/{name}"): ("/v1/secrets/TOKEN", {"value": "v"}),
+    ("PUT", "/v1/node-types/{name}"): ("/v1/node-types/shout", {"config_schema": {}}),
+    ("GET", "/v1/node-types"): ("/v1/node-types", None),
     ("GET", "/v1/secrets"): ("/v1/secrets", None),
     ("DELETE", "/v1/secrets/{name}"): ("/v1/secrets/TOKEN", None),
     ("GET", "/v1/limits"): ("/v1/limits", None),

@@ -1,0 +1,99 @@
+"""``nodeTypes``: the node types a caller's workflows may use, for a builder's palette.
+
+The built-in types, and the types the caller's tenant registered (``node_types``), each with
+its schemas and the workers serving it now: a registered type is live while one of its workers
+beat within ``node_types.LIVE_WITHIN_S``; the built-in workers beat as the engine's (tenant
+'').
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+import strawberry
+from strawberry.scalars import JSON
+
+from node_types import BUILT_IN_TYPES, ENGINE, LIVE_WITHIN_S
+
+# A tenant's registered types as listed; with the built-in ones, what the query's cost counts.
+MAX_LISTED = 200
+LISTED_NODE_TYPES = MAX_LISTED + len(BUILT_IN_TYPES)
+
+BUILT_IN_DESCRIPTIONS = {
+    "noop": "Does nothing; outputs {}.",
+    "transform": "Renders a template over the run context into a value.",
+    "condition": "Judges an expression; its edges are taken by `when: true` or `false`.",
+    "http": "Makes an HTTP request through the SSRF guard and the tenant's allowlist.",
+    "agent": "Asks a model, with tools, until it finishes; may patch its run.",
+    "hitl": "Waits for a person's decision; its edges are `approved` or `rejected`.",
+}
+
+
+@strawberry.type(description="A node type: built in, or registered by the tenant's workers.")
+class NodeType:
+    name: str
+    built_in: bool
+    description: str
+    config_schema: JSON | None = strawberry.field(
+        description="JSON Schema of a node's config; null for a built-in type "
+        "(the README describes its config)."
+    )
+    output_schema: JSON | None
+    live_workers: list[str] = strawberry.field(
+        description="Workers that beat within the last seconds: empty when none serves it."
+    )
+
+    @strawberry.field(description="Whether some worker serves the type now.")
+    def live(self) -> bool:
+        return bool(self.live_workers)
+
+
+async def node_types(pool: asyncpg.Pool, tenant: str) -> list[NodeType]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            """SELECT name, config_schema, output_schema, description FROM node_types
+               WHERE tenant = $1 ORDER BY name LIMIT $2""",
+            tenant,
+            MAX_LISTED,
+        )
+        beats = await conn.fetch(
+            """SELECT name, worker FROM node_type_workers
+               WHERE tenant = ANY($1::text[])
+                 AND last_seen > now() - make_interval(secs => $2)
+               ORDER BY name, worker""",
+            [tenant, ENGINE],
+            LIVE_WITHIN_S,
+        )
+    workers: dict[str, list[str]] = {}
+    for b in beats:
+        workers.setdefault(b["name"], []).append(b["worker"])
+    types = [
+        NodeType(
+            name=name,
+            built_in=True,
+            description=BUILT_IN_DESCRIPTIONS.get(name, ""),
+            config_schema=None,
+            output_schema=None,
+            live_workers=workers.get(name, []),
+        )
+        for name in sorted(BUILT_IN_TYPES)
+    ]
+    types += [
+        NodeType(
+            name=r["name"],
+            built_in=False,
+            description=r["description"],
+            config_schema=_json(r["config_schema"]),
+            output_schema=_json(r["output_schema"]),
+            live_workers=workers.get(r["name"], []),
+        )
+        for r in rows
+    ]
+    return types
+
+
+def _json(value: Any) -> Any:
+    # The query API's connections decode jsonb themselves (query_api.app); others give text.
+    return json.loads(value) if isinstance(value, str) else value
