@@ -22,6 +22,8 @@ import pytest
 import uvicorn
 from mcp.server.fastmcp import FastMCP
 
+from cas.store import ContentStore
+from infra.bus import EventBus
 from infra.scripted_llm.client import ScriptedLLMClient
 from infra.settings import Settings
 from infra.stack.process import ensure_running, pid_alive
@@ -29,6 +31,9 @@ from tests.connected.conftest import LIVE_MCP_TARGET
 from tests.connected.live import pid_of, spec_of
 from tests.helpers import eventually
 from tests.http_support import LoopbackServer
+from workers.execute import TaskExecutor
+from workers.handlers import Job
+from workers.runtime import serve
 
 pytestmark = [pytest.mark.connected, pytest.mark.timeout(300)]
 
@@ -174,6 +179,23 @@ def agent_node(token: str, mcp: McpTarget, **extra: Any) -> dict[str, Any]:
     }
 
 
+async def kill_workers(services: Settings, *, then: Any) -> None:
+    """SIGKILL the stack's workers, call ``then``, and start them again."""
+    spec = spec_of(services, "workers")
+    pid = pid_of(services, "workers")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    await eventually(lambda: not pid_alive(pid), timeout=10, interval=0.05)
+    then()
+
+    async def restarted() -> None:
+        await ensure_running(services, spec)
+        again = pid_of(services, "workers")
+        assert again is not None and again != pid, "the workers were not started again"
+
+    await eventually(restarted, timeout=120, interval=1.0)
+
+
 def requests_for(target: LoopbackServer, token: str) -> int:
     return sum(1 for seen in target.seen if token in seen.path)
 
@@ -260,19 +282,7 @@ async def test_a_call_that_answered_is_not_made_again_after_the_workers_are_kill
     # The gate is entered only after the http call answered and was recorded.
     assert await asyncio.to_thread(mcp_target.entered.wait, 90), "the agent never got to the gate"
     assert requests_for(live_http_target, token) == 1
-    spec = spec_of(services, "workers")
-    pid = pid_of(services, "workers")
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    await eventually(lambda: not pid_alive(pid), timeout=10, interval=0.05)
-    mcp_target.opened.set()  # the attempt's next gate call answers at once
-
-    async def restarted() -> None:
-        await ensure_running(services, spec)
-        again = pid_of(services, "workers")
-        assert again is not None and again != pid, "the workers were not started again"
-
-    await eventually(restarted, timeout=120, interval=1.0)
+    await kill_workers(services, then=mcp_target.opened.set)
 
     run = await api.finished(run_id, timeout=240)
     assert run["status"] == "COMPLETED", run
@@ -287,3 +297,122 @@ async def test_a_call_that_answered_is_not_made_again_after_the_workers_are_kill
         ("kb__gate", True),
     ]
     assert run["spend"]["toolCalls"] == 2
+
+
+@contextlib.asynccontextmanager
+async def custom_worker(services: Settings, name: str, handler: Any) -> AsyncIterator[None]:
+    """A worker of the tenant's own serving the node type ``name`` with ``handler``, run in
+    this process on the workers' own runtime (as a worker of the SDK does)."""
+    bus = EventBus(services.kafka_bootstrap, client_id=f"aob-test-{name}")
+    await bus.start()
+    stop = asyncio.Event()
+    executor = TaskExecutor(
+        events=bus,
+        store=ContentStore.from_settings(services),
+        handlers={name: handler},
+        worker_name=f"test-{name}",
+        tasks=bus,
+    )
+    serving = asyncio.create_task(
+        serve(
+            [name],
+            bootstrap=services.kafka_bootstrap,
+            executor=executor,
+            dead_letters=bus,
+            stop=stop,
+        )
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 60)
+        await bus.stop()
+
+
+async def test_an_agent_calls_a_registered_node_type_and_an_http_tool_in_one_attempt(
+    services: Settings, api: Api, scripted: ScriptedLLMClient, live_http_target: LoopbackServer
+) -> None:
+    token = uuid.uuid4().hex
+    name = f"shout-{token[:12]}"
+    schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+    registered = await api.rest.put(
+        f"/v1/node-types/{name}",
+        json={"config_schema": schema, "output_schema": None, "description": "Shouts."},
+    )
+    assert registered.status_code == 200, registered.text
+    shouted: list[dict[str, Any]] = []
+
+    async def shout(job: Job) -> dict[str, Any]:
+        shouted.append(job.config)
+        return {"text": str(job.config["text"]).upper()}
+
+    url = f"{live_http_target.base}/json?token={token}"
+    await scripted.add_script(
+        token,
+        [
+            call("http", {"url": url}),
+            call(name, {"text": f"hello {token}"}),
+            call("finish", {"output": "shouted"}),
+        ],
+        by_turn=True,
+    )
+    node = {
+        "id": "ask",
+        "type": "agent",
+        "config": {"prompt": f"Shout for {token}", "tools": ["http", name]},
+    }
+    async with custom_worker(services, name, shout):
+        run_id = await api.run(f"typed-{token[:12]}", node)
+        run = await api.finished(run_id)
+
+    assert run["status"] == "COMPLETED", run
+    assert shouted == [{"text": f"hello {token}"}]
+    assert requests_for(live_http_target, token) == 1
+    called = tool_events(run)
+    assert [(c["tool"], c["ok"]) for c in called] == [("http", True), (name, True)]
+    assert called[1]["result"] == {"text": f"HELLO {token.upper()}"}
+    assert called[1]["attempt"] == 1 and called[1]["node_id"] == "ask"
+    assert run["nodes"][0]["toolCallCount"] == 2 and run["spend"]["toolCalls"] == 2
+    offered = (await scripted.requests(token))[0]["body"]["tools"]
+    assert offered[2]["function"] == {"name": name, "description": "Shouts.", "parameters": schema}
+
+
+async def test_a_registered_type_call_that_answered_is_not_made_again_after_a_kill(
+    services: Settings, api: Api, scripted: ScriptedLLMClient, mcp_target: McpTarget
+) -> None:
+    token = uuid.uuid4().hex
+    name = f"count-{token[:12]}"
+    registered = await api.rest.put(f"/v1/node-types/{name}", json={"description": "Counts."})
+    assert registered.status_code == 200, registered.text
+    counted: list[dict[str, Any]] = []
+
+    async def count(job: Job) -> dict[str, Any]:
+        counted.append(job.config)
+        return {"n": len(counted)}
+
+    await scripted.add_script(
+        token,
+        [
+            call(name, {"what": token}),
+            call("kb__gate", {"token": token}),
+            call("finish", {"output": "counted"}),
+        ],
+        by_turn=True,
+    )
+    node = agent_node(token, mcp_target, timeout_s=240)
+    node["config"]["tools"] = [name, *node["config"]["tools"]]
+    async with custom_worker(services, name, count):
+        run_id = await api.run(f"count-{token[:12]}", node)
+        assert await asyncio.to_thread(mcp_target.entered.wait, 90), "never got to the gate"
+        assert len(counted) == 1
+        await kill_workers(services, then=mcp_target.opened.set)
+        run = await api.finished(run_id, timeout=240)
+
+    assert run["status"] == "COMPLETED", run
+    assert counted == [{"what": token}]  # answered before the kill: not made again
+    assert mcp_target.calls["gate"] == 2
+    assert [(c["tool"], c["ok"]) for c in run["nodes"][0]["toolCalls"]] == [
+        (name, True),
+        ("kb__gate", True),
+    ]
