@@ -240,7 +240,11 @@ class TaskExecutor:
             raise TaskCrashed(task.task_id, reason, reported=reported) from e
 
     async def _report_crash(self, task: NodeTask, reason: str) -> bool:
-        """Whether the node could be reported failed (not if even that fails: a bug again)."""
+        """Whether the node could be reported failed (not if even that fails: a bug again).
+        An agent's tool call is not a node of its own: it is parked unreported, and the
+        agent learns that the call had no answer in time."""
+        if task.tool_call is not None:
+            return False
         try:
             event = reports.failed(task, reports.node_reason(task, reason), retryable=True)
             await self._report(event)

@@ -224,3 +224,14 @@ def test_an_agent_task_carries_the_schemas_of_the_registered_types_it_names() ->
     assert r.tasks[-1].tool_types == {"shout": shout}
     plain = Run()
     assert plain.tasks[-1].tool_types is None
+
+
+def test_the_timeline_shows_each_tool_call_with_its_outcome() -> None:
+    from cli.timeline import event_detail
+
+    ok = {"tool": "http", "attempt": 1, "ok": True, "duration_ms": 12.4, "result_ref": None}
+    assert event_detail("run.tool_called", ok) == "http (attempt 1) → ok in 12 ms"
+    large = {**ok, "result_ref": "cas://sha256:" + "0" * 64}
+    assert event_detail("run.tool_called", large) == "http (attempt 1) → ok in 12 ms → CAS"
+    failed = {"tool": "kb__search", "attempt": 2, "ok": False, "error": "refused: x"}
+    assert event_detail("run.tool_called", failed) == "kb__search (attempt 2) → error: refused: x"
