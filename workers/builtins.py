@@ -23,6 +23,7 @@ from workers.handlers.hitl import hitl
 from workers.handlers.noop import noop
 from workers.handlers.transform import transform
 from workers.http.client import open_http_handler
+from workers.http.handler import HttpHandler
 from workers.settings import WorkerSettings
 
 BUILT_IN_NODES: list[NodeDefinition] = unique([noop, transform, condition, hitl])
@@ -33,15 +34,20 @@ HANDLERS: dict[str, Handler] = {d.name: d for d in BUILT_IN_NODES}
 async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict[str, Handler]:
     """Every handler this worker has, clients opened on ``stack`` (closed with it)."""
     handlers = dict(HANDLERS)
-    handlers["http"] = await open_http_handler(settings, stack)
-    handlers["agent"] = await _agent(settings, stack)
+    http = await open_http_handler(settings, stack)
+    handlers["http"] = http
+    handlers["agent"] = await _agent(settings, stack, http)
     return handlers
 
 
-async def _agent(settings: WorkerSettings, stack: AsyncExitStack) -> Handler:
+async def _agent(settings: WorkerSettings, stack: AsyncExitStack, http: HttpHandler) -> Handler:
     from openai import AsyncOpenAI
 
     from workers.agent.handler import AgentHandler
+    from workers.agent.mcp_tools import McpConnector
+    from workers.agent.node_tools import KafkaToolResults
+    from workers.agent.tool_calls import KafkaToolHistory
+    from workers.agent.toolbox import ToolServices
     from workers.agent.turns import KafkaTurnAnswers
     from workers.agent.verdicts import KafkaVerdicts
 
@@ -58,4 +64,11 @@ async def _agent(settings: WorkerSettings, stack: AsyncExitStack) -> Handler:
         default_model=settings.agent_model,
         verdicts=KafkaVerdicts(bootstrap, settings.runs_topic),
         turns=KafkaTurnAnswers(bootstrap, settings.runs_topic),
+        # The http tool and MCP servers go through the http node's guarded client.
+        tools=ToolServices(
+            http=http,
+            history=KafkaToolHistory(bootstrap, settings.runs_topic),
+            results=KafkaToolResults(bootstrap, settings.runs_topic),
+            mcp=McpConnector(http.client),
+        ),
     )

@@ -151,6 +151,7 @@ async def serve_node_types(
             runs_topic=worker_settings.runs_topic,
             max_output_bytes=worker_settings.max_output_bytes,
             secrets=CachedSecrets(secrets),
+            tasks=bus,  # an agent's calls of registered node types
         )
         log.info("%s serving %s as %s", program, ", ".join(types), name)
         await serve(
