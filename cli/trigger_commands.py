@@ -1,5 +1,6 @@
-"""``aob hooks create|list|delete``: webhooks that start runs of a workflow, over REST
-(``/v1/hooks``, a key with the ``publish`` scope: ``AOB_API_KEY``)."""
+"""``aob hooks create|list|delete`` and ``aob schedules create|list|show|pause|resume|delete``:
+what starts runs besides ``aob runs submit``, over REST (``/v1/hooks``, ``/v1/schedules``; a
+key with the ``publish`` scope in ``AOB_API_KEY``)."""
 
 from __future__ import annotations
 
@@ -54,5 +55,72 @@ def hooks_delete(hook_id: str = typer.Argument(...)) -> None:
     typer.echo(f"deleted hook {hook_id}")
 
 
+schedules_app = typer.Typer(
+    help="Schedules: runs of a workflow started by the coordinator's clock (cron or interval)."
+)
+
+
+@schedules_app.command("create")
+def schedules_create(  # noqa: PLR0917 - the command's options
+    workflow: str = typer.Argument(..., help="Workflow id or name."),
+    cron: str | None = typer.Option(None, "--cron", help='Five fields, e.g. "*/5 * * * *".'),
+    every: str | None = typer.Option(None, "--every", help="Or an interval: 2s, 5m, 1h, 1d."),
+    input_json: str | None = typer.Option(None, "--input", help="Each run's input, as JSON."),
+    overlap: str = typer.Option(
+        "allow", "--overlap", help="skip: no run while the previous one is unfinished."
+    ),
+    timezone: str = typer.Option("UTC", "--timezone", help="IANA time zone of the cron."),
+) -> None:
+    """Make a schedule of WORKFLOW (--cron or --every); prints it with its next moment."""
+    body: dict[str, Any] = {"workflow": workflow, "overlap": overlap, "timezone": timezone}
+    if cron is not None:
+        body["cron"] = cron
+    if every is not None:
+        body["every"] = every
+    if input_json is not None:
+        try:
+            body["input"] = json.loads(input_json)
+        except json.JSONDecodeError as e:
+            raise CLIError(f"--input is not valid JSON: {e}") from e
+    typer.echo(json.dumps(asyncio.run(_call("POST", "/v1/schedules", body, 201)), indent=2))
+
+
+@schedules_app.command("list")
+def schedules_list() -> None:
+    """List the tenant's schedules, with the last moment each fired."""
+    answer = asyncio.run(_call("GET", "/v1/schedules", None, 200))
+    typer.echo(json.dumps(answer["schedules"], indent=2))
+
+
+@schedules_app.command("show")
+def schedules_show(schedule_id: str = typer.Argument(...)) -> None:
+    """A schedule and its latest moments: fired (with the run), skipped or missed."""
+    typer.echo(
+        json.dumps(asyncio.run(_call("GET", f"/v1/schedules/{schedule_id}", None, 200)), indent=2)
+    )
+
+
+@schedules_app.command("pause")
+def schedules_pause(schedule_id: str = typer.Argument(...)) -> None:
+    """Stop firing until resumed (the moments in between are not caught up)."""
+    answer = asyncio.run(_call("POST", f"/v1/schedules/{schedule_id}/pause", None, 200))
+    typer.echo(json.dumps(answer, indent=2))
+
+
+@schedules_app.command("resume")
+def schedules_resume(schedule_id: str = typer.Argument(...)) -> None:
+    """Fire again, from the next moment on."""
+    answer = asyncio.run(_call("POST", f"/v1/schedules/{schedule_id}/resume", None, 200))
+    typer.echo(json.dumps(answer, indent=2))
+
+
+@schedules_app.command("delete")
+def schedules_delete(schedule_id: str = typer.Argument(...)) -> None:
+    """Delete a schedule: it fires no more."""
+    asyncio.run(_call("DELETE", f"/v1/schedules/{schedule_id}", None, 204))
+    typer.echo(f"deleted schedule {schedule_id}")
+
+
 def register(app: Any) -> None:
     app.add_typer(hooks_app, name="hooks")
+    app.add_typer(schedules_app, name="schedules")

@@ -34,6 +34,7 @@ from limits.changes import LimitsListener
 from limits.store import LimitsStore
 from secret_store import SecretStore, cipher_from_settings
 from triggers.hooks import HookStore
+from triggers.schedule_store import ScheduleStore
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -77,9 +78,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limits_store=tenant_limits,
             topic_partitions=settings.topic_partitions,
             hooks=HookStore(pool, cipher),
+            schedules=ScheduleStore(pool),
         )
         await ctx.node_types.ensure_schema()
         await ctx.hooks.ensure_schema()
+        await ctx.schedules.ensure_schema()
         app.state.commands = ctx
         try:
             yield

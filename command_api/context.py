@@ -24,6 +24,7 @@ from node_types import NodeTypeRegistry
 from schemas import WorkflowIR
 from secret_store import SecretStore
 from triggers.hooks import HookStore
+from triggers.schedule_store import ScheduleStore
 
 IR_CACHE_SIZE = 256
 
@@ -60,6 +61,8 @@ class CommandContext:
     topic_partitions: int = 4
     # Webhooks: which workflow each starts, their sealed secrets, the signatures used.
     hooks: HookStore | None = None
+    # Schedules: the command side's view of their events (the clock is the coordinator's).
+    schedules: ScheduleStore | None = None
     # Versions are immutable, so a compiled IR never goes stale: keep the recent ones.
     _versions: OrderedDict[str, CompiledVersion] = field(default_factory=OrderedDict)
 

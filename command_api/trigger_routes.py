@@ -1,4 +1,6 @@
-"""Webhooks: ``/v1/hooks`` to manage them (scope ``publish``), and ``POST /v1/hooks/{id}``,
+"""Triggers: webhooks and schedules.
+
+Webhooks: ``/v1/hooks`` to manage them (scope ``publish``), and ``POST /v1/hooks/{id}``,
 where an outside system starts a run without an API key, by signing what it sends.
 
 A delivery carries ``X-AOB-Timestamp`` (unix seconds) and ``X-AOB-Signature:
@@ -20,7 +22,7 @@ as a duplicate.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -31,12 +33,24 @@ from auth.scopes import PUBLISH
 from command_api import registry
 from command_api.context import CommandContext, require
 from command_api.door import DoorRoute, parse_body
-from command_api.errors import NotAvailable, NotFound, Unauthorized
-from command_api.routes import _accepted, _check_input_size, start_run
-from schemas import Actor, SubmitRun, deterministic_id
+from command_api.errors import InvalidInput, NotAvailable, NotFound, Unauthorized
+from command_api.routes import _accepted, _actor, _append, _check_input_size, start_run
+from schemas import Actor, SubmitRun, deterministic_id, new_id
 from schemas.commands import MAX_REF_CHARS
+from schemas.envelope import Event, build_event, utcnow
+from schemas.events import (
+    ScheduleChangedPayload,
+    ScheduleCreated,
+    ScheduleCreatedPayload,
+    ScheduleDeleted,
+    SchedulePaused,
+    ScheduleResumed,
+)
+from schemas.topics import WORKFLOW_EVENTS
 from schemas.workflow_ids import workflow_id_for
 from triggers.hooks import HookStore
+from triggers.schedule_store import Schedule, ScheduleStore
+from triggers.schedules import Cadence, InvalidSchedule, parse_every
 from triggers.signatures import BadDelivery, check_signature, check_timestamp
 
 router = APIRouter(prefix="/v1", route_class=DoorRoute)
@@ -124,3 +138,137 @@ async def deliver(request: Request, hook_id: str) -> JSONResponse:
         raise
     status, answer = _accepted(event, position, run_id=run_id, hook_id=hook_id)
     return JSONResponse(answer, status_code=status)
+
+
+# --- schedules -------------------------------------------------------------------------
+
+
+class CreateSchedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: str = Field(min_length=1, max_length=MAX_REF_CHARS)
+    cron: str | None = Field(None, max_length=200, description="Five fields, minute resolution.")
+    every: str | None = Field(None, max_length=20, description="An interval: 2s, 5m, 1h, 1d.")
+    timezone: str = Field("UTC", max_length=100, description="IANA name the cron reads in.")
+    overlap: Literal["skip", "allow"] = "allow"
+    input: Any = None
+
+
+def _schedules(request: Request) -> ScheduleStore:
+    ctx: CommandContext = request.app.state.commands
+    if ctx.schedules is None:
+        raise NotAvailable("this command API has no schedules store")
+    return ctx.schedules
+
+
+def _cadence(command: CreateSchedule) -> Cadence:
+    try:
+        if (command.cron is None) == (command.every is None):
+            raise InvalidSchedule("give a schedule `cron` or `every`, one of them")
+        every_s = parse_every(command.every) if command.every is not None else None
+        return Cadence(cron=command.cron, every_s=every_s, timezone=command.timezone)
+    except InvalidSchedule as e:
+        raise InvalidInput(str(e), errors=[str(e)]) from None
+
+
+async def _schedule_event(
+    ctx: CommandContext, caller: Principal, kind: type[Event], schedule_id: str, payload: Any
+) -> str:
+    event = build_event(kind, payload, aggregate_id=schedule_id, actor=_actor(caller))
+    return await _append(ctx, WORKFLOW_EVENTS, event)
+
+
+@router.post("/schedules", status_code=201)
+async def create_schedule(
+    request: Request, command: CreateSchedule, caller: Publisher
+) -> dict[str, Any]:
+    """A schedule of a published workflow of the caller's: its first moment is the first
+    one after now."""
+    ctx: CommandContext = request.app.state.commands
+    cadence = _cadence(command)
+    _check_input_size(ctx, command.input)
+    workflow_id = workflow_id_for(caller.tenant, command.workflow)
+    if await registry.find_version(ctx.pool, caller.tenant, workflow_id, None) is None:
+        raise NotFound(
+            f"workflow {command.workflow!r} not found; publish it with POST /v1/workflows"
+        )
+    schedule = Schedule(
+        schedule_id=new_id(),
+        tenant=caller.tenant,
+        workflow=command.workflow,
+        cron=cadence.cron,
+        every_s=cadence.every_s,
+        timezone=cadence.timezone,
+        overlap=command.overlap,
+        input=command.input,
+        status="active",
+        created_at=utcnow(),
+    )
+    payload = ScheduleCreatedPayload(
+        schedule_id=schedule.schedule_id,
+        workflow=schedule.workflow,
+        cron=schedule.cron,
+        every_s=schedule.every_s,
+        timezone=schedule.timezone,
+        overlap=command.overlap,
+        input=schedule.input,
+    )
+    # In the log first: a schedule the clock fires always has its creation there.
+    position = await _schedule_event(ctx, caller, ScheduleCreated, schedule.schedule_id, payload)
+    await _schedules(request).add(schedule)
+    next_due = cadence.after(schedule.created_at)
+    return {**schedule.as_json(), "next_due": next_due.isoformat(), "position": position}
+
+
+@router.get("/schedules")
+async def list_schedules(request: Request, caller: Publisher) -> dict[str, Any]:
+    found = await _schedules(request).of_tenant(caller.tenant)
+    return {"schedules": [s.as_json() for s in found]}
+
+
+async def _own(request: Request, caller: Principal, schedule_id: str) -> Schedule:
+    schedule = await _schedules(request).get(caller.tenant, schedule_id)
+    if schedule is None:
+        raise NotFound(f"schedule {schedule_id!r} not found")
+    return schedule
+
+
+@router.get("/schedules/{schedule_id}")
+async def show_schedule(request: Request, schedule_id: str, caller: Publisher) -> dict[str, Any]:
+    """The schedule and its latest 100 moments: fired (with the run), skipped or missed."""
+    schedule = await _own(request, caller, schedule_id)
+    firings = await _schedules(request).firings(schedule_id)
+    return {**schedule.as_json(), "firings": firings}
+
+
+async def _set_status(
+    request: Request, caller: Principal, schedule_id: str, status: str, kind: type[Event]
+) -> dict[str, Any]:
+    ctx: CommandContext = request.app.state.commands
+    await _own(request, caller, schedule_id)
+    position = await _schedule_event(
+        ctx, caller, kind, schedule_id, ScheduleChangedPayload(schedule_id=schedule_id)
+    )
+    await _schedules(request).set_status(caller.tenant, schedule_id, status)
+    return {"schedule_id": schedule_id, "status": status, "position": position}
+
+
+@router.post("/schedules/{schedule_id}/pause")
+async def pause_schedule(request: Request, schedule_id: str, caller: Publisher) -> dict[str, Any]:
+    """No firing until resumed; the moments in between are not caught up."""
+    return await _set_status(request, caller, schedule_id, "paused", SchedulePaused)
+
+
+@router.post("/schedules/{schedule_id}/resume")
+async def resume_schedule(request: Request, schedule_id: str, caller: Publisher) -> dict[str, Any]:
+    return await _set_status(request, caller, schedule_id, "active", ScheduleResumed)
+
+
+@router.delete("/schedules/{schedule_id}", status_code=204)
+async def delete_schedule(request: Request, schedule_id: str, caller: Publisher) -> Response:
+    ctx: CommandContext = request.app.state.commands
+    await _own(request, caller, schedule_id)
+    payload = ScheduleChangedPayload(schedule_id=schedule_id)
+    await _schedule_event(ctx, caller, ScheduleDeleted, schedule_id, payload)
+    await _schedules(request).delete(caller.tenant, schedule_id)
+    return Response(status_code=204)

@@ -12,6 +12,7 @@ import sys
 
 import faust
 
+from cas import ContentStore
 from infra.heartbeat import beat
 from infra.metrics import serve_metrics
 from infra.settings import get_settings
@@ -21,8 +22,11 @@ from processors.config import CoordinatorConfig
 from processors.coordinator import Coordinator
 from processors.metrics import REGISTRY
 from processors.recovery import LogRecovery
+from processors.schedule_clock import ScheduleClock
 from processors.topics import TopicMismatch, prepare_topics
 from schemas.envelope import utcnow
+
+log = logging.getLogger("aob.coordinator")
 
 
 def main() -> int:
@@ -46,6 +50,21 @@ def main() -> int:
     @parts.app.task
     async def heartbeat() -> None:
         await beat(settings, config.heartbeat_name)
+
+    schedules = ScheduleClock(
+        settings.postgres_dsn,
+        settings.kafka_bootstrap,
+        ContentStore.from_settings(settings),
+        utcnow,
+        config.schedule_catch_up,
+    )
+
+    @parts.app.timer(config.schedule_interval_s)
+    async def fire_schedules() -> None:
+        try:
+            await schedules.tick()
+        except Exception:
+            log.exception("schedule clock: the tick failed; the next one tries again")
 
     # faust's worker needs an event loop of its own; asyncio.run above closed its loop.
     asyncio.set_event_loop(asyncio.new_event_loop())

@@ -63,6 +63,84 @@ class NodeTypeRegistered(Event):
     payload: NodeTypeRegisteredPayload
 
 
+# --- schedules -------------------------------------------------------------------------
+# Keyed by schedule id on the workflow events topic: a schedule is a workflow's, as its
+# versions and node types are, and its firings are few beside the runs they start.
+
+
+class ScheduleCreatedPayload(Payload):
+    schedule_id: str
+    workflow: str = Field(description="The workflow (id or name) each firing starts.")
+    cron: str | None = Field(None, description="A five-field cron expression, in `timezone`.")
+    every_s: int | None = Field(None, description="Or an interval, from the Unix epoch.")
+    timezone: str = Field("UTC", description="The IANA time zone the cron expression reads.")
+    overlap: Literal["skip", "allow"] = Field(
+        "allow",
+        description="`skip`: a firing while the schedule's previous run is unfinished starts "
+        "nothing and is recorded as skipped.",
+    )
+    input: Any = Field(None, description="The input of every run it starts.")
+
+
+@event("schedule.created")
+class ScheduleCreated(Event):
+    """A schedule was made; its coordinator clock fires it from now on."""
+
+    payload: ScheduleCreatedPayload
+
+
+class ScheduleChangedPayload(Payload):
+    schedule_id: str
+
+
+@event("schedule.paused")
+class SchedulePaused(Event):
+    """The schedule fires no more until it is resumed; moments in between are not caught up."""
+
+    payload: ScheduleChangedPayload
+
+
+@event("schedule.resumed")
+class ScheduleResumed(Event):
+    payload: ScheduleChangedPayload
+
+
+@event("schedule.deleted")
+class ScheduleDeleted(Event):
+    payload: ScheduleChangedPayload
+
+
+class ScheduleFiredPayload(Payload):
+    schedule_id: str
+    due_at: datetime = Field(description="The moment fired (the event is at or after it).")
+    run_id: str = Field(description="The run it starts: derived from (schedule, due_at).")
+
+
+@event("schedule.fired")
+class ScheduleFired(Event):
+    """A schedule's moment came and its run was submitted. Its id, and its run's, derive
+    from (schedule id, due_at): a moment fired again after a restart is the same fact."""
+
+    payload: ScheduleFiredPayload
+
+
+class ScheduleSkippedPayload(Payload):
+    schedule_id: str
+    due_at: datetime = Field(description="The moment that started nothing (the last, if many).")
+    reason: str = Field(description="Why, in words: an unfinished run, missed moments, a limit.")
+    count: int = Field(1, ge=1, description="How many moments this stands for.")
+    first_due_at: datetime | None = Field(None, description="The first of them, if many.")
+
+
+@event("schedule.skipped")
+class ScheduleSkipped(Event):
+    """Moments of a schedule that started no run: its previous run was unfinished (overlap
+    `skip`), they were missed beyond the catch-up while no clock ran, or the run was refused
+    (its workflow gone, a limit)."""
+
+    payload: ScheduleSkippedPayload
+
+
 # --- runs ------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ EXPECTED = {
     "secrets": {"set", "list", "delete"},
     "limits": {"show", "set"},
     "hooks": {"create", "list", "delete"},
+    "schedules": {"create", "list", "show", "pause", "resume", "delete"},
 }
 
 

@@ -38,6 +38,12 @@ ROUTE_SCOPES = {
     ("POST", "/v1/hooks"): "publish",
     ("GET", "/v1/hooks"): "publish",
     ("DELETE", "/v1/hooks/{hook_id}"): "publish",
+    ("POST", "/v1/schedules"): "publish",
+    ("GET", "/v1/schedules"): "publish",
+    ("GET", "/v1/schedules/{schedule_id}"): "publish",
+    ("POST", "/v1/schedules/{schedule_id}/pause"): "publish",
+    ("POST", "/v1/schedules/{schedule_id}/resume"): "publish",
+    ("DELETE", "/v1/schedules/{schedule_id}"): "publish",
 }
 # Routes an outside system calls without an API key: a webhook delivery proves itself by its
 # signature (``triggers.signatures``).
@@ -73,6 +79,12 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("POST", "/v1/hooks"): ("/v1/hooks", {"workflow": "w"}),
     ("GET", "/v1/hooks"): ("/v1/hooks", None),
     ("DELETE", "/v1/hooks/{hook_id}"): ("/v1/hooks/h1", None),
+    ("POST", "/v1/schedules"): ("/v1/schedules", {"workflow": "w", "every": "2s"}),
+    ("GET", "/v1/schedules"): ("/v1/schedules", None),
+    ("GET", "/v1/schedules/{schedule_id}"): ("/v1/schedules/s1", None),
+    ("POST", "/v1/schedules/{schedule_id}/pause"): ("/v1/schedules/s1/pause", None),
+    ("POST", "/v1/schedules/{schedule_id}/resume"): ("/v1/schedules/s1/resume", None),
+    ("DELETE", "/v1/schedules/{schedule_id}"): ("/v1/schedules/s1", None),
 }
 
 
@@ -96,6 +108,7 @@ def _client(scopes: frozenset[str], pool: Any = None, tenant: str = "acme") -> T
         buckets=TokenBuckets(settings.rate_per_second, settings.rate_burst),
         secrets=Unreachable(),  # type: ignore[arg-type]
         hooks=Unreachable(),  # type: ignore[arg-type]
+        schedules=Unreachable(),  # type: ignore[arg-type]
     )
     return TestClient(app, raise_server_exceptions=False)
 
