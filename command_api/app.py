@@ -33,6 +33,7 @@ from limits import admission_check
 from limits.changes import LimitsListener
 from limits.store import LimitsStore
 from secret_store import SecretStore, cipher_from_settings
+from triggers import event_waits
 from triggers.hooks import HookStore
 from triggers.schedule_store import ScheduleStore
 
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await ctx.node_types.ensure_schema()
         await ctx.hooks.ensure_schema()
         await ctx.schedules.ensure_schema()
+        await event_waits.ensure_schema(pool)
         app.state.commands = ctx
         try:
             yield

@@ -29,16 +29,26 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from auth import Principal
-from auth.scopes import PUBLISH
+from auth.scopes import PUBLISH, SUBMIT
 from command_api import registry
 from command_api.context import CommandContext, require
 from command_api.door import DoorRoute, parse_body
-from command_api.errors import InvalidInput, NotAvailable, NotFound, Unauthorized
+from command_api.errors import (
+    InvalidInput,
+    NotAvailable,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from command_api.routes import _accepted, _actor, _append, _check_input_size, start_run
 from schemas import Actor, SubmitRun, deterministic_id, new_id
+from schemas.canonical import canonical_json
 from schemas.commands import MAX_REF_CHARS
 from schemas.envelope import Event, build_event, utcnow
 from schemas.events import (
+    MAX_EVENT_DATA_BYTES,
+    EventReceived,
+    EventReceivedPayload,
     ScheduleChangedPayload,
     ScheduleCreated,
     ScheduleCreatedPayload,
@@ -46,8 +56,9 @@ from schemas.events import (
     SchedulePaused,
     ScheduleResumed,
 )
-from schemas.topics import WORKFLOW_EVENTS
+from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 from schemas.workflow_ids import workflow_id_for
+from triggers import event_waits
 from triggers.hooks import HookStore
 from triggers.schedule_store import Schedule, ScheduleStore
 from triggers.schedules import Cadence, InvalidSchedule, parse_every
@@ -56,6 +67,7 @@ from triggers.signatures import BadDelivery, check_signature, check_timestamp
 router = APIRouter(prefix="/v1", route_class=DoorRoute)
 
 Publisher = Annotated[Principal, Depends(require(PUBLISH))]
+Submitter = Annotated[Principal, Depends(require(SUBMIT))]
 
 
 class CreateHook(BaseModel):
@@ -272,3 +284,66 @@ async def delete_schedule(request: Request, schedule_id: str, caller: Publisher)
     await _schedule_event(ctx, caller, ScheduleDeleted, schedule_id, payload)
     await _schedules(request).delete(caller.tenant, schedule_id)
     return Response(status_code=204)
+
+
+# --- outside events (wait_event nodes) -------------------------------------------------
+
+
+class PostEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=500, description="The event's name.")
+    key: str = Field(min_length=1, max_length=500, description="Its correlation key (text).")
+    data: Any = Field(None, description="What the waiting nodes output (at most 16 KiB).")
+
+
+@router.post("/events", status_code=202)
+async def post_event(request: Request, command: PostEvent, caller: Submitter) -> dict[str, Any]:
+    """Deliver an outside event to every wait_event node of the caller's tenant waiting now
+    for its name and key (``triggers.event_waits``): one ``run.event_received`` to each run,
+    and the coordinator decides. An event no node waits for reaches nothing and is not
+    kept; ``delivered_to`` says which runs and nodes it reached."""
+    ctx: CommandContext = request.app.state.commands
+    size = len(canonical_json(command.data))
+    if size > MAX_EVENT_DATA_BYTES:
+        raise PayloadTooLarge(
+            f"the event's data is {size} bytes; the limit is {MAX_EVENT_DATA_BYTES} (it "
+            "becomes the waiting node's output): put large values in the CAS or a URL"
+        )
+    posted_id = new_id()
+    waiters = await event_waits.take(ctx.pool, caller.tenant, command.name, command.key)
+    delivered = []
+    try:
+        for waiter in waiters:
+            payload = EventReceivedPayload(
+                node_id=waiter.node_id,
+                attempt=waiter.attempt,
+                name=command.name,
+                key=command.key,
+                data=command.data,
+                posted_id=posted_id,
+            )
+            event = build_event(
+                EventReceived,
+                payload,
+                event_id=deterministic_id(
+                    "event-received", posted_id, waiter.run_id, waiter.node_id
+                ),
+                aggregate_id=waiter.run_id,
+                actor=_actor(caller),
+            )
+            position = await _append(ctx, RUN_EVENTS, event)
+            delivered.append(
+                {"run_id": waiter.run_id, "node_id": waiter.node_id, "position": position}
+            )
+    except Exception:
+        reached = {(d["run_id"], d["node_id"]) for d in delivered}
+        rest = [w for w in waiters if (w.run_id, w.node_id) not in reached]
+        await event_waits.give_back(ctx.pool, caller.tenant, command.name, command.key, rest)
+        raise
+    return {
+        "event_id": posted_id,
+        "name": command.name,
+        "key": command.key,
+        "delivered_to": delivered,
+    }

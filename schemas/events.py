@@ -255,6 +255,11 @@ class NodeSucceededPayload(Payload):
         "travel inline (over INLINE_OUTPUT_MAX_BYTES); a small output is only in the event.",
     )
     output_size: int = Field(ge=0, description="Bytes of the output's canonical JSON.")
+    outcome: str | None = Field(
+        None,
+        description="The outcome edge guards read when the output does not say it: a "
+        "wait_event node's `received` or `timeout` (decided by the coordinator).",
+    )
 
     @model_validator(mode="after")
     def _whole_somewhere(self) -> NodeSucceededPayload:
@@ -304,9 +309,10 @@ class NodeRetryPlanned(Event):
 
 
 class TimerFiredPayload(Payload):
-    kind: Literal["retry", "timeout", "approval"] = Field(
+    kind: Literal["retry", "timeout", "approval", "event"] = Field(
         description="`retry`: a planned attempt is due. `timeout`: an attempt's time is up. "
-        "`approval`: an approval's time is up, and its default outcome applies."
+        "`approval`: an approval's time is up, and its default outcome applies. `event`: a "
+        "wait_event node's time is up, and it takes its `timeout` edge."
     )
     node_id: str
     attempt: int = Field(ge=1, description="The attempt the timer is about.")
@@ -444,6 +450,48 @@ class RunForked(Event):
     the rest runs as usual. The source run is not touched. Appended by the command API."""
 
     payload: RunForkedPayload
+
+
+# --- outside events (wait_event nodes) --------------------------------------------------
+
+# The data of an outside event travels inline, in run.event_received and as the node's
+# output in run.node_succeeded: at most what an inline output may be.
+MAX_EVENT_DATA_BYTES = INLINE_OUTPUT_MAX_BYTES
+
+
+class EventAwaitedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    name: str = Field(description="The event's name the node waits for.")
+    key: str = Field(description="Its correlation key, rendered.")
+    timeout_s: float | None = Field(None, description="How long it waits; no limit if absent.")
+    due_at: datetime | None = Field(None, description="When it takes its `timeout` edge.")
+
+
+@event("run.event_awaited")
+class EventAwaited(Event):
+    """A wait_event node's worker rendered its name and key: the node is WAITING until an
+    event with both is posted (``POST /v1/events``) or its time is up."""
+
+    payload: EventAwaitedPayload
+
+
+class EventReceivedPayload(Payload):
+    node_id: str = Field(description="The node that waited for it when it was posted.")
+    attempt: int = Field(ge=1)
+    name: str
+    key: str
+    data: Any = Field(None, description="What was posted with it: the node's output.")
+    posted_id: str = Field(description="The posting's id (one posting reaches every waiter).")
+
+
+@event("run.event_received")
+class EventReceived(Event):
+    """An outside event reached a run with a node waiting for it. Appended by the command
+    API; the coordinator decides: the node takes its `received` edge if it still waits for
+    that name, key and attempt, and nothing happens otherwise."""
+
+    payload: EventReceivedPayload
 
 
 # --- approvals (hitl nodes) -----------------------------------------------------------

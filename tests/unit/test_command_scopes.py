@@ -44,6 +44,7 @@ ROUTE_SCOPES = {
     ("POST", "/v1/schedules/{schedule_id}/pause"): "publish",
     ("POST", "/v1/schedules/{schedule_id}/resume"): "publish",
     ("DELETE", "/v1/schedules/{schedule_id}"): "publish",
+    ("POST", "/v1/events"): "submit",
 }
 # Routes an outside system calls without an API key: a webhook delivery proves itself by its
 # signature (``triggers.signatures``).
@@ -85,6 +86,7 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("POST", "/v1/schedules/{schedule_id}/pause"): ("/v1/schedules/s1/pause", None),
     ("POST", "/v1/schedules/{schedule_id}/resume"): ("/v1/schedules/s1/resume", None),
     ("DELETE", "/v1/schedules/{schedule_id}"): ("/v1/schedules/s1", None),
+    ("POST", "/v1/events"): ("/v1/events", {"name": "payment", "key": "A-1"}),
 }
 
 
