@@ -146,3 +146,33 @@ async def test_a_schedule_every_2s_fires_each_moment_once_across_a_coordinator_r
     await asyncio.sleep(3 * EVERY_S)
     after = [f for f in await firings(client, schedule_id) if moment(f["due_at"]) > paused + step]
     assert after == [], after
+
+
+async def test_overlap_skip_records_moments_whose_previous_run_is_unfinished(
+    client: RunClient, unique: str
+) -> None:
+    name = f"slow-{unique[:8]}"
+    # A run of it never finishes on its own: it waits for a person.
+    definition = {"nodes": [{"id": "gate", "type": "hitl", "config": {"prompt": "go?"}}]}
+    r = await client.rest.post("/v1/workflows", json={"name": name, "definition": definition})
+    assert r.status_code == 201, r.text
+    r = await client.rest.post(
+        "/v1/schedules", json={"workflow": name, "every": f"{EVERY_S}s", "overlap": "skip"}
+    )
+    assert r.status_code == 201, r.text
+    schedule_id = r.json()["schedule_id"]
+
+    async def skipped_twice() -> list[dict[str, Any]]:
+        rows = await firings(client, schedule_id)
+        assert len([f for f in rows if f["outcome"] == "skipped"]) >= 2, rows
+        return rows
+
+    rows = await eventually(skipped_twice, timeout=60, interval=0.5)
+    assert (await client.rest.delete(f"/v1/schedules/{schedule_id}")).status_code == 204
+    fired = [f for f in rows if f["outcome"] == "fired"]
+    assert len(fired) == 1, rows  # the first run is still waiting: nothing else started
+    first = fired[0]
+    for f in rows:
+        if f["outcome"] == "skipped":
+            assert moment(f["due_at"]) > moment(first["due_at"]), rows
+            assert first["run_id"] in f["reason"] and "overlap: skip" in f["reason"], f

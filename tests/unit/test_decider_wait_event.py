@@ -5,6 +5,8 @@ its time limit takes the ``timeout`` edge."""
 
 from __future__ import annotations
 
+import pytest
+
 from run_model import NodeStatus, RunStatus
 from run_model.testing import (
     EPOCH,
@@ -15,6 +17,7 @@ from run_model.testing import (
     started,
 )
 from run_model.timers import Timer, pending_timers, timer_fired
+from schemas import InvalidWorkflow, WorkflowDefinition, compile_workflow
 from schemas.events import NodeSucceeded, RunCancelled
 from schemas.ir import WorkflowIR
 from tests.unit.test_decider import Harness, types
@@ -113,3 +116,41 @@ def test_cancelling_a_waiting_run_ends_it_and_an_event_then_changes_nothing() ->
     decided = h.feed(cancel_requested("run-1"))
     assert isinstance(decided[-1], RunCancelled)
     assert h.feed(event_received("run-1", "pay", "payment", "A-1")) == []
+
+
+def _definition(config: dict[str, object], when: str | None) -> WorkflowDefinition:
+    edge: dict[str, object] = {"from": "pay", "to": "ship"}
+    if when is not None:
+        edge["when"] = when
+    return WorkflowDefinition.model_validate(
+        {
+            "nodes": [
+                {"id": "pay", "type": "wait_event", "config": config, "timeout_s": 30},
+                {"id": "ship", "type": "noop"},
+            ],
+            "edges": [edge],
+        }
+    )
+
+
+def test_a_wait_event_node_is_published_with_its_name_key_and_outcome_edges() -> None:
+    ir = compile_workflow(_definition({"name": "payment", "key": "{{ input.order }}"}, "timeout"))
+    assert [n.type for n in ir.nodes.values()] == ["wait_event", "noop"]
+
+
+@pytest.mark.parametrize(
+    ("config", "when", "reason"),
+    [
+        ({"key": "k"}, "received", "needs config.name"),
+        ({"name": "payment", "key": ""}, "received", "needs config.key"),
+        ({"name": "payment", "key": "k", "extra": 1}, "received", "does not take: extra"),
+        ({"name": "payment", "key": "k"}, None, "needs when= one of ['received', 'timeout']"),
+        ({"name": "payment", "key": "k"}, "approved", "needs when= one of"),
+    ],
+)
+def test_a_wait_event_node_without_what_it_needs_is_refused_with_the_reason(
+    config: dict[str, object], when: str | None, reason: str
+) -> None:
+    with pytest.raises(InvalidWorkflow) as refused:
+        compile_workflow(_definition(config, when))
+    assert any(reason in r for r in refused.value.reasons), refused.value.reasons
