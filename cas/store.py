@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from minio import Minio
 from minio.error import S3Error
@@ -61,7 +61,8 @@ class ContentStore:
             secret_key=settings.minio_secret_key,
             secure=False,
         )
-        return cls(client, settings.minio_bucket)
+        # Minio's signatures name their keyword arguments; the protocol takes any.
+        return cls(cast("S3Client", client), settings.minio_bucket)
 
     def ensure_bucket(self) -> None:
         if not self._client.bucket_exists(self._bucket):

@@ -24,6 +24,7 @@ from command_api.node_type_routes import router as node_type_router
 from command_api.routes import router
 from command_api.secret_routes import router as secret_router
 from command_api.settings import CommandApiSettings
+from command_api.trigger_routes import router as trigger_router
 from infra.body_limit import BodyLimit
 from infra.bus import EventBus
 from infra.ratelimit import TokenBuckets
@@ -32,6 +33,9 @@ from limits import admission_check
 from limits.changes import LimitsListener
 from limits.store import LimitsStore
 from secret_store import SecretStore, cipher_from_settings
+from triggers import event_waits
+from triggers.hooks import HookStore
+from triggers.schedule_store import ScheduleStore
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -74,8 +78,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             secrets=secrets,
             limits_store=tenant_limits,
             topic_partitions=settings.topic_partitions,
+            hooks=HookStore(pool, cipher),
+            schedules=ScheduleStore(pool),
         )
         await ctx.node_types.ensure_schema()
+        await ctx.hooks.ensure_schema()
+        await ctx.schedules.ensure_schema()
+        await event_waits.ensure_schema(pool)
         app.state.commands = ctx
         try:
             yield
@@ -93,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(limit_router)
     app.include_router(secret_router)
     app.include_router(node_type_router)
+    app.include_router(trigger_router)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -23,6 +23,8 @@ from limits.tenant_limits import TenantLimits
 from node_types import NodeTypeRegistry
 from schemas import WorkflowIR
 from secret_store import SecretStore
+from triggers.hooks import HookStore
+from triggers.schedule_store import ScheduleStore
 
 IR_CACHE_SIZE = 256
 
@@ -57,6 +59,10 @@ class CommandContext:
     # topic one gets when it is registered.
     node_types: NodeTypeRegistry = field(init=False)
     topic_partitions: int = 4
+    # Webhooks: which workflow each starts, their sealed secrets, the signatures used.
+    hooks: HookStore | None = None
+    # Schedules: the command side's view of their events (the clock is the coordinator's).
+    schedules: ScheduleStore | None = None
     # Versions are immutable, so a compiled IR never goes stale: keep the recent ones.
     _versions: OrderedDict[str, CompiledVersion] = field(default_factory=OrderedDict)
 

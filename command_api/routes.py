@@ -296,55 +296,67 @@ async def submit_run(
     _check_input_size(ctx, command.input)
 
     async def submit() -> Answer:
-        # A UUID is taken as an id, and looked up among the caller's workflows only: another
-        # tenant's id answers as any unknown workflow does, so it reveals nothing.
-        workflow_id = workflow_id_for(caller.tenant, command.workflow_id)
-        version = await registry.find_version(ctx.pool, caller.tenant, workflow_id, command.version)
-        if version is None:
-            if command.version and await registry.find_version(
-                ctx.pool, caller.tenant, workflow_id, None
-            ):
-                raise NotFound(
-                    f"workflow {command.workflow_id!r} has no version {command.version!r}"
-                )
-            raise NotFound(
-                f"workflow {command.workflow_id!r} not found; publish it with POST /v1/workflows"
-            )
-        compiled = await ctx.load_version(version.definition_ref, version.ir_ref, version.version)
-        # The budget and agent limits the run is bound to, as the tenant's are now.
-        agents = (await ctx.tenant_limits(caller.tenant)).agents
-        agent_limits = run_limits(compiled.definition, command.budget, agents)
-        # With an Idempotency-Key, a retry after a crash re-appends the same ids (dropped as
-        # duplicates downstream) instead of starting a second run.
         run_id = keyed_id("run", caller.tenant, idempotency_key) or new_id()
-        payload = RunSubmittedPayload(
-            workflow_id=workflow_id,
-            workflow_name=version.name,
-            version=version.version,
-            input=command.input,
-            definition=compiled.definition,
-            ir=compiled.ir,
-            definition_ref=version.definition_ref,
-            ir_ref=version.ir_ref,
-            agent_limits=agent_limits,
-        )
-        event = build_event(
-            RunSubmitted,
-            payload,
+        event, position = await start_run(
+            ctx,
+            caller.tenant,
+            _actor(caller),
+            command,
+            run_id=run_id,
             event_id=keyed_id("submit", caller.tenant, idempotency_key),
-            aggregate_id=run_id,
-            actor=_actor(caller),
         )
-        record = _record(event)
-        # Counted once the run is known to be valid (its version gives its cost tier), and
-        # before anything is written.
-        await admit_run(ctx, caller.tenant, compiled.definition)
-        # Registered before the append: a run the log has is always one we can authorise.
-        await registry.record_run(ctx.pool, run_id, caller.tenant, workflow_id, version.version)
-        position = await _append(ctx, RUN_EVENTS, event, record=record)
         return _accepted(event, position, run_id=run_id)
 
     return await _idempotent(request, caller, idempotency_key, submit)
+
+
+async def start_run(
+    ctx: CommandContext,
+    tenant: str,
+    actor: Actor,
+    command: SubmitRun,
+    *,
+    run_id: str,
+    event_id: str | None = None,
+) -> tuple[Event, str]:
+    """Bind a run of ``tenant``'s workflow to its version, admit it, register it and append
+    its RunSubmitted: (the event, its position). The one path every run start takes (``POST
+    /v1/runs``, a webhook, a schedule's firing), so each is checked and counted alike. Given
+    ids (derived from an Idempotency-Key, a delivery, a firing) make a retry re-append the
+    same event, dropped as a duplicate downstream, instead of starting a second run."""
+    # A UUID is taken as an id, and looked up among the tenant's workflows only: another
+    # tenant's id answers as any unknown workflow does, so it reveals nothing.
+    workflow_id = workflow_id_for(tenant, command.workflow_id)
+    version = await registry.find_version(ctx.pool, tenant, workflow_id, command.version)
+    if version is None:
+        if command.version and await registry.find_version(ctx.pool, tenant, workflow_id, None):
+            raise NotFound(f"workflow {command.workflow_id!r} has no version {command.version!r}")
+        raise NotFound(
+            f"workflow {command.workflow_id!r} not found; publish it with POST /v1/workflows"
+        )
+    compiled = await ctx.load_version(version.definition_ref, version.ir_ref, version.version)
+    # The budget and agent limits the run is bound to, as the tenant's are now.
+    agents = (await ctx.tenant_limits(tenant)).agents
+    agent_limits = run_limits(compiled.definition, command.budget, agents)
+    payload = RunSubmittedPayload(
+        workflow_id=workflow_id,
+        workflow_name=version.name,
+        version=version.version,
+        input=command.input,
+        definition=compiled.definition,
+        ir=compiled.ir,
+        definition_ref=version.definition_ref,
+        ir_ref=version.ir_ref,
+        agent_limits=agent_limits,
+    )
+    event = build_event(RunSubmitted, payload, event_id=event_id, aggregate_id=run_id, actor=actor)
+    record = _record(event)
+    # Counted once the run is known to be valid (its version gives its cost tier), and
+    # before anything is written.
+    await admit_run(ctx, tenant, compiled.definition)
+    # Registered before the append: a run the log has is always one we can authorise.
+    await registry.record_run(ctx.pool, run_id, tenant, workflow_id, version.version)
+    return event, await _append(ctx, RUN_EVENTS, event, record=record)
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202)

@@ -26,3 +26,9 @@ class CommandApiSettings(BaseSettings):
         5.0, description="How long a repeated request waits for the first one's answer."
     )
     idempotency_ttl_hours: int = Field(24, description="How long Idempotency-Keys are kept.")
+    webhook_window_s: int = Field(
+        300,
+        ge=1,
+        description="A webhook delivery's X-AOB-Timestamp may be this far from the clock, and "
+        "its signature is remembered as long (a second delivery with it is a replay).",
+    )

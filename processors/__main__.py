@@ -12,6 +12,7 @@ import sys
 
 import faust
 
+from cas import ContentStore
 from infra.heartbeat import beat
 from infra.metrics import serve_metrics
 from infra.settings import get_settings
@@ -21,8 +22,12 @@ from processors.config import CoordinatorConfig
 from processors.coordinator import Coordinator
 from processors.metrics import REGISTRY
 from processors.recovery import LogRecovery
+from processors.schedule_clock import ScheduleClock
 from processors.topics import TopicMismatch, prepare_topics
 from schemas.envelope import utcnow
+from schemas.topics import RUN_EVENTS
+
+log = logging.getLogger("aob.coordinator")
 
 
 def main() -> int:
@@ -46,6 +51,24 @@ def main() -> int:
     @parts.app.task
     async def heartbeat() -> None:
         await beat(settings, config.heartbeat_name)
+
+    # Schedules start runs on the deployment's topics: only a coordinator of those fires
+    # them (one pointed at other topics, as the tests' isolated ones are, does not).
+    if config.runs_topic == RUN_EVENTS:
+        schedules = ScheduleClock(
+            settings.postgres_dsn,
+            settings.kafka_bootstrap,
+            ContentStore.from_settings(settings),
+            utcnow,
+            config.schedule_catch_up,
+        )
+
+        @parts.app.timer(config.schedule_interval_s)
+        async def fire_schedules() -> None:
+            try:
+                await schedules.tick()
+            except Exception:
+                log.exception("schedule clock: the tick failed; the next one tries again")
 
     # faust's worker needs an event loop of its own; asyncio.run above closed its loop.
     asyncio.set_event_loop(asyncio.new_event_loop())

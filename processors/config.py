@@ -44,6 +44,12 @@ class CoordinatorConfig(BaseSettings):
     # A timer fired but not yet acted on (a backlog) is fired again after this long; the
     # copies share one event id, so consumers see one.
     timer_refire_s: float = 15.0
+    # How often the schedule clock looks for schedules due (processors.schedule_clock): the
+    # lateness of a firing.
+    schedule_interval_s: float = Field(0.25, gt=0)
+    # After downtime, how many of a schedule's missed moments are fired (the latest ones);
+    # the others are recorded as missed (schedule.skipped).
+    schedule_catch_up: int = Field(1, ge=1)
     # Bounds on patches of live runs (run_model.patching). A change applies to
     # patches judged after it; verdicts already in the log stand.
     max_patch_ops: int = Field(DEFAULT_MAX_OPS, ge=1)

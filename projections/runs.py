@@ -21,6 +21,8 @@ into them here, in log order, and writes back the rows that changed. Rules:
 - token usage of agent nodes is the sum of their ModelCalled events, failed attempts too,
   and so is their cost in dollars; their tool calls are their ToolCalled events, one entry
   per call id (a success replacing a failure of the same call);
+- a wait_event node's EventAwaited makes it WAITING (the run too, as for a hitl node);
+  the NodeSucceeded the coordinator decides on the event, or on its time limit, ends it;
 - an agent's BudgetExceeded with ``on_exceed: wait`` makes it WAITING and opens an
   ``approvals`` row of kind BUDGET (with ``fail``, the NodeFailed that follows fails it);
   its ApprovalDecided leaves the node to what follows (a new attempt, or a failure);
@@ -60,6 +62,7 @@ from schemas.events import (
     ApprovalRequested,
     BudgetExceeded,
     BudgetRaised,
+    EventAwaited,
     ModelCalled,
     NodeFailed,
     NodeQueued,
@@ -169,6 +172,13 @@ class RunFold:
             self._queued(run, ev)
         elif isinstance(ev, BudgetExceeded):
             self._budget_exceeded(run, ev)
+            self._refresh_status(run)
+        elif isinstance(ev, EventAwaited):
+            w = ev.payload
+            node = self._node(run, w.node_id)
+            if _moves_forward(node, w.attempt, NodeStatus.WAITING):
+                node.attempts, node.status = w.attempt, NodeStatus.WAITING
+                node.waiting_reason = None
             self._refresh_status(run)
         elif isinstance(ev, BudgetRaised):
             run.budget = ev.payload.budget.model_dump(mode="json")

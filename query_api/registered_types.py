@@ -28,6 +28,7 @@ BUILT_IN_DESCRIPTIONS = {
     "http": "Makes an HTTP request through the SSRF guard and the tenant's allowlist.",
     "agent": "Asks a model, with tools, until it finishes; may patch its run.",
     "hitl": "Waits for a person's decision; its edges are `approved` or `rejected`.",
+    "wait_event": "Waits for an outside event (name, key); its edges are `received` or `timeout`.",
 }
 
 

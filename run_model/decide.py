@@ -28,7 +28,7 @@ from run_model.limits import COMMENT_MAX_CHARS, capped
 from run_model.patching import PatchLimits, Refused, judge
 from run_model.state import Approval, NodeStatus, RunState, RunStatus
 from schemas.agent_tools import ToolCallRecord, registered_type_names
-from schemas.canonical import json_ref
+from schemas.canonical import canonical_json, json_ref
 from schemas.codec import encode_event
 from schemas.envelope import Event, EventT, Payload
 from schemas.events import (
@@ -39,6 +39,7 @@ from schemas.events import (
     BudgetExceeded,
     BudgetExceededPayload,
     BudgetRaised,
+    EventReceived,
     NodeFailed,
     NodeFailedPayload,
     NodeRetryPlanned,
@@ -48,6 +49,7 @@ from schemas.events import (
     NodeSkipped,
     NodeSkippedPayload,
     NodeSucceeded,
+    NodeSucceededPayload,
     PatchApplied,
     PatchAppliedPayload,
     PatchSubmitted,
@@ -165,6 +167,8 @@ class _Decider:
             self._on_failed(ev)
         elif isinstance(ev, ApprovalSubmitted):
             self._on_decision(ev)
+        elif isinstance(ev, EventReceived):
+            self._on_event_received(ev)
         elif isinstance(ev, PatchSubmitted):
             self._on_patch(ev)
         elif isinstance(ev, NodeSucceeded | NodeSkipped):
@@ -217,6 +221,15 @@ class _Decider:
             if t.attempt in node.retry_due and t.attempt not in node.scheduled:
                 self._schedule(t.node_id, t.attempt)
             return
+        if t.kind == "event":
+            waits = node.awaiting
+            if (
+                node.status is NodeStatus.WAITING
+                and waits is not None
+                and waits.attempt == t.attempt
+            ):
+                self._end_wait(t.node_id, t.attempt, "timeout", None)
+            return
         if t.kind == "approval":
             approval = node.approval
             if (
@@ -253,6 +266,37 @@ class _Decider:
         )
         assert isinstance(failure, NodeFailed)
         self._on_failed(failure)
+
+    def _on_event_received(self, ev: EventReceived) -> None:
+        """An outside event for a wait_event node: taken if the node still waits for it (that
+        name, key and attempt); otherwise (it was received already, timed out, or the run
+        is being cancelled) nothing happens, as for a timer that comes late."""
+        p = ev.payload
+        node = self.state.nodes.get(p.node_id)
+        if node is None or node.terminal or self.state.cancel_requested:
+            return
+        waits = node.awaiting
+        if (
+            node.status is NodeStatus.WAITING
+            and waits is not None
+            and (waits.attempt, waits.name, waits.key) == (p.attempt, p.name, p.key)
+        ):
+            self._end_wait(p.node_id, p.attempt, "received", p.data)
+
+    def _end_wait(self, node_id: str, attempt: int, outcome: str, data: Any) -> None:
+        """A wait_event node succeeds with the event's data (None on timeout), and its
+        ``received`` or ``timeout`` edges are taken."""
+        size = len(canonical_json(data))
+        payload = NodeSucceededPayload(
+            node_id=node_id,
+            attempt=attempt,
+            output=data,
+            output_inline=True,
+            output_size=size,
+            outcome=outcome,
+        )
+        self._emit(NodeSucceeded, payload, f"event_{outcome}", node_id, attempt)
+        self._settle([e.node for e in self.state.node_def(node_id).successors])
 
     def _on_decision(self, ev: ApprovalSubmitted) -> None:
         """Accept a person's decision only for a node that waits for one and has none yet;

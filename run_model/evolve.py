@@ -12,7 +12,15 @@ from collections.abc import Iterable
 from run_model.agent_policy import agent_proposer
 from run_model.budgets import call_spend
 from run_model.forking import fork_state
-from run_model.state import NODE_IN_FLIGHT, Approval, NodeState, NodeStatus, RunState, RunStatus
+from run_model.state import (
+    NODE_IN_FLIGHT,
+    Approval,
+    EventWait,
+    NodeState,
+    NodeStatus,
+    RunState,
+    RunStatus,
+)
 from schemas.agent_tools import ToolCallRecord
 from schemas.budgets import AgentRunLimits
 from schemas.envelope import Event
@@ -21,6 +29,7 @@ from schemas.events import (
     ApprovalRequested,
     BudgetExceeded,
     BudgetRaised,
+    EventAwaited,
     ModelCalled,
     ModelCalledPayload,
     NodeFailed,
@@ -140,6 +149,15 @@ def _apply(state: RunState, event: Event) -> None:
             node.output = p.output if p.output_inline else None
             node.output_inline = p.output_inline
             node.output_ref = p.output_ref
+            node.outcome = p.outcome
+    elif isinstance(event, EventAwaited):
+        w = event.payload
+        node = _node(state, w.node_id)
+        # The latest attempt's wait, once, while it is in flight (a redelivered task waits
+        # again under the same id, and changes nothing).
+        if node is not None and w.attempt == node.attempt and node.status in NODE_IN_FLIGHT:
+            node.status = NodeStatus.WAITING
+            node.awaiting = EventWait(attempt=w.attempt, name=w.name, key=w.key, due_at=w.due_at)
     elif isinstance(event, NodeFailed):
         f = event.payload
         node = _node(state, f.node_id)

@@ -75,6 +75,17 @@ class Approval(BaseModel):
     decided_by: str | None = None
 
 
+class EventWait(BaseModel):
+    """What a wait_event node waits for (EventAwaited), in its attempt."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int
+    name: str
+    key: str
+    due_at: datetime | None = Field(None, description="When it takes its `timeout` edge.")
+
+
 class NodeState(BaseModel):
     """One node of one run. Mutated only by ``evolve``, on a copy."""
 
@@ -100,6 +111,10 @@ class NodeState(BaseModel):
     skip_reason: str | None = None
     approval: Approval | None = Field(
         None, description="hitl nodes, and agent nodes waiting on the budget: the request."
+    )
+    awaiting: EventWait | None = Field(None, description="wait_event nodes: what they wait for.")
+    outcome: str | None = Field(
+        None, description="The outcome its edges read, when its output does not say it."
     )
     calls: dict[int, dict[int, Spend]] = Field(
         default_factory=dict,

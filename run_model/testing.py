@@ -22,6 +22,10 @@ from schemas.events import (
     ApprovalRequestedPayload,
     ApprovalSubmitted,
     ApprovalSubmittedPayload,
+    EventAwaited,
+    EventAwaitedPayload,
+    EventReceived,
+    EventReceivedPayload,
     ModelCalled,
     ModelCalledPayload,
     PatchSubmitted,
@@ -178,6 +182,30 @@ def approval_submitted(
     )
     actor = Actor(kind="user", id=by, tenant=USER.tenant)
     return _sent(ApprovalSubmitted, payload, run_id, "decision", run_id, node_id, tag, actor=actor)
+
+
+def event_awaited(task: NodeTask, name: str, key: str, timeout_s: float | None = None) -> Event:
+    """What the wait_event worker appends once it has rendered the name and key."""
+    due = EPOCH + timedelta(seconds=timeout_s) if timeout_s else None
+    payload = EventAwaitedPayload(
+        node_id=task.node_id,
+        attempt=task.attempt,
+        name=name,
+        key=key,
+        timeout_s=timeout_s,
+        due_at=due,
+    )
+    return reports.report(EventAwaited, task, payload, "event_awaited", at=EPOCH)
+
+
+def event_received(  # noqa: PLR0917 - the event's fields
+    run_id: str, node_id: str, name: str, key: str, data: Any = None, attempt: int = 1
+) -> Event:
+    """An outside event as the command API appends it to a run whose node waits for it."""
+    payload = EventReceivedPayload(
+        node_id=node_id, attempt=attempt, name=name, key=key, data=data, posted_id=f"{name}/{key}"
+    )
+    return _sent(EventReceived, payload, run_id, "event", run_id, node_id, name, key)
 
 
 def turn_requested(task: NodeTask, turn: int, model: str = "test-model") -> TurnRequested:

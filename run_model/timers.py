@@ -5,7 +5,8 @@ a NodeRetryPlanned says so and that attempt is not scheduled yet; an attempt's d
 when a worker first reported it started, plus its time limit (the node's ``timeout_s``, else
 the default) plus a grace that lets the worker's own timeout report first, with its clearer
 reason; a hitl node's approval is due when its request says (ApprovalRequested.due_at), and
-then takes its default outcome. An attempt that is scheduled but not started has no
+then takes its default outcome; a wait_event node's wait is due when its EventAwaited says,
+and then takes its ``timeout`` edge. An attempt that is scheduled but not started has no
 deadline: its task waits in Kafka until a worker of its type takes it, however long the
 queue.
 
@@ -25,7 +26,7 @@ from schemas.events import TimerFired, TimerFiredPayload
 from schemas.workflow import DEFAULT_TIMEOUT_S
 
 TIMER_COMPONENT = "coordinator-timer"
-TimerKind = Literal["retry", "timeout", "approval"]
+TimerKind = Literal["retry", "timeout", "approval", "event"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ def pending_timers(state: RunState, grace_s: float) -> list[Timer]:
             and approval.due_at is not None
         ):
             out.append(Timer("approval", node_id, approval.attempt, approval.due_at))
+        waits = node.awaiting
+        if node.status is NodeStatus.WAITING and waits is not None and waits.due_at is not None:
+            out.append(Timer("event", node_id, waits.attempt, waits.due_at))
         attempt = node.attempt
         started_at = node.started_at.get(attempt)
         if (

@@ -56,6 +56,8 @@ def validate_graph(
             reasons.extend(_hitl_config_reasons(node))
         if node.type == "agent":
             reasons.extend(agent_tools_reasons(node, registered))
+        if node.type == "wait_event":
+            reasons.extend(_wait_event_config_reasons(node))
         try:  # secrets.NAME is read by the worker; any other way of reading secrets is not
             secret_references(node.config)
         except SecretReferenceError as e:
@@ -146,6 +148,19 @@ def _hitl_config_reasons(node: NodeDef) -> list[str]:
             f"{where} has a default_outcome but no timeout_s: set how long the approval may "
             "wait before the default is taken"
         )
+    return reasons
+
+
+def _wait_event_config_reasons(node: NodeDef) -> list[str]:
+    where = f"node {node.id!r} (wait_event)"
+    reasons = []
+    for field, what in (("name", "the event's name"), ("key", "its correlation key")):
+        value = node.config.get(field)
+        if not isinstance(value, str) or not value.strip():
+            reasons.append(f"{where} needs config.{field}, {what} (a string or a template)")
+    unknown = sorted(set(node.config) - {"name", "key"})
+    if unknown:
+        reasons.append(f"{where} has config keys it does not take: {', '.join(unknown)}")
     return reasons
 
 

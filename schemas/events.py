@@ -63,6 +63,84 @@ class NodeTypeRegistered(Event):
     payload: NodeTypeRegisteredPayload
 
 
+# --- schedules -------------------------------------------------------------------------
+# Keyed by schedule id on the workflow events topic: a schedule is a workflow's, as its
+# versions and node types are, and its firings are few beside the runs they start.
+
+
+class ScheduleCreatedPayload(Payload):
+    schedule_id: str
+    workflow: str = Field(description="The workflow (id or name) each firing starts.")
+    cron: str | None = Field(None, description="A five-field cron expression, in `timezone`.")
+    every_s: int | None = Field(None, description="Or an interval, from the Unix epoch.")
+    timezone: str = Field("UTC", description="The IANA time zone the cron expression reads.")
+    overlap: Literal["skip", "allow"] = Field(
+        "allow",
+        description="`skip`: a firing while the schedule's previous run is unfinished starts "
+        "nothing and is recorded as skipped.",
+    )
+    input: Any = Field(None, description="The input of every run it starts.")
+
+
+@event("schedule.created")
+class ScheduleCreated(Event):
+    """A schedule was made; its coordinator clock fires it from now on."""
+
+    payload: ScheduleCreatedPayload
+
+
+class ScheduleChangedPayload(Payload):
+    schedule_id: str
+
+
+@event("schedule.paused")
+class SchedulePaused(Event):
+    """The schedule fires no more until it is resumed; moments in between are not caught up."""
+
+    payload: ScheduleChangedPayload
+
+
+@event("schedule.resumed")
+class ScheduleResumed(Event):
+    payload: ScheduleChangedPayload
+
+
+@event("schedule.deleted")
+class ScheduleDeleted(Event):
+    payload: ScheduleChangedPayload
+
+
+class ScheduleFiredPayload(Payload):
+    schedule_id: str
+    due_at: datetime = Field(description="The moment fired (the event is at or after it).")
+    run_id: str = Field(description="The run it starts: derived from (schedule, due_at).")
+
+
+@event("schedule.fired")
+class ScheduleFired(Event):
+    """A schedule's moment came and its run was submitted. Its id, and its run's, derive
+    from (schedule id, due_at): a moment fired again after a restart is the same fact."""
+
+    payload: ScheduleFiredPayload
+
+
+class ScheduleSkippedPayload(Payload):
+    schedule_id: str
+    due_at: datetime = Field(description="The moment that started nothing (the last, if many).")
+    reason: str = Field(description="Why, in words: an unfinished run, missed moments, a limit.")
+    count: int = Field(1, ge=1, description="How many moments this stands for.")
+    first_due_at: datetime | None = Field(None, description="The first of them, if many.")
+
+
+@event("schedule.skipped")
+class ScheduleSkipped(Event):
+    """Moments of a schedule that started no run: its previous run was unfinished (overlap
+    `skip`), they were missed beyond the catch-up while no clock ran, or the run was refused
+    (its workflow gone, a limit)."""
+
+    payload: ScheduleSkippedPayload
+
+
 # --- runs ------------------------------------------------------------------------------
 
 
@@ -195,6 +273,11 @@ class NodeSucceededPayload(Payload):
         "travel inline (over INLINE_OUTPUT_MAX_BYTES); a small output is only in the event.",
     )
     output_size: int = Field(ge=0, description="Bytes of the output's canonical JSON.")
+    outcome: str | None = Field(
+        None,
+        description="The outcome edge guards read when the output does not say it: a "
+        "wait_event node's `received` or `timeout` (decided by the coordinator).",
+    )
 
     @model_validator(mode="after")
     def _whole_somewhere(self) -> NodeSucceededPayload:
@@ -244,9 +327,10 @@ class NodeRetryPlanned(Event):
 
 
 class TimerFiredPayload(Payload):
-    kind: Literal["retry", "timeout", "approval"] = Field(
+    kind: Literal["retry", "timeout", "approval", "event"] = Field(
         description="`retry`: a planned attempt is due. `timeout`: an attempt's time is up. "
-        "`approval`: an approval's time is up, and its default outcome applies."
+        "`approval`: an approval's time is up, and its default outcome applies. `event`: a "
+        "wait_event node's time is up, and it takes its `timeout` edge."
     )
     node_id: str
     attempt: int = Field(ge=1, description="The attempt the timer is about.")
@@ -384,6 +468,48 @@ class RunForked(Event):
     the rest runs as usual. The source run is not touched. Appended by the command API."""
 
     payload: RunForkedPayload
+
+
+# --- outside events (wait_event nodes) --------------------------------------------------
+
+# The data of an outside event travels inline, in run.event_received and as the node's
+# output in run.node_succeeded: at most what an inline output may be.
+MAX_EVENT_DATA_BYTES = INLINE_OUTPUT_MAX_BYTES
+
+
+class EventAwaitedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    name: str = Field(description="The event's name the node waits for.")
+    key: str = Field(description="Its correlation key, rendered.")
+    timeout_s: float | None = Field(None, description="How long it waits; no limit if absent.")
+    due_at: datetime | None = Field(None, description="When it takes its `timeout` edge.")
+
+
+@event("run.event_awaited")
+class EventAwaited(Event):
+    """A wait_event node's worker rendered its name and key: the node is WAITING until an
+    event with both is posted (``POST /v1/events``) or its time is up."""
+
+    payload: EventAwaitedPayload
+
+
+class EventReceivedPayload(Payload):
+    node_id: str = Field(description="The node that waited for it when it was posted.")
+    attempt: int = Field(ge=1)
+    name: str
+    key: str
+    data: Any = Field(None, description="What was posted with it: the node's output.")
+    posted_id: str = Field(description="The posting's id (one posting reaches every waiter).")
+
+
+@event("run.event_received")
+class EventReceived(Event):
+    """An outside event reached a run with a node waiting for it. Appended by the command
+    API; the coordinator decides: the node takes its `received` edge if it still waits for
+    that name, key and attempt, and nothing happens otherwise."""
+
+    payload: EventReceivedPayload
 
 
 # --- approvals (hitl nodes) -----------------------------------------------------------

@@ -15,7 +15,15 @@ TASK_TOPIC_PREFIX = "aob.tasks."
 
 # Node types that have a worker topic. An unknown type never gets a topic: the coordinator
 # skips such a node instead of routing it nowhere.
-TASK_TYPES: tuple[str, ...] = ("noop", "transform", "http", "agent", "hitl", "condition")
+TASK_TYPES: tuple[str, ...] = (
+    "noop",
+    "transform",
+    "http",
+    "agent",
+    "hitl",
+    "condition",
+    "wait_event",
+)
 
 
 def task_topic(node_type: str) -> str:

@@ -21,13 +21,14 @@ MAX_CONCURRENCY_KEY_LIMIT = 1000
 # Node types this release can run. A definition naming another type is refused at publish
 # time; the coordinator still skips (never hangs on) a type it does not know.
 KNOWN_NODE_TYPES: frozenset[str] = frozenset(
-    {"noop", "transform", "http", "agent", "hitl", "condition"}
+    {"noop", "transform", "http", "agent", "hitl", "condition", "wait_event"}
 )
 
 # Which guard values an edge may carry, by the type of the node it leaves.
 EDGE_GUARDS: dict[str, frozenset[str]] = {
     "condition": frozenset({"true", "false"}),
     "hitl": frozenset({"approved", "rejected"}),
+    "wait_event": frozenset({"received", "timeout"}),
 }
 
 # The agent tool that proposes a patch of the running workflow (DESIGN.md, Patching). An

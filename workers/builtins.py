@@ -37,7 +37,16 @@ async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict
     http = await open_http_handler(settings, stack)
     handlers["http"] = http
     handlers["agent"] = await _agent(settings, stack, http)
+    handlers["wait_event"] = await _wait_event(stack)
     return handlers
+
+
+async def _wait_event(stack: AsyncExitStack) -> Handler:
+    from workers.handlers.wait_event import open_wait_event
+
+    handler, pool = await open_wait_event(get_settings().postgres_dsn)
+    stack.push_async_callback(pool.close)
+    return handler
 
 
 async def _agent(settings: WorkerSettings, stack: AsyncExitStack, http: HttpHandler) -> Handler:

@@ -26,6 +26,8 @@ EXPECTED = {
     "secrets": {"set", "list", "delete"},
     "limits": {"show", "set"},
     "worker": None,
+    "hooks": {"create", "list", "delete"},
+    "schedules": {"create", "list", "show", "pause", "resume", "delete"},
 }
 
 

@@ -35,7 +35,20 @@ ROUTE_SCOPES = {
     ("GET", "/v1/node-types"): "publish",
     ("GET", "/v1/limits"): "read",
     ("PUT", "/v1/limits"): "admin",
+    ("POST", "/v1/hooks"): "publish",
+    ("GET", "/v1/hooks"): "publish",
+    ("DELETE", "/v1/hooks/{hook_id}"): "publish",
+    ("POST", "/v1/schedules"): "publish",
+    ("GET", "/v1/schedules"): "publish",
+    ("GET", "/v1/schedules/{schedule_id}"): "publish",
+    ("POST", "/v1/schedules/{schedule_id}/pause"): "publish",
+    ("POST", "/v1/schedules/{schedule_id}/resume"): "publish",
+    ("DELETE", "/v1/schedules/{schedule_id}"): "publish",
+    ("POST", "/v1/events"): "submit",
 }
+# Routes an outside system calls without an API key: a webhook delivery proves itself by its
+# signature (``triggers.signatures``).
+KEYLESS = {("POST", "/v1/hooks/{hook_id}")}
 
 # A valid call of each route: a refusal by scope must come before anything else looks deeper.
 CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
@@ -64,6 +77,16 @@ CALLS: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("DELETE", "/v1/secrets/{name}"): ("/v1/secrets/TOKEN", None),
     ("GET", "/v1/limits"): ("/v1/limits", None),
     ("PUT", "/v1/limits"): ("/v1/limits", {}),
+    ("POST", "/v1/hooks"): ("/v1/hooks", {"workflow": "w"}),
+    ("GET", "/v1/hooks"): ("/v1/hooks", None),
+    ("DELETE", "/v1/hooks/{hook_id}"): ("/v1/hooks/h1", None),
+    ("POST", "/v1/schedules"): ("/v1/schedules", {"workflow": "w", "every": "2s"}),
+    ("GET", "/v1/schedules"): ("/v1/schedules", None),
+    ("GET", "/v1/schedules/{schedule_id}"): ("/v1/schedules/s1", None),
+    ("POST", "/v1/schedules/{schedule_id}/pause"): ("/v1/schedules/s1/pause", None),
+    ("POST", "/v1/schedules/{schedule_id}/resume"): ("/v1/schedules/s1/resume", None),
+    ("DELETE", "/v1/schedules/{schedule_id}"): ("/v1/schedules/s1", None),
+    ("POST", "/v1/events"): ("/v1/events", {"name": "payment", "key": "A-1"}),
 }
 
 
@@ -86,6 +109,8 @@ def _client(scopes: frozenset[str], pool: Any = None, tenant: str = "acme") -> T
         settings=settings,
         buckets=TokenBuckets(settings.rate_per_second, settings.rate_burst),
         secrets=Unreachable(),  # type: ignore[arg-type]
+        hooks=Unreachable(),  # type: ignore[arg-type]
+        schedules=Unreachable(),  # type: ignore[arg-type]
     )
     return TestClient(app, raise_server_exceptions=False)
 
@@ -123,7 +148,8 @@ def _route_scopes() -> dict[tuple[str, str], list[str]]:
 
 
 def test_every_v1_route_needs_exactly_its_scope() -> None:
-    assert _route_scopes() == {route: [scope] for route, scope in ROUTE_SCOPES.items()}
+    expected = {route: [scope] for route, scope in ROUTE_SCOPES.items()}
+    assert _route_scopes() == expected | {route: [] for route in KEYLESS}
 
 
 @pytest.mark.parametrize("route", sorted(ROUTE_SCOPES))
