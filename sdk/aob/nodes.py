@@ -16,7 +16,8 @@ takes the runtime's attempt, ``workers.handlers.base.Job``), and what ``aob work
 1. the config's templates are rendered over the run context (strings with ``{{ … }}``; a
    template error fails the node without retry), unless the node renders its own
    (``render_config=False``, as the built-in ``transform``, ``condition`` and ``hitl`` do:
-   their templates are theirs to interpret);
+   their templates are theirs to interpret), or the attempt is an agent's call of the type
+   as a tool, whose config is the model's arguments;
 2. the rendered config is validated by the ``config`` model, if any: a config it refuses
    fails the node without retry, with pydantic's messages (``config is not a valid
    ShoutConfig: text: Field required``);
@@ -80,7 +81,9 @@ class NodeDefinition:
 
     async def _config(self, attempt: Attempt) -> Any:
         config: Any = attempt.config
-        if self.render_config:
+        # An agent's call of the type (``task.tool_call``) brings the model's arguments as
+        # the config: data, never templates.
+        if self.render_config and attempt.task.tool_call is None:
             config = await renders.render_value(config, attempt.template_context)
         if self.config_model is None:
             return config

@@ -202,6 +202,20 @@ async def test_a_config_that_is_not_rendered_is_handed_over_as_written() -> None
     assert done.payload.output == {"expr": "{{ input.who }}"}
 
 
+async def test_an_agents_call_of_the_type_takes_its_arguments_as_data() -> None:
+    from schemas.agent_tools import ToolCallOrigin
+
+    @node("echo", config=ShoutConfig)
+    async def echo(job: Job[ShoutConfig]) -> Any:
+        return {"text": job.config.text}
+
+    origin = ToolCallOrigin(
+        node_id="agent", attempt=1, call_id="c-1", agent_task_id="t-0", tool="echo"
+    )
+    t = task({"text": "{{ not a template }}"}, node_type="echo", tool_call=origin)
+    assert await echo(Attempt(t, {"input": None, "nodes": {}})) == {"text": "{{ not a template }}"}
+
+
 async def test_an_output_the_output_model_refuses_fails_the_node_without_retry() -> None:
     @node("liar", output=ShoutOutput)
     async def liar(job: Job[Any]) -> Any:
