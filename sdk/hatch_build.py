@@ -8,7 +8,8 @@ the built-in workers or the services use, so that the wheel needs none of their
 dependencies (faust, FastAPI, Strawberry, the OpenAI client):
 
 - the built-in node types' registry and process (``workers/builtins.py``,
-  ``workers/__main__.py``) and the agent node (``workers/agent``);
+  ``workers/__main__.py``), the agent node (``workers/agent``) and the wait_event node
+  (``workers/handlers/wait_event.py``, which keeps its waits in the deployment's tables);
 - of ``infra``, everything but settings, the event bus, the liveness file and metrics (the
   local stack, the HTTP services, the scripted model).
 
@@ -38,7 +39,12 @@ RUNTIME_PACKAGES = (
     "node_types",
     "workers",
 )
-LEFT_OUT = ("workers/agent", "workers/builtins.py", "workers/__main__.py")
+LEFT_OUT = (
+    "workers/agent",
+    "workers/builtins.py",
+    "workers/__main__.py",
+    "workers/handlers/wait_event.py",
+)
 INFRA_MODULES = ("__init__", "settings", "bus", "heartbeat", "instances", "metrics")
 
 
