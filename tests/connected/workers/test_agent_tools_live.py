@@ -180,20 +180,23 @@ def agent_node(token: str, mcp: McpTarget, **extra: Any) -> dict[str, Any]:
 
 
 async def kill_workers(services: Settings, *, then: Any) -> None:
-    """SIGKILL the stack's workers, call ``then``, and start them again."""
+    """SIGKILL the stack's workers, call ``then`` once they are gone, and start them again
+    (whatever happened: the next test needs them)."""
     spec = spec_of(services, "workers")
     pid = pid_of(services, "workers")
     assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    await eventually(lambda: not pid_alive(pid), timeout=10, interval=0.05)
-    then()
 
     async def restarted() -> None:
         await ensure_running(services, spec)
         again = pid_of(services, "workers")
         assert again is not None and again != pid, "the workers were not started again"
 
-    await eventually(restarted, timeout=120, interval=1.0)
+    os.kill(pid, signal.SIGKILL)
+    try:
+        await eventually(lambda: not pid_alive(pid), timeout=60, interval=0.05)
+        then()
+    finally:
+        await eventually(restarted, timeout=120, interval=1.0)
 
 
 def requests_for(target: LoopbackServer, token: str) -> int:
