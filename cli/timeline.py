@@ -29,6 +29,10 @@ def event_detail(kind: str, payload: dict[str, Any], actor: dict[str, Any] | Non
         return f"attempt {payload.get('attempt')} on {payload.get('worker')}"
     if kind == "run.node_queued":
         return f"attempt {payload.get('attempt')} waits: {payload.get('reason', '')}"
+    if kind == "run.node_progress":
+        fraction = payload.get("fraction")
+        done = f" ({fraction:.0%})" if isinstance(fraction, int | float) else ""
+        return f"{payload.get('message', '')}{done}"
     if kind == "run.warning":
         return str(payload.get("message", ""))
     return _approval_or_model_detail(kind, payload)

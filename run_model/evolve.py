@@ -24,6 +24,7 @@ from schemas.events import (
     ModelCalled,
     ModelCalledPayload,
     NodeFailed,
+    NodeProgress,
     NodeQueued,
     NodeRetryPlanned,
     NodeScheduled,
@@ -46,11 +47,11 @@ from schemas.events import (
 )
 
 # Events that tell about a run without changing what the coordinator knows of it: a worker's
-# note that an attempt waits for a limit. They are not even recorded as applied: the state
-# is returned as it was, so the coordinator neither copies nor stores it again (a flood of
-# waiting tasks would otherwise rewrite as many states and hold up every other run behind it
-# in the partition).
-NO_EFFECT: tuple[type[Event], ...] = (NodeQueued,)
+# note that an attempt waits for a limit, a node's report of its progress. They are not even
+# recorded as applied: the state is returned as it was, so the coordinator neither copies nor
+# stores it again (a flood of waiting tasks, or a chatty node, would otherwise rewrite as many
+# states and hold up every other run behind it in the partition).
+NO_EFFECT: tuple[type[Event], ...] = (NodeQueued, NodeProgress)
 
 
 def failed_for_good(state: RunState, node_id: str, attempt: int, retryable: bool) -> bool:

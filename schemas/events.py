@@ -166,6 +166,24 @@ class NodeQueued(Event):
     payload: NodeQueuedPayload
 
 
+class NodeProgressPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    seq: int = Field(ge=1, description="1 for the attempt's first progress report.")
+    message: str = Field(description="What the node is doing, in its own words.")
+    fraction: float | None = Field(
+        None, ge=0, le=1, description="How much of its work is done, when it can tell."
+    )
+
+
+@event("run.node_progress")
+class NodeProgress(Event):
+    """A node's code says how its attempt goes (``job.progress`` in the worker SDK, ``aob``):
+    for people watching the run, in its timeline. The coordinator routes on none of it."""
+
+    payload: NodeProgressPayload
+
+
 class NodeSucceededPayload(Payload):
     node_id: str
     attempt: int = Field(ge=1)
