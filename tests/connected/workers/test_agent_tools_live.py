@@ -1,8 +1,10 @@
 """Agent tools through the running system: an agent (the scripted model, scripted by turn)
-calls the http tool against the loopback target and the tools of an MCP server this test
-serves on loopback, both through the workers' guard and allowlist; every call is a
-``run.tool_called`` in the timeline and in GraphQL. The workers killed (SIGKILL) after the
-first call answered: the attempt's task comes back, and that call is not made again."""
+calls the http tool against the loopback target, the tools of an MCP server this test
+serves on loopback (both through the workers' guard and allowlist) and registered node
+types (served in this process on the workers' runtime, or by a worker of the SDK); every
+call is a ``run.tool_called`` in the timeline and in GraphQL. The workers killed (SIGKILL)
+after the first call answered: the attempt's task comes back, and that call is not made
+again."""
 
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,7 +34,7 @@ from infra.settings import Settings
 from infra.stack.process import ensure_running, pid_alive
 from tests.connected.conftest import LIVE_MCP_TARGET
 from tests.connected.live import pid_of, spec_of
-from tests.helpers import eventually
+from tests.helpers import eventually, stop_process
 from tests.http_support import LoopbackServer
 from workers.execute import TaskExecutor
 from workers.handlers import Job
@@ -180,20 +185,23 @@ def agent_node(token: str, mcp: McpTarget, **extra: Any) -> dict[str, Any]:
 
 
 async def kill_workers(services: Settings, *, then: Any) -> None:
-    """SIGKILL the stack's workers, call ``then``, and start them again."""
+    """SIGKILL the stack's workers, call ``then`` once they are gone, and start them again
+    (whatever happened: the next test needs them)."""
     spec = spec_of(services, "workers")
     pid = pid_of(services, "workers")
     assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    await eventually(lambda: not pid_alive(pid), timeout=10, interval=0.05)
-    then()
 
     async def restarted() -> None:
         await ensure_running(services, spec)
         again = pid_of(services, "workers")
         assert again is not None and again != pid, "the workers were not started again"
 
-    await eventually(restarted, timeout=120, interval=1.0)
+    os.kill(pid, signal.SIGKILL)
+    try:
+        await eventually(lambda: not pid_alive(pid), timeout=60, interval=0.05)
+        then()
+    finally:
+        await eventually(restarted, timeout=120, interval=1.0)
 
 
 def requests_for(target: LoopbackServer, token: str) -> int:
@@ -416,3 +424,72 @@ async def test_a_registered_type_call_that_answered_is_not_made_again_after_a_ki
         (name, True),
         ("kb__gate", True),
     ]
+
+
+SDK_MODULE = '''
+"""A user's node type, served by the worker SDK: an agent calls it as a tool."""
+
+from pydantic import BaseModel
+
+from aob import Job, node
+
+
+class ShoutConfig(BaseModel):
+    text: str
+
+
+@node("{name}", config=ShoutConfig, description="Shouts its text.")
+async def shout(job: Job[ShoutConfig]) -> dict:
+    return {{"text": job.config.text.upper(), "key": job.idempotency_key}}
+'''
+
+
+@contextlib.contextmanager
+def sdk_worker(path: Path, name: str, api_key: str) -> Iterator[None]:
+    """``python -m aob.worker shout_tool.py`` in a folder of its own, once it serves."""
+    (path / "shout_tool.py").write_text(SDK_MODULE.format(name=name))
+    root = Path(__file__).resolve().parents[3]
+    env = {
+        **os.environ,
+        "AOB_API_KEY": api_key,
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "sdk")]),
+    }
+    log_path = path / "worker.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aob.worker", "shout_tool.py"],
+            cwd=path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while b"serving" not in log_path.read_bytes():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, f"the worker did not start:\n{log_path.read_text()}"
+            time.sleep(0.1)
+        yield
+    finally:
+        stop_process(proc, grace_s=30)
+
+
+async def test_an_agent_calls_a_node_type_served_by_an_sdk_worker(
+    api: Api, api_key: str, scripted: ScriptedLLMClient, tmp_path: Path
+) -> None:
+    token = uuid.uuid4().hex
+    name = f"yell-{token[:12]}"
+    await scripted.add_script(
+        token,
+        [call(name, {"text": f"hi {token}"}), call("finish", {"output": "yelled"})],
+        by_turn=True,
+    )
+    node = {"id": "ask", "type": "agent", "config": {"prompt": f"Yell {token}", "tools": [name]}}
+    with sdk_worker(tmp_path, name, api_key):
+        run_id = await api.run(f"yell-{token[:12]}", node)
+        run = await api.finished(run_id)
+    assert run["status"] == "COMPLETED", run
+    (called,) = tool_events(run)
+    assert called["tool"] == name and called["ok"], called
+    assert called["result"]["text"] == f"HI {token.upper()}"
+    assert called["result"]["key"] == f"{run_id}/ask/{called['call_id']}"
