@@ -26,3 +26,8 @@ class CommandApiSettings(BaseSettings):
         5.0, description="How long a repeated request waits for the first one's answer."
     )
     idempotency_ttl_hours: int = Field(24, description="How long Idempotency-Keys are kept.")
+    cors_origins: str | None = Field(
+        None,
+        description="Origins whose pages may call this API from a browser, comma-separated "
+        "(unset: the query API's, where the console is served; empty: none). See cors.py.",
+    )
