@@ -46,13 +46,33 @@ const StatusNode = memo(function StatusNode({ data, id }: NodeProps<Node<StatusN
 
 const nodeTypes = { status: StatusNode };
 
-function layout(def: Definition): Map<string, { x: number; y: number }> {
+type Positions = Map<string, { x: number; y: number }>;
+
+// Layouts by definition: a definition's layout never changes, and a run page shows the same
+// few versions again and again (live updates, the slider).
+const layouts = new Map<string, Positions>();
+
+function cachedLayout(key: string, def: Definition): Positions {
+  let positions = layouts.get(key);
+  if (!positions) {
+    positions = layout(def);
+    if (layouts.size > 50) layouts.clear();
+    layouts.set(key, positions);
+  }
+  return positions;
+}
+
+function layout(def: Definition): Positions {
   const g = new dagre.graphlib.Graph();
-  g.setGraph({ rankdir: "LR", nodesep: 18, ranksep: 60 });
+  // Network simplex ranks best; on large graphs the longest path is much faster and close.
+  const ranker = def.nodes.length > 150 ? "longest-path" : "network-simplex";
+  g.setGraph({ rankdir: "LR", nodesep: 18, ranksep: 60, ranker });
   g.setDefaultEdgeLabel(() => ({}));
   for (const n of def.nodes) g.setNode(n.id, { width: WIDTH, height: HEIGHT });
   for (const e of def.edges) if (g.hasNode(e.from) && g.hasNode(e.to)) g.setEdge(e.from, e.to);
-  dagre.layout(g);
+  // Crossing minimisation is most of the time on a large graph; its simple first pass is
+  // kept there, the search for a better order only on smaller ones.
+  dagre.layout(g, { disableOptimalOrderHeuristic: def.nodes.length > 150 });
   const out = new Map<string, { x: number; y: number }>();
   for (const n of def.nodes) {
     const p = g.node(n.id);
@@ -62,19 +82,21 @@ function layout(def: Definition): Map<string, { x: number; y: number }> {
 }
 
 export function Dag({
+  layoutKey,
   definition,
   statuses,
   selected,
   onSelect,
   height = 460,
 }: {
+  layoutKey: string;
   definition: Definition;
   statuses: Record<string, string>;
   selected?: string | null;
   onSelect?: (id: string) => void;
   height?: number;
 }) {
-  const positions = useMemo(() => layout(definition), [definition]);
+  const positions = useMemo(() => cachedLayout(layoutKey, definition), [layoutKey, definition]);
   const edges: Edge[] = useMemo(
     () =>
       definition.edges.map((e, i) => ({
@@ -98,6 +120,9 @@ export function Dag({
           status: statuses[n.id] ?? "PENDING",
           selected: n.id === selected,
         },
+        // Known sizes: React Flow shows the nodes and fits the view at once, before measuring.
+        width: WIDTH,
+        height: HEIGHT,
         draggable: false,
         connectable: false,
       })),
@@ -110,6 +135,7 @@ export function Dag({
         edges={edges}
         nodeTypes={nodeTypes}
         fitView
+        fitViewOptions={{ maxZoom: 1 }}
         minZoom={0.05}
         nodesDraggable={false}
         nodesConnectable={false}

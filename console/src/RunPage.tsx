@@ -6,6 +6,7 @@ import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } fro
 import { gql, rest, subscribe } from "./api";
 import { ErrorBox, Json, Status, message, parseJson, when } from "./common";
 import { Dag, type Definition } from "./Dag";
+import { diffDefinitions } from "./diff";
 import { Link, navigate } from "./router";
 
 interface NodeExec {
@@ -100,6 +101,7 @@ const EVENTS_QUERY = `query Events($id: ID!, $after: String) { run(id: $id) {
   events(first: 500, after: $after) {
     edges { cursor node { seq position type occurredAt nodeId nodeStatus runStatus } }
     pageInfo { hasNextPage endCursor } } } }`;
+const TIMELINE_ROWS = 200;
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 
 function useRun(id: string) {
@@ -197,13 +199,35 @@ function useEvents(id: string, run: Run | null) {
       }
     }
   }, [id]);
-  // Each change of the run may come with new events.
+  // Each change of the run may come with new events. The first read waits a moment, so that
+  // the DAG is drawn before the history (up to thousands of events) is read.
+  const loaded = run !== null;
   useEffect(() => {
-    void fetchMore().catch(() => undefined);
-  }, [run?.updatedAt, run?.status, fetchMore]);
+    if (!loaded) return;
+    const t = setTimeout(() => void fetchMore().catch(() => undefined), cursor.current ? 0 : 250);
+    return () => clearTimeout(t);
+  }, [loaded, run?.updatedAt, run?.status, fetchMore]);
   return events;
 }
 
+const APPROVALS_QUERY = `query A($id: ID!) { run(id: $id) { approvals {
+  nodeId status decision decidedBy refusals { decision reason at } } } }`;
+
+interface Verdict {
+  nodeId: string;
+  status: string;
+  decision: string | null;
+  decidedBy: string | null;
+  refusals: { decision: string; reason: string }[];
+}
+
+async function verdictOf(runId: string, nodeId: string): Promise<Verdict | undefined> {
+  const d = await gql<{ run: { approvals: Verdict[] } | null }>(APPROVALS_QUERY, { id: runId });
+  return d.run?.approvals.find((a) => a.nodeId === nodeId);
+}
+
+// Approve or Reject with a comment. The command API accepts a decision (202) before the
+// coordinator judges it, so the verdict is then followed: taken, or refused with the reason.
 export function Decide({
   runId,
   nodeId,
@@ -216,15 +240,37 @@ export function Decide({
   const [comment, setComment] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [sent, setSent] = useState<string | null>(null);
+  const [verdict, setVerdict] = useState<string | null>(null);
+  const [refusal, setRefusal] = useState<string | null>(null);
   const decide = async (decision: "approve" | "reject") => {
     setError(null);
+    setVerdict(null);
+    setRefusal(null);
     try {
+      const was = await verdictOf(runId, nodeId);
+      const before = was?.refusals.length ?? 0;
       await rest("POST", `/v1/runs/${runId}/approvals/${encodeURIComponent(nodeId)}`, {
         decision,
         comment: comment || undefined,
       });
       setSent(decision);
       onSent?.();
+      const taken = decision === "approve" ? "approved" : "rejected";
+      for (let i = 0; i < 120; i++) {
+        const v = await verdictOf(runId, nodeId);
+        if (v && v.refusals.length > before) {
+          const r = v.refusals[v.refusals.length - 1];
+          setRefusal(`the coordinator refused to ${decision}: ${r.reason}`);
+          break;
+        }
+        // Taken: the approval left WAITING with this decision (another one would bring
+        // a refusal of this one instead).
+        if (v && was?.status === "WAITING" && v.status !== "WAITING" && v.decision === taken) {
+          setVerdict(`${v.status.toLowerCase()}${v.decidedBy ? ` by ${v.decidedBy}` : ""}`);
+          break;
+        }
+        await new Promise((ok) => setTimeout(ok, 500));
+      }
     } catch (e) {
       setError(message(e));
     }
@@ -245,8 +291,11 @@ export function Decide({
       <button type="button" className="reject" onClick={() => void decide("reject")}>
         Reject
       </button>
-      {sent && <span className="hint">{sent} sent; waiting for the coordinator to judge it…</span>}
-      <ErrorBox error={error} />
+      {sent && !verdict && !refusal && (
+        <span className="hint">{sent} sent; waiting for the coordinator to judge it…</span>
+      )}
+      {verdict && <span className="hint" data-testid="verdict">{verdict}</span>}
+      <ErrorBox error={refusal ?? error} />
     </div>
   );
 }
@@ -397,6 +446,7 @@ export function RunPage({ id }: { id: string }) {
   const [selected, setSelected] = useState<string | null>(null);
   // The slider: null follows the present; a number shows the run after that many events.
   const [at, setAt] = useState<number | null>(null);
+  const [allEvents, setAllEvents] = useState(false);
 
   const past = useMemo(() => {
     if (at === null || !run) return null;
@@ -460,6 +510,35 @@ export function RunPage({ id }: { id: string }) {
         </section>
       ))}
 
+      <div className="run-grid">
+        <div>
+          <Dag
+            key={version?.version}
+            layoutKey={version?.version ?? ""}
+            definition={definition}
+            statuses={past?.statuses ?? statuses}
+            selected={selected}
+            onSelect={setSelected}
+          />
+          <label className="node-pick">
+            Node{" "}
+            <select
+              value={selected ?? ""}
+              onChange={(e) => setSelected(e.target.value || null)}
+              aria-label="select node"
+            >
+              <option value="">—</option>
+              {definition.nodes.map((n) => (
+                <option key={n.id} value={n.id}>
+                  {n.id}
+                </option>
+              ))}
+            </select>
+          </label>
+        </div>
+        {selected && <NodePanel run={run} nodeId={selected} definition={definition} />}
+      </div>
+
       <section className="time-travel card">
         <label htmlFor="at">
           {past ? (
@@ -498,41 +577,23 @@ export function RunPage({ id }: { id: string }) {
         {events.length > 0 && <ForkForm run={run} seq={at ?? events.length} />}
       </section>
 
-      <div className="run-grid">
-        <div>
-          <Dag
-            key={version?.version}
-            definition={definition}
-            statuses={past?.statuses ?? statuses}
-            selected={selected}
-            onSelect={setSelected}
-          />
-          <label className="node-pick">
-            Node{" "}
-            <select
-              value={selected ?? ""}
-              onChange={(e) => setSelected(e.target.value || null)}
-              aria-label="select node"
-            >
-              <option value="">—</option>
-              {definition.nodes.map((n) => (
-                <option key={n.id} value={n.id}>
-                  {n.id}
-                </option>
-              ))}
-            </select>
-          </label>
-        </div>
-        {selected && <NodePanel run={run} nodeId={selected} definition={definition} />}
-      </div>
-
       <section className="card">
         <h2>Versions and patches</h2>
-        <ol className="versions">
-          {run.versions.map((v) => (
+        <ol className="versions" data-testid="versions">
+          {run.versions.map((v, i) => (
             <li key={v.seq}>
               <span className="mono">{v.version.slice(0, 12)}</span>{" "}
-              {v.seq === 0 ? "submitted" : `patch ${v.patchId ?? ""}`} · {when(v.createdAt)}
+              {v.seq === 0 ? "submitted" : `by patch ${v.patchId ?? ""}`} · {when(v.createdAt)}
+              {i > 0 && (
+                <ul className="diff">
+                  {diffDefinitions(run.versions[i - 1].definition, v.definition).map((c, j) => (
+                    <li key={j} className={c.kind}>
+                      {c.kind === "added" ? "+ " : c.kind === "removed" ? "− " : "~ "}
+                      {c.text}
+                    </li>
+                  ))}
+                </ul>
+              )}
             </li>
           ))}
         </ol>
@@ -573,14 +634,52 @@ export function RunPage({ id }: { id: string }) {
         </section>
       )}
 
+      {run.approvals.length > 0 && (
+        <section className="card">
+          <h2>Approvals</h2>
+          <table className="list" data-testid="approvals">
+            <tbody>
+              {run.approvals.map((a) => (
+                <tr key={`${a.nodeId}/${a.attempt}`}>
+                  <td className="mono">{a.nodeId}</td>
+                  <td>
+                    <Status status={a.status} />
+                  </td>
+                  <td>{a.prompt}</td>
+                  <td>
+                    {a.decision && <>{a.decision}{a.decidedBy && <> by {a.decidedBy}</>}</>}
+                    {a.comment && <> · “{a.comment}”</>}
+                  </td>
+                  <td>
+                    {a.refusals.map((r, i) => (
+                      <div key={i} className="refusal">
+                        refused {r.decision}: {r.reason}
+                      </div>
+                    ))}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
+
       <section className="card">
         <h2>Timeline</h2>
+        {events.length > TIMELINE_ROWS && !allEvents && (
+          <p className="hint">
+            The last {TIMELINE_ROWS} of {events.length} events.{" "}
+            <button type="button" onClick={() => setAllEvents(true)}>
+              Show all
+            </button>
+          </p>
+        )}
         <table className="list timeline" data-testid="timeline">
           <tbody>
-            {events.map((e) => (
+            {(allEvents ? events : events.slice(-TIMELINE_ROWS)).map((e) => (
               <tr key={e.seq} className={at !== null && e.seq > at ? "future" : ""}>
                 <td>
-                  <button type="button" className="link" onClick={() => setAt(e.seq)}>
+                  <button type="button" className="link" onClick={() => setAt(e.seq >= events.length ? null : e.seq)}>
                     {e.seq}
                   </button>
                 </td>

@@ -159,7 +159,10 @@ interface PendingApproval {
 }
 
 export function Inbox() {
-  const { data, error, refresh } = usePolled(
+  // Approvals decided here stay listed, so that the coordinator's verdict (or refusal)
+  // can be read after the approval has left the waiting list.
+  const [kept, setKept] = useState<Record<string, PendingApproval>>({});
+  const { data, error } = usePolled(
     async () => {
       const d = await gql<{ pendingApprovals: { edges: { node: PendingApproval }[] } }>(
         `query { pendingApprovals(first: 100) { edges { node {
@@ -174,8 +177,15 @@ export function Inbox() {
     <main>
       <h1>Approvals waiting</h1>
       <ErrorBox error={error} />
-      {data && data.length === 0 && <p className="hint">Nothing waits for a decision.</p>}
-      {(data ?? []).map((a) => (
+      {data && data.length === 0 && Object.keys(kept).length === 0 && (
+        <p className="hint">Nothing waits for a decision.</p>
+      )}
+      {[
+        ...(data ?? []),
+        ...Object.values(kept).filter(
+          (k) => !(data ?? []).some((a) => a.runId === k.runId && a.nodeId === k.nodeId),
+        ),
+      ].map((a) => (
         <section className="card" key={`${a.runId}/${a.nodeId}`} data-testid="inbox-item">
           <div>
             <Link to={`/runs/${a.runId}`}>{a.runId}</Link> · node <b>{a.nodeId}</b> · {a.kind} ·
@@ -184,7 +194,11 @@ export function Inbox() {
           </div>
           <p className="prompt">{a.prompt}</p>
           {a.reason && <p className="hint">{a.reason}</p>}
-          <Decide runId={a.runId} nodeId={a.nodeId} onSent={refresh} />
+          <Decide
+            runId={a.runId}
+            nodeId={a.nodeId}
+            onSent={() => setKept((k) => ({ ...k, [`${a.runId}/${a.nodeId}`]: a }))}
+          />
         </section>
       ))}
     </main>
@@ -309,7 +323,7 @@ export function WorkflowPage({ id }: { id: string }) {
           </select>
         </label>
       </div>
-      {shown && <Dag key={shown.version} definition={shown.definition} statuses={{}} height={380} />}
+      {shown && <Dag key={shown.version} layoutKey={shown.version} definition={shown.definition} statuses={{}} height={380} />}
       <section className="card">
         <h2>Submit a run</h2>
         <form onSubmit={submit}>

@@ -230,7 +230,21 @@ async def test_approve_patch_go_back_and_fork(
         "data-status", "SUCCEEDED", timeout=STEP_MS
     )
     await expect(page.locator("[data-testid=patch]")).to_contain_text("+ audit")
+    # The version it made, as a diff of the definition.
+    versions = page.get_by_test_id("versions")
+    await expect(versions).to_contain_text("+ node audit (transform)")
+    await expect(versions).to_contain_text("+ edge prepare → audit")
     await shot(page, screenshots, "06-patched")
+
+    # A second tab on the inbox, its timers stopped: it still offers the decision after
+    # this tab has taken it, and the refusal that follows is what it must show.
+    inbox = await page.context.new_page()
+    await inbox.clock.install()
+    await sign_in(inbox, api_key)  # the key is kept per tab
+    await inbox.get_by_role("link", name="Approvals").click()
+    stale = inbox.locator("[data-testid=inbox-item]", has_text=run_id)
+    await expect(stale).to_contain_text("Publish 3 items?", timeout=STEP_MS)
+    await inbox.clock.pause_at(time.time() + 1)  # its polling stops here
 
     # Approve by clicking, with a comment: the run goes on down the approved branch.
     approval = page.locator("[data-testid=approval]")
@@ -241,7 +255,18 @@ async def test_approve_patch_go_back_and_fork(
     await expect(run_status(page)).to_have_text("COMPLETED", timeout=STEP_MS)
     await expect(dag_node(page, "publish")).to_have_attribute("data-status", "SUCCEEDED")
     await expect(dag_node(page, "drop")).to_have_attribute("data-status", "SKIPPED")
+    await expect(page.get_by_test_id("approvals")).to_contain_text("looks right")
     await shot(page, screenshots, "08-approved")
+
+    # The stale tab rejects: the command API accepts it, the coordinator refuses it, and
+    # the tab shows why.
+    await stale.get_by_role("button", name="Reject").click()
+    await inbox.clock.resume()
+    await expect(stale.get_by_role("alert")).to_contain_text(
+        "refused to reject: the run is COMPLETED: it takes no more decisions", timeout=STEP_MS
+    )
+    await inbox.screenshot(path=str(screenshots / "08b-refused.png"))
+    await inbox.close()
 
     # Back to the event just before the decision: the DAG as it was, review waiting, no
     # patch yet if it came later.
