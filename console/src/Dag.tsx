@@ -1,7 +1,7 @@
 // A workflow's DAG, laid out by dagre (left to right) and drawn by React Flow, each node
 // coloured by its status. The layout depends only on the definition, so a status change
 // redraws colours without moving anything.
-import { memo, useMemo } from "react";
+import { memo, useEffect, useMemo } from "react";
 import dagre from "@dagrejs/dagre";
 import {
   Background,
@@ -9,6 +9,8 @@ import {
   Handle,
   Position,
   ReactFlow,
+  useReactFlow,
+  useStore,
   type Edge,
   type Node,
   type NodeProps,
@@ -22,6 +24,7 @@ export interface Definition {
 
 const WIDTH = 170;
 const HEIGHT = 48;
+const MAX_HEIGHT = 480;
 
 type StatusNodeData = { label: string; type: string; status: string; selected: boolean };
 
@@ -45,6 +48,17 @@ const StatusNode = memo(function StatusNode({ data, id }: NodeProps<Node<StatusN
 });
 
 const nodeTypes = { status: StatusNode };
+
+// Fits the graph again when its pane changes size (the node panel opens beside it).
+function FitOnResize() {
+  const { fitView } = useReactFlow();
+  const width = useStore((s) => s.width);
+  const height = useStore((s) => s.height);
+  useEffect(() => {
+    if (width && height) void fitView({ maxZoom: 1 });
+  }, [width, height, fitView]);
+  return null;
+}
 
 type Positions = Map<string, { x: number; y: number }>;
 
@@ -87,7 +101,7 @@ export function Dag({
   statuses,
   selected,
   onSelect,
-  height = 460,
+  height,
 }: {
   layoutKey: string;
   definition: Definition;
@@ -97,6 +111,13 @@ export function Dag({
   height?: number;
 }) {
   const positions = useMemo(() => cachedLayout(layoutKey, definition), [layoutKey, definition]);
+  // A small graph at full size, a large one zoomed out to fit at most `maxHeight`.
+  const shownHeight = useMemo(() => {
+    if (height) return height;
+    const ys = [...positions.values()].map((p) => p.y);
+    const span = ys.length ? Math.max(...ys) - Math.min(...ys) + HEIGHT : HEIGHT;
+    return Math.min(MAX_HEIGHT, Math.max(200, span + 80));
+  }, [positions, height]);
   const edges: Edge[] = useMemo(
     () =>
       definition.edges.map((e, i) => ({
@@ -129,7 +150,7 @@ export function Dag({
     [definition, positions, statuses, selected],
   );
   return (
-    <div className="dag" style={{ height }} data-testid="dag">
+    <div className="dag" style={{ height: shownHeight }} data-testid="dag">
       <ReactFlow
         nodes={nodes}
         edges={edges}
@@ -143,6 +164,7 @@ export function Dag({
         proOptions={{ hideAttribution: true }}
       >
         <Background />
+        <FitOnResize />
         <Controls showInteractive={false} />
       </ReactFlow>
     </div>

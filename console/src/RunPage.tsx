@@ -207,6 +207,20 @@ function useEvents(id: string, run: Run | null) {
     const t = setTimeout(() => void fetchMore().catch(() => undefined), cursor.current ? 0 : 250);
     return () => clearTimeout(t);
   }, [loaded, run?.updatedAt, run?.status, fetchMore]);
+  // The run's row can be read before its last events are: once it has finished, read again
+  // (for a while) until the history ends where the run did.
+  const status = run?.status;
+  const caughtUp = useRef(false);
+  caughtUp.current = events.length > 0 && events[events.length - 1].runStatus === status;
+  useEffect(() => {
+    if (!status || !TERMINAL.has(status)) return;
+    let tries = 0;
+    const t = setInterval(() => {
+      if (caughtUp.current || ++tries > 40) clearInterval(t);
+      else void fetchMore().catch(() => undefined);
+    }, 500);
+    return () => clearInterval(t);
+  }, [status, fetchMore]);
   return events;
 }
 

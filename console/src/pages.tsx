@@ -323,7 +323,7 @@ export function WorkflowPage({ id }: { id: string }) {
           </select>
         </label>
       </div>
-      {shown && <Dag key={shown.version} layoutKey={shown.version} definition={shown.definition} statuses={{}} height={380} />}
+      {shown && <Dag key={shown.version} layoutKey={shown.version} definition={shown.definition} statuses={{}} />}
       <section className="card">
         <h2>Submit a run</h2>
         <form onSubmit={submit}>

@@ -197,7 +197,7 @@ async def test_invalid_input_shows_the_reason(
 
 
 async def test_approve_patch_go_back_and_fork(
-    page: Page, client: RunClient, api_key: str, screenshots: Path
+    page: Page, services: Settings, client: RunClient, api_key: str, screenshots: Path
 ) -> None:
     run_id, _ = await client.submit("reviewed", reviewed())
     await sign_in(page, api_key)
@@ -236,9 +236,12 @@ async def test_approve_patch_go_back_and_fork(
     await expect(versions).to_contain_text("+ edge prepare → audit")
     await shot(page, screenshots, "06-patched")
 
-    # A second tab on the inbox, its timers stopped: it still offers the decision after
-    # this tab has taken it, and the refusal that follows is what it must show.
-    inbox = await page.context.new_page()
+    # A second browser on the inbox, its timers stopped (a clock is its context's): it still
+    # offers the decision after this one has taken it, and must show the refusal that follows.
+    other = await page.context.browser.new_context(  # type: ignore[union-attr]
+        base_url=services.query_api_url, viewport={"width": 1440, "height": 900}
+    )
+    inbox = await other.new_page()
     await inbox.clock.install()
     await sign_in(inbox, api_key)  # the key is kept per tab
     await inbox.get_by_role("link", name="Approvals").click()
@@ -256,6 +259,12 @@ async def test_approve_patch_go_back_and_fork(
     await expect(dag_node(page, "publish")).to_have_attribute("data-status", "SUCCEEDED")
     await expect(dag_node(page, "drop")).to_have_attribute("data-status", "SKIPPED")
     await expect(page.get_by_test_id("approvals")).to_contain_text("looks right")
+    # The node panel: config, attempts, and the output read on demand.
+    await dag_node(page, "review").click()
+    panel = page.get_by_test_id("node-panel")
+    await expect(panel).to_contain_text("Publish {{ nodes.prepare.output.items }} items?")
+    await panel.get_by_role("button", name="Load output").click()
+    await expect(panel).to_contain_text('"decision": "approved"')
     await shot(page, screenshots, "08-approved")
 
     # The stale tab rejects: the command API accepts it, the coordinator refuses it, and
@@ -266,7 +275,7 @@ async def test_approve_patch_go_back_and_fork(
         "refused to reject: the run is COMPLETED: it takes no more decisions", timeout=STEP_MS
     )
     await inbox.screenshot(path=str(screenshots / "08b-refused.png"))
-    await inbox.close()
+    await other.close()
 
     # Back to the event just before the decision: the DAG as it was, review waiting, no
     # patch yet if it came later.
