@@ -247,7 +247,7 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
             media_type="application/problem+json",
         )
 
-    mount_console(app, api.console_dir, api.console_command_api_url or settings.command_api_url)
+    mount_console(app, api.console_dir, api.console_command_api_url, settings.command_api_port)
 
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 PREFIX = "/console"
@@ -37,12 +37,22 @@ def _inside(root: Path, wanted: Path) -> bool:
     return True
 
 
-def mount_console(app: FastAPI, dist: Path | None, command_api_url: str) -> None:
+def mount_console(
+    app: FastAPI, dist: Path | None, command_api_url: str | None, command_api_port: int
+) -> None:
+    """Serve the bundle in ``dist``. The page reaches the command API at ``command_api_url``,
+    or, when that is not given, at the host the page itself was loaded from (the name the
+    browser knows, whatever the services listen on) with the command API's port."""
     root = (dist or DEFAULT_DIST).resolve()
 
     @app.get(f"{PREFIX}/config.json", include_in_schema=False)
-    async def console_config() -> JSONResponse:
-        return JSONResponse({"commandApiUrl": command_api_url, "graphqlPath": "/graphql"})
+    async def console_config(request: Request) -> JSONResponse:
+        url = command_api_url
+        if not url:
+            host = request.url.hostname or "127.0.0.1"
+            host = f"[{host}]" if ":" in host else host
+            url = f"{request.url.scheme}://{host}:{command_api_port}"
+        return JSONResponse({"commandApiUrl": url.rstrip("/"), "graphqlPath": "/graphql"})
 
     @app.get(PREFIX, include_in_schema=False)
     @app.get(PREFIX + "/{path:path}", include_in_schema=False)

@@ -31,8 +31,8 @@ class QueryApiSettings(BaseSettings):
     )
     console_command_api_url: str | None = Field(
         default=None,
-        description="The command API's URL as the console's browser reaches it "
-        "(default: the local stack's).",
+        description="The command API's URL as the console's browser reaches it (default: "
+        "the host the browser loaded the console from, with the command API's port).",
     )
     max_subscriptions_per_connection: int = Field(
         default=20,

@@ -18,9 +18,9 @@ from query_api.console import mount_console
 COMMANDS = "http://127.0.0.1:18080"
 
 
-def _console(dist: Path) -> TestClient:
+def _console(dist: Path, command_api_url: str | None = COMMANDS) -> TestClient:
     app = FastAPI()
-    mount_console(app, dist, COMMANDS)
+    mount_console(app, dist, command_api_url, 18080)
     return TestClient(app)
 
 
@@ -60,6 +60,11 @@ def test_nothing_outside_the_bundle_is_served(built: Path) -> None:
 def test_config_tells_the_page_where_the_command_api_is(built: Path) -> None:
     r = _console(built).get("/console/config.json")
     assert r.json() == {"commandApiUrl": COMMANDS, "graphqlPath": "/graphql"}
+    # Unset: the host the browser loaded the page from, with the command API's port.
+    derived = _console(built, None).get(
+        "/console/config.json", headers={"host": "aob.internal:18081"}
+    )
+    assert derived.json()["commandApiUrl"] == "http://aob.internal:18080"
 
 
 def test_without_a_build_the_console_says_how_to_build_it(tmp_path: Path) -> None:
