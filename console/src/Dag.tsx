@@ -40,7 +40,8 @@ const StatusNode = memo(function StatusNode({ data, id }: NodeProps<Node<StatusN
       <Handle type="target" position={Position.Left} />
       <div className="dag-node-id">{data.label}</div>
       <div className="dag-node-meta">
-        {data.type} · {data.status.toLowerCase()}
+        {data.type}
+        {data.status !== "NONE" && <> · {data.status.toLowerCase()}</>}
       </div>
       <Handle type="source" position={Position.Right} />
     </div>
@@ -105,7 +106,8 @@ export function Dag({
 }: {
   layoutKey: string;
   definition: Definition;
-  statuses: Record<string, string>;
+  // null: a workflow's version, which has no statuses (not a run's).
+  statuses: Record<string, string> | null;
   selected?: string | null;
   onSelect?: (id: string) => void;
   height?: number;
@@ -125,7 +127,7 @@ export function Dag({
         source: e.from,
         target: e.to,
         label: e.when,
-        animated: statuses[e.from] === "RUNNING",
+        animated: statuses?.[e.from] === "RUNNING",
       })),
     [definition, statuses],
   );
@@ -138,7 +140,7 @@ export function Dag({
         data: {
           label: n.id,
           type: n.type,
-          status: statuses[n.id] ?? "PENDING",
+          status: statuses ? (statuses[n.id] ?? "PENDING") : "NONE",
           selected: n.id === selected,
         },
         // Known sizes: React Flow shows the nodes and fits the view at once, before measuring.
@@ -161,6 +163,10 @@ export function Dag({
         nodesDraggable={false}
         nodesConnectable={false}
         onNodeClick={(_, n) => onSelect?.(n.id)}
+        // Keyboard: Tab reaches each node, Enter selects it, which opens its panel too.
+        onNodesChange={(changes) => {
+          for (const c of changes) if (c.type === "select" && c.selected) onSelect?.(c.id);
+        }}
         proOptions={{ hideAttribution: true }}
       >
         <Background />

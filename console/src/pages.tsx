@@ -323,7 +323,7 @@ export function WorkflowPage({ id }: { id: string }) {
           </select>
         </label>
       </div>
-      {shown && <Dag key={shown.version} layoutKey={shown.version} definition={shown.definition} statuses={{}} />}
+      {shown && <Dag key={shown.version} layoutKey={shown.version} definition={shown.definition} statuses={null} />}
       <section className="card">
         <h2>Submit a run</h2>
         <form onSubmit={submit}>

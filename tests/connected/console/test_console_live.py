@@ -259,8 +259,9 @@ async def test_approve_patch_go_back_and_fork(
     await expect(dag_node(page, "publish")).to_have_attribute("data-status", "SUCCEEDED")
     await expect(dag_node(page, "drop")).to_have_attribute("data-status", "SKIPPED")
     await expect(page.get_by_test_id("approvals")).to_contain_text("looks right")
-    # The node panel: config, attempts, and the output read on demand.
-    await dag_node(page, "review").click()
+    # The node panel, opened from the keyboard: config, attempts, the output on demand.
+    await page.locator(".react-flow__node", has=dag_node(page, "review")).focus()
+    await page.keyboard.press("Enter")
     panel = page.get_by_test_id("node-panel")
     await expect(panel).to_contain_text("Publish {{ nodes.prepare.output.items }} items?")
     await panel.get_by_role("button", name="Load output").click()
