@@ -709,7 +709,9 @@ export function RunPage({ id }: { id: string }) {
 
       <section className="card">
         <h2>Input and output</h2>
-        <Json value={{ input: run.input, output: run.output }} />
+        <div data-testid="run-io">
+          <Json value={{ input: run.input, output: run.output }} />
+        </div>
       </section>
     </main>
   );

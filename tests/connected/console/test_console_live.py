@@ -298,14 +298,18 @@ async def test_approve_patch_go_back_and_fork(
     await shot(page, screenshots, "09-back-in-time")
 
     # Fork from there, and reject in the fork: it goes down the other branch.
+    await page.get_by_label("New input").fill('{"why": "the other branch"}')
     await page.get_by_role("button", name=f"Fork from here (event {requested})").click()
     await expect(page.locator("p.meta")).to_contain_text(f"forked from {run_id}")
+    await expect(page.get_by_test_id("run-io")).to_contain_text("the other branch")
     fork_approval = page.locator("[data-testid=approval]")
     await expect(fork_approval).to_contain_text("Publish 3 items?", timeout=STEP_MS)
     await fork_approval.get_by_role("button", name="Reject").click()
     await expect(run_status(page)).to_have_text("COMPLETED", timeout=STEP_MS)
     await expect(dag_node(page, "drop")).to_have_attribute("data-status", "SUCCEEDED")
     await expect(dag_node(page, "publish")).to_have_attribute("data-status", "SKIPPED")
+    # Its history starts with the fork.
+    await expect(page.get_by_test_id("timeline")).to_contain_text("run.forked")
     await shot(page, screenshots, "10-fork-rejected")
 
 
