@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
@@ -80,6 +81,9 @@ async def client(services: Settings, api_key: str) -> AsyncIterator[RunClient]:
 
 @pytest.fixture
 async def page(browser: Browser, services: Settings) -> AsyncIterator[Page]:
+    async with httpx.AsyncClient(base_url=services.query_api_url) as http:
+        served = await http.get("/console/")
+    assert served.status_code == 200, f"the console is not served: {served.text}"
     context = await browser.new_context(
         base_url=services.query_api_url, viewport={"width": 1440, "height": 900}
     )
