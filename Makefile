@@ -62,8 +62,9 @@ status: setup
 
 # The tests never talk to a real model provider: without OPENAI_API_KEY and OPENAI_BASE_URL,
 # `aob up` starts the local scripted model and points the agent workers at it.
-# The tests use the scripted model, and one loopback http target (tests/connected/conftest.py).
-TEST_ENV = env -u OPENAI_API_KEY -u OPENAI_BASE_URL AOB_HTTP_ALLOWLIST=127.0.0.1:18095
+# The tests use the scripted model, a loopback http target and a loopback MCP server
+# (tests/connected/conftest.py), which the workers may reach.
+TEST_ENV = env -u OPENAI_API_KEY -u OPENAI_BASE_URL AOB_HTTP_ALLOWLIST=127.0.0.1:18095,127.0.0.1:18096
 
 test: setup browser
 	$(TEST_ENV) $(AOB) up

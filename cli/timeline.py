@@ -29,6 +29,10 @@ def event_detail(kind: str, payload: dict[str, Any], actor: dict[str, Any] | Non
         return f"attempt {payload.get('attempt')} on {payload.get('worker')}"
     if kind == "run.node_queued":
         return f"attempt {payload.get('attempt')} waits: {payload.get('reason', '')}"
+    if kind == "run.node_progress":
+        fraction = payload.get("fraction")
+        done = f" ({fraction:.0%})" if isinstance(fraction, int | float) else ""
+        return f"{payload.get('message', '')}{done}"
     if kind == "run.warning":
         return str(payload.get("message", ""))
     return _approval_or_model_detail(kind, payload)
@@ -45,11 +49,23 @@ def _approval_or_model_detail(kind: str, payload: dict[str, Any]) -> str:
         return f"{payload.get('decision')} by {payload.get('decided_by')}"
     if kind == "run.approval_refused":
         return f"refused: {payload.get('reason', '')}"
+    if kind == "run.tool_called":
+        return tool_call_detail(payload)
     if kind == "run.model_called":
         usage = payload.get("usage") or {}
         tools = ", ".join(payload.get("tool_calls") or []) or payload.get("finish_reason") or ""
         return f"turn {payload.get('turn')}: {usage.get('total_tokens', 0)} tokens → {tools}"
     return _budget_detail(kind, payload)
+
+
+def tool_call_detail(payload: dict[str, Any]) -> str:
+    """``http → ok in 12 ms`` or ``http → error: …``, with the attempt."""
+    took = payload.get("duration_ms") or 0
+    head = f"{payload.get('tool')} (attempt {payload.get('attempt')})"
+    if payload.get("ok"):
+        where = " → CAS" if payload.get("result_ref") else ""
+        return f"{head} → ok in {took:.0f} ms{where}"
+    return f"{head} → error: {payload.get('error') or ''}"
 
 
 def _budget_detail(kind: str, payload: dict[str, Any]) -> str:

@@ -19,7 +19,8 @@ into them here, in log order, and writes back the rows that changed. Rules:
   ApprovalDecided makes the node SUCCEEDED with the decision as output; ApprovalRefused is
   noted on the row; a run that ends first leaves the row CANCELLED;
 - token usage of agent nodes is the sum of their ModelCalled events, failed attempts too,
-  and so is their cost in dollars;
+  and so is their cost in dollars; their tool calls are their ToolCalled events, one entry
+  per call id (a success replacing a failure of the same call);
 - an agent's BudgetExceeded with ``on_exceed: wait`` makes it WAITING and opens an
   ``approvals`` row of kind BUDGET (with ``fail``, the NodeFailed that follows fails it);
   its ApprovalDecided leaves the node to what follows (a new attempt, or a failure);
@@ -76,6 +77,7 @@ from schemas.events import (
     RunForked,
     RunStarted,
     RunSubmitted,
+    ToolCalled,
 )
 
 # A FAILED row is the latest attempt's outcome, not the node's: a later attempt restarts it.
@@ -161,6 +163,8 @@ class RunFold:
             self._refresh_status(run)
         elif isinstance(ev, ModelCalled):
             self._usage(run, ev)
+        elif isinstance(ev, ToolCalled):
+            self._tool_called(run, ev)
         elif isinstance(ev, NodeQueued):
             self._queued(run, ev)
         elif isinstance(ev, BudgetExceeded):
@@ -471,6 +475,31 @@ class RunFold:
         node.total_tokens += u.total_tokens
         node.cached_tokens += u.cached_tokens
         node.cost_usd += ev.payload.cost_usd or 0.0
+
+    def _tool_called(self, run: RunRow, ev: ToolCalled) -> None:
+        """A call once per id: a call a later attempt made again (it had failed) replaces
+        its entry, and counts once."""
+        p = ev.payload
+        node = self._node(run, p.node_id)
+        entry = {
+            "call_id": p.call_id,
+            "tool": p.tool,
+            "attempt": p.attempt,
+            "ok": p.ok,
+            "error": p.error,
+            "duration_ms": p.duration_ms,
+            "result_ref": p.result_ref,
+            "arguments_sha256": p.arguments_sha256,
+            "at": ev.occurred_at.isoformat(),
+        }
+        calls = [c for c in (node.tool_calls or []) if isinstance(c, dict)]
+        same = [i for i, c in enumerate(calls) if c.get("call_id") == p.call_id]
+        if not same:
+            calls.append(entry)
+        elif p.ok and not calls[same[0]].get("ok"):
+            calls[same[0]] = entry
+        node.tool_calls = calls
+        node.tool_call_count = len(calls)
 
     def _budget_exceeded(self, run: RunRow, ev: BudgetExceeded) -> None:
         """With ``wait``, the node waits for a raise, as a hitl node for a decision."""

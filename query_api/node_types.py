@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from query_api.context import ReadContext
+from query_api.pagination import MAX_PAGE, page_size
 from query_api.rows import from_row
 from query_api.statuses import NodeStatus
 
@@ -32,17 +34,57 @@ class TokenUsage:
         )
 
 
-@strawberry.type(description="What a run's agents spent, every model call counted.")
+@strawberry.type(description="What a run's agents spent, every model and tool call counted.")
 class Spend:
     tokens: int = strawberry.field(description="Tokens, prompt and completion.")
     usd: float = strawberry.field(
         description="US dollars, as each call was priced when it was made (calls of a model "
         "with no price count nothing here)."
     )
+    tool_calls: int = strawberry.field(
+        default=0,
+        description="Tool calls the agents made (each distinct call once, however many "
+        "attempts it took).",
+    )
 
     @staticmethod
     def of(rows: Sequence[Any]) -> Spend:
-        return Spend(tokens=sum(r.total_tokens for r in rows), usd=sum(r.cost_usd for r in rows))
+        return Spend(
+            tokens=sum(r.total_tokens for r in rows),
+            usd=sum(r.cost_usd for r in rows),
+            tool_calls=sum(r.tool_call_count for r in rows),
+        )
+
+
+@strawberry.type(description="One tool call of an agent node (run.tool_called).")
+class ToolCall:
+    call_id: str = strawberry.field(
+        description="The same for the same call made again by a later attempt."
+    )
+    tool: str = strawberry.field(description="`http`, a node type, or `server__tool` (MCP).")
+    attempt: int
+    ok: bool
+    error: str | None
+    duration_ms: float
+    result_ref: str | None = strawberry.field(
+        description="CAS reference of a large result; a small one is in the event."
+    )
+    arguments_sha256: str
+    at: datetime
+
+    @staticmethod
+    def of(entry: dict[str, Any]) -> ToolCall:
+        return ToolCall(
+            call_id=str(entry.get("call_id", "")),
+            tool=str(entry.get("tool", "")),
+            attempt=int(entry.get("attempt") or 0),
+            ok=bool(entry.get("ok")),
+            error=entry.get("error"),
+            duration_ms=float(entry.get("duration_ms") or 0.0),
+            result_ref=entry.get("result_ref"),
+            arguments_sha256=str(entry.get("arguments_sha256", "")),
+            at=datetime.fromisoformat(str(entry.get("at"))),
+        )
 
 
 @strawberry.type(description="What a run's agents may spend together.")
@@ -77,6 +119,10 @@ class Node:
     total_tokens: strawberry.Private[int] = 0
     cached_tokens: strawberry.Private[int] = 0
     cost_usd: strawberry.Private[float] = 0.0
+    tool_call_count: int = strawberry.field(
+        default=0, description="How many distinct tool calls the node made (agent nodes)."
+    )
+    tool_call_rows: strawberry.Private[Any] = None
 
     @staticmethod
     def of(r: Any) -> Node:
@@ -88,7 +134,25 @@ class Node:
             type=r["node_type"],
             status=NodeStatus(r["status"]),
             inline_output=r["output"],
+            tool_call_count=r.get("tool_call_count") or 0,
+            tool_call_rows=r.get("tool_calls"),
         )
+
+    @strawberry.field(description="The node's tool calls in log order (agent nodes).")
+    def tool_calls(
+        self,
+        first: Annotated[
+            int,
+            strawberry.argument(description="How many to return, at most (1 to 500)."),
+        ] = MAX_PAGE,
+    ) -> list[ToolCall]:
+        limit = page_size(first)  # refused before anything is read
+        rows = self.tool_call_rows
+        if isinstance(rows, str):  # asyncpg hands jsonb over as its text
+            rows = json.loads(rows)
+        if not isinstance(rows, list):
+            return []
+        return [ToolCall.of(e) for e in rows[:limit] if isinstance(e, dict)]
 
     @strawberry.field(description="Token usage of this node's model calls (agent nodes).")
     def usage(self) -> TokenUsage:

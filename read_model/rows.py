@@ -53,6 +53,10 @@ class NodeRow:
     cached_tokens: int = 0
     waiting_reason: str | None = None  # why a SCHEDULED node has not started (run.node_queued)
     cost_usd: float = 0.0  # the priced model calls' cost in US dollars
+    tool_call_count: int = 0  # distinct tool calls of the node (run.tool_called), all attempts
+    # Each call, in log order: {call_id, tool, attempt, ok, error, duration_ms, result_ref,
+    # arguments_sha256, at}; the result itself stays in the event (or the CAS).
+    tool_calls: Any = None
 
 
 @dataclass

@@ -124,6 +124,10 @@ ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS cached_tokens bigint NOT NU
 ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS waiting_reason text;
 -- What the node's model calls cost in US dollars, as each run.model_called priced it.
 ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS cost_usd double precision NOT NULL DEFAULT 0;
+-- An agent node's tool calls (run.tool_called): how many distinct ones, and each one's
+-- summary in log order (the result stays in the event, or the CAS).
+ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS tool_call_count bigint NOT NULL DEFAULT 0;
+ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS tool_calls jsonb;
 
 -- A hitl node's request for a decision, and what became of it.
 CREATE TABLE IF NOT EXISTS approvals (

@@ -49,11 +49,15 @@ def call_spend(called: ModelCalledPayload) -> Spend:
 
 
 def add(a: Spend, b: Spend) -> Spend:
-    return Spend(tokens=a.tokens + b.tokens, usd=a.usd + b.usd)
+    return Spend(
+        tokens=a.tokens + b.tokens, usd=a.usd + b.usd, tool_calls=a.tool_calls + b.tool_calls
+    )
 
 
 def node_spend(node: NodeState) -> Spend:
-    total = NOTHING
+    """The node's model calls (tokens, dollars) and its tool calls (each distinct call once,
+    however many attempts it took to answer)."""
+    total = Spend(tool_calls=len(node.tool_calls))
     for turns in node.calls.values():
         for spent in turns.values():
             total = add(total, spent)
@@ -61,7 +65,8 @@ def node_spend(node: NodeState) -> Spend:
 
 
 def run_spend(state: RunState) -> Spend:
-    """Every model call of the run folded so far, all nodes and attempts."""
+    """Every model and tool call of the run folded so far, all nodes and attempts. Tool
+    calls are counted, not bounded: a budget is in tokens and dollars."""
     total = NOTHING
     for node in state.nodes.values():
         total = add(total, node_spend(node))

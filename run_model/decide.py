@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from run_model.backoff import retry_delay_s
 from run_model.budgets import answer_turn, judge_raise
@@ -26,6 +27,7 @@ from run_model.forking import fork_point_failure
 from run_model.limits import COMMENT_MAX_CHARS, capped
 from run_model.patching import PatchLimits, Refused, judge
 from run_model.state import Approval, NodeStatus, RunState, RunStatus
+from schemas.agent_tools import ToolCallRecord, registered_type_names
 from schemas.canonical import json_ref
 from schemas.codec import encode_event
 from schemas.envelope import Event, EventT, Payload
@@ -511,6 +513,7 @@ class _Decider:
             attempt,
         )
         patches = may_patch(definition.type, definition.config)
+        agent = definition.type == "agent"
         self.tasks.append(
             NodeTask(
                 task_id=scheduled.event_id,
@@ -529,9 +532,25 @@ class _Decider:
                 version=self.state.version,
                 # Only a node that may patch is shown what it patches: tasks stay small.
                 definition=self.state.current_definition() if patches else None,
-                agent_limits=self.state.agent_limits if definition.type == "agent" else None,
+                agent_limits=self.state.agent_limits if agent else None,
+                tool_types=self._tool_types(definition.config) if agent else None,
+                tool_calls=self._finished_tool_calls(node_id) if agent else [],
             )
         )
+
+    def _tool_types(self, config: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+        """The registered node types an agent names in its tools, as the run's IR has them
+        (``WorkflowIR.node_types``, filled at publish); None when it names none."""
+        names = registered_type_names(config.get("tools"))
+        known = self.state.ir.node_types
+        types = {name: known[name].model_dump(mode="json") for name in names if name in known}
+        return types or None
+
+    def _finished_tool_calls(self, node_id: str) -> list[ToolCallRecord]:
+        """The node's tool calls that answered, in a stable order: a retried attempt reuses
+        them instead of calling again (``schemas.agent_tools``)."""
+        calls = self.state.nodes[node_id].tool_calls
+        return [calls[k] for k in sorted(calls) if calls[k].ok]
 
     def _context(self) -> dict[str, NodeContext]:
         """Every node finished so far (succeeded or skipped), as templates see it."""

@@ -13,6 +13,7 @@ from run_model.agent_policy import agent_proposer
 from run_model.budgets import call_spend
 from run_model.forking import fork_state
 from run_model.state import NODE_IN_FLIGHT, Approval, NodeState, NodeStatus, RunState, RunStatus
+from schemas.agent_tools import ToolCallRecord
 from schemas.budgets import AgentRunLimits
 from schemas.envelope import Event
 from schemas.events import (
@@ -23,6 +24,7 @@ from schemas.events import (
     ModelCalled,
     ModelCalledPayload,
     NodeFailed,
+    NodeProgress,
     NodeQueued,
     NodeRetryPlanned,
     NodeScheduled,
@@ -40,14 +42,16 @@ from schemas.events import (
     RunForked,
     RunStarted,
     RunSubmitted,
+    ToolCalled,
+    ToolCalledPayload,
 )
 
 # Events that tell about a run without changing what the coordinator knows of it: a worker's
-# note that an attempt waits for a limit. They are not even recorded as applied: the state
-# is returned as it was, so the coordinator neither copies nor stores it again (a flood of
-# waiting tasks would otherwise rewrite as many states and hold up every other run behind it
-# in the partition).
-NO_EFFECT: tuple[type[Event], ...] = (NodeQueued,)
+# note that an attempt waits for a limit, a node's report of its progress. They are not even
+# recorded as applied: the state is returned as it was, so the coordinator neither copies nor
+# stores it again (a flood of waiting tasks, or a chatty node, would otherwise rewrite as many
+# states and hold up every other run behind it in the partition).
+NO_EFFECT: tuple[type[Event], ...] = (NodeQueued, NodeProgress)
 
 
 def failed_for_good(state: RunState, node_id: str, attempt: int, retryable: bool) -> bool:
@@ -185,6 +189,8 @@ def _apply(state: RunState, event: Event) -> None:
             node.output_ref = None
     elif isinstance(event, ModelCalled):
         _called(state, event.payload)
+    elif isinstance(event, ToolCalled):
+        _tool_called(state, event.payload)
     elif isinstance(event, BudgetExceeded):
         b = event.payload
         node = _node(state, b.node_id)
@@ -242,6 +248,29 @@ def _called(state: RunState, called: ModelCalledPayload) -> None:
         return
     calls = {**old.calls, called.attempt: {**turns, called.turn: call_spend(called)}}
     state.nodes = {**state.nodes, called.node_id: old.model_copy(update={"calls": calls})}
+
+
+def _tool_called(state: RunState, called: ToolCalledPayload) -> None:
+    """Record a finished tool call under its id: the first report counts, except that a
+    success replaces a failure (a later attempt made the same call again, and it answered).
+    Like a model call, a call of a node that has finished counts too: it was made."""
+    old = state.nodes.get(called.node_id)
+    if old is None:
+        return
+    known = old.tool_calls.get(called.call_id)
+    if known is not None and (known.ok or not called.ok):
+        return
+    record = ToolCallRecord(
+        call_id=called.call_id,
+        tool=called.tool,
+        attempt=called.attempt,
+        ok=called.ok,
+        result=called.result,
+        result_ref=called.result_ref,
+        error=called.error,
+    )
+    calls = {**old.tool_calls, called.call_id: record}
+    state.nodes = {**state.nodes, called.node_id: old.model_copy(update={"tool_calls": calls})}
 
 
 def _patched(state: RunState, p: PatchAppliedPayload) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.agent_tools import ToolCallRecord
 from schemas.budgets import AgentRunLimits, Budget
 from schemas.events import Spend
 from schemas.ir import IRNode, WorkflowIR
@@ -104,6 +105,11 @@ class NodeState(BaseModel):
         default_factory=dict,
         description="Agent nodes: attempt -> turn -> what that model call spent, from its "
         "ModelCalled (the first report of each turn counts; failed attempts too).",
+    )
+    tool_calls: dict[str, ToolCallRecord] = Field(
+        default_factory=dict,
+        description="Agent nodes: call id -> the tool call, from its ToolCalled (the first "
+        "report counts, but a success replaces a failure: a later attempt made it again).",
     )
 
     @property

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas import reports
+from schemas.agent_tools import arguments_digest, call_id
 from schemas.budgets import AgentRunLimits, BudgetRaise
 from schemas.canonical import canonical_json, sha256_hex
 from schemas.compiler import topological_order
@@ -32,6 +33,8 @@ from schemas.events import (
     RunSubmitted,
     RunSubmittedPayload,
     TokenUsage,
+    ToolCalled,
+    ToolCalledPayload,
     TurnRequested,
     TurnRequestedPayload,
 )
@@ -206,6 +209,32 @@ def model_called(
         cost_usd=cost_usd,
     )
     return reports.report(ModelCalled, task, payload, "model_called", str(turn), at=EPOCH)
+
+
+def tool_called(
+    task: NodeTask,
+    tool: str,
+    arguments: Any,
+    *,
+    ordinal: int = 0,
+    ok: bool = True,
+    result: Any = None,
+    error: str | None = None,
+) -> ToolCalled:
+    """What the agent worker appends once a tool call of ``task``'s attempt answered."""
+    cid = call_id(task.run_id, task.node_id, tool, arguments, ordinal)
+    payload = ToolCalledPayload(
+        node_id=task.node_id,
+        attempt=task.attempt,
+        call_id=cid,
+        tool=tool,
+        arguments_sha256=arguments_digest(arguments),
+        ok=ok,
+        result=result if ok else None,
+        error=None if ok else (error or "it failed"),
+        duration_ms=3.0,
+    )
+    return reports.report(ToolCalled, task, payload, "tool_called", cid, at=EPOCH)
 
 
 def patch_submitted(

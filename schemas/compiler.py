@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 
+from schemas.agent_tools import BUILT_IN_TOOLS, ToolEntryError, parse_tools
 from schemas.canonical import canonical_json, sha256_hex
 from schemas.concurrency_keys import concurrency_key_reasons
 from schemas.errors import InvalidWorkflow
@@ -53,6 +54,8 @@ def validate_graph(
             reasons.append(_unknown_type(node, registered))
         if node.type == "hitl":
             reasons.extend(_hitl_config_reasons(node))
+        if node.type == "agent":
+            reasons.extend(agent_tools_reasons(node, registered))
         try:  # secrets.NAME is read by the worker; any other way of reading secrets is not
             secret_references(node.config)
         except SecretReferenceError as e:
@@ -89,6 +92,23 @@ def validate_graph(
         if cycle:
             reasons.append("the graph has a cycle: " + " -> ".join(cycle))
     return reasons
+
+
+def agent_tools_reasons(node: NodeDef, registered: Mapping[str, IRNodeType]) -> list[str]:
+    """What is wrong with an agent node's ``tools`` (``schemas.agent_tools``): an entry that
+    is no tool, a bad MCP entry, or the name of a node type that is not registered (among
+    ``registered``, the types the definition may use)."""
+    try:
+        tools = parse_tools(node.config.get("tools"))
+    except ToolEntryError as e:
+        return [f"node {node.id!r}: {e}"]
+    return [
+        f"node {node.id!r}: tool {name!r} is not a node type registered for this tenant "
+        f"(register it with PUT /v1/node-types/{name}; built-in tools: "
+        f"{', '.join(BUILT_IN_TOOLS)}; or an MCP server)"
+        for name in tools.node_types
+        if name not in registered
+    ]
 
 
 def _unknown_type(node: NodeDef, registered: Mapping[str, IRNodeType]) -> str:

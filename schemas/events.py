@@ -166,6 +166,24 @@ class NodeQueued(Event):
     payload: NodeQueuedPayload
 
 
+class NodeProgressPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    seq: int = Field(ge=1, description="1 for the attempt's first progress report.")
+    message: str = Field(description="What the node is doing, in its own words.")
+    fraction: float | None = Field(
+        None, ge=0, le=1, description="How much of its work is done, when it can tell."
+    )
+
+
+@event("run.node_progress")
+class NodeProgress(Event):
+    """A node's code says how its attempt goes (``job.progress`` in the worker SDK, ``aob``):
+    for people watching the run, in its timeline. The coordinator routes on none of it."""
+
+    payload: NodeProgressPayload
+
+
 class NodeSucceededPayload(Payload):
     node_id: str
     attempt: int = Field(ge=1)
@@ -494,12 +512,42 @@ class ModelCalled(Event):
     payload: ModelCalledPayload
 
 
+class ToolCalledPayload(Payload):
+    node_id: str = Field(description="The agent node whose model called the tool.")
+    attempt: int = Field(ge=1, description="The agent's attempt that made the call.")
+    call_id: str = Field(
+        description="A pure function of the run, node, tool, arguments and the call's ordinal "
+        "among identical calls (``schemas.agent_tools.call_id``): the same call made again "
+        "by a retried attempt has the same id."
+    )
+    tool: str = Field(description="As offered to the model: `http`, a node type, `server__tool`.")
+    arguments_sha256: str = Field(description="sha256 of the arguments' canonical JSON.")
+    ok: bool = Field(description="Whether the call answered; false: `error` says why.")
+    result: Any = Field(None, description="The result itself when small (see result_ref).")
+    result_ref: str | None = Field(
+        None, description="CAS reference of a result too large to travel inline."
+    )
+    error: str | None = Field(None, description="Why the call failed, as the model was told.")
+    duration_ms: float = Field(0.0, ge=0, description="How long the call took.")
+
+
+@event("run.tool_called")
+class ToolCalled(Event):
+    """One tool call of an agent node finished (or failed): appended by whoever made it (the
+    agent's worker for http and MCP tools, the node type's worker for a registered type).
+    The coordinator keeps finished calls per node and gives them to a retried attempt, whose
+    worker reuses a result instead of calling again; budgets count the calls."""
+
+    payload: ToolCalledPayload
+
+
 # --- budgets (a run's budget over its agents' model calls) ----------------------------
 
 
 class Spend(Payload):
     tokens: int = Field(0, ge=0, description="Total tokens of the calls counted.")
     usd: float = Field(0.0, ge=0, description="Their cost in US dollars, as priced.")
+    tool_calls: int = Field(0, ge=0, description="Tool calls the run's agents made.")
 
 
 class TurnRequestedPayload(Payload):

@@ -24,6 +24,8 @@ from schemas.events import (
     INLINE_OUTPUT_MAX_BYTES,
     NodeFailed,
     NodeFailedPayload,
+    NodeProgress,
+    NodeProgressPayload,
     NodeQueued,
     NodeQueuedPayload,
     NodeStarted,
@@ -78,6 +80,30 @@ def queued(
         worker=worker,
     )
     return report(NodeQueued, task, payload, "queued", waiting_for, at=at)
+
+
+# A progress message is for a person watching the run: a line or a paragraph, not a log.
+MAX_PROGRESS_CHARS = 1000
+
+
+def progress(
+    task: NodeTask,
+    seq: int,
+    message: str,
+    fraction: float | None = None,
+    *,
+    at: datetime | None = None,
+) -> NodeProgress:
+    """The attempt's ``seq``-th progress report (1 for the first): a task delivered again
+    reports its progress under the same ids, so every consumer keeps one copy of each."""
+    payload = NodeProgressPayload(
+        node_id=task.node_id,
+        attempt=task.attempt,
+        seq=seq,
+        message=reason_text(message)[:MAX_PROGRESS_CHARS],
+        fraction=fraction,
+    )
+    return report(NodeProgress, task, payload, "progress", str(seq), at=at)
 
 
 def inline(output_size: int) -> bool:

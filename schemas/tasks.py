@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.agent_tools import ToolCallOrigin, ToolCallRecord
 from schemas.budgets import AgentRunLimits
 from schemas.workflow import ConcurrencyKey
 
@@ -70,8 +71,26 @@ class NodeTask(BaseModel):
         "each model call when it has one), the cap on `max_tokens`, the models allowed and "
         "the tenant's prices.",
     )
+    tool_types: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description="Agent nodes: the registered node types their `tools` name, as "
+        "`{name: {config_schema, output_schema, description}}` (the run's `ir.node_types`).",
+    )
+    tool_calls: list[ToolCallRecord] = Field(
+        default_factory=list,
+        description="Agent nodes: the tool calls earlier attempts of the node finished; "
+        "the worker reuses their results instead of calling again.",
+    )
+    tool_call: ToolCallOrigin | None = Field(
+        None,
+        description="Set when the task is an agent's tool call, not a node of the run: "
+        "`config` is the call's arguments, and the worker answers with run.tool_called.",
+    )
 
     @property
     def idempotency_key(self) -> str:
-        """Passed to side effects: the same for every delivery of this attempt."""
+        """Passed to side effects: the same for every delivery of this attempt (of a tool
+        call: for every attempt of the agent that makes the same call)."""
+        if self.tool_call is not None:
+            return f"{self.run_id}/{self.node_id}/{self.tool_call.call_id}"
         return f"{self.run_id}/{self.node_id}/{self.attempt}"

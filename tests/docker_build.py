@@ -243,18 +243,44 @@ def top_level_packages(root: Path) -> list[str]:
     return sorted({name for name in found["include"] if "." not in name and "*" not in name})
 
 
-def installed_files(root: Path) -> list[str]:
-    """Files of the project's packages that a wheel must carry: modules and package data."""
+def package_dir(root: Path, package: str) -> Path:
+    """The folder of ``package``: under one of the folders ``packages.find`` looks in
+    (its ``where``: the root, and ``sdk`` for the worker SDK's ``aob``)."""
+    found = _pyproject(root)["tool"]["setuptools"]["packages"]["find"]  # type: ignore[index]
+    for where in found.get("where", ["."]):
+        folder = root / where / package
+        if (folder / "__init__.py").is_file():
+            return folder
+    raise FileNotFoundError(f"package {package} is in none of {found.get('where', ['.'])}")
+
+
+def module_name(root: Path, package: str, path: Path) -> str:
+    """The dotted name of ``path``, a module of ``package`` (``__init__`` kept)."""
+    base = package_dir(root, package).parent
+    return ".".join(path.relative_to(base).with_suffix("").parts)
+
+
+def package_files(root: Path) -> list[tuple[str, str]]:
+    """Files of the project's packages that a wheel must carry (modules and package data):
+    (path in the project, path in the wheel), which differ for a package not at the root."""
     setuptools = _pyproject(root)["tool"]["setuptools"]  # type: ignore[index]
     data = setuptools.get("package-data", {}).get("*", [])  # type: ignore[union-attr]
     out = []
     for package in top_level_packages(root):
-        for path in (root / package).rglob("*"):
+        folder = package_dir(root, package)
+        for path in folder.rglob("*"):
             if "__pycache__" in path.parts or not path.is_file():
                 continue
             if path.suffix == ".py" or any(fnmatch.fnmatch(path.name, p) for p in data):
-                out.append(path.relative_to(root).as_posix())
+                out.append(
+                    (path.relative_to(root).as_posix(), path.relative_to(folder.parent).as_posix())
+                )
     return sorted(out)
+
+
+def installed_files(root: Path) -> list[str]:
+    """The paths in the wheel of the project's package files (``package_files``)."""
+    return sorted(installed for _, installed in package_files(root))
 
 
 _PROBE = """

@@ -51,8 +51,9 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from cas.store import BlobCorrupted, BlobNotFound, CasError
 from schemas import reports
+from schemas.agent_tools import ToolCallOrigin, arguments_digest
 from schemas.envelope import Event
-from schemas.events import WaitingFor
+from schemas.events import ToolCalled, ToolCalledPayload, WaitingFor
 from schemas.position import Position
 from schemas.secret_refs import SecretReferenceError, secret_references
 from schemas.tasks import NodeTask
@@ -78,6 +79,10 @@ class EventSink(Protocol):
 class BlobStore(Protocol):
     async def put_bytes(self, data: bytes, content_type: str = ...) -> str: ...
     async def get_json(self, ref: str) -> Any: ...
+
+
+class TaskSink(Protocol):
+    async def send_task(self, task: NodeTask) -> Position: ...
 
 
 # A rendered concurrency key longer than this fails the node: it is a key, not a document.
@@ -116,8 +121,10 @@ class TaskExecutor:
         remember_tasks: int = 50_000,
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         secrets: SecretSource | None = None,
+        tasks: TaskSink | None = None,
     ) -> None:
         self._events = events
+        self._tasks = tasks
         self._store = store
         self._handlers = handlers
         self._worker = worker_name
@@ -233,7 +240,11 @@ class TaskExecutor:
             raise TaskCrashed(task.task_id, reason, reported=reported) from e
 
     async def _report_crash(self, task: NodeTask, reason: str) -> bool:
-        """Whether the node could be reported failed (not if even that fails: a bug again)."""
+        """Whether the node could be reported failed (not if even that fails: a bug again).
+        An agent's tool call is not a node of its own: it is parked unreported, and the
+        agent learns that the call had no answer in time."""
+        if task.tool_call is not None:
+            return False
         try:
             event = reports.failed(task, reports.node_reason(task, reason), retryable=True)
             await self._report(event)
@@ -245,6 +256,9 @@ class TaskExecutor:
         return True
 
     async def _execute(self, task: NodeTask, attempt: _Attempt) -> None:
+        if task.tool_call is not None:
+            await self._tool_call(task, task.tool_call)
+            return
         handler = self._handlers.get(task.node_type)
         if handler is None:
             await self._report(
@@ -287,7 +301,7 @@ class TaskExecutor:
         await self._report(reports.started(task, self._worker))
         timeout = task.timeout_s or self._default_timeout
         try:
-            job = Job(task, context, report, secrets)
+            job = Job(task, context, report, secrets, store=self._store, send_task=self._send_task)
             output = await asyncio.wait_for(handler(job), timeout)
             if output is WAITING:
                 return  # the node waits outside the worker; its handler reported why
@@ -305,6 +319,61 @@ class TaskExecutor:
                 lambda: self._store.put_bytes(data, "application/json"), "store output"
             )
         await report(reports.succeeded(task, output, ref, len(data)))
+
+    @property
+    def _send_task(self) -> Callable[[NodeTask], Awaitable[Position]] | None:
+        return self._tasks.send_task if self._tasks is not None else None
+
+    async def _tool_call(self, task: NodeTask, origin: ToolCallOrigin) -> None:
+        """An agent's call of this node type (``workers.agent.node_tools``): run the handler
+        on the call's arguments and answer with ``run.tool_called``, never a node outcome
+        (the node is the agent's). The arguments are a model's: they read no secret, and the
+        handler sees no run context but them. Every failure is an answer (``ok: false``)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        handler = self._handlers.get(task.node_type)
+        timeout = task.timeout_s or self._default_timeout
+        ok, output, ref, error = False, None, None, None
+        if handler is None:
+            error = f"no handler for node type {task.node_type!r} in this worker"
+        else:
+            try:
+                if secret_references(task.config):
+                    raise ConfigError("a tool call's arguments may not read secrets")
+                job = Job(
+                    task,
+                    {"input": None, "nodes": {}},
+                    self._report,
+                    store=self._store,
+                    send_task=self._send_task,
+                )
+                output = await asyncio.wait_for(handler(job), timeout)
+                if output is WAITING:
+                    raise ConfigError(f"node type {task.node_type!r} waits: it cannot be a tool")
+                data = encoded_output(output, self._max_output)
+                ok = True
+            except SecretReferenceError as e:
+                error = str(e)
+            except Exception as e:  # noqa: BLE001 - every failure is the model's to read
+                error, _ = classify(e, timeout)
+        if ok and not reports.inline(len(data)):
+            ref = await self._retrying(
+                lambda: self._store.put_bytes(data, "application/json"), "store tool result"
+            )
+            output = None
+        payload = ToolCalledPayload(
+            node_id=origin.node_id,
+            attempt=origin.attempt,
+            call_id=origin.call_id,
+            tool=origin.tool,
+            arguments_sha256=arguments_digest(task.config),
+            ok=ok,
+            result=output if ok else None,
+            result_ref=ref,
+            error=None if ok else reports.reason_text(error or "the call failed"),
+            duration_ms=max(loop.time() - started, 0.0) * 1000,
+        )
+        await self._report(reports.report(ToolCalled, task, payload, "tool_called"))
 
     async def _secret_values(self, task: NodeTask) -> dict[str, str]:
         """The values of the secrets ``task``'s config names ({} if none); a NodeError

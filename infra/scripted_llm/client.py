@@ -18,10 +18,15 @@ class ScriptedLLMClient:
     async def __aexit__(self, *exc: object) -> None:
         await self._client.aclose()
 
-    async def add_script(self, match: str, replies: list[dict[str, Any]]) -> int:
-        response = await self._client.post(
-            f"{self._url}/scripts", json={"match": match, "replies": replies}
-        )
+    async def add_script(
+        self, match: str, replies: list[dict[str, Any]], *, by_turn: bool = False
+    ) -> int:
+        """Register a script; ``by_turn``: replies by the conversation's turn, never used
+        up (``infra.scripted_llm.scripts``)."""
+        body: dict[str, Any] = {"match": match, "replies": replies}
+        if by_turn:
+            body["by_turn"] = True
+        response = await self._client.post(f"{self._url}/scripts", json=body)
         response.raise_for_status()
         return int(response.json()["id"])
 

@@ -13,6 +13,16 @@ is one of::
 and ``content``/``tool_calls`` replies may carry ``usage`` (any of ``prompt_tokens``,
 ``completion_tokens``, ``total_tokens``, ``cached_tokens``) instead of the counted one.
 
+A script with ``"by_turn": true`` is not used up: a request gets the reply at the index of
+its conversation's turn (how many assistant messages it holds), as long as there is one. A
+conversation started again (an agent's attempt retried, its worker killed midway) gets the
+same replies again, so a test can script "call tool X with Y, then finish" and have it hold
+whichever attempt asks::
+
+    {"match": "token", "by_turn": true, "replies": [
+        {"tool_calls": [{"name": "http", "arguments": {"url": "http://…"}}]},
+        {"tool_calls": [{"name": "finish", "arguments": {"output": "done"}}]}]}
+
 With no script to answer, the default reply calls ``finish`` (when the request offers it)
 with a short, plainly marked summary of the prompt, so any workflow runs. Usage is counted
 in words, deterministically: prompt tokens are the words of every message, cached tokens
@@ -85,6 +95,7 @@ class ScriptIn(BaseModel):
 
     match: str = Field(min_length=1)
     replies: list[Reply] = Field(min_length=1)
+    by_turn: bool = False
 
 
 @dataclass
@@ -93,10 +104,17 @@ class Script:
     match: str
     replies: list[Reply]
     used: int = 0
+    by_turn: bool = False
 
     @property
     def exhausted(self) -> bool:
-        return self.used >= len(self.replies)
+        return not self.by_turn and self.used >= len(self.replies)
+
+    def reply_for(self, turn: int) -> Reply | None:
+        """The reply for a request at ``turn`` (its assistant messages), None if none."""
+        if self.by_turn:
+            return self.replies[turn] if turn < len(self.replies) else None
+        return None if self.exhausted else self.replies[self.used]
 
 
 @dataclass
@@ -139,7 +157,9 @@ class ScriptBook:
 
     def add(self, script: ScriptIn) -> Script:
         with self._lock:
-            added = Script(len(self.scripts) + 1, script.match, list(script.replies))
+            added = Script(
+                len(self.scripts) + 1, script.match, list(script.replies), by_turn=script.by_turn
+            )
             self.scripts.append(added)
             return added
 
@@ -154,14 +174,19 @@ class ScriptBook:
         and the request's cached-prefix tokens; the request is recorded."""
         messages = body.get("messages") or []
         texts = [message_text(m) for m in messages]
+        turn = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant")
         with self._lock:
             script = next(
-                (s for s in self.scripts if not s.exhausted and any(s.match in t for t in texts)),
+                (
+                    s
+                    for s in self.scripts
+                    if s.reply_for(turn) is not None and any(s.match in t for t in texts)
+                ),
                 None,
             )
             reply = None
             if script is not None:
-                reply = script.replies[script.used]
+                reply = script.reply_for(turn)
                 script.used += 1
             cached = 0
             first = messages[0] if messages else None

@@ -19,12 +19,16 @@ from tests.http_support import LoopbackServer
 # kernel's range of ports for outgoing connections, so it is free to bind. A second stack on
 # the same machine (other AOB_*_PORT settings) takes another with AOB_TEST_HTTP_TARGET_PORT.
 LIVE_HTTP_TARGET = ("127.0.0.1", int(os.environ.get("AOB_TEST_HTTP_TARGET_PORT", "18095")))
+# A loopback MCP server the agents of the test stack may reach (their MCP client goes through
+# the same guard and allowlist); the stack is started with it in AOB_HTTP_ALLOWLIST too.
+LIVE_MCP_TARGET = ("127.0.0.1", int(os.environ.get("AOB_TEST_MCP_PORT", "18096")))
 
 
 @pytest.fixture(scope="session")
 async def services(stack: Settings) -> Settings:
     """Every AOB service running (``aob up``), on top of the stack's servers."""
-    os.environ.setdefault("AOB_HTTP_ALLOWLIST", "{}:{}".format(*LIVE_HTTP_TARGET))
+    targets = ["{}:{}".format(*LIVE_HTTP_TARGET), "{}:{}".format(*LIVE_MCP_TARGET)]
+    os.environ.setdefault("AOB_HTTP_ALLOWLIST", ",".join(targets))
     await Stack(stack).up()
     return stack
 

@@ -25,6 +25,7 @@ EXPECTED = {
     "replay": {"projections", "dump"},
     "secrets": {"set", "list", "delete"},
     "limits": {"show", "set"},
+    "worker": None,
 }
 
 

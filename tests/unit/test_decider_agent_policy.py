@@ -197,10 +197,14 @@ def test_an_agent_may_not_add_a_node_with_tools(tools: Any) -> None:
     h = running_plan()
     before = h.run.version
     ops = [add_node(node("helper", "agent", prompt="go", tools=tools)), add_edge("plan", "helper")]
-    assert rejected(h.feed(by_agent(ops))) == [
+    reasons = rejected(h.feed(by_agent(ops)))
+    assert (
         f"agent patches may not give tools to a node: node 'helper' would have tools {tools!r} "
         "(rule: agent-may-not-give-tools): leave 'tools' out of its config"
-    ]
+    ) in reasons
+    # Tools that are not a list break the shape of an agent's tools as well (the graph rules).
+    shape = "node 'helper': 'tools' must be a list of tool names and {\"mcp\": {...}} entries"
+    assert reasons[1:] == ([shape] if isinstance(tools, str) else [])
     unchanged(h, before)
     # Without tools (or with none listed) the same node is welcome.
     ops = [add_node(node("helper", "agent", prompt="go", tools=[])), add_edge("plan", "helper")]

@@ -30,7 +30,8 @@ from cli.stack_commands import up
 from infra.settings import Settings
 from infra.stack import Stack
 from infra.stack.stack import INFRA
-from tests.docker_build import PROJECT, top_level_packages
+from tests import docker_build
+from tests.docker_build import PROJECT, package_dir, top_level_packages
 
 COMPOSE: dict[str, Any] = yaml.safe_load((PROJECT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -106,8 +107,8 @@ def check_command(command: list[str]) -> str:
 
 def _project_modules() -> Iterator[tuple[str, ast.Module]]:
     for package in top_level_packages(PROJECT):
-        for path in sorted((PROJECT / package).rglob("*.py")):
-            name = ".".join(path.relative_to(PROJECT).with_suffix("").parts)
+        for path in sorted(package_dir(PROJECT, package).rglob("*.py")):
+            name = docker_build.module_name(PROJECT, package, path)
             yield name.removesuffix(".__init__"), ast.parse(path.read_text())
 
 

@@ -20,8 +20,10 @@ from tests.docker_build import (
     check_image,
     context_files,
     dockerignore_patterns,
-    installed_files,
     lay_out,
+    module_name,
+    package_dir,
+    package_files,
     parse_dockerfile,
     top_level_packages,
 )
@@ -39,8 +41,8 @@ def service_entry_modules() -> list[str]:
         if isinstance(command, list) and command[:2] == ["python", "-m"]:
             modules.add(f"{command[2]}.__main__")
     for package in top_level_packages(PROJECT):
-        for main in (PROJECT / package).rglob("__main__.py"):
-            modules.add(".".join(main.relative_to(PROJECT).with_suffix("").parts))
+        for main in package_dir(PROJECT, package).rglob("__main__.py"):
+            modules.add(module_name(PROJECT, package, main))
     return sorted(modules)
 
 
@@ -62,7 +64,10 @@ def test_the_services_run_unprivileged() -> None:
 def test_the_context_leaves_out_environments_caches_and_tests() -> None:
     files = context_files(PROJECT, dockerignore_patterns(PROJECT))
     tops = {f.split("/")[0] for f in files}
-    assert set(top_level_packages(PROJECT)) <= tops
+    folders = {
+        package_dir(PROJECT, p).relative_to(PROJECT).parts[0] for p in top_level_packages(PROJECT)
+    }
+    assert folders <= tops
     assert {"pyproject.toml", "README.md"} <= tops
     assert not tops & {".git", ".venv", "tests", "build", "dist", ".pytest_cache"}
     assert not [f for f in files if "__pycache__" in f or f.endswith((".pyc", ".egg-info"))]
@@ -72,7 +77,7 @@ def test_the_layout_carries_every_module_and_package_file(tmp_path: Path) -> Non
     stage = parse_dockerfile(DOCKERFILE)
     lay_out(stage, PROJECT, tmp_path)
     app = tmp_path / stage.installs[0].targets[0].lstrip("/")
-    missing = [f for f in installed_files(PROJECT) if not (app / f).is_file()]
+    missing = [f for f, _ in package_files(PROJECT) if not (app / f).is_file()]
     assert missing == []
 
 

@@ -3,16 +3,18 @@
 ``prompt`` (template, required), ``system`` (static text appended to AOB's system prefix, not
 rendered, so the prefix stays byte-identical across runs), ``model`` (default
 ``AOB_AGENT_MODEL``), ``max_turns`` (model calls per attempt, 1..32, default 8), ``tools``
-(names of the tools the node allows besides ``finish``, which is always offered),
+(the tools the node allows besides ``finish``, which is always offered; what an entry may
+be: ``schemas.agent_tools``),
 ``max_tokens`` (what each model call may answer with, at most; the tenant's
 ``agents.max_tokens`` caps it, and applies alone when the node sets none).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.agent_tools import ToolEntryError, ToolSet, parse_tools
 from schemas.budgets import AgentRunLimits
 from workers.agent.tools import OPTIONAL_TOOLS
 from workers.errors import ConfigError
@@ -30,6 +32,8 @@ class AgentConfig:
     max_turns: int
     tools: tuple[str, ...]
     max_tokens: int | None = None
+    # Every tool entry: http, node types, MCP servers too.
+    toolset: ToolSet = field(default_factory=ToolSet)
 
     def max_tokens_for(self, limits: AgentRunLimits | None) -> int | None:
         """What each call of this node asks for at most: its own ``max_tokens`` under the
@@ -59,16 +63,11 @@ def parse_config(config: dict[str, Any], default_model: str) -> AgentConfig:
         raise ConfigError(
             f"agent config 'max_turns' must be an integer from 1 to {MAX_TURNS_LIMIT}"
         )
-    tools = config.get("tools", [])
-    if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
-        raise ConfigError("agent config 'tools' must be a list of tool names")
-    unknown = sorted(set(tools) - set(OPTIONAL_TOOLS) - {"finish"})
-    if unknown:
-        raise ConfigError(
-            f"agent config names unknown tools: {', '.join(unknown)} "
-            f"(available: finish, {', '.join(OPTIONAL_TOOLS)})"
-        )
-    allowed = tuple(t for t in OPTIONAL_TOOLS if t in tools)
+    try:
+        toolset = parse_tools(config.get("tools", []))
+    except ToolEntryError as e:
+        raise ConfigError(f"agent config: {e}") from None
+    allowed = tuple(t for t in OPTIONAL_TOOLS if t in toolset.builtins)
     max_tokens = config.get("max_tokens")
     if max_tokens is not None and (
         isinstance(max_tokens, bool)
@@ -78,4 +77,4 @@ def parse_config(config: dict[str, Any], default_model: str) -> AgentConfig:
         raise ConfigError(
             f"agent config 'max_tokens' must be an integer from 1 to {MAX_TOKENS_LIMIT}"
         )
-    return AgentConfig(prompt, system, model, max_turns, allowed, max_tokens)
+    return AgentConfig(prompt, system, model, max_turns, allowed, max_tokens, toolset)

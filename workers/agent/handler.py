@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import AsyncExitStack
 from typing import Any
 
 from openai import AsyncOpenAI
@@ -45,6 +46,7 @@ from workers.agent.calls import RetryPolicy, call_model
 from workers.agent.config import AgentConfig, parse_config
 from workers.agent.patching import Patcher
 from workers.agent.prompt import RunDefinition, first_messages
+from workers.agent.toolbox import ToolServices, open_toolbox
 from workers.agent.tools import PATCH_WORKFLOW, answer, definitions
 from workers.agent.turns import TurnAnswers, TurnGate
 from workers.agent.verdicts import VerdictSource
@@ -69,8 +71,10 @@ class AgentHandler:
         turns: TurnAnswers | None = None,
         retry: RetryPolicy | None = None,
         default_timeout_s: float = DEFAULT_TIMEOUT_S,
+        tools: ToolServices | None = None,
     ) -> None:
         self._client = client
+        self._tool_services = tools or ToolServices()
         self._verdicts = verdicts
         self._turns = turns
         self._default_model = default_model
@@ -95,69 +99,91 @@ class AgentHandler:
         if PATCH_WORKFLOW in config.tools:
             run = RunDefinition(job.task.version, job.task.definition)
         messages = first_messages(config.system, prompt, job.context, run)
-        tools = definitions(config.tools)
-        usage = TokenUsage()
-
-        # Sent only when set: a task of a run submitted before limits may have none.
-        extra: dict[str, Any] = {} if max_tokens is None else {"max_tokens": max_tokens}
-        for turn in range(1, config.max_turns + 1):
-            if gate is not None and not await gate.may_call(turn, config.model):
-                return WAITING  # refused: the coordinator failed the node, or it waits
-            completion = await call_model(
-                lambda timeout: self._client.chat.completions.create(
-                    model=config.model,
-                    messages=messages,  # type: ignore[arg-type]  # plain dicts of that shape
-                    tools=tools,  # type: ignore[arg-type]
-                    timeout=timeout,
-                    **extra,
-                ),
-                model=config.model,
+        async with AsyncExitStack() as stack:
+            box = await open_toolbox(
+                job,
+                config.toolset,
+                self._tool_services,
+                stack,
                 deadline=deadline,
-                policy=self._retry,
                 clock=loop.time,
             )
-            if not completion.choices:
-                raise NodeError(f"model {config.model} answered with no choices", retryable=True)
-            call_usage = token_usage(completion)
-            usage = add(usage, call_usage)
-            choice = completion.choices[0]
-            calls = choice.message.tool_calls or []
-            called = ModelCalledPayload(
-                node_id=job.task.node_id,
-                attempt=job.task.attempt,
-                turn=turn,
-                model=config.model,
-                usage=call_usage,
-                finish_reason=model_word(choice.finish_reason) if choice.finish_reason else None,
-                tool_calls=[tool_name(c) for c in calls],
-                cost_usd=call_cost(call_usage, price) if price is not None else None,
-            )
-            await job.emit(report(ModelCalled, job.task, called, "model_called", str(turn)))
-            if not calls:
-                return result(choice.message.content or "", usage, config, turn)
+            tools = definitions(config.tools) + box.definitions
+            allowed = (*config.tools, *box.names)
+            usage = TokenUsage()
 
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": choice.message.content,
-                    "tool_calls": [
-                        {
-                            "id": c.id,
-                            "type": "function",
-                            "function": {"name": tool_name(c), "arguments": tool_arguments(c)},
-                        }
-                        for c in calls
-                    ],
-                }
-            )
-            for index, c in enumerate(calls):
-                outcome = answer(tool_name(c), tool_arguments(c), config.tools)
-                if outcome.finished:
-                    return result(outcome.output, usage, config, turn)
-                reply = outcome.reply
-                if outcome.patch is not None:
-                    reply = await patcher.submit(outcome.patch, turn, index)
-                messages.append({"role": "tool", "tool_call_id": c.id, "content": reply})
+            # Sent only when set: a task of a run submitted before limits may have none.
+            extra: dict[str, Any] = {} if max_tokens is None else {"max_tokens": max_tokens}
+            for turn in range(1, config.max_turns + 1):
+                if gate is not None and not await gate.may_call(turn, config.model):
+                    return WAITING  # refused: the coordinator failed the node, or it waits
+                completion = await call_model(
+                    lambda timeout: self._client.chat.completions.create(
+                        model=config.model,
+                        messages=messages,  # type: ignore[arg-type]  # plain dicts of that shape
+                        tools=tools,  # type: ignore[arg-type]
+                        timeout=timeout,
+                        **extra,
+                    ),
+                    model=config.model,
+                    deadline=deadline,
+                    policy=self._retry,
+                    clock=loop.time,
+                )
+                if not completion.choices:
+                    raise NodeError(
+                        f"model {config.model} answered with no choices", retryable=True
+                    )
+                call_usage = token_usage(completion)
+                usage = add(usage, call_usage)
+                choice = completion.choices[0]
+                calls = choice.message.tool_calls or []
+                called = ModelCalledPayload(
+                    node_id=job.task.node_id,
+                    attempt=job.task.attempt,
+                    turn=turn,
+                    model=config.model,
+                    usage=call_usage,
+                    finish_reason=model_word(choice.finish_reason)
+                    if choice.finish_reason
+                    else None,
+                    tool_calls=[tool_name(c) for c in calls],
+                    cost_usd=call_cost(call_usage, price) if price is not None else None,
+                )
+                await job.emit(report(ModelCalled, job.task, called, "model_called", str(turn)))
+                if not calls:
+                    return result(choice.message.content or "", usage, config, turn)
+
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": choice.message.content,
+                        "tool_calls": [
+                            {
+                                "id": c.id,
+                                "type": "function",
+                                "function": {
+                                    "name": tool_name(c),
+                                    "arguments": tool_arguments(c),
+                                },
+                            }
+                            for c in calls
+                        ],
+                    }
+                )
+                for index, c in enumerate(calls):
+                    name = tool_name(c)
+                    if name in box.runners:
+                        reply = await box.call(name, tool_arguments(c))
+                        messages.append({"role": "tool", "tool_call_id": c.id, "content": reply})
+                        continue
+                    outcome = answer(name, tool_arguments(c), allowed)
+                    if outcome.finished:
+                        return result(outcome.output, usage, config, turn)
+                    reply = outcome.reply
+                    if outcome.patch is not None:
+                        reply = await patcher.submit(outcome.patch, turn, index)
+                    messages.append({"role": "tool", "tool_call_id": c.id, "content": reply})
 
         raise NodeError(
             f"agent did not finish within max_turns={config.max_turns} model calls",

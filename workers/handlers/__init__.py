@@ -1,61 +1,25 @@
-"""The handler registry: node type -> handler.
+"""What a handler is (``workers.handlers.base``) and the built-in handlers' code.
 
-A node type with no handler here has no worker. Stateless handlers are plain functions in
-``HANDLERS``; handlers that hold clients (an ``httpx.AsyncClient``, an ``AsyncOpenAI``) are
-objects with ``__call__``, built by ``open_handlers`` with their clients injected and closed
-when the worker stops.
+The registry of the built-in types (node type -> handler) is ``workers.builtins``; its
+``HANDLERS`` and ``open_handlers`` are also reachable from here. They are looked up when
+first asked for: the simple built-ins are declared with the worker SDK (``aob``), which
+itself imports ``workers.handlers.base``, so importing them here, with this package, would
+import the SDK half-way through its own import.
 """
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+from typing import Any
 
-from openai import AsyncOpenAI
-
-from infra.settings import get_settings
 from workers.handlers.base import WAITING, Handler, Job
-from workers.handlers.condition import condition
-from workers.handlers.hitl import hitl
-from workers.handlers.noop import noop
-from workers.handlers.transform import transform
-from workers.http.client import open_http_handler
-from workers.settings import WorkerSettings
-
-HANDLERS: dict[str, Handler] = {
-    "noop": noop,
-    "transform": transform,
-    "condition": condition,
-    "hitl": hitl,
-}
 
 
-async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict[str, Handler]:
-    """Every handler this worker has, clients opened on ``stack`` (closed with it)."""
-    handlers = dict(HANDLERS)
-    handlers["http"] = await open_http_handler(settings, stack)
-    handlers["agent"] = await _agent(settings, stack)
-    return handlers
+def __getattr__(name: str) -> Any:
+    if name in {"HANDLERS", "open_handlers"}:
+        from workers import builtins
 
-
-async def _agent(settings: WorkerSettings, stack: AsyncExitStack) -> Handler:
-    from workers.agent.handler import AgentHandler  # here: workers.agent uses handlers.base
-    from workers.agent.turns import KafkaTurnAnswers
-    from workers.agent.verdicts import KafkaVerdicts
-
-    # max_retries=0: the handler's own retry layer is the only one (workers.agent.calls).
-    client = AsyncOpenAI(
-        base_url=settings.openai_base_url,
-        api_key=settings.openai_api_key or "unset",
-        max_retries=0,
-    )
-    await stack.enter_async_context(client)
-    bootstrap = get_settings().kafka_bootstrap
-    return AgentHandler(
-        client,
-        default_model=settings.agent_model,
-        verdicts=KafkaVerdicts(bootstrap, settings.runs_topic),
-        turns=KafkaTurnAnswers(bootstrap, settings.runs_topic),
-    )
+        return getattr(builtins, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["HANDLERS", "WAITING", "Handler", "Job", "open_handlers"]

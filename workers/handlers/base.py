@@ -19,6 +19,15 @@ from schemas.tasks import NodeTask
 
 # Appends an event to the run's stream; the worker's returns where it landed, a test's may not.
 Reporter = Callable[[Event], Awaitable[Position | None]]
+# Sends a task to its type's topic (an agent's call of a registered node type).
+TaskSender = Callable[[NodeTask], Awaitable[object]]
+
+
+class Blobs(Protocol):
+    """The CAS as a handler may use it (large tool results)."""
+
+    async def put_bytes(self, data: bytes, content_type: str = ...) -> str: ...
+    async def get_json(self, ref: str) -> Any: ...
 
 
 class _Waiting:
@@ -45,6 +54,8 @@ class Job:
     context: dict[str, Any]
     report: Reporter | None = None
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    store: Blobs | None = field(default=None, repr=False)
+    send_task: TaskSender | None = field(default=None, repr=False)
 
     @property
     def template_context(self) -> dict[str, Any]:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from aob import Job, node
 from templating import renders
 from workers.errors import ConfigError
-from workers.handlers.base import Job
 
 
-async def condition(job: Job) -> dict[str, Any]:
+# Its expression is evaluated, not rendered: the SDK must leave the config as written.
+@node("condition", render_config=False)
+async def condition(job: Job[Any]) -> dict[str, Any]:
+    """Evaluates its config's `expr` over the run context; output {"result": bool}."""
     expr = job.config.get("expr")
     if not isinstance(expr, str) or not expr.strip():
         raise ConfigError("condition config needs 'expr', a non-empty expression string")

@@ -13,17 +13,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from aob import Job, node
 from schemas import reports
 from schemas.envelope import utcnow
 from schemas.events import ApprovalRequested, ApprovalRequestedPayload
 from templating import renders
 from workers.errors import ConfigError
-from workers.handlers.base import WAITING, Job
+from workers.handlers.base import WAITING
 
 OUTCOMES = ("approved", "rejected")
 
 
-async def hitl(job: Job) -> Any:
+# Its prompt is rendered here, once, as the approval's text: the SDK leaves it as written.
+@node("hitl", render_config=False)
+async def hitl(job: Job[Any]) -> Any:
+    """Asks a person to approve or reject, with its config's `prompt` rendered; waits."""
     prompt = job.config.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ConfigError("hitl config needs 'prompt', a non-empty template string")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.handlers.base import Job
+from aob import Job, node
 
 
-async def noop(job: Job) -> dict[str, Any]:
+@node("noop", render_config=False)
+async def noop(job: Job[Any]) -> dict[str, Any]:
+    """Does nothing and succeeds with {} (joins, fan-in points, benchmarks)."""
     return {}

@@ -113,6 +113,7 @@ class HttpHandler:
         max_response_bytes: int,
         default_timeout_s: float = 30.0,
     ) -> None:
+        self.client = client  # guarded: the agent's MCP tools connect through it too
         self._client = client
         self._max_bytes = max_response_bytes
         self._default_timeout = default_timeout_s
@@ -121,10 +122,23 @@ class HttpHandler:
         config = await renders.render_value(job.config, job.template_context)
         if not isinstance(config, dict):
             raise ConfigError("http config must be an object")
-        exchange = exchange_from_config(config, job.task.idempotency_key, self._default_timeout)
-        if job.task.timeout_s:
-            exchange.timeout_s = min(exchange.timeout_s, job.task.timeout_s)
-        exchange.secrets = tuple(v for v in job.secrets.values() if v)
+        secrets = tuple(v for v in job.secrets.values() if v)
+        return await self.request(config, job.task.idempotency_key, job.task.timeout_s, secrets)
+
+    async def request(
+        self,
+        config: dict[str, Any],
+        idempotency_key: str,
+        time_limit_s: float | None = None,
+        secrets: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        """One exchange as ``config`` (already rendered: no template is read here) says,
+        through this handler's guarded client; the agent's ``http`` tool calls this too.
+        ``time_limit_s`` bounds the config's own ``timeout_s``."""
+        exchange = exchange_from_config(config, idempotency_key, self._default_timeout)
+        if time_limit_s:
+            exchange.timeout_s = min(exchange.timeout_s, time_limit_s)
+        exchange.secrets = secrets
         try:
             async with asyncio.timeout(exchange.timeout_s):
                 return await self._exchange(exchange)

@@ -38,7 +38,8 @@ def worker_process(stack: Settings, tmp_path: Path) -> Iterator[subprocess.Popen
         proc = subprocess.Popen(
             [sys.executable, "-m", "workers", "--types", "noop,transform,condition"],
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            # The worker SDK (``aob``, which serves the built-ins too) lives in sdk/.
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sdk")])},
             stderr=log,
         )
     deadline = time.monotonic() + 60
