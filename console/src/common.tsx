@@ -49,7 +49,6 @@ export function usePolled<T>(load: () => Promise<T>, everyMs: number, deps: unkn
     void refresh();
     const t = setInterval(() => void refresh(), everyMs);
     return () => clearInterval(t);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
   return { data, error, refresh };
 }
