@@ -133,7 +133,8 @@ async def test_sign_in_and_watch_a_run_complete_without_reload(
 
     await sign_in(page, api_key)
     host, port = live_http_target.host, live_http_target.port
-    run_id, _ = await client.submit("slow", slow(f"http://{host}:{port}/sleep?s=4"))
+    # RUNNING for 8 s: time for the list to show it and its page to open on a busy machine.
+    run_id, _ = await client.submit("slow", slow(f"http://{host}:{port}/sleep?s=8"))
     # The list picks the run up by itself.
     row = page.locator(f'tr[data-run-id="{run_id}"]')
     await expect(row).to_be_visible(timeout=STEP_MS)
