@@ -60,6 +60,10 @@ interface RunRow {
   updatedAt: string;
 }
 
+const RUN_BY_ID = `query RunById($id: ID!) {
+  run(id: $id) { id status workflowId workflowName version createdAt updatedAt }
+}`;
+
 const RUNS = `query Runs($filter: RunFilter, $first: Int!) {
   runs(filter: $filter, first: $first) {
     edges { node { id status workflowId workflowName version createdAt updatedAt } }
@@ -71,12 +75,27 @@ export function RunsList() {
   const [search, setSearch] = useState("");
   const { data, error } = usePolled(
     async () => {
-      const filter = status ? { status } : null;
-      const d = await gql<{ runs: { edges: { node: RunRow }[] } }>(RUNS, { filter, first: 200 });
-      return d.runs.edges.map((e) => e.node);
+      const filter = status ? { status } : {};
+      const q = search.trim();
+      type Page = { runs: { edges: { node: RunRow }[] } };
+      // The newest runs, and, for a search, that workflow's runs and the run of that id, so
+      // that older runs are found too.
+      const [recent, ofWorkflow, byId] = await Promise.all([
+        gql<Page>(RUNS, { filter, first: 200 }),
+        q ? gql<Page>(RUNS, { filter: { ...filter, workflowId: q }, first: 200 }) : null,
+        q
+          ? gql<{ run: RunRow | null }>(RUN_BY_ID, { id: q }).catch(() => ({ run: null }))
+          : null,
+      ]);
+      const all = new Map<string, RunRow>();
+      for (const page of [recent, ofWorkflow]) {
+        for (const e of page?.runs.edges ?? []) all.set(e.node.id, e.node);
+      }
+      if (byId?.run && (!status || byId.run.status === status)) all.set(byId.run.id, byId.run);
+      return [...all.values()].sort((a, b) => b.createdAt.localeCompare(a.createdAt));
     },
     1500,
-    [status],
+    [status, search],
   );
   const rows = useMemo(() => {
     const q = search.trim().toLowerCase();

@@ -139,6 +139,14 @@ async def test_sign_in_and_watch_a_run_complete_without_reload(
     row = page.locator(f'tr[data-run-id="{run_id}"]')
     await expect(row).to_be_visible(timeout=STEP_MS)
     await shot(page, screenshots, "02-runs-list")
+    # Search by id and by workflow; a search that matches nothing says so.
+    search = page.get_by_label("search runs")
+    await search.fill("no-such-run")
+    await expect(page.get_by_text("No runs match.")).to_be_visible()
+    await search.fill(run_id)
+    await expect(row).to_be_visible()
+    await search.fill("slow")
+    await expect(row).to_be_visible()
     await row.get_by_role("link", name=run_id).click()
 
     # A marker that a reload would lose: the page must follow the run by itself.
