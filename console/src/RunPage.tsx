@@ -454,6 +454,37 @@ function ForkForm({ run, seq }: { run: Run; seq: number }) {
   );
 }
 
+function CancelForm({ run }: { run: Run }) {
+  const [reason, setReason] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [sent, setSent] = useState(false);
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      await rest("POST", `/v1/runs/${run.id}/cancel`, { reason: reason || undefined });
+      setSent(true);
+    } catch (err) {
+      setError(message(err));
+    }
+  };
+  return (
+    <form onSubmit={submit} className="cancel-form">
+      <input
+        value={reason}
+        onChange={(e) => setReason(e.target.value)}
+        placeholder="why (optional)"
+        aria-label="cancel reason"
+      />{" "}
+      <button type="submit" className="reject" disabled={sent}>
+        Cancel run
+      </button>
+      {sent && <span className="hint"> cancel sent; the coordinator stops the run</span>}
+      <ErrorBox error={error} />
+    </form>
+  );
+}
+
 export function RunPage({ id }: { id: string }) {
   const { run, error, live } = useRun(id);
   const events = useEvents(id, run);
@@ -507,6 +538,7 @@ export function RunPage({ id }: { id: string }) {
       </p>
       <ErrorBox error={error} />
       {run.error && <ErrorBox error={`run failed: ${run.error}`} />}
+      {!TERMINAL.has(run.status) && <CancelForm run={run} />}
 
       {waiting.map((a) => (
         <section className="card approval" key={a.nodeId} data-testid="approval">

@@ -186,7 +186,13 @@ async def test_invalid_input_shows_the_reason(
 ) -> None:
     r = await client.rest.post(
         "/v1/workflows",
-        json={"name": "tiny", "definition": {"nodes": [{"id": "a", "type": "noop"}], "edges": []}},
+        json={
+            "name": "tiny",
+            "definition": {
+                "nodes": [{"id": "a", "type": "hitl", "config": {"prompt": "{{ input.topic }}?"}}],
+                "edges": [],
+            },
+        },
     )
     assert r.status_code == 201, r.text
     await sign_in(page, api_key)
@@ -203,10 +209,13 @@ async def test_invalid_input_shows_the_reason(
     await expect(page.get_by_role("alert")).to_contain_text("422")
     await expect(page.get_by_role("alert")).to_contain_text("nests deeper than 64 levels")
     await shot(page, screenshots, "05-invalid-input")
-    # And a good one starts a run, whose page opens.
+    # And a good one starts a run, whose page opens; it waits, and is cancelled from there.
     await field.fill('{"topic": "console"}')
     await page.get_by_role("button", name="Submit run").click()
-    await expect(run_status(page)).to_have_text("COMPLETED", timeout=STEP_MS)
+    await expect(page.get_by_test_id("approval")).to_contain_text("console?", timeout=STEP_MS)
+    await page.get_by_label("cancel reason").fill("not needed")
+    await page.get_by_role("button", name="Cancel run").click()
+    await expect(run_status(page)).to_have_text("CANCELLED", timeout=STEP_MS)
 
 
 async def test_approve_patch_go_back_and_fork(
