@@ -159,7 +159,7 @@ export function Dag({
         nodeTypes={nodeTypes}
         fitView
         fitViewOptions={{ maxZoom: 1 }}
-        minZoom={0.05}
+        minZoom={0.01}
         nodesDraggable={false}
         nodesConnectable={false}
         onNodeClick={(_, n) => onSelect?.(n.id)}
