@@ -6,10 +6,17 @@ PY     := $(VENV)/bin/python
 AOB    := $(VENV)/bin/aob
 PYTEST := $(VENV)/bin/pytest
 STAMP  := $(VENV)/.aob-installed
+# The console's bundle (served by the query API at /console/): rebuilt only when its sources
+# or its locked dependencies change.
+CONSOLE_STAMP := console/dist/.built
+CONSOLE_SRC   := $(wildcard console/src/*) console/index.html console/package.json \
+                 console/package-lock.json console/vite.config.ts console/tsconfig.json
+# The browser the console's tests drive (Debian's; Playwright's own download is not used).
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup up down status test test-unit demo lint
+.PHONY: setup up down status test test-unit demo lint browser
 
-setup: $(STAMP)
+setup: $(STAMP) $(CONSOLE_STAMP)
 
 # Reinstall only when the project metadata changes; otherwise `make setup` is instant.
 $(STAMP): pyproject.toml
@@ -27,6 +34,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
+$(CONSOLE_STAMP): $(CONSOLE_SRC)
+	@command -v npm >/dev/null 2>&1 || { echo "error: building the console needs Node.js 20+ and npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	cd console && npm ci --no-audit --no-fund && npm run build
+	@touch $(CONSOLE_STAMP)
+
+# Chromium for the console's browser tests, installed with apt-get when missing (as root, as
+# the stack installs Java and PostgreSQL).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing chromium (apt-get)"; \
+			apt-get update -q && apt-get install -y -q --no-install-recommends chromium; \
+		else \
+			echo "error: the console's browser tests need Chromium at $(CHROMIUM) (Debian: apt-get install chromium)" >&2; exit 1; \
+		fi; \
+	fi
+
 up: setup
 	$(AOB) up
 
@@ -42,7 +66,7 @@ status: setup
 # (tests/connected/conftest.py), which the workers may reach.
 TEST_ENV = env -u OPENAI_API_KEY -u OPENAI_BASE_URL AOB_HTTP_ALLOWLIST=127.0.0.1:18095,127.0.0.1:18096
 
-test: setup
+test: setup browser
 	$(TEST_ENV) $(AOB) up
 	$(TEST_ENV) $(PYTEST) -q
 

@@ -99,6 +99,7 @@ def up(
             table.add_row(comp.name, comp.url)
     table.add_row("command api", urls["command_api_url"])
     table.add_row("query api", urls["query_api_url"])
+    table.add_row("console", urls["console_url"])
     table.add_row("data", str(stack.settings.home))
     console.print(table)
     if not infra_only and uses_scripted_model():
@@ -133,7 +134,10 @@ def status(
             c["url"] or "",
         )
     console.print(table)
-    console.print(f"command api {data['command_api_url']}   query api {data['query_api_url']}")
+    console.print(
+        f"command api {data['command_api_url']}   query api {data['query_api_url']}   "
+        f"console {data['console_url']}"
+    )
 
 
 def register(app: typer.Typer) -> None:

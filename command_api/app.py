@@ -17,6 +17,7 @@ from auth import ensure_schema as ensure_auth_schema
 from cas import ContentStore
 from command_api import idempotency, problems, registry
 from command_api.context import CommandContext
+from command_api.cors import allow_console
 from command_api.key_routes import router as key_router
 from command_api.limit_routes import router as limit_router
 from command_api.metrics import LATENCY, REGISTRY, REQUESTS
@@ -139,4 +140,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    # Outermost, so that refusals (413, 429, 401) reach the console with their reason too.
+    allow_console(app, settings, limits.cors_origins)
     return app

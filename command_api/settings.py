@@ -32,3 +32,8 @@ class CommandApiSettings(BaseSettings):
         description="A webhook delivery's X-AOB-Timestamp may be this far from the clock, and "
         "its signature is remembered as long (a second delivery with it is a replay).",
     )
+    cors_origins: str | None = Field(
+        None,
+        description="Origins whose pages may call this API from a browser, comma-separated "
+        "(unset: the query API's, where the console is served; empty: none). See cors.py.",
+    )

@@ -43,6 +43,7 @@ from infra.body_limit import BodyLimit
 from infra.ratelimit import TokenBuckets
 from infra.settings import Settings, get_settings
 from node_types.registry import ensure_schema as ensure_node_types
+from query_api.console import mount_console
 from query_api.context import ReadContext
 from query_api.errors import MissingScope, Unauthenticated
 from query_api.listen import Listener
@@ -245,6 +246,8 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
             headers=exc.headers,
             media_type="application/problem+json",
         )
+
+    mount_console(app, api.console_dir, api.console_command_api_url, settings.command_api_port)
 
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, str]:

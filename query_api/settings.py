@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,6 +25,15 @@ class QueryApiSettings(BaseSettings):
     catch_up_timeout_s: float = Field(default=10.0, description="How long `after:` waits, at most.")
     max_body_bytes: int = Field(default=256 * 1024, description="Larger request bodies get a 413.")
     pool_max_size: int = 10
+    console_dir: Path | None = Field(
+        default=None,
+        description="The console's built bundle (default: the repository's console/dist).",
+    )
+    console_command_api_url: str | None = Field(
+        default=None,
+        description="The command API's URL as the console's browser reaches it (default: "
+        "the host the browser loaded the console from, with the command API's port).",
+    )
     max_subscriptions_per_connection: int = Field(
         default=20,
         ge=1,

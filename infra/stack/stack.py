@@ -108,6 +108,8 @@ class Stack:
             "minio_console_url": minio.console_url(s),
             "command_api_url": s.command_api_url,
             "query_api_url": s.query_api_url,
+            # The web UI, served by the query API (query_api.console).
+            "console_url": f"{s.query_api_url}/console/",
         }
         for spec in self.services():
             if spec.url:

@@ -65,6 +65,7 @@ def test_status_json_has_the_documented_keys() -> None:
         "kafka_bootstrap",
         "postgres_dsn",
         "minio_endpoint",
+        "console_url",
         "components",
     ):
         assert key in data

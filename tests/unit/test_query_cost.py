@@ -227,6 +227,25 @@ def _readme_queries() -> list[tuple[str, str]]:
     return [(f"README.md #{i}", q) for i, q in enumerate([*bodies, *python])]
 
 
+def _console_operations() -> list[tuple[str, str]]:
+    """The console's GraphQL operations: template literals in its TypeScript sources, with
+    the ``${NAME}`` of a constant of the same file put in place."""
+    found = []
+    for path in sorted((ROOT / "console" / "src").glob("*.ts*")):
+        text = path.read_text(encoding="utf-8")
+        constants = dict(re.findall(r"const (\w+) = `([^`]*)`", text))
+        for literal in re.findall(r"`([^`]*)`", text):
+            body = re.sub(r"\$\{(\w+)\}", lambda m, c=constants: c.get(m[1], m[0]), literal)
+            try:
+                document = parse(body)
+            except GraphQLSyntaxError:
+                continue
+            if any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
+                assert not validate(schema._schema, document), (path.name, body)
+                found.append((f"{path.relative_to(ROOT)}", body))
+    return found
+
+
 # Tests whose queries are costly on purpose: they show the limit refusing them.
 COSTLY_ON_PURPOSE = {ROOT / "tests/connected/query_api/test_query_cost_live.py"}
 
@@ -234,7 +253,11 @@ COSTLY_ON_PURPOSE = {ROOT / "tests/connected/query_api/test_query_cost_live.py"}
 def own_queries() -> list[tuple[str, str]]:
     files = [*sorted(ROOT.glob("cli/**/*.py")), *sorted(ROOT.glob("tests/connected/**/*.py"))]
     files = [f for f in files if f not in COSTLY_ON_PURPOSE]
-    return [q for path in files for q in _operations_in(path)] + _readme_queries()
+    return (
+        [q for path in files for q in _operations_in(path)]
+        + _readme_queries()
+        + _console_operations()
+    )
 
 
 def test_the_clients_queries_are_found() -> None:
@@ -243,6 +266,8 @@ def test_the_clients_queries_are_found() -> None:
     assert RUN_CREATED in texts  # aob runs show --at
     readme = [name for name, _ in own_queries() if name.startswith("README")]
     assert len(readme) >= 2  # the curl query and the subscription
+    console = [q for name, q in own_queries() if name.startswith("console")]
+    assert any(q.startswith("subscription Live") for q in console)  # a run page, live
     assert all(f.exists() for f in COSTLY_ON_PURPOSE)  # the exclusion names a real file
 
 
