@@ -100,6 +100,15 @@ class NodeState(BaseModel):
     approval: Approval | None = Field(
         None, description="hitl nodes, and agent nodes waiting on the budget: the request."
     )
+    map_items: int | None = Field(
+        None, description="Map nodes: how many items its list held (MapStarted), once read."
+    )
+    items: dict[int, NodeState] = Field(
+        default_factory=dict,
+        description="Map nodes: index -> the item's own facts (attempts, output, error), for "
+        "every item scheduled so far; an item is a node of its own in all but name "
+        "(``run_model.mapping``).",
+    )
     calls: dict[int, dict[int, Spend]] = Field(
         default_factory=dict,
         description="Agent nodes: attempt -> turn -> what that model call spent, from its "

@@ -29,6 +29,11 @@ MAX_EVENT_BYTES = 1_000_000
 # default `message.max.bytes`. faust's producer defaults to 1,000,000, which an event of
 # MAX_EVENT_BYTES would overrun with its key and headers: the coordinator sets this instead.
 MAX_RECORD_BYTES = 1_048_576
+# A map node's items (``run_model.mapping``) are told by the node's own events, each naming
+# the item's index in ``item``; a node's own events leave it out (None).
+ITEM_FIELD: Any = Field(
+    None, ge=0, description="Map nodes: the index of the item this is about; absent otherwise."
+)
 
 
 # --- workflows -------------------------------------------------------------------------
@@ -120,6 +125,7 @@ class NodeScheduledPayload(Payload):
     node_type: str
     attempt: int = Field(ge=1, description="1 for the first attempt.")
     task_topic: str = Field(description="Where the task was routed.")
+    item: int | None = ITEM_FIELD
 
 
 @event("run.node_scheduled")
@@ -131,6 +137,7 @@ class NodeStartedPayload(Payload):
     node_id: str
     attempt: int = Field(ge=1)
     worker: str = Field(description="Which worker process picked the task up.")
+    item: int | None = ITEM_FIELD
 
 
 @event("run.node_started")
@@ -154,6 +161,7 @@ class NodeQueuedPayload(Payload):
         "next call in 3.2 s`."
     )
     worker: str = Field(description="The worker process it waits in.")
+    item: int | None = ITEM_FIELD
 
 
 @event("run.node_queued")
@@ -177,6 +185,7 @@ class NodeSucceededPayload(Payload):
         "travel inline (over INLINE_OUTPUT_MAX_BYTES); a small output is only in the event.",
     )
     output_size: int = Field(ge=0, description="Bytes of the output's canonical JSON.")
+    item: int | None = ITEM_FIELD
 
     @model_validator(mode="after")
     def _whole_somewhere(self) -> NodeSucceededPayload:
@@ -203,6 +212,7 @@ class NodeFailedPayload(Payload):
     attempt: int = Field(ge=1)
     error: str = Field(description="What went wrong, for a person or a model to read.")
     retryable: bool = Field(True, description="Whether another attempt may succeed.")
+    item: int | None = ITEM_FIELD
 
 
 @event("run.node_failed")
@@ -215,6 +225,7 @@ class NodeRetryPlannedPayload(Payload):
     attempt: int = Field(ge=2, description="The attempt that will be scheduled.")
     due_at: datetime = Field(description="When it will be scheduled (UTC).")
     delay_s: float = Field(ge=0, description="The backoff chosen, jitter included.")
+    item: int | None = ITEM_FIELD
 
 
 @event("run.node_retry_planned")
@@ -236,6 +247,7 @@ class TimerFiredPayload(Payload):
     timeout_s: float | None = Field(
         None, description="For `timeout`: the limit that passed, grace included."
     )
+    item: int | None = ITEM_FIELD
 
 
 @event("run.timer_fired")
@@ -245,6 +257,21 @@ class TimerFired(Event):
     so a timer that fires late, twice, or after its attempt answered changes nothing."""
 
     payload: TimerFiredPayload
+
+
+class MapStartedPayload(Payload):
+    node_id: str
+    items: int = Field(ge=0, description="How many items `over` held.")
+    max_parallel: int = Field(ge=1)
+    failure: Literal["fail_fast", "collect"]
+
+
+@event("run.map_started")
+class MapStarted(Event):
+    """A map node became ready and the coordinator read its list (``run_model.mapping``):
+    its items are scheduled from here, each with the node's events naming the item."""
+
+    payload: MapStartedPayload
 
 
 class NodeSkippedPayload(Payload):
