@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,50 @@ class Budget:
     )
 
 
+@strawberry.type(
+    name="MapItem",
+    description="One item of a map node: the inner node run for the item at `index` of the "
+    "map's list, with its own attempts.",
+)
+class MapItem:
+    index: int
+    status: NodeStatus
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    output_ref: str | None = strawberry.field(
+        description="Set when the item's output was too large to be inline (in the CAS)."
+    )
+    error: str | None
+    inline_output: strawberry.Private[Any] = None
+
+    @staticmethod
+    def of(value: dict[str, Any]) -> MapItem:
+        def at(text: str | None) -> datetime | None:
+            return datetime.fromisoformat(text) if text else None
+
+        return MapItem(
+            index=int(value["index"]),
+            status=NodeStatus(value["status"]),
+            attempts=int(value.get("attempts") or 0),
+            started_at=at(value.get("started_at")),
+            finished_at=at(value.get("finished_at")),
+            output_ref=value.get("output_ref"),
+            error=value.get("error"),
+            inline_output=value.get("output"),
+        )
+
+    @strawberry.field(
+        description="The item's output when it is inline; null when it is in the CAS "
+        '(`outputRef`: the map\'s own `output` lists it as `{"$ref": ...}`).'
+    )
+    def output(self) -> JSON | None:
+        return self.inline_output
+
+
+MAX_ITEMS_PAGE = 1000
+
+
 # "NodeExecution", not "Node": Relay reserves the type name Node for its object interface.
 @strawberry.type(name="NodeExecution")
 class Node:
@@ -77,6 +122,7 @@ class Node:
     total_tokens: strawberry.Private[int] = 0
     cached_tokens: strawberry.Private[int] = 0
     cost_usd: strawberry.Private[float] = 0.0
+    item_rows: strawberry.Private[Any] = None
 
     @staticmethod
     def of(r: Any) -> Node:
@@ -88,7 +134,29 @@ class Node:
             type=r["node_type"],
             status=NodeStatus(r["status"]),
             inline_output=r["output"],
+            item_rows=r.get("items"),
         )
+
+    @strawberry.field(
+        description="Map nodes: how many of its items have been scheduled so far (null for "
+        "other nodes)."
+    )
+    def item_count(self) -> int | None:
+        return len(self.item_rows) if self.item_rows is not None else None
+
+    @strawberry.field(
+        description="Map nodes: its items in index order (those scheduled so far), from "
+        f"`offset`, at most `first` (up to {MAX_ITEMS_PAGE}); null for other nodes."
+    )
+    def items(self, first: int = 100, offset: int = 0) -> list[MapItem] | None:
+        if self.item_rows is None:
+            return None
+        rows = self.item_rows
+        if isinstance(rows, str):
+            rows = json.loads(rows)
+        ordered = sorted(rows.values(), key=lambda v: int(v["index"]))
+        start = max(offset, 0)
+        return [MapItem.of(v) for v in ordered[start : start + max(0, min(first, MAX_ITEMS_PAGE))]]
 
     @strawberry.field(description="Token usage of this node's model calls (agent nodes).")
     def usage(self) -> TokenUsage:

@@ -53,6 +53,9 @@ class NodeRow:
     cached_tokens: int = 0
     waiting_reason: str | None = None  # why a SCHEDULED node has not started (run.node_queued)
     cost_usd: float = 0.0  # the priced model calls' cost in US dollars
+    # Map nodes: "<index>" -> {status, attempts, output, output_ref, error, started_at,
+    # finished_at} of each item scheduled so far (``projections.map_items``); None otherwise.
+    items: Any = None
 
 
 @dataclass

@@ -124,6 +124,9 @@ ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS cached_tokens bigint NOT NU
 ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS waiting_reason text;
 -- What the node's model calls cost in US dollars, as each run.model_called priced it.
 ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS cost_usd double precision NOT NULL DEFAULT 0;
+-- A map node's items: {"<index>": {status, attempts, output, output_ref, error, started_at,
+-- finished_at}} for every item scheduled so far (NULL for other nodes).
+ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS items jsonb;
 
 -- A hitl node's request for a decision, and what became of it.
 CREATE TABLE IF NOT EXISTS approvals (
