@@ -132,8 +132,32 @@ def _target(state: RunState, node_id: str, item: int | None) -> NodeState | None
     return copy
 
 
+ITEM_EVENTS = (NodeScheduled, NodeStarted, NodeSucceeded, NodeFailed, NodeRetryPlanned)
+
+
 def _apply(state: RunState, event: Event) -> None:
     """Fold ``event`` into ``state``, a fresh shallow copy owned by the caller."""
+    item = getattr(event.payload, "item", None)
+    if item is None or not isinstance(event, ITEM_EVENTS):
+        _apply_one(state, event)
+        return
+    node_id = event.payload.node_id
+    before = state.nodes.get(node_id)
+    was_done = before is not None and item in before.items and before.items[item].terminal
+    _apply_one(state, event)
+    node = state.nodes.get(node_id)
+    if node is None or node is before:
+        return  # nothing changed
+    # The map's counts, kept with its items so that deciding never scans them all.
+    if not was_done and node.items[item].terminal:
+        node.items_done += 1
+        if node.items[item].status is NodeStatus.FAILED:
+            node.items_failed = [*node.items_failed, item]
+    while node.items_next in node.items:
+        node.items_next += 1
+
+
+def _apply_one(state: RunState, event: Event) -> None:
     if isinstance(event, RunStarted):
         if state.status is RunStatus.PENDING:
             state.status = RunStatus.RUNNING

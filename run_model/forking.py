@@ -45,7 +45,9 @@ def _carried(node: NodeState) -> NodeState:
     """What the fork keeps of a node: all of a finished one, the finished items of a map."""
     if node.terminal:
         return node
-    return NodeState(items={i: item for i, item in node.items.items() if item.terminal})
+    kept = {i: item for i, item in node.items.items() if item.terminal}
+    failed = [i for i, item in kept.items() if item.status is NodeStatus.FAILED]
+    return NodeState(items=kept, items_done=len(kept), items_failed=failed)
 
 
 def fork_point_failure(state: RunState) -> tuple[str, str] | None:

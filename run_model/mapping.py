@@ -158,14 +158,14 @@ def output_too_large(output: Any) -> str | None:
 
 def unfinished(node: NodeState) -> int:
     """Items scheduled and not finished: each holds one of ``max_parallel``'s slots."""
-    return sum(1 for item in node.items.values() if not item.terminal)
+    return len(node.items) - node.items_done
 
 
 def next_items(node: NodeState, slots: int) -> list[int]:
     """The lowest ``slots`` indices never scheduled (after a fork, the finished items kept
-    leave gaps: those are skipped)."""
+    leave gaps: those are skipped), from the node's cursor on."""
     out: list[int] = []
-    index = 0
+    index = node.items_next
     count = node.map_items or 0
     while len(out) < slots and index < count:
         if index not in node.items:
@@ -175,14 +175,12 @@ def next_items(node: NodeState, slots: int) -> list[int]:
 
 
 def first_failure(node: NodeState) -> tuple[int, str] | None:
-    """(index, error) of the lowest item that failed for good, if any."""
-    failed = [i for i, item in node.items.items() if item.status is NodeStatus.FAILED]
-    if not failed:
+    """(index, error) of the first item that failed for good, if any."""
+    if not node.items_failed:
         return None
-    index = min(failed)
+    index = node.items_failed[0]
     return index, node.items[index].error or "failed"
 
 
 def all_finished(node: NodeState) -> bool:
-    count = node.map_items or 0
-    return len(node.items) == count and all(item.terminal for item in node.items.values())
+    return node.items_done == (node.map_items or 0)

@@ -109,6 +109,17 @@ class NodeState(BaseModel):
         "every item scheduled so far; an item is a node of its own in all but name "
         "(``run_model.mapping``).",
     )
+    items_done: int = Field(
+        0, description="Map nodes: how many of ``items`` have finished (kept with them)."
+    )
+    items_failed: list[int] = Field(
+        default_factory=list, description="Map nodes: the items that failed for good, in order."
+    )
+    items_next: int = Field(
+        0,
+        description="Map nodes: no index below it is left to schedule (a cursor, so that "
+        "starting the next items does not scan them all).",
+    )
     calls: dict[int, dict[int, Spend]] = Field(
         default_factory=dict,
         description="Agent nodes: attempt -> turn -> what that model call spent, from its "
