@@ -112,6 +112,9 @@ def _map_config_reasons(node: NodeDef, registered: Mapping[str, IRNodeType]) -> 
         reasons.extend(
             config_reasons(f"{node.id}.node", inner["type"], inner.get("config", {}), schema)
         )
+    concurrency = inner.get("concurrency") if isinstance(inner, dict) else None
+    if not reasons and isinstance(concurrency, dict) and isinstance(concurrency.get("key"), str):
+        reasons.extend(concurrency_key_reasons(f"{node.id}.node", concurrency["key"]))
     return reasons
 
 

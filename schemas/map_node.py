@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.workflow import ConcurrencyKey, RetryPolicy
+from schemas.workflow import RATE_LIMIT_NAME_PATTERN, ConcurrencyKey, RetryPolicy
 
 MAP = "map"
 # The longest list a map takes: each item is a few events and a slot in the run's state.
@@ -53,8 +53,8 @@ class MapInner(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     retry: RetryPolicy | None = Field(None, description="Per item; one attempt if absent.")
     timeout_s: float | None = Field(None, gt=0, le=86_400, description="Per item attempt.")
-    concurrency: ConcurrencyKey | None = None
-    rate_limit: str | None = None
+    concurrency: ConcurrencyKey | None = Field(None, description="Per item attempt.")
+    rate_limit: str | None = Field(None, pattern=RATE_LIMIT_NAME_PATTERN)
 
 
 class MapConfig(BaseModel):

@@ -58,11 +58,16 @@ def test_a_well_formed_map_publishes() -> None:
         ({"node": {"type": "map"}}, "cannot run per item"),
         ({"node": {"config": {}}}, "config.node.type"),
         ({"extra": 1}, "config.extra"),
+        ({"node": {"type": "transform", "rate_limit": "no spaces"}}, "config.node.rate_limit"),
+        (
+            {"node": {"type": "http", "concurrency": {"key": "{{ secrets.K }}", "limit": 2}}},
+            "concurrency.key",
+        ),
     ],
 )
 def test_a_bad_map_config_is_refused_with_the_reason(config: dict[str, Any], says: str) -> None:
     reasons = validate_graph(with_map(**config))
-    assert any(says in r and "node 'each'" in r for r in reasons), reasons
+    assert any(says in r and "node 'each" in r for r in reasons), reasons
 
 
 def test_a_registered_inner_type_is_judged_by_its_schema_and_kept_in_the_ir() -> None:
