@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 
 from run_model import NodeStatus, RunState, RunStatus, step
-from run_model.testing import EPOCH, build_ir, failed, run_forked, run_submitted, started, succeeded
+from run_model.testing import (
+    EPOCH,
+    build_ir,
+    cancel_requested,
+    failed,
+    run_forked,
+    run_submitted,
+    started,
+    succeeded,
+)
 from run_model.timers import pending_timers, timer_fired
 from schemas.envelope import Event
 from schemas.events import (
@@ -313,3 +322,14 @@ def test_a_thousand_items_never_exceed_max_parallel() -> None:
         assert len(h.open_items()) <= 20
     assert h.running_max == 20
     assert h.run.nodes["each"].output == ["ok"] * 1000
+
+
+def test_cancelling_a_run_mid_map_starts_no_more_items_and_ignores_late_answers() -> None:
+    h = MapHarness(map_ir(max_parallel=2))
+    h.succeed("fetch", output=names(5))
+    h.feed(cancel_requested("run-1"))
+    assert h.run.status is RunStatus.CANCELLED
+    assert h.run.nodes["each"].status is NodeStatus.SKIPPED
+    assert h.succeed("each", 0, "late") == []  # a finished run decides nothing
+    scheduled = [e for e in h.log if isinstance(e, NodeScheduled) and e.payload.item is not None]
+    assert len(scheduled) == 2
