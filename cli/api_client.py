@@ -20,11 +20,22 @@ from run_model import RUN_FINISHED
 
 TERMINAL_RUN_STATUSES = RUN_FINISHED  # the run model's, as GraphQL spells them
 
+# A map node's items, asked for only when a run has one (``runs show``).
+MAP_ITEMS_QUERY = """
+query CliMapItems($id: ID!, $node: String!, $offset: Int!) {
+  run(id: $id) {
+    mapItems(node: $node, first: 1000, offset: $offset) {
+      index status attempts output outputRef error
+    }
+  }
+}
+"""
+
 RUN_QUERY = """
 query CliRun($id: ID!, $after: String) {
   run(id: $id, after: $after) {
     id status workflowId workflowName version error input output createdAt
-    nodes { id type status attempts startedAt finishedAt output outputRef error }
+    nodes { id type status attempts startedAt finishedAt output outputRef error itemCount }
     approvals { nodeId status prompt decision decidedBy }
     patches {
       id status reason fromVersion toVersion rejectedReasons submittedBy { kind id } nodeId
@@ -111,6 +122,18 @@ class ApiClient:
         run = (await self.query(RUN_QUERY, id=run_id, after=after))["run"]
         if run is None:
             raise CLIError(f"run {run_id} not found (or not visible to this API key's tenant)")
+        for node in run["nodes"]:  # a map node's items: a page of 1,000 at a time
+            if node.get("itemCount") is None:
+                continue
+            node["items"] = []
+            while len(node["items"]) < node["itemCount"]:
+                page = await self.query(
+                    MAP_ITEMS_QUERY, id=run_id, node=node["id"], offset=len(node["items"])
+                )
+                items = (page["run"] or {}).get("mapItems") or []
+                if not items:
+                    break
+                node["items"].extend(items)
         return run  # type: ignore[no-any-return]
 
     async def wait_for_run(

@@ -82,6 +82,7 @@ def show_at(run_id: str, at: str, as_json: bool) -> None:
             "attempts": n["attempt"],
             "output": n["output"] if n["output"] is not None else n["output_ref"],
             "error": n["error"],
+            "items": n.get("items"),
         }
         for node_id, n in view["nodes"].items()
     ]

@@ -13,6 +13,18 @@ from cli.patch_tables import patch_detail
 
 
 def event_detail(kind: str, payload: dict[str, Any], actor: dict[str, Any] | None = None) -> str:
+    """What the timeline says of one event; an event of a map's item names the item."""
+    detail = _detail(kind, payload, actor)
+    item = payload.get("item")
+    return f"item {item}: {detail}" if item is not None else detail
+
+
+def _detail(kind: str, payload: dict[str, Any], actor: dict[str, Any] | None) -> str:
+    if kind == "run.map_started":
+        return (
+            f"{payload.get('items')} items, at most {payload.get('max_parallel')} at once, "
+            f"{payload.get('failure')}"
+        )
     if kind.startswith("run.patch_"):
         return patch_detail(kind, payload, actor)
     if kind == "run.node_succeeded":
@@ -108,4 +120,8 @@ def nodes_table(run: dict[str, Any]) -> Table:
     for n in run["nodes"]:
         shown = json.dumps(n["output"])[:80] if n["output"] is not None else (n["error"] or "")
         table.add_row(n["id"], n["type"], n["status"], str(n["attempts"]), shown)
+        for item in n.get("items") or []:  # a map node's items, under it
+            out = item.get("output")
+            shown = json.dumps(out)[:76] if out is not None else (item.get("error") or "")
+            table.add_row(f"  [{item['index']}]", "", item["status"], str(item["attempts"]), shown)
     return table

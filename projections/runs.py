@@ -51,6 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from projections.map_items import item_event, kept_items, map_started
 from projections.patch_rows import Blob, PatchRow
 from read_model.rows import ApprovalRow, ForkRow, NodeRow, RunRow, VersionRow
 from run_model import NODE_TERMINAL, RUN_FINISHED, NodeStatus, RunStatus, fold, run_status
@@ -63,6 +64,7 @@ from schemas.events import (
     BudgetExceeded,
     BudgetRaised,
     EventAwaited,
+    MapStarted,
     ModelCalled,
     NodeFailed,
     NodeQueued,
@@ -160,6 +162,9 @@ class RunFold:
             self._refresh_status(run)
         elif isinstance(ev, NodeRetryPlanned):
             self._retry_planned(run, ev)
+            self._refresh_status(run)
+        elif isinstance(ev, MapStarted):
+            map_started(self._node(run, ev.payload.node_id, "map"), ev)
             self._refresh_status(run)
         elif isinstance(ev, ApprovalRequested | ApprovalDecided | ApprovalRefused):
             self._approval_event(run, ev)
@@ -262,6 +267,9 @@ class RunFold:
         finished = {n for n, node in point.nodes.items() if node.terminal} if point else set()
         for row in source.nodes_of(fork_id):
             kept = row if row.node_id in finished else NodeRow(fork_id, row.node_id, row.node_type)
+            if row.node_id not in finished and point is not None and row.node_id in point.nodes:
+                done = {i for i, item in point.nodes[row.node_id].items.items() if item.terminal}
+                kept.items = kept_items(row.items, done)
             self.add_node(kept)
             self.changed_nodes.add((fork_id, row.node_id))
         for (run_id, node_id), approval in source.approvals.items():
@@ -327,6 +335,9 @@ class RunFold:
 
     def _node_event(self, run: RunRow, ev: Event) -> None:
         p: Any = ev.payload
+        if getattr(p, "item", None) is not None:  # one item of a map node: in its row
+            item_event(self._node(run, p.node_id), ev, p.item)
+            return
         node = self._node(run, p.node_id, getattr(p, "node_type", ""))
         at = ev.occurred_at
         if isinstance(ev, NodeSucceeded):
@@ -361,6 +372,9 @@ class RunFold:
 
     def _retry_planned(self, run: RunRow, ev: NodeRetryPlanned) -> None:
         p = ev.payload
+        if p.item is not None:
+            item_event(self._node(run, p.node_id), ev, p.item)
+            return
         node = self._node(run, p.node_id)
         if not _moves_forward(node, p.attempt, NodeStatus.SCHEDULED):
             return
@@ -472,6 +486,8 @@ class RunFold:
         p = ev.payload
         key = (run.run_id, p.node_id)
         node = self.nodes.get(key)
+        if p.item is not None:
+            return  # an item's wait is not shown (its map runs)
         if node is None or node.status != NodeStatus.SCHEDULED or p.attempt != node.attempts:
             return  # the node has moved on (or it is not this run's): the wait is over
         node.waiting_reason = p.reason

@@ -70,6 +70,7 @@ WEIGHTS: Mapping[str, int] = {
     "Run.usage": BATCHED,
     "Run.spend": BATCHED,
     "Run.events": BATCHED,
+    "Run.mapItems": BATCHED,
     "Run.forkedFrom": DATABASE,
     "Run.forks": DATABASE,
     "ForkOrigin.run": DATABASE,

@@ -97,6 +97,50 @@ class Budget:
     )
 
 
+@strawberry.type(
+    name="MapItem",
+    description="One item of a map node: the inner node run for the item at `index` of the "
+    "map's list, with its own attempts.",
+)
+class MapItem:
+    index: int
+    status: NodeStatus
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    output_ref: str | None = strawberry.field(
+        description="Set when the item's output was too large to be inline (in the CAS)."
+    )
+    error: str | None
+    inline_output: strawberry.Private[Any] = None
+
+    @staticmethod
+    def of(value: dict[str, Any]) -> MapItem:
+        def at(text: str | None) -> datetime | None:
+            return datetime.fromisoformat(text) if text else None
+
+        return MapItem(
+            index=int(value["index"]),
+            status=NodeStatus(value["status"]),
+            attempts=int(value.get("attempts") or 0),
+            started_at=at(value.get("started_at")),
+            finished_at=at(value.get("finished_at")),
+            output_ref=value.get("output_ref"),
+            error=value.get("error"),
+            inline_output=value.get("output"),
+        )
+
+    @strawberry.field(
+        description="The item's output when it is inline; null when it is in the CAS "
+        '(`outputRef`: the map\'s own `output` lists it as `{"$ref": ...}`).'
+    )
+    def output(self) -> JSON | None:
+        return self.inline_output
+
+
+MAX_ITEMS_PAGE = 1000
+
+
 # "NodeExecution", not "Node": Relay reserves the type name Node for its object interface.
 @strawberry.type(name="NodeExecution")
 class Node:
@@ -123,6 +167,7 @@ class Node:
         default=0, description="How many distinct tool calls the node made (agent nodes)."
     )
     tool_call_rows: strawberry.Private[Any] = None
+    item_rows: strawberry.Private[Any] = None
 
     @staticmethod
     def of(r: Any) -> Node:
@@ -136,6 +181,7 @@ class Node:
             inline_output=r["output"],
             tool_call_count=r.get("tool_call_count") or 0,
             tool_call_rows=r.get("tool_calls"),
+            item_rows=r.get("items"),
         )
 
     @strawberry.field(description="The node's tool calls in log order (agent nodes).")
@@ -153,6 +199,27 @@ class Node:
         if not isinstance(rows, list):
             return []
         return [ToolCall.of(e) for e in rows[:limit] if isinstance(e, dict)]
+
+    @strawberry.field(
+        description="Map nodes: how many of its items have been scheduled so far (null for "
+        "other nodes)."
+    )
+    def item_count(self) -> int | None:
+        return len(self.item_rows) if self.item_rows is not None else None
+
+    @strawberry.field(
+        description="Map nodes: its items in index order (those scheduled so far), from "
+        f"`offset`, at most `first` (up to {MAX_ITEMS_PAGE}); null for other nodes."
+    )
+    def items(self, first: int = 100, offset: int = 0) -> list[MapItem] | None:
+        if self.item_rows is None:
+            return None
+        rows = self.item_rows
+        if isinstance(rows, str):
+            rows = json.loads(rows)
+        ordered = sorted(rows.values(), key=lambda v: int(v["index"]))
+        start = max(offset, 0)
+        return [MapItem.of(v) for v in ordered[start : start + max(0, min(first, MAX_ITEMS_PAGE))]]
 
     @strawberry.field(description="Token usage of this node's model calls (agent nodes).")
     def usage(self) -> TokenUsage:

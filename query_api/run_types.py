@@ -15,7 +15,7 @@ from query_api import db, fork_queries
 from query_api.approval_types import Approval
 from query_api.context import ReadContext
 from query_api.event_types import EVENT_PAGES, EventConnection
-from query_api.node_types import Budget, Node, Spend, TokenUsage
+from query_api.node_types import MAX_ITEMS_PAGE, Budget, MapItem, Node, Spend, TokenUsage
 from query_api.pagination import (
     MAX_PAGE,
     Key,
@@ -94,6 +94,19 @@ class Run:
     ) -> list[RunVersion]:
         limit = page_size(first)  # refused before anything is read
         return (await info.context.versions.load(self.id))[:limit]
+
+    @strawberry.field(
+        description="The items of the run's map node `node` in index order (those scheduled "
+        f"so far), from `offset`, at most `first` (up to {MAX_ITEMS_PAGE}): the same as that "
+        "node's `items`, without paying for every node's list. Empty for a node that is no map."
+    )
+    async def map_items(
+        self, info: Info[ReadContext, None], node: str, first: int = 100, offset: int = 0
+    ) -> list[MapItem]:
+        for row in await info.context.nodes.load(self.id):
+            if row.id == node:
+                return row.items(first=min(first, MAX_ITEMS_PAGE), offset=offset) or []
+        return []
 
     @strawberry.field(description="Approvals of this run's hitl nodes, in request order.")
     async def approvals(

@@ -57,6 +57,9 @@ class NodeRow:
     # Each call, in log order: {call_id, tool, attempt, ok, error, duration_ms, result_ref,
     # arguments_sha256, at}; the result itself stays in the event (or the CAS).
     tool_calls: Any = None
+    # Map nodes: "<index>" -> {status, attempts, output, output_ref, error, started_at,
+    # finished_at} of each item scheduled so far (``projections.map_items``); None otherwise.
+    items: Any = None
 
 
 @dataclass

@@ -128,6 +128,9 @@ ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS cost_usd double precision N
 -- summary in log order (the result stays in the event, or the CAS).
 ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS tool_call_count bigint NOT NULL DEFAULT 0;
 ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS tool_calls jsonb;
+-- A map node's items: {"<index>": {status, attempts, output, output_ref, error, started_at,
+-- finished_at}} for every item scheduled so far (NULL for other nodes).
+ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS items jsonb;
 
 -- A hitl node's request for a decision, and what became of it.
 CREATE TABLE IF NOT EXISTS approvals (

@@ -52,6 +52,20 @@ def describe(state: RunState, history: list[Logged]) -> dict[str, Any]:
                 "output_ref": node.output_ref,
                 "error": node.error or (node.failures.get(node.attempt) if node.failures else None),
                 "decision": node.approval.decision if node.approval else None,
+                # A map node's items, as the coordinator had them (run_model.mapping).
+                "items": [
+                    {
+                        "index": index,
+                        "status": item.status.value,
+                        "attempts": item.attempt,
+                        "output": item.output,
+                        "output_ref": item.output_ref,
+                        "error": item.error,
+                    }
+                    for index, item in sorted(node.items.items())
+                ]
+                if node.map_items is not None
+                else None,
             }
             for node_id, node in state.nodes.items()
         },

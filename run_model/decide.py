@@ -24,7 +24,19 @@ from run_model.decisions import decided, decision_refused, patch_rejected, refus
 from run_model.edges import dead_reason, edge_live, predecessors_finished
 from run_model.evolve import evolve
 from run_model.forking import fork_point_failure
-from run_model.limits import COMMENT_MAX_CHARS, capped
+from run_model.limits import COMMENT_MAX_CHARS, capped, json_size
+from run_model.mapping import (
+    all_finished,
+    first_failure,
+    item_key,
+    map_output,
+    next_items,
+    output_too_large,
+    resolve_over,
+    retry_policy,
+    spec_of,
+    unfinished,
+)
 from run_model.patching import PatchLimits, Refused, judge
 from run_model.state import Approval, NodeStatus, RunState, RunStatus
 from schemas.agent_tools import ToolCallRecord, registered_type_names
@@ -40,6 +52,8 @@ from schemas.events import (
     BudgetExceededPayload,
     BudgetRaised,
     EventReceived,
+    MapStarted,
+    MapStartedPayload,
     NodeFailed,
     NodeFailedPayload,
     NodeRetryPlanned,
@@ -70,11 +84,13 @@ from schemas.events import (
     TurnGrantedPayload,
     TurnRequested,
 )
+from schemas.map_node import MAP, MapConfig
 from schemas.tasks import NodeContext, NodeTask
 from schemas.topics import TASK_TYPES, task_topic
 from schemas.workflow import may_patch
 
 DEFAULT_LIMITS = PatchLimits()
+_UNREAD: Any = object()  # an item whose value ``_schedule_item`` reads itself
 # Made in ``run_model.decisions``, and used from here by the adapter and the tests.
 __all__ = [
     "DEFAULT_LIMITS",
@@ -171,6 +187,8 @@ class _Decider:
             self._on_event_received(ev)
         elif isinstance(ev, PatchSubmitted):
             self._on_patch(ev)
+        elif isinstance(ev, NodeSucceeded) and ev.payload.item is not None:
+            self._advance_map(ev.payload.node_id)
         elif isinstance(ev, NodeSucceeded | NodeSkipped):
             node_id = ev.payload.node_id
             if node_id in self.state.nodes and self.state.nodes[node_id].terminal:
@@ -182,6 +200,9 @@ class _Decider:
 
     def _on_failed(self, ev: NodeFailed) -> None:
         p = ev.payload
+        if p.item is not None:
+            self._on_item_failed(ev)
+            return
         node = self.state.nodes.get(p.node_id)
         if node is None or p.attempt < node.attempt:
             return  # a stale report of an attempt already superseded by a retry
@@ -210,12 +231,78 @@ class _Decider:
             following,
         )
 
+    def _on_item_failed(self, ev: NodeFailed) -> None:
+        """An item's failure: its retry, as a node's (its inner node's policy), or, once it
+        failed for good, what its map's failure policy says (``_advance_map``)."""
+        p = ev.payload
+        assert p.item is not None
+        map_node = self.state.nodes.get(p.node_id)
+        item = map_node.items.get(p.item) if map_node is not None else None
+        if map_node is None or map_node.terminal or item is None or p.attempt < item.attempt:
+            return
+        if item.status is NodeStatus.FAILED:
+            self._advance_map(p.node_id)
+            return
+        following = p.attempt + 1
+        if item.terminal or following in item.scheduled or following in item.retry_due:
+            return
+        policy = retry_policy(self.state, p.node_id, p.item)
+        key = item_key(p.node_id, p.item)
+        delay = retry_delay_s(policy, p.attempt, self.state.run_id, key)
+        if delay <= 0:
+            self._schedule_item(p.node_id, p.item, following)
+            return
+        due = ev.occurred_at + timedelta(seconds=delay)
+        self._emit(
+            NodeRetryPlanned,
+            NodeRetryPlannedPayload(
+                node_id=p.node_id, attempt=following, due_at=due, delay_s=delay, item=p.item
+            ),
+            "plan_retry",
+            key,
+            following,
+        )
+
+    def _on_item_timer(self, ev: TimerFired) -> None:
+        t = ev.payload
+        assert t.item is not None
+        map_node = self.state.nodes[t.node_id]
+        item = map_node.items.get(t.item)
+        if item is None or item.terminal:
+            return
+        if t.kind == "retry":
+            if t.attempt in item.retry_due and t.attempt not in item.scheduled:
+                self._schedule_item(t.node_id, t.item, t.attempt)
+            return
+        if t.kind != "timeout" or t.attempt != item.attempt or t.attempt in item.failures:
+            return
+        limit = f"{t.timeout_s:g}s" if t.timeout_s is not None else "its time limit"
+        failure = self._emit(
+            NodeFailed,
+            NodeFailedPayload(
+                node_id=t.node_id,
+                attempt=t.attempt,
+                error=f"timed out: item {t.item}, attempt {t.attempt} gave no answer within "
+                f"{limit}",
+                retryable=True,
+                item=t.item,
+            ),
+            "time_out",
+            item_key(t.node_id, t.item),
+            t.attempt,
+        )
+        assert isinstance(failure, NodeFailed)
+        self._on_failed(failure)
+
     def _on_timer(self, ev: TimerFired) -> None:
         """Act on a timer only if what it waited for is still so: the retry is still to
         be scheduled, or the attempt is still the latest and still unanswered."""
         t = ev.payload
         node = self.state.nodes.get(t.node_id)
         if node is None or node.terminal or self.state.cancel_requested:
+            return
+        if t.item is not None:
+            self._on_item_timer(ev)
             return
         if t.kind == "retry":
             if t.attempt in node.retry_due and t.attempt not in node.scheduled:
@@ -517,6 +604,9 @@ class _Decider:
             live = not definition.predecessors or any(
                 edge_live(self.state, e) for e in definition.predecessors
             )
+            if live and definition.type == MAP:
+                self._start_map(node_id)
+                continue
             if live and self._routable(definition.type):
                 self._schedule(node_id, 1)
                 continue
@@ -538,6 +628,121 @@ class _Decider:
                 NodeSkipped, NodeSkippedPayload(node_id=node_id, reason=reason), "skip", node_id
             )
             pending.update(e.node for e in definition.successors)
+
+    # --- map nodes (run_model.mapping) -------------------------------------------------
+
+    def _start_map(self, node_id: str) -> None:
+        """Read the map's list and start its first items; a list that cannot be read fails
+        the node with the reason."""
+        spec = spec_of(self.state, node_id)
+        items = resolve_over(self.state, spec.over) if isinstance(spec, MapConfig) else spec
+        if isinstance(items, str):
+            self._fail_node(node_id, 1, f"map node {node_id!r}: {items}", "fail_map")
+            return
+        assert isinstance(spec, MapConfig)
+        self._emit(
+            MapStarted,
+            MapStartedPayload(
+                node_id=node_id,
+                items=len(items),
+                max_parallel=spec.max_parallel,
+                failure=spec.failure,
+            ),
+            "start_map",
+            node_id,
+        )
+        self._advance_map(node_id)
+
+    def _advance_map(self, node_id: str) -> None:
+        """After an item finished (or the map started): fail the map (``fail_fast`` and an
+        item failed for good), finish it (every item finished), or start items up to
+        ``max_parallel`` unfinished."""
+        node = self.state.nodes[node_id]
+        spec = spec_of(self.state, node_id)
+        if node.terminal or node.map_items is None or not isinstance(spec, MapConfig):
+            return
+        failed = first_failure(node)
+        if failed is not None and spec.failure == "fail_fast":
+            index, error = failed
+            why = f"map node {node_id!r}: item {index} failed: {error}"
+            self._fail_node(node_id, 1, why, "fail_map")
+            return
+        if all_finished(node):
+            self._finish_map(node_id, spec)
+            return
+        if self.state.cancel_requested:
+            return
+        slots = spec.max_parallel - unfinished(node)
+        if slots <= 0:
+            return
+        indices = next_items(node, slots)
+        if not indices:
+            return
+        items = resolve_over(self.state, spec.over)
+        assert isinstance(items, list)  # it was read when the map started, from final facts
+        for index in indices:
+            self._schedule_item(node_id, index, 1, items[index])
+
+    def _finish_map(self, node_id: str, spec: MapConfig) -> None:
+        output = map_output(self.state.nodes[node_id], spec.failure)
+        too_large = output_too_large(output)
+        if too_large is not None:
+            self._fail_node(node_id, 1, f"map node {node_id!r}: {too_large}", "fail_map")
+            return
+        size = json_size(output) or 0
+        self._emit(
+            NodeSucceeded,
+            NodeSucceededPayload(
+                node_id=node_id, attempt=1, output=output, output_inline=True, output_size=size
+            ),
+            "finish_map",
+            node_id,
+        )
+        self._settle([e.node for e in self.state.node_def(node_id).successors])
+
+    def _schedule_item(self, node_id: str, index: int, attempt: int, value: Any = _UNREAD) -> None:
+        """Schedule ``attempt`` of the map's item ``index``: a task of the inner type, with
+        the item and its index for the templates."""
+        spec = spec_of(self.state, node_id)
+        assert isinstance(spec, MapConfig)
+        if value is _UNREAD:
+            items = resolve_over(self.state, spec.over)
+            assert isinstance(items, list)
+            value = items[index]
+        inner = spec.node
+        scheduled = self._emit(
+            NodeScheduled,
+            NodeScheduledPayload(
+                node_id=node_id,
+                node_type=inner.type,
+                attempt=attempt,
+                task_topic=task_topic(inner.type),
+                item=index,
+            ),
+            "schedule",
+            item_key(node_id, index),
+            attempt,
+        )
+        self.tasks.append(
+            NodeTask(
+                task_id=scheduled.event_id,
+                run_id=self.state.run_id,
+                tenant=self.state.tenant,
+                node_id=node_id,
+                node_type=inner.type,
+                attempt=attempt,
+                config=inner.config,
+                timeout_s=inner.timeout_s,
+                concurrency=inner.concurrency,
+                rate_limit=inner.rate_limit,
+                input=self.state.input,
+                nodes=self._context(),
+                scheduled_at=self.now,
+                version=self.state.version,
+                index=index,
+                item=value,
+            )
+        )
 
     def _routable(self, node_type: str) -> bool:
         """Whether some worker takes tasks of ``node_type``: a built-in type, or a registered

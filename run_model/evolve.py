@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from run_model.agent_policy import agent_proposer
 from run_model.budgets import call_spend
 from run_model.forking import fork_state
+from run_model.mapping import retry_policy
 from run_model.state import (
     NODE_IN_FLIGHT,
     Approval,
@@ -30,6 +31,7 @@ from schemas.events import (
     BudgetExceeded,
     BudgetRaised,
     EventAwaited,
+    MapStarted,
     ModelCalled,
     ModelCalledPayload,
     NodeFailed,
@@ -63,9 +65,12 @@ from schemas.events import (
 NO_EFFECT: tuple[type[Event], ...] = (NodeQueued, NodeProgress)
 
 
-def failed_for_good(state: RunState, node_id: str, attempt: int, retryable: bool) -> bool:
-    """Whether a failure of ``attempt`` ends the node (no attempt left, or not worth one)."""
-    return not retryable or attempt >= state.node_def(node_id).retry.max_attempts
+def failed_for_good(
+    state: RunState, node_id: str, attempt: int, retryable: bool, item: int | None = None
+) -> bool:
+    """Whether a failure of ``attempt`` ends the node, or the map node's ``item`` (no
+    attempt left, or not worth one)."""
+    return not retryable or attempt >= retry_policy(state, node_id, item).max_attempts
 
 
 def evolve(state: RunState | None, event: Event) -> RunState | None:
@@ -112,24 +117,77 @@ def _node(state: RunState, node_id: str) -> NodeState | None:
     old = state.nodes.get(node_id)
     if old is None or old.terminal:
         return None
-    copy = old.model_copy(deep=True)
+    copy = old.model_copy(deep=True) if not old.items else _shallow(old)
     state.nodes = {**state.nodes, node_id: copy}
     return copy
 
 
+def _shallow(node: NodeState) -> NodeState:
+    """A copy of a map node that shares its items (a deep copy of thousands of items for
+    every event of one of them would make a map quadratic); only ``_target`` changes an
+    item, and it puts a copy in place first."""
+    return node.model_copy(update={"items": dict(node.items)})
+
+
+def _target(state: RunState, node_id: str, item: int | None) -> NodeState | None:
+    """What a node event is about: the node (``_node``), or the map node's ``item``, a copy
+    put in place. ``None`` for a finished node, or an item of a node that is no map."""
+    if item is None:
+        return _node(state, node_id)
+    old = state.nodes.get(node_id)
+    if old is None or old.terminal or old.map_items is None or item >= old.map_items:
+        return None
+    node = _shallow(old)
+    current = node.items.get(item)
+    copy = current.model_copy(deep=True) if current is not None else NodeState()
+    node.items[item] = copy
+    state.nodes = {**state.nodes, node_id: node}
+    return copy
+
+
+ITEM_EVENTS = (NodeScheduled, NodeStarted, NodeSucceeded, NodeFailed, NodeRetryPlanned)
+
+
 def _apply(state: RunState, event: Event) -> None:
     """Fold ``event`` into ``state``, a fresh shallow copy owned by the caller."""
+    item = getattr(event.payload, "item", None)
+    if item is None or not isinstance(event, ITEM_EVENTS):
+        _apply_one(state, event)
+        return
+    node_id = event.payload.node_id
+    before = state.nodes.get(node_id)
+    was_done = before is not None and item in before.items and before.items[item].terminal
+    _apply_one(state, event)
+    node = state.nodes.get(node_id)
+    if node is None or node is before:
+        return  # nothing changed
+    # The map's counts, kept with its items so that deciding never scans them all.
+    if not was_done and node.items[item].terminal:
+        node.items_done += 1
+        if node.items[item].status is NodeStatus.FAILED:
+            node.items_failed = [*node.items_failed, item]
+    while node.items_next in node.items:
+        node.items_next += 1
+
+
+def _apply_one(state: RunState, event: Event) -> None:
     if isinstance(event, RunStarted):
         if state.status is RunStatus.PENDING:
             state.status = RunStatus.RUNNING
-    elif isinstance(event, NodeScheduled):
+    elif isinstance(event, MapStarted):
         node = _node(state, event.payload.node_id)
+        if node is not None and node.map_items is None:
+            node.map_items = event.payload.items
+            node.scheduled = [1]
+            node.status = NodeStatus.RUNNING
+    elif isinstance(event, NodeScheduled):
+        node = _target(state, event.payload.node_id, event.payload.item)
         if node is not None:
             node.scheduled = sorted({*node.scheduled, event.payload.attempt})
             if event.payload.attempt == node.attempt:
                 node.status = NodeStatus.SCHEDULED
     elif isinstance(event, NodeStarted):
-        node = _node(state, event.payload.node_id)
+        node = _target(state, event.payload.node_id, event.payload.item)
         if node is not None:
             node.started = sorted({*node.started, event.payload.attempt})
             # A task redelivered to a worker after a crash starts again: the deadline still
@@ -139,7 +197,7 @@ def _apply(state: RunState, event: Event) -> None:
             if event.payload.attempt == node.attempt and node.status is not NodeStatus.WAITING:
                 node.status = NodeStatus.RUNNING
     elif isinstance(event, NodeSucceeded):
-        node = _node(state, event.payload.node_id)
+        node = _target(state, event.payload.node_id, event.payload.item)
         # The first success wins, whichever attempt it came from; a success after the node
         # failed for good is too late (the run has failed already).
         if node is not None:
@@ -160,20 +218,20 @@ def _apply(state: RunState, event: Event) -> None:
             node.awaiting = EventWait(attempt=w.attempt, name=w.name, key=w.key, due_at=w.due_at)
     elif isinstance(event, NodeFailed):
         f = event.payload
-        node = _node(state, f.node_id)
+        node = _target(state, f.node_id, f.item)
         # The first report of an attempt's failure is the one that counts: a worker's late
         # report of an attempt the coordinator already timed out changes nothing.
         if node is not None and f.attempt not in node.failures:
             node.failures = {**node.failures, f.attempt: f.error}
             # Only the latest attempt's failure counts: an older attempt's report is stale.
             if f.attempt >= node.attempt and failed_for_good(
-                state, f.node_id, f.attempt, f.retryable
+                state, f.node_id, f.attempt, f.retryable, f.item
             ):
                 node.status = NodeStatus.FAILED
                 node.error = f.error
     elif isinstance(event, NodeRetryPlanned):
         r = event.payload
-        node = _node(state, r.node_id)
+        node = _target(state, r.node_id, r.item)
         if node is not None and r.attempt not in node.retry_due:
             node.retry_due = {**node.retry_due, r.attempt: r.due_at}
     elif isinstance(event, ApprovalRequested):

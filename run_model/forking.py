@@ -6,7 +6,9 @@ source), and hands the result here. What the source had finished at that point i
 the fork keeps: SUCCEEDED nodes with their outputs (reused, never run again), SKIPPED and
 FAILED ones. Everything else starts afresh: work in flight at that point belongs to the
 source's attempts, whose answers go to the source, so the fork schedules it again under its
-own id (a hitl node that was waiting asks again, and its approval is the fork's own).
+own id (a hitl node that was waiting asks again, and its approval is the fork's own). A map
+node that was running keeps the items that had finished (reused, as finished nodes are) and
+starts again: the fork reads its list anew and runs the other items under its own ids.
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ def fork_state(source: RunState | None, event: RunForked) -> RunState | None:
     (``None`` if the history did not start a run: then neither does the fork)."""
     if source is None:
         return None
-    nodes = {
-        node_id: node if node.terminal else NodeState() for node_id, node in source.nodes.items()
-    }
+    nodes = {node_id: _carried(node) for node_id, node in source.nodes.items()}
     return source.model_copy(
         update={
             "run_id": event.aggregate_id,
@@ -39,6 +39,15 @@ def fork_state(source: RunState | None, event: RunForked) -> RunState | None:
         },
         deep=True,
     )
+
+
+def _carried(node: NodeState) -> NodeState:
+    """What the fork keeps of a node: all of a finished one, the finished items of a map."""
+    if node.terminal:
+        return node
+    kept = {i: item for i, item in node.items.items() if item.terminal}
+    failed = [i for i, item in kept.items() if item.status is NodeStatus.FAILED]
+    return NodeState(items=kept, items_done=len(kept), items_failed=failed)
 
 
 def fork_point_failure(state: RunState) -> tuple[str, str] | None:

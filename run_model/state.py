@@ -116,6 +116,26 @@ class NodeState(BaseModel):
     outcome: str | None = Field(
         None, description="The outcome its edges read, when its output does not say it."
     )
+    map_items: int | None = Field(
+        None, description="Map nodes: how many items its list held (MapStarted), once read."
+    )
+    items: dict[int, NodeState] = Field(
+        default_factory=dict,
+        description="Map nodes: index -> the item's own facts (attempts, output, error), for "
+        "every item scheduled so far; an item is a node of its own in all but name "
+        "(``run_model.mapping``).",
+    )
+    items_done: int = Field(
+        0, description="Map nodes: how many of ``items`` have finished (kept with them)."
+    )
+    items_failed: list[int] = Field(
+        default_factory=list, description="Map nodes: the items that failed for good, in order."
+    )
+    items_next: int = Field(
+        0,
+        description="Map nodes: no index below it is left to schedule (a cursor, so that "
+        "starting the next items does not scan them all).",
+    )
     calls: dict[int, dict[int, Spend]] = Field(
         default_factory=dict,
         description="Agent nodes: attempt -> turn -> what that model call spent, from its "

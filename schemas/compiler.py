@@ -13,6 +13,7 @@ from schemas.canonical import canonical_json, sha256_hex
 from schemas.concurrency_keys import concurrency_key_reasons
 from schemas.errors import InvalidWorkflow
 from schemas.ir import IREdge, IRNode, IRNodeType, WorkflowIR
+from schemas.map_node import MAP, map_config_reasons
 from schemas.node_type_configs import config_reasons
 from schemas.secret_refs import SecretReferenceError, secret_references
 from schemas.workflow import (
@@ -58,6 +59,8 @@ def validate_graph(
             reasons.extend(agent_tools_reasons(node, registered))
         if node.type == "wait_event":
             reasons.extend(_wait_event_config_reasons(node))
+        if node.type == MAP:
+            reasons.extend(_map_config_reasons(node, registered))
         try:  # secrets.NAME is read by the worker; any other way of reading secrets is not
             secret_references(node.config)
         except SecretReferenceError as e:
@@ -121,11 +124,30 @@ def _unknown_type(node: NodeDef, registered: Mapping[str, IRNodeType]) -> str:
     return reason + "); a type of your own is registered by its worker (PUT /v1/node-types)"
 
 
+def _map_config_reasons(node: NodeDef, registered: Mapping[str, IRNodeType]) -> list[str]:
+    """A map's config (``schemas.map_node``), and its inner node's config by that type's
+    schema when the type is registered."""
+    reasons = map_config_reasons(node.id, node.config, {*KNOWN_NODE_TYPES, *registered})
+    inner = node.config.get("node")
+    if not reasons and isinstance(inner, dict) and inner.get("type") in registered:
+        schema = registered[inner["type"]].config_schema
+        reasons.extend(
+            config_reasons(f"{node.id}.node", inner["type"], inner.get("config", {}), schema)
+        )
+    concurrency = inner.get("concurrency") if isinstance(inner, dict) else None
+    if not reasons and isinstance(concurrency, dict) and isinstance(concurrency.get("key"), str):
+        reasons.extend(concurrency_key_reasons(f"{node.id}.node", concurrency["key"]))
+    return reasons
+
+
 def used_node_types(definition: WorkflowDefinition) -> set[str]:
     """The type names a definition names: its nodes' types, and the plain names in its agent
     nodes' ``tools`` (which may be node types offered as tools)."""
     names = {n.type for n in definition.nodes}
     for node in definition.nodes:
+        inner = node.config.get("node") if node.type == MAP else None
+        if isinstance(inner, dict) and isinstance(inner.get("type"), str):
+            names.add(inner["type"])
         tools = node.config.get("tools") if node.type == "agent" else None
         if isinstance(tools, list):
             names.update(t for t in tools if isinstance(t, str))

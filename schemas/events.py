@@ -29,6 +29,11 @@ MAX_EVENT_BYTES = 1_000_000
 # default `message.max.bytes`. faust's producer defaults to 1,000,000, which an event of
 # MAX_EVENT_BYTES would overrun with its key and headers: the coordinator sets this instead.
 MAX_RECORD_BYTES = 1_048_576
+# A map node's items (``run_model.mapping``) are told by the node's own events, each naming
+# the item's index in ``item``; a node's own events leave it out (None).
+ITEM_FIELD: Any = Field(
+    None, ge=0, description="Map nodes: the index of the item this is about; absent otherwise."
+)
 
 
 # --- workflows -------------------------------------------------------------------------
@@ -198,6 +203,7 @@ class NodeScheduledPayload(Payload):
     node_type: str
     attempt: int = Field(ge=1, description="1 for the first attempt.")
     task_topic: str = Field(description="Where the task was routed.")
+    item: int | None = ITEM_FIELD
 
 
 @event("run.node_scheduled")
@@ -209,6 +215,7 @@ class NodeStartedPayload(Payload):
     node_id: str
     attempt: int = Field(ge=1)
     worker: str = Field(description="Which worker process picked the task up.")
+    item: int | None = ITEM_FIELD
 
 
 @event("run.node_started")
@@ -232,6 +239,7 @@ class NodeQueuedPayload(Payload):
         "next call in 3.2 s`."
     )
     worker: str = Field(description="The worker process it waits in.")
+    item: int | None = ITEM_FIELD
 
 
 @event("run.node_queued")
@@ -278,6 +286,7 @@ class NodeSucceededPayload(Payload):
         description="The outcome edge guards read when the output does not say it: a "
         "wait_event node's `received` or `timeout` (decided by the coordinator).",
     )
+    item: int | None = ITEM_FIELD
 
     @model_validator(mode="after")
     def _whole_somewhere(self) -> NodeSucceededPayload:
@@ -304,6 +313,7 @@ class NodeFailedPayload(Payload):
     attempt: int = Field(ge=1)
     error: str = Field(description="What went wrong, for a person or a model to read.")
     retryable: bool = Field(True, description="Whether another attempt may succeed.")
+    item: int | None = ITEM_FIELD
 
 
 @event("run.node_failed")
@@ -316,6 +326,7 @@ class NodeRetryPlannedPayload(Payload):
     attempt: int = Field(ge=2, description="The attempt that will be scheduled.")
     due_at: datetime = Field(description="When it will be scheduled (UTC).")
     delay_s: float = Field(ge=0, description="The backoff chosen, jitter included.")
+    item: int | None = ITEM_FIELD
 
 
 @event("run.node_retry_planned")
@@ -338,6 +349,7 @@ class TimerFiredPayload(Payload):
     timeout_s: float | None = Field(
         None, description="For `timeout`: the limit that passed, grace included."
     )
+    item: int | None = ITEM_FIELD
 
 
 @event("run.timer_fired")
@@ -347,6 +359,21 @@ class TimerFired(Event):
     so a timer that fires late, twice, or after its attempt answered changes nothing."""
 
     payload: TimerFiredPayload
+
+
+class MapStartedPayload(Payload):
+    node_id: str
+    items: int = Field(ge=0, description="How many items `over` held.")
+    max_parallel: int = Field(ge=1)
+    failure: Literal["fail_fast", "collect"]
+
+
+@event("run.map_started")
+class MapStarted(Event):
+    """A map node became ready and the coordinator read its list (``run_model.mapping``):
+    its items are scheduled from here, each with the node's events naming the item."""
+
+    payload: MapStartedPayload
 
 
 class NodeSkippedPayload(Payload):

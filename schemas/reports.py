@@ -63,7 +63,9 @@ def report(
 
 
 def started(task: NodeTask, worker: str, *, at: datetime | None = None) -> NodeStarted:
-    payload = NodeStartedPayload(node_id=task.node_id, attempt=task.attempt, worker=worker)
+    payload = NodeStartedPayload(
+        node_id=task.node_id, attempt=task.attempt, worker=worker, item=task.index
+    )
     return report(NodeStarted, task, payload, "started", at=at)
 
 
@@ -78,6 +80,7 @@ def queued(
         waiting_for=waiting_for,
         reason=reason_text(reason),
         worker=worker,
+        item=task.index,
     )
     return report(NodeQueued, task, payload, "queued", waiting_for, at=at)
 
@@ -128,6 +131,7 @@ def succeeded(
         output_inline=small,
         output_ref=None if small else output_ref,
         output_size=output_size,
+        item=task.index,
     )
     return report(NodeSucceeded, task, payload, "succeeded", at=at)
 
@@ -138,7 +142,11 @@ def failed(
     """``reason`` should already name the node (``node_reason`` does); it is stored as
     ``reason_text`` makes it."""
     payload = NodeFailedPayload(
-        node_id=task.node_id, attempt=task.attempt, error=reason_text(reason), retryable=retryable
+        node_id=task.node_id,
+        attempt=task.attempt,
+        error=reason_text(reason),
+        retryable=retryable,
+        item=task.index,
     )
     return report(NodeFailed, task, payload, "failed", at=at)
 
@@ -152,4 +160,5 @@ def reason_text(reason: str) -> str:
 
 
 def node_reason(task: NodeTask, what: str) -> str:
-    return f"node {task.node_id!r} ({task.node_type}, attempt {task.attempt}): {what}"
+    item = f", item {task.index}" if task.index is not None else ""
+    return f"node {task.node_id!r} ({task.node_type}{item}, attempt {task.attempt}): {what}"

@@ -65,6 +65,13 @@ class NodeTask(BaseModel):
         description="The run's definition at that version: given only to nodes that may "
         "patch it (agents offered `patch_workflow`), which write their patches against it.",
     )
+    index: int | None = Field(
+        None,
+        ge=0,
+        description="Map nodes: which item of the list this task runs (`index` in its "
+        "template context); absent for a node's own task. Every report names it (`item`).",
+    )
+    item: Any = Field(None, description="Map nodes: the item's value (`item` in templates).")
     agent_limits: AgentRunLimits | None = Field(
         None,
         description="Agent nodes: the run's budget as it stands (the worker asks before "
@@ -93,4 +100,6 @@ class NodeTask(BaseModel):
         call: for every attempt of the agent that makes the same call)."""
         if self.tool_call is not None:
             return f"{self.run_id}/{self.node_id}/{self.tool_call.call_id}"
+        if self.index is not None:
+            return f"{self.run_id}/{self.node_id}/{self.index}/{self.attempt}"
         return f"{self.run_id}/{self.node_id}/{self.attempt}"

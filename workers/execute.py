@@ -184,6 +184,8 @@ class TaskExecutor:
             raise ConfigError("the node declares no concurrency key")
         template = task.concurrency.key
         context: dict[str, Any] = {"input": task.input, "nodes": {}}
+        if task.index is not None:
+            context.update(item=task.item, index=task.index)
         if "nodes" in template:  # only then are upstream outputs worth reading from the CAS
             try:
                 context = await self._context(task)
@@ -408,7 +410,10 @@ class TaskExecutor:
                     permanent=(BlobNotFound, BlobCorrupted),
                 )
             nodes[node_id] = {"output": output, "status": ctx.status}
-        return {"input": task.input, "nodes": nodes}
+        context: dict[str, Any] = {"input": task.input, "nodes": nodes}
+        if task.index is not None:  # one item of a map node (``run_model.mapping``)
+            context.update(item=task.item, index=task.index)
+        return context
 
     async def _report(self, event: Event) -> Position:
         return await self._retrying(

@@ -94,7 +94,7 @@ def test_column_kinds_come_from_the_annotations() -> None:
     assert sql_type(float) == "double precision"
     assert NODES.types["cost_usd"] == "double precision"
     assert RUNS.json_columns == {"input", "output", "budget"}
-    assert NODES.json_columns == {"output", "tool_calls"}
+    assert NODES.json_columns == {"output", "tool_calls", "items"}
     assert APPROVALS.json_columns == {"refusals"}
     assert APPROVALS.types["timed_out"] == "boolean"
     assert RUN_VERSIONS.json_columns == {"definition"}
