@@ -16,6 +16,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from node_types import BUILT_IN_TYPES, ENGINE, LIVE_WITHIN_S
+from schemas.topics import TASK_TYPES
 
 # A tenant's registered types as listed; with the built-in ones, what the query's cost counts.
 MAX_LISTED = 200
@@ -29,6 +30,7 @@ BUILT_IN_DESCRIPTIONS = {
     "agent": "Asks a model, with tools, until it finishes; may patch its run.",
     "hitl": "Waits for a person's decision; its edges are `approved` or `rejected`.",
     "wait_event": "Waits for an outside event (name, key); its edges are `received` or `timeout`.",
+    "map": "Runs one inner node per item of a list, at most `max_parallel` at once.",
 }
 
 
@@ -43,12 +45,18 @@ class NodeType:
     )
     output_schema: JSON | None
     live_workers: list[str] = strawberry.field(
-        description="Workers that beat within the last seconds: empty when none serves it."
+        description="Workers that beat within the last seconds: empty when none serves it "
+        "(and for a type the coordinator itself runs, `map`)."
     )
+    # A built-in type with no worker topic: the coordinator decides its nodes (map).
+    coordinated: strawberry.Private[bool] = False
 
-    @strawberry.field(description="Whether some worker serves the type now.")
+    @strawberry.field(
+        description="Whether the type is served now: some worker beat, or the coordinator "
+        "runs it itself."
+    )
     def live(self) -> bool:
-        return bool(self.live_workers)
+        return self.coordinated or bool(self.live_workers)
 
 
 async def node_types(pool: asyncpg.Pool, tenant: str) -> list[NodeType]:
@@ -78,6 +86,7 @@ async def node_types(pool: asyncpg.Pool, tenant: str) -> list[NodeType]:
             config_schema=None,
             output_schema=None,
             live_workers=workers.get(name, []),
+            coordinated=name not in TASK_TYPES,
         )
         for name in sorted(BUILT_IN_TYPES)
     ]

@@ -78,6 +78,8 @@ async def test_a_registered_type_is_checked_at_publish_routed_and_listed(
         assert listed[name]["configSchema"] == SHOUT_SCHEMA
         assert listed[name]["live"] is False
         assert listed["http"]["builtIn"] is True
+        # The coordinator runs a map's items itself: served whenever the engine runs.
+        assert (listed["map"]["live"], listed["map"]["liveWorkers"]) == (True, [])
 
         pool = await asyncpg.create_pool(services.postgres_dsn, min_size=1, max_size=2)
         try:
