@@ -151,13 +151,6 @@ class NodeTypeRegistry:
         )
         return tenant
 
-    async def get(self, tenant: str, name: str) -> NodeType | None:
-        """``tenant``'s type ``name``; None if it has none of that name."""
-        row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM node_types WHERE name = $1 AND tenant = $2", name, tenant
-        )
-        return _row(row) if row else None
-
     async def find(self, tenant: str, names: Sequence[str]) -> dict[str, NodeType]:
         """Those of ``names`` that are ``tenant``'s types, by name (one round trip)."""
         if not names:
@@ -169,9 +162,12 @@ class NodeTypeRegistry:
         )
         return {r["name"]: _row(r) for r in rows}
 
-    async def types(self, tenant: str) -> list[NodeType]:
+    async def types(self, tenant: str, limit: int | None = None) -> list[NodeType]:
+        """``tenant``'s types by name, the first ``limit`` of them if given."""
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM node_types WHERE tenant = $1 ORDER BY name", tenant
+            f"SELECT {_COLUMNS} FROM node_types WHERE tenant = $1 ORDER BY name LIMIT $2",
+            tenant,
+            limit,
         )
         return [_row(r) for r in rows]
 
@@ -194,14 +190,18 @@ class NodeTypeRegistry:
             list(names),
         )
 
-    async def live_workers(self, tenant: str, name: str) -> list[str]:
+    async def live(self, tenants: Sequence[str]) -> dict[str, list[str]]:
+        """Type name -> the workers serving it now (a beat within ``LIVE_WITHIN_S``), for
+        the types ``tenants`` serve (``ENGINE`` for the built-in workers')."""
         rows = await self._pool.fetch(
-            """SELECT worker FROM node_type_workers
-               WHERE tenant = $1 AND name = $2
-                 AND last_seen > now() - make_interval(secs => $3)
-               ORDER BY worker""",
-            tenant,
-            name,
+            """SELECT name, worker FROM node_type_workers
+               WHERE tenant = ANY($1::text[])
+                 AND last_seen > now() - make_interval(secs => $2)
+               ORDER BY name, worker""",
+            list(tenants),
             LIVE_WITHIN_S,
         )
-        return [r["worker"] for r in rows]
+        workers: dict[str, list[str]] = {}
+        for r in rows:
+            workers.setdefault(r["name"], []).append(r["worker"])
+        return workers

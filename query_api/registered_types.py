@@ -8,14 +8,11 @@ beat within ``node_types.LIVE_WITHIN_S``; the built-in workers beat as the engin
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import asyncpg
 import strawberry
 from strawberry.scalars import JSON
 
-from node_types import BUILT_IN_TYPES, ENGINE, LIVE_WITHIN_S
+from node_types import BUILT_IN_TYPES, ENGINE, NodeTypeRegistry
 from schemas.topics import TASK_TYPES
 
 # A tenant's registered types as listed; with the built-in ones, what the query's cost counts.
@@ -60,24 +57,9 @@ class NodeType:
 
 
 async def node_types(pool: asyncpg.Pool, tenant: str) -> list[NodeType]:
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            """SELECT name, config_schema, output_schema, description FROM node_types
-               WHERE tenant = $1 ORDER BY name LIMIT $2""",
-            tenant,
-            MAX_LISTED,
-        )
-        beats = await conn.fetch(
-            """SELECT name, worker FROM node_type_workers
-               WHERE tenant = ANY($1::text[])
-                 AND last_seen > now() - make_interval(secs => $2)
-               ORDER BY name, worker""",
-            [tenant, ENGINE],
-            LIVE_WITHIN_S,
-        )
-    workers: dict[str, list[str]] = {}
-    for b in beats:
-        workers.setdefault(b["name"], []).append(b["worker"])
+    registry = NodeTypeRegistry(pool)
+    registered = await registry.types(tenant, limit=MAX_LISTED)
+    workers = await registry.live([tenant, ENGINE])
     types = [
         NodeType(
             name=name,
@@ -92,18 +74,13 @@ async def node_types(pool: asyncpg.Pool, tenant: str) -> list[NodeType]:
     ]
     types += [
         NodeType(
-            name=r["name"],
+            name=t.name,
             built_in=False,
-            description=r["description"],
-            config_schema=_json(r["config_schema"]),
-            output_schema=_json(r["output_schema"]),
-            live_workers=workers.get(r["name"], []),
+            description=t.description,
+            config_schema=t.config_schema,
+            output_schema=t.output_schema,
+            live_workers=workers.get(t.name, []),
         )
-        for r in rows
+        for t in registered
     ]
     return types
-
-
-def _json(value: Any) -> Any:
-    # The query API's connections decode jsonb themselves (query_api.app); others give text.
-    return json.loads(value) if isinstance(value, str) else value

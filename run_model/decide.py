@@ -84,7 +84,8 @@ from schemas.events import (
     TurnGrantedPayload,
     TurnRequested,
 )
-from schemas.map_node import MAP, MapConfig
+from schemas.ir import IRNode
+from schemas.map_node import MAP, MapConfig, MapInner
 from schemas.tasks import NodeContext, NodeTask
 from schemas.topics import TASK_TYPES, task_topic
 from schemas.workflow import may_patch
@@ -723,26 +724,7 @@ class _Decider:
             item_key(node_id, index),
             attempt,
         )
-        self.tasks.append(
-            NodeTask(
-                task_id=scheduled.event_id,
-                run_id=self.state.run_id,
-                tenant=self.state.tenant,
-                node_id=node_id,
-                node_type=inner.type,
-                attempt=attempt,
-                config=inner.config,
-                timeout_s=inner.timeout_s,
-                concurrency=inner.concurrency,
-                rate_limit=inner.rate_limit,
-                input=self.state.input,
-                nodes=self._context(),
-                scheduled_at=self.now,
-                version=self.state.version,
-                index=index,
-                item=value,
-            )
-        )
+        self.tasks.append(self._task(scheduled, node_id, attempt, inner, index=index, item=value))
 
     def _routable(self, node_type: str) -> bool:
         """Whether some worker takes tasks of ``node_type``: a built-in type, or a registered
@@ -764,27 +746,40 @@ class _Decider:
         patches = may_patch(definition.type, definition.config)
         agent = definition.type == "agent"
         self.tasks.append(
-            NodeTask(
-                task_id=scheduled.event_id,
-                run_id=self.state.run_id,
-                tenant=self.state.tenant,
-                node_id=node_id,
-                node_type=definition.type,
-                attempt=attempt,
-                config=definition.config,
-                timeout_s=definition.timeout_s,
-                concurrency=definition.concurrency,
-                rate_limit=definition.rate_limit,
-                input=self.state.input,
-                nodes=self._context(),
-                scheduled_at=self.now,
-                version=self.state.version,
+            self._task(
+                scheduled,
+                node_id,
+                attempt,
+                definition,
                 # Only a node that may patch is shown what it patches: tasks stay small.
                 definition=self.state.current_definition() if patches else None,
                 agent_limits=self.state.agent_limits if agent else None,
                 tool_types=self._tool_types(definition.config) if agent else None,
                 tool_calls=self._finished_tool_calls(node_id) if agent else [],
             )
+        )
+
+    def _task(
+        self, scheduled: Event, node_id: str, attempt: int, spec: IRNode | MapInner, **more: Any
+    ) -> NodeTask:
+        """The work order of a scheduled attempt: what ``spec`` (a node, or a map node's
+        inner node) runs and how, with the run context its templates read, and ``more``."""
+        return NodeTask(
+            task_id=scheduled.event_id,
+            run_id=self.state.run_id,
+            tenant=self.state.tenant,
+            node_id=node_id,
+            node_type=spec.type,
+            attempt=attempt,
+            config=spec.config,
+            timeout_s=spec.timeout_s,
+            concurrency=spec.concurrency,
+            rate_limit=spec.rate_limit,
+            input=self.state.input,
+            nodes=self._context(),
+            scheduled_at=self.now,
+            version=self.state.version,
+            **more,
         )
 
     def _tool_types(self, config: dict[str, Any]) -> dict[str, dict[str, Any]] | None:

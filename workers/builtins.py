@@ -36,7 +36,7 @@ async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict
     handlers = dict(HANDLERS)
     http = await open_http_handler(settings, stack)
     handlers["http"] = http
-    handlers["agent"] = await _agent(settings, stack, http)
+    handlers["agent"] = await open_agent(settings, stack, http)
     handlers["wait_event"] = await _wait_event(stack)
     return handlers
 
@@ -49,7 +49,9 @@ async def _wait_event(stack: AsyncExitStack) -> Handler:
     return handler
 
 
-async def _agent(settings: WorkerSettings, stack: AsyncExitStack, http: HttpHandler) -> Handler:
+async def open_agent(settings: WorkerSettings, stack: AsyncExitStack, http: HttpHandler) -> Handler:
+    """The agent node's handler, its model client opened on ``stack``; its http tool and MCP
+    servers go through ``http``, the http node's guarded client."""
     from openai import AsyncOpenAI
 
     from workers.agent.handler import AgentHandler

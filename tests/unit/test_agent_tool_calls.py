@@ -262,12 +262,16 @@ async def test_the_mcp_client_connects_through_the_guard_and_is_refused_without_
 
 
 async def test_the_worker_gives_the_mcp_client_the_http_nodes_guarded_client() -> None:
-    from workers.handlers import open_handlers
+    from workers.builtins import open_agent
+    from workers.http.client import open_http_handler
     from workers.settings import WorkerSettings
 
+    # The two handlers alone: the whole set would also open the wait_event node's
+    # PostgreSQL pool, and this lane has no server.
     async with AsyncExitStack() as stack:
-        handlers = await open_handlers(WorkerSettings(), stack)
-        http, agent_handler = handlers["http"], handlers["agent"]
+        settings = WorkerSettings()
+        http = await open_http_handler(settings, stack)
+        agent_handler = await open_agent(settings, stack, http)
         assert isinstance(http, HttpHandler) and isinstance(agent_handler, AgentHandler)
         services = agent_handler._tool_services
         assert services.http is http
