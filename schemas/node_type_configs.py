@@ -14,10 +14,18 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
+from referencing.exceptions import Unresolvable
 
 # Reasons from one node's config: a schema may find many faults in one value.
 MAX_REASONS_PER_NODE = 10
 TEMPLATE_MARK = "{{"
+# A schema that cannot be applied: a $ref to a document outside it (never fetched: a schema
+# is a tenant's input, and fetching would be a request to wherever it points), to a place
+# in it that does not exist, or to itself with nothing in between (endless).
+UNUSABLE = (Unresolvable, RecursionError)
+# Values a schema is tried on when registered, so that a root that cannot be applied is
+# refused then, not at the first publish.
+PROBES: tuple[Any, ...] = ({}, [], None, "", 0)
 
 
 def schema_reasons(schema: Any) -> list[str]:
@@ -28,6 +36,13 @@ def schema_reasons(schema: Any) -> list[str]:
         Draft202012Validator.check_schema(schema)
     except SchemaError as e:
         return [f"not a valid JSON Schema: {e.message} (at {_where(e.absolute_path)})"]
+    validator = Draft202012Validator(schema)
+    try:
+        for probe in PROBES:
+            for _ in validator.iter_errors(probe):
+                pass
+    except UNUSABLE as e:
+        return [_unusable(e)]
     return []
 
 
@@ -36,14 +51,16 @@ def config_reasons(node_id: str, type_name: str, config: Any, schema: dict[str, 
     if not schema:
         return []
     reasons = []
-    for error in _errors(Draft202012Validator(schema), config):
-        if _templated(error.instance):
-            continue
-        reasons.append(
-            f"node {node_id!r} ({type_name}): config{_path(error.absolute_path)}: {error.message}"
-        )
-        if len(reasons) == MAX_REASONS_PER_NODE:
-            break
+    try:
+        for error in _errors(Draft202012Validator(schema), config):
+            if _templated(error.instance):
+                continue
+            where = _path(error.absolute_path)
+            reasons.append(f"node {node_id!r} ({type_name}): config{where}: {error.message}")
+            if len(reasons) == MAX_REASONS_PER_NODE:
+                break
+    except UNUSABLE as e:  # registered before schemas were tried, or reached by this config
+        return [f"node {node_id!r} ({type_name}): the type's config schema {_unusable(e)}"]
     return reasons
 
 
@@ -57,6 +74,12 @@ def _errors(validator: Draft202012Validator, config: Any) -> Iterator[Validation
         if error.context and any(_templated(sub.instance) for sub in error.context):
             continue
         yield error
+
+
+def _unusable(e: Exception) -> str:
+    if isinstance(e, RecursionError):
+        return "cannot be applied: a $ref leads back to itself with nothing in between"
+    return f"cannot be applied: {e} (only references within the schema are followed)"
 
 
 def _templated(value: Any) -> bool:

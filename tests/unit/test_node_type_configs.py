@@ -134,3 +134,28 @@ def test_a_patch_may_not_bring_a_registered_type_the_run_does_not_have() -> None
 
 def _patch(ops: list[dict[str, Any]], tag: str = "1") -> PatchSubmitted:
     return patch_submitted("run-1", ops, "more shouting", tag=tag)
+
+
+REMOTE = {"$ref": "https://schemas.example/shout.json"}  # never fetched: no connection is made
+ENDLESS = {"$ref": "#"}
+NOWHERE = {"properties": {"n": {"$ref": "#/$defs/missing"}}}
+
+
+def test_a_schema_that_cannot_be_applied_is_refused_when_registered() -> None:
+    (remote,) = schema_reasons(REMOTE)
+    assert remote.startswith("cannot be applied: ") and "shout.json" in remote
+    assert "only references within the schema are followed" in remote
+    assert schema_reasons(ENDLESS) == [
+        "cannot be applied: a $ref leads back to itself with nothing in between"
+    ]
+    local = {"$defs": {"n": {"type": "integer"}}, "properties": {"n": {"$ref": "#/$defs/n"}}}
+    assert schema_reasons(local) == []
+
+
+def test_a_config_judged_by_a_schema_that_cannot_be_applied_gets_a_reason_not_an_error() -> None:
+    for schema in (REMOTE, ENDLESS, NOWHERE):
+        (reason,) = config_reasons("loud", "shout", {"n": 1}, schema)
+        assert reason.startswith("node 'loud' (shout): the type's config schema cannot be applied")
+    wf = definition(node("loud", "shout", n=1))
+    (reason,) = validate_graph(wf, {"shout": IRNodeType(config_schema=NOWHERE)})
+    assert "/$defs/missing" in reason
