@@ -28,6 +28,7 @@ from command_api.settings import CommandApiSettings
 from command_api.trigger_routes import router as trigger_router
 from infra.body_limit import BodyLimit
 from infra.bus import EventBus
+from infra.pg_pool import create_pool
 from infra.ratelimit import TokenBuckets
 from infra.settings import Settings, get_settings
 from limits import admission_check
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cipher = cipher_from_settings(settings)  # a bad AOB_SECRETS_KEY stops the start
-        pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=10)
+        pool = await create_pool(settings.postgres_dsn, min_size=1, max_size=10)
         secrets = SecretStore(pool, cipher)
         tenant_limits = LimitsStore(pool)
         async with pool.acquire() as conn:

@@ -6,8 +6,15 @@ thousand wake-ups a second, about 12% of a core on an idle stack (measured with 
 ``within``). ``take_batches`` is the same machinery — a processor fills a buffer while faust
 consumes the stream passively, and a batch's events are acknowledged only when the next
 batch is asked for, that is after the caller has handled them — with one difference: while
-the buffer is empty it sleeps until a record comes, and only then waits up to ``within`` for
-more (or until ``max_`` are there).
+the buffer is empty it sleeps until a record comes, and only then gathers more.
+
+Gathering goes on while records keep coming: a batch is closed when no new record came for
+``within`` (the gap), when ``max_`` are there, or when it has been gathered for ``longest``.
+faust hands records to the stream one at a time, so a fixed wait of ``within`` after the
+first record closed batches of 5 to 10 records while thousands waited in the partitions
+(measured: 6 per batch on average with a 1,000-run backlog), and every batch pays a round trip
+to the broker and a changelog write per run. Waiting for a gap instead keeps an idle step at
+one ``within`` of added latency and lets a backlog come in large batches.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from mode.utils.futures import notify
 
 
 async def take_batches(
-    stream: faust.StreamT[Any], max_: int, within: float
+    stream: faust.StreamT[Any], max_: int, within: float, longest: float
 ) -> AsyncIterator[list[faust.types.EventT[Any]]]:
-    """Lists of up to ``max_`` events of ``stream``, in order, acknowledged after use."""
+    """Lists of up to ``max_`` events of ``stream``, in order, acknowledged after use: a
+    batch closes after a gap of ``within`` with no new record, or once gathered ``longest``."""
     buffer: list[faust.types.EventT[Any]] = []
     has_some = asyncio.Event()
     full = asyncio.Event()
@@ -56,6 +64,7 @@ async def take_batches(
             await s.crash(exc)
         return value
 
+    loop = asyncio.get_running_loop()
     acks = s.enable_acks
     s.enable_acks = False  # acknowledged here, once a batch is handled
     s.add_processor(add)
@@ -65,11 +74,15 @@ async def take_batches(
             if not buffer:
                 has_some.clear()
                 await s.wait_for_stopped(has_some)  # asleep while nothing comes
-            if buffer and len(buffer) < max_:
-                await s.wait_for_stopped(full, timeout=within)
+            closes_at = loop.time() + longest
+            while buffer and len(buffer) < max_ and loop.time() < closes_at:
+                had = len(buffer)
+                await s.wait_for_stopped(full, timeout=min(within, closes_at - loop.time()))
+                if len(buffer) == had:  # a gap: nothing more came
+                    break
             if not buffer:
                 continue
-            consuming = asyncio.get_running_loop().create_future()
+            consuming = loop.create_future()
             batch = list(buffer)
             try:
                 yield batch

@@ -30,10 +30,12 @@ class CoordinatorConfig(BaseSettings):
     runs_topic: str = RUN_EVENTS
     task_topic_prefix: str = TASK_TOPIC_PREFIX
     dlq_topic: str = DLQ
-    # A batch: at most this many records, and waiting at most this long for more once one
-    # has come (so an idle coordinator adds at most this to a step's latency).
+    # A batch: at most this many records; closed once no new record came for
+    # batch_within_s (so an idle coordinator adds about that to a step's latency), or once
+    # it has been gathered for batch_longest_s (processors.batching).
     batch_max: int = Field(500, ge=1)
     batch_within_s: float = Field(0.001, gt=0)
+    batch_longest_s: float = Field(0.05, gt=0)
     # Log throughput and latency every this many seconds (0: never).
     stats_interval_s: float = 30.0
     # How often the timer looks for due retries and deadlines: the lateness of a timer.

@@ -40,6 +40,7 @@ from auth import ensure_schema as ensure_auth_schema
 from auth.scopes import READ
 from cas import ContentStore
 from infra.body_limit import BodyLimit
+from infra.pg_pool import create_pool
 from infra.ratelimit import TokenBuckets
 from infra.settings import Settings, get_settings
 from node_types.registry import ensure_schema as ensure_node_types
@@ -144,7 +145,7 @@ def create_app(settings: Settings | None = None, api: QueryApiSettings | None = 
         server_settings = {"application_name": "aob-query-api"}
         if read_schema:
             server_settings["search_path"] = f"{read_schema}, public"
-        pool = await asyncpg.create_pool(
+        pool = await create_pool(
             settings.postgres_dsn,
             min_size=1,
             max_size=api.pool_max_size,

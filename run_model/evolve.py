@@ -113,11 +113,16 @@ def _submitted(event: RunSubmitted) -> RunState:
 def _node(state: RunState, node_id: str) -> NodeState | None:
     """A copy of the node's state, put in place of the old one, for ``_apply`` to change.
     ``None`` for a node that has finished (nothing changes it any more), or that the run's
-    workflow does not have (ignored)."""
+    workflow does not have (ignored).
+
+    The copy is shallow: ``_apply`` sets a node's fields and never changes a list, dict or
+    model it holds in place (it builds a new one: ``{**node.failures, attempt: error}``),
+    so the old state keeps its own. A deep copy of every node event's node, its output
+    included, was the larger part of the coordinator's time in ``evolve``."""
     old = state.nodes.get(node_id)
     if old is None or old.terminal:
         return None
-    copy = old.model_copy(deep=True) if not old.items else _shallow(old)
+    copy = old.model_copy() if not old.items else _shallow(old)
     state.nodes = {**state.nodes, node_id: copy}
     return copy
 
@@ -139,7 +144,7 @@ def _target(state: RunState, node_id: str, item: int | None) -> NodeState | None
         return None
     node = _shallow(old)
     current = node.items.get(item)
-    copy = current.model_copy(deep=True) if current is not None else NodeState()
+    copy = current.model_copy() if current is not None else NodeState()
     node.items[item] = copy
     state.nodes = {**state.nodes, node_id: node}
     return copy

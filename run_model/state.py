@@ -87,7 +87,8 @@ class EventWait(BaseModel):
 
 
 class NodeState(BaseModel):
-    """One node of one run. Mutated only by ``evolve``, on a copy."""
+    """One node of one run. Mutated only by ``evolve``, on a shallow copy: its lists, dicts
+    and models are replaced, never changed in place (an older state shares them)."""
 
     model_config = ConfigDict(extra="ignore")
 

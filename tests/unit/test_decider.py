@@ -7,12 +7,18 @@ from typing import Any
 from run_model import NodeStatus, RunState, RunStatus, evolve, step
 from run_model.testing import (
     EPOCH,
+    approval_requested,
+    approval_submitted,
     build_ir,
     cancel_requested,
+    event_awaited,
+    event_received,
     failed,
+    model_called,
     run_submitted,
     started,
     succeeded,
+    tool_called,
 )
 from schemas.envelope import Event
 from schemas.events import (
@@ -344,6 +350,43 @@ def test_evolve_never_mutates_its_input() -> None:
     state = h.run
     evolve(state, succeeded(h.task("a")))
     assert state.model_dump() == before
+
+
+def test_no_earlier_state_changes_as_a_run_goes_on() -> None:
+    """``evolve`` copies a node shallowly (``run_model.evolve._node``), which holds only
+    while nothing changes a node's lists, dicts or models in place: every state a run went
+    through must still read as it did, through retries, approvals, waits and model calls."""
+    ir = build_ir(
+        {"a": "noop", "h": "hitl", "w": "wait_event", "g": "agent"},
+        [("a", "h"), ("h", "w"), ("w", "g")],
+        max_attempts=3,
+    )
+    h = Harness(ir)
+    states: list[tuple[RunState, dict[str, Any]]] = []
+
+    def feed(event: Event) -> None:
+        h.feed(event)
+        states.append((h.run, h.run.model_dump()))
+
+    feed(started(h.task("a")))
+    feed(failed(h.task("a"), "attempt 1 broke"))  # retried at once: no backoff
+    feed(started(h.task("a")))
+    feed(succeeded(h.task("a"), {"rows": [1, 2], "meta": {"k": "v"}}))
+    feed(started(h.task("h")))
+    feed(approval_requested(h.task("h")))
+    feed(approval_submitted(h.run.run_id, "h", "approved"))
+    feed(started(h.task("w")))
+    feed(event_awaited(h.task("w"), "paid", "order-1"))
+    feed(event_received(h.run.run_id, "w", "paid", "order-1", {"amount": 3}))
+    agent = h.task("g")
+    feed(started(agent))
+    feed(model_called(agent, 1, 100))
+    feed(tool_called(agent, "http", {"url": "x"}, result={"status": 200}))
+    feed(model_called(agent, 2, 50))
+    feed(succeeded(agent, {"answer": 42}))
+    assert h.run.status is RunStatus.COMPLETED
+    for state, seen in states:
+        assert state.model_dump() == seen
 
 
 def test_no_state_until_submitted() -> None:
