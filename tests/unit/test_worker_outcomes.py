@@ -5,12 +5,23 @@ the bus does, so an event that could not be produced fails here too."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError
 
 from schemas.codec import encode_event
-from schemas.events import ModelCalled, ModelCalledPayload, NodeFailed, TokenUsage
+from schemas.envelope import Event
+from schemas.events import (
+    ModelCalled,
+    ModelCalledPayload,
+    NodeFailed,
+    NodeStarted,
+    NodeSucceeded,
+    TokenUsage,
+)
+from schemas.position import Position
 from schemas.reports import report
 from schemas.tasks import NodeContext, NodeTask
 from tests.worker_support import RunLog
@@ -189,3 +200,44 @@ async def test_an_event_too_large_for_kafka_fails_the_node_instead_of_being_retr
     await executor(handler, log).run(task())
     assert len(log.refused) == 1  # tried once: it is as large on every try
     assert "MessageSizeTooLargeError" in failure(log).payload.error
+
+
+class SlowAcks(RunLog):
+    """A log whose broker holds NodeStarted's acknowledgement until ``release`` is set;
+    the other events are acknowledged at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def append(self, topic: str, event: Event) -> Position:
+        position = await super().append(topic, event)
+        if isinstance(event, NodeStarted):
+            await self.release.wait()
+        return position
+
+
+async def test_the_outcome_is_sent_while_the_start_is_acknowledged_and_waited_for() -> None:
+    log = SlowAcks()
+    run = asyncio.ensure_future(executor(returning({"ok": 1}), log).run(task()))
+    for _ in range(100):  # the handler runs and its outcome is sent before the start's ack
+        if log.outcomes:
+            break
+        await asyncio.sleep(0)
+    assert [type(e) for e in log.events] == [NodeStarted, NodeSucceeded]
+    assert not run.done(), "the attempt ended before its start was acknowledged"
+    log.release.set()
+    await asyncio.wait_for(run, 5)
+
+
+async def test_a_start_the_broker_refuses_crashes_the_task_as_before() -> None:
+    """A start refused for good is a fault met on the task, as when it was awaited first."""
+
+    class Refusing(RunLog):
+        async def append(self, topic: str, event: Event) -> Position:
+            if isinstance(event, NodeStarted):
+                raise MessageSizeTooLargeError("the start is refused")
+            return await super().append(topic, event)
+
+    with pytest.raises(TaskCrashed, match="the start is refused"):
+        await executor(returning({"ok": 1}), Refusing()).run(task())
