@@ -59,7 +59,7 @@ def register(parts: CoordinatorApp, coordinator: Coordinator) -> None:
         # A batch's records are acknowledged to faust only when the next batch is asked
         # for, that is after handle_batch stored what they decided.
         async for events in take_batches(
-            stream, config.batch_max, config.batch_within_s, config.batch_longest_s
+            stream, config.batch_max, config.batch_gap_turns, config.batch_longest_s
         ):
             await coordinator.handle_batch(
                 [(e.key, e.value, (e.message.partition, e.message.offset)) for e in events],

@@ -8,13 +8,15 @@ consumes the stream passively, and a batch's events are acknowledged only when t
 batch is asked for, that is after the caller has handled them — with one difference: while
 the buffer is empty it sleeps until a record comes, and only then gathers more.
 
-Gathering goes on while records keep coming: a batch is closed when no new record came for
-``within`` (the gap), when ``max_`` are there, or when it has been gathered for ``longest``.
-faust hands records to the stream one at a time, so a fixed wait of ``within`` after the
+Gathering goes on while records keep coming: a batch is closed once ``turns`` turns of the
+event loop brought no new record (what faust has fetched flows in within a few turns; what
+it has not is not there yet), when ``max_`` are there, or when it has been gathered for
+``longest`` seconds. Two rules were measured before this one. A fixed wait of 1 ms after the
 first record closed batches of 5 to 10 records while thousands waited in the partitions
-(measured: 6 per batch on average with a 1,000-run backlog), and every batch pays a round trip
-to the broker and a changelog write per run. Waiting for a gap instead keeps an idle step at
-one ``within`` of added latency and lets a backlog come in large batches.
+(faust hands records to the stream one at a time), and every batch pays a round trip to the
+broker and a changelog write per run. A gap of 1 ms with no new record made large batches,
+but an idle step waited 2 to 3 ms for it (the event loop's timers round up to the next
+millisecond): 4 ms more on a three-node chain run one at a time than turns of the loop.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from mode.utils.futures import notify
 
 
 async def take_batches(
-    stream: faust.StreamT[Any], max_: int, within: float, longest: float
+    stream: faust.StreamT[Any], max_: int, turns: int, longest: float
 ) -> AsyncIterator[list[faust.types.EventT[Any]]]:
     """Lists of up to ``max_`` events of ``stream``, in order, acknowledged after use: a
-    batch closes after a gap of ``within`` with no new record, or once gathered ``longest``."""
+    batch closes once ``turns`` turns of the event loop brought no new record, or once
+    gathered for ``longest`` seconds."""
     buffer: list[faust.types.EventT[Any]] = []
     has_some = asyncio.Event()
     full = asyncio.Event()
@@ -77,7 +80,8 @@ async def take_batches(
             closes_at = loop.time() + longest
             while buffer and len(buffer) < max_ and loop.time() < closes_at:
                 had = len(buffer)
-                await s.wait_for_stopped(full, timeout=min(within, closes_at - loop.time()))
+                for _ in range(turns):
+                    await asyncio.sleep(0)
                 if len(buffer) == had:  # a gap: nothing more came
                     break
             if not buffer:

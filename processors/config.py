@@ -30,11 +30,11 @@ class CoordinatorConfig(BaseSettings):
     runs_topic: str = RUN_EVENTS
     task_topic_prefix: str = TASK_TOPIC_PREFIX
     dlq_topic: str = DLQ
-    # A batch: at most this many records; closed once no new record came for
-    # batch_within_s (so an idle coordinator adds about that to a step's latency), or once
-    # it has been gathered for batch_longest_s (processors.batching).
+    # A batch: at most this many records; closed once batch_gap_turns turns of the event
+    # loop brought no new record, or once it has been gathered for batch_longest_s
+    # (processors.batching).
     batch_max: int = Field(500, ge=1)
-    batch_within_s: float = Field(0.001, gt=0)
+    batch_gap_turns: int = Field(10, ge=1)
     batch_longest_s: float = Field(0.05, gt=0)
     # Log throughput and latency every this many seconds (0: never).
     stats_interval_s: float = 30.0

@@ -5,7 +5,7 @@ decided) is the run model, ``run_model``, which the command API, the projections
 replay tooling use as well. Here live Kafka, faust and the table.
 
 faust hands the agent what the partitions have (``processors.batching``: up to
-``batch_max`` records, waiting at most ``batch_within_s`` for more once one has come). For
+``batch_max`` records, gathered while more keep coming). For
 each record of a batch, in log order: decode it (a poison record goes to the dead-letter
 topic); load the run's state (from the batch, if an earlier record of it changed the run,
 else from the table); ``step`` it (pure: evolve, decide, fold the decisions in); and put the
