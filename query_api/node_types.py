@@ -168,6 +168,11 @@ class Node:
     )
     tool_call_rows: strawberry.Private[Any] = None
     item_rows: strawberry.Private[Any] = None
+    child_run_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="subworkflow nodes: the child run their latest attempt started (the run "
+        "is among `Run.children`).",
+    )
 
     @staticmethod
     def of(r: Any) -> Node:
