@@ -17,6 +17,7 @@ from command_api.context import CommandContext, require
 from command_api.door import DoorRoute, parsed_body
 from command_api.errors import InvalidInput, NotFound, PayloadTooLarge
 from command_api.idempotency import Answer, keyed_id, once, request_hash
+from command_api.subworkflow_refs import unknown_subworkflows
 from infra.run_log import read_run, until
 from limits.admission_check import Action
 from node_types import BUILT_IN_TYPES
@@ -200,6 +201,12 @@ async def publish_workflow(
     definition = command.definition.canonical()
     _check_runnable_size(ctx, definition, ir)
     check_models(definition["nodes"], (await ctx.tenant_limits(caller.tenant)).agents)
+    unknown = await unknown_subworkflows(ctx.pool, caller.tenant, command.name, definition)
+    if unknown:
+        raise InvalidInput(
+            "the workflow calls what the tenant does not have: " + "; ".join(unknown),
+            errors=unknown,
+        )
 
     async def publish() -> Answer:
         workflow_id = workflow_id_for(caller.tenant, command.name)

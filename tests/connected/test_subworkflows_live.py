@@ -164,3 +164,21 @@ async def test_a_workflow_that_calls_itself_stops_at_the_depth_limit(
     for parent, child in itertools.pairwise(runs):
         call = {n["id"]: n for n in parent["nodes"]}["call"]
         assert call["error"].startswith(f"child run {child['id']} failed:"), call
+
+
+async def test_publishing_refuses_a_call_of_a_workflow_the_tenant_lacks(
+    client: RunClient, unique: str
+) -> None:
+    missing = f"nowhere-{unique[:8]}"
+    r = await client.rest.post(
+        "/v1/workflows", json={"name": f"caller-{unique[:8]}", "definition": calls(missing, {})}
+    )
+    assert r.status_code == 422, r.text
+    assert f"node 'call' (subworkflow) calls workflow {missing!r}" in r.json()["detail"], r.text
+
+    no_name = {"nodes": [{"id": "call", "type": "subworkflow", "config": {}}], "edges": []}
+    r = await client.rest.post(
+        "/v1/workflows", json={"name": f"bad-{unique[:8]}", "definition": no_name}
+    )
+    assert r.status_code == 422, r.text
+    assert "node 'call' (subworkflow): config.workflow" in r.text, r.text
