@@ -71,7 +71,14 @@ class Run:
     def of(r: Any) -> Run:
         """A ``runs`` row."""
         return from_row(
-            Run, r, id=r["run_id"], status=RunStatus(r["status"]), budget_row=r.get("budget")
+            Run,
+            r,
+            id=r["run_id"],
+            status=RunStatus(r["status"]),
+            budget_row=r.get("budget"),
+            parent_run_id=r.get("parent_run_id"),
+            parent_node_id=r.get("parent_node_id"),
+            depth=r.get("depth") or 0,
         )
 
     @strawberry.field(description="The run's nodes in scheduling order (a run has at most 500).")
