@@ -35,7 +35,10 @@ RUN_QUERY = """
 query CliRun($id: ID!, $after: String) {
   run(id: $id, after: $after) {
     id status workflowId workflowName version error input output createdAt
-    nodes { id type status attempts startedAt finishedAt output outputRef error itemCount }
+    parent { id } parentNodeId depth
+    nodes {
+      id type status attempts startedAt finishedAt output outputRef error itemCount childRunId
+    }
     approvals { nodeId status prompt decision decidedBy }
     patches {
       id status reason fromVersion toVersion rejectedReasons submittedBy { kind id } nodeId

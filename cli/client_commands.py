@@ -142,9 +142,13 @@ def runs_show(
     if refused is not None:
         console.print(refused)
     where = f" ({run['error']})" if run.get("error") else ""
+    parent = run.get("parent")
+    started_by = (
+        f", started by node {run.get('parentNodeId')!r} of run {parent['id']}" if parent else ""
+    )
     console.print(
         f"run {run['id']} of {run['workflowName']} at version {short(run['version'])}: "
-        f"{run['status']}{where}",
+        f"{run['status']}{where}{started_by}",
         highlight=False,
     )
 

@@ -120,6 +120,8 @@ def nodes_table(run: dict[str, Any]) -> Table:
     for n in run["nodes"]:
         shown = json.dumps(n["output"])[:80] if n["output"] is not None else (n["error"] or "")
         table.add_row(n["id"], n["type"], n["status"], str(n["attempts"]), shown)
+        if n.get("childRunId"):  # a subworkflow node's child run, under it
+            table.add_row("", "", "", "", f"child run {n['childRunId']}")
         for item in n.get("items") or []:  # a map node's items, under it
             out = item.get("output")
             shown = json.dumps(out)[:76] if out is not None else (item.get("error") or "")

@@ -16,15 +16,17 @@ limits are ``ctx.limits``'s (read from PostgreSQL, remembered for a second).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from command_api.context import CommandContext
 from command_api.errors import RateLimited
 from limits.admission_check import Action, Limit, action_limits, submission_limits
 from limits.cost_tier import cost_tier
 
+if TYPE_CHECKING:
+    from run_submission.context import SubmissionContext
 
-async def admit_run(ctx: CommandContext, tenant: str, definition: Mapping[str, Any]) -> None:
+
+async def admit_run(ctx: SubmissionContext, tenant: str, definition: Mapping[str, Any]) -> None:
     """Admit a run of ``definition`` (its version's JSON form), or raise ``RateLimited``."""
     admission = (await ctx.limits.get(tenant)).admission
     tier = cost_tier(definition, admission.tiers)
@@ -32,13 +34,13 @@ async def admit_run(ctx: CommandContext, tenant: str, definition: Mapping[str, A
     await _admit(ctx, submission_limits(tenant, admission, tier, global_limit))
 
 
-async def admit_action(ctx: CommandContext, tenant: str, action: Action) -> None:
+async def admit_action(ctx: SubmissionContext, tenant: str, action: Action) -> None:
     """Admit a person's fork, patch or approval, or raise ``RateLimited``."""
     admission = (await ctx.limits.get(tenant)).admission
     await _admit(ctx, action_limits(tenant, admission, action))
 
 
-async def _admit(ctx: CommandContext, limits: list[Limit]) -> None:
+async def _admit(ctx: SubmissionContext, limits: list[Limit]) -> None:
     refusal = await ctx.admissions.admit(limits)
     if refusal is not None:
         raise RateLimited(refusal.detail, refusal.retry_after_s, limit=refusal.as_json())

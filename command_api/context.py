@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import InitVar, dataclass, field
-from typing import Any
 
 import asyncpg
 from fastapi import Depends, Request
@@ -21,20 +18,10 @@ from limits.admission_check import Admissions, whole_seconds
 from limits.store import LimitsStore
 from limits.tenant_limits import TenantLimits
 from node_types import NodeTypeRegistry
-from schemas import WorkflowIR
+from run_submission.versions import CompiledVersion, VersionCache
 from secret_store import SecretStore
 from triggers.hooks import HookStore
 from triggers.schedule_store import ScheduleStore
-
-IR_CACHE_SIZE = 256
-
-
-@dataclass(frozen=True)
-class CompiledVersion:
-    """A published version as a run is bound to it: the definition and its IR."""
-
-    definition: dict[str, Any]
-    ir: WorkflowIR
 
 
 @dataclass
@@ -64,7 +51,7 @@ class CommandContext:
     # Schedules: the command side's view of their events (the clock is the coordinator's).
     schedules: ScheduleStore | None = None
     # Versions are immutable, so a compiled IR never goes stale: keep the recent ones.
-    _versions: OrderedDict[str, CompiledVersion] = field(default_factory=OrderedDict)
+    versions: VersionCache = field(default_factory=VersionCache)
 
     def __post_init__(
         self, limits_store: LimitsStore | None, admissions_on: Admissions | None
@@ -94,23 +81,11 @@ class CommandContext:
         return await self.limits.get(tenant)
 
     def remember(self, compiled: CompiledVersion) -> None:
-        version = compiled.ir.version
-        self._versions[version] = compiled
-        self._versions.move_to_end(version)
-        while len(self._versions) > IR_CACHE_SIZE:
-            self._versions.popitem(last=False)
+        self.versions.remember(compiled)
 
     async def load_version(self, definition_ref: str, ir_ref: str, version: str) -> CompiledVersion:
-        """The version's definition and IR, from the CAS the first time (reads verify the
-        hash), from memory after."""
-        compiled = self._versions.get(version)
-        if compiled is None:
-            definition, ir = await asyncio.gather(
-                self.cas.get_json(definition_ref), self.cas.get_json(ir_ref)
-            )
-            compiled = CompiledVersion(definition, WorkflowIR.model_validate(ir))
-            self.remember(compiled)
-        return compiled
+        """The version's definition and IR (``run_submission.versions``)."""
+        return await self.versions.load(self.cas, definition_ref, ir_ref, version)
 
 
 async def principal_of(request: Request) -> Principal:

@@ -21,7 +21,6 @@ from command_api.context import CommandContext, require
 from command_api.door import DoorRoute
 from command_api.errors import Conflict, InvalidInput
 from command_api.routes import _actor as actor_of
-from command_api.routes import _append as append_event
 from infra.kafka_admin import ensure_topics
 from node_types import (
     BUILT_IN_TYPES,
@@ -30,6 +29,7 @@ from node_types import (
     NodeTypeSpec,
     NodeTypeTaken,
 )
+from run_submission import append_event
 from schemas.envelope import build_event
 from schemas.events import NodeTypeRegistered, NodeTypeRegisteredPayload
 from schemas.node_type_configs import schema_reasons

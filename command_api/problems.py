@@ -4,7 +4,7 @@ Routes raise domain errors (``command_api.errors``, ``schemas.InvalidWorkflow``)
 own validation and routing errors are translated here too, so a client never sees a bare
 500 or a traceback for bad input. The 503 of ``unexpected`` is for faults that are not the
 caller's: no input may reach it (``command_api.door`` refuses what would, and
-``routes._append`` turns an event that cannot be encoded into a 422).
+``run_submission.encode_record`` turns an event that cannot be encoded into a 422).
 """
 
 from __future__ import annotations

@@ -11,17 +11,24 @@ from fastapi.responses import JSONResponse
 from auth import Principal
 from auth.scopes import APPROVE, PATCH, PUBLISH, SUBMIT
 from command_api import registry
-from command_api.admission import admit_action, admit_run
-from command_api.budgets import check_models, run_limits
-from command_api.context import CommandContext, CompiledVersion, require
+from command_api.admission import admit_action
+from command_api.budgets import check_models
+from command_api.context import CommandContext, require
 from command_api.door import DoorRoute, parsed_body
 from command_api.errors import InvalidInput, NotFound, PayloadTooLarge
 from command_api.idempotency import Answer, keyed_id, once, request_hash
-from command_api.metrics import EVENTS_APPENDED
+from command_api.subworkflow_refs import unknown_subworkflows
 from infra.run_log import read_run, until
 from limits.admission_check import Action
 from node_types import BUILT_IN_TYPES
 from run_model import fold
+from run_submission import (
+    CompiledVersion,
+    append_event,
+    check_input_size,
+    encode_record,
+    start_run,
+)
 from schemas import (
     Actor,
     ApprovalSubmitted,
@@ -32,7 +39,6 @@ from schemas import (
     PublishWorkflow,
     RunCancelRequested,
     RunForked,
-    RunSubmitted,
     SubmitPatch,
     SubmitRun,
     WorkflowIR,
@@ -41,7 +47,6 @@ from schemas import (
     compile_workflow,
     new_id,
 )
-from schemas.codec import Headers, encode_event
 from schemas.compiler import used_node_types
 from schemas.envelope import Event, Payload, build_event
 from schemas.events import (
@@ -50,7 +55,6 @@ from schemas.events import (
     PatchSubmittedPayload,
     RunCancelRequestedPayload,
     RunForkedPayload,
-    RunSubmittedPayload,
     WorkflowPublishedPayload,
 )
 from schemas.ir import IRNodeType
@@ -60,8 +64,6 @@ from schemas.workflow_ids import workflow_id_for
 
 # Every /v1 request passes the door (``command_api.door``) before anything else looks at it.
 router = APIRouter(prefix="/v1", route_class=DoorRoute)
-
-Record = tuple[bytes, bytes, Headers]
 
 # What a run.submitted event carries besides its definition, IR and input: the envelope,
 # the workflow's name, id, version and references. Generous: it is a few hundred bytes.
@@ -92,15 +94,6 @@ def _published_answer(v: registry.PublishedVersion) -> dict[str, Any]:
     }
 
 
-def _check_input_size(ctx: CommandContext, run_input: Any) -> None:
-    """413 for a run input (submitted, or given to a fork) over the configured limit."""
-    size = len(canonical_json(run_input))
-    if size > ctx.settings.max_input_bytes:
-        raise PayloadTooLarge(
-            f"the run input is {size} bytes; the limit is {ctx.settings.max_input_bytes}"
-        )
-
-
 def _check_runnable_size(ctx: CommandContext, definition: dict[str, Any], ir: WorkflowIR) -> None:
     """413 for a definition whose runs could never be submitted: each run's run.submitted
     event carries the definition and its IR inline, with the run's input (up to
@@ -115,41 +108,6 @@ def _check_runnable_size(ctx: CommandContext, definition: dict[str, Any], ir: Wo
             f"they may have at most {room} bytes; make node configs smaller (large values "
             "belong in the run's input)"
         )
-
-
-def _record(event: Event, advice: str | None = None) -> Record:
-    """The Kafka record of ``event``, encoded once: 413 if it is over MAX_EVENT_BYTES
-    (``advice`` says what to do); 422 if what the caller sent cannot be encoded. The door
-    refuses such values first; this keeps anything it misses from becoming a 503."""
-    try:
-        record = encode_event(event)
-    except (ValueError, RecursionError) as e:  # a lone surrogate; nested too deep to serialise
-        raise InvalidInput(f"the {event.type} event cannot be encoded: {e}", errors=[str(e)]) from e
-    size = len(record[1])
-    if size > MAX_EVENT_BYTES:
-        advice = advice or (
-            "(a run carries its workflow's definition and compiled form): "
-            "make the definition or the input smaller"
-        )
-        raise PayloadTooLarge(
-            f"the {event.type} event would be {size} bytes, and an event may have at most "
-            f"{MAX_EVENT_BYTES} {advice}"
-        )
-    return record
-
-
-async def _append(
-    ctx: CommandContext,
-    topic: str,
-    event: Event,
-    advice: str | None = None,
-    record: Record | None = None,
-) -> str:
-    """Append ``event`` (its ``record`` if already made: ``_record``) and return its position."""
-    key, value, headers = record or _record(event, advice)
-    position = await ctx.bus.send(topic, key, value, headers)
-    EVENTS_APPENDED.labels(event.type).inc()
-    return position.token()
 
 
 def _accepted(event: Event, position: str, **answer: Any) -> Answer:
@@ -185,14 +143,14 @@ async def _to_run(
         aggregate_id=run_id,
         actor=_actor(caller),
     )
-    record = _record(event)  # a refusal costs no database round trip
+    record = encode_record(event)  # a refusal costs no database round trip
 
     async def append() -> Answer:
         if not await registry.run_exists(ctx.pool, caller.tenant, run_id):
             raise NotFound(f"run {run_id!r} not found")
         if admitted_as is not None:
             await admit_action(ctx, caller.tenant, admitted_as)
-        position = await _append(ctx, RUN_EVENTS, event, record=record)
+        position = await append_event(ctx, RUN_EVENTS, event, record=record)
         named = {id_as: event.event_id} if id_as else {}
         return _accepted(event, position, **named, **answer)
 
@@ -243,6 +201,12 @@ async def publish_workflow(
     definition = command.definition.canonical()
     _check_runnable_size(ctx, definition, ir)
     check_models(definition["nodes"], (await ctx.tenant_limits(caller.tenant)).agents)
+    unknown = await unknown_subworkflows(ctx.pool, caller.tenant, command.name, definition)
+    if unknown:
+        raise InvalidInput(
+            "the workflow calls what the tenant does not have: " + "; ".join(unknown),
+            errors=unknown,
+        )
 
     async def publish() -> Answer:
         workflow_id = workflow_id_for(caller.tenant, command.name)
@@ -276,7 +240,7 @@ async def publish_workflow(
         )
         # Appended before the registry row: a version runs can be bound to is always in the
         # log. A crash in between leaves an event without a row; publishing again fixes it.
-        position = await _append(ctx, WORKFLOW_EVENTS, event)
+        position = await append_event(ctx, WORKFLOW_EVENTS, event)
         published = registry.PublishedVersion(
             workflow_id, ir.version, command.name, definition_ref, ir_ref, event.event_id, position
         )
@@ -293,7 +257,7 @@ async def submit_run(
 ) -> JSONResponse:
     """Bind a run to a workflow version and append RunSubmitted with the IR inline."""
     ctx = _ctx(request)
-    _check_input_size(ctx, command.input)
+    check_input_size(ctx, command.input)
 
     async def submit() -> Answer:
         run_id = keyed_id("run", caller.tenant, idempotency_key) or new_id()
@@ -308,55 +272,6 @@ async def submit_run(
         return _accepted(event, position, run_id=run_id)
 
     return await _idempotent(request, caller, idempotency_key, submit)
-
-
-async def start_run(
-    ctx: CommandContext,
-    tenant: str,
-    actor: Actor,
-    command: SubmitRun,
-    *,
-    run_id: str,
-    event_id: str | None = None,
-) -> tuple[Event, str]:
-    """Bind a run of ``tenant``'s workflow to its version, admit it, register it and append
-    its RunSubmitted: (the event, its position). The one path every run start takes (``POST
-    /v1/runs``, a webhook, a schedule's firing), so each is checked and counted alike. Given
-    ids (derived from an Idempotency-Key, a delivery, a firing) make a retry re-append the
-    same event, dropped as a duplicate downstream, instead of starting a second run."""
-    # A UUID is taken as an id, and looked up among the tenant's workflows only: another
-    # tenant's id answers as any unknown workflow does, so it reveals nothing.
-    workflow_id = workflow_id_for(tenant, command.workflow_id)
-    version = await registry.find_version(ctx.pool, tenant, workflow_id, command.version)
-    if version is None:
-        if command.version and await registry.find_version(ctx.pool, tenant, workflow_id, None):
-            raise NotFound(f"workflow {command.workflow_id!r} has no version {command.version!r}")
-        raise NotFound(
-            f"workflow {command.workflow_id!r} not found; publish it with POST /v1/workflows"
-        )
-    compiled = await ctx.load_version(version.definition_ref, version.ir_ref, version.version)
-    # The budget and agent limits the run is bound to, as the tenant's are now.
-    agents = (await ctx.tenant_limits(tenant)).agents
-    agent_limits = run_limits(compiled.definition, command.budget, agents)
-    payload = RunSubmittedPayload(
-        workflow_id=workflow_id,
-        workflow_name=version.name,
-        version=version.version,
-        input=command.input,
-        definition=compiled.definition,
-        ir=compiled.ir,
-        definition_ref=version.definition_ref,
-        ir_ref=version.ir_ref,
-        agent_limits=agent_limits,
-    )
-    event = build_event(RunSubmitted, payload, event_id=event_id, aggregate_id=run_id, actor=actor)
-    record = _record(event)
-    # Counted once the run is known to be valid (its version gives its cost tier), and
-    # before anything is written.
-    await admit_run(ctx, tenant, compiled.definition)
-    # Registered before the append: a run the log has is always one we can authorise.
-    await registry.record_run(ctx.pool, run_id, tenant, workflow_id, version.version)
-    return event, await _append(ctx, RUN_EVENTS, event, record=record)
 
 
 @router.post("/runs/{run_id}/cancel", status_code=202)
@@ -459,7 +374,7 @@ async def fork_run(
     ctx = _ctx(request)
     given_input = "input" in command.model_fields_set
     if given_input:
-        _check_input_size(ctx, command.input)
+        check_input_size(ctx, command.input)
 
     async def fork() -> Answer:
         source = await registry.find_run(ctx.pool, caller.tenant, run_id)
@@ -474,7 +389,7 @@ async def fork_run(
             raise InvalidInput(f"run {run_id!r} has no start in its history up to {command.at}")
         given = command.input if given_input else state.input
         if not given_input:
-            _check_input_size(ctx, given)  # the limit may have been lowered since the source
+            check_input_size(ctx, given)  # the limit may have been lowered since the source
         fork_id = keyed_id("fork", caller.tenant, idempotency_key) or new_id()
         at = point[-1].position.token()
         payload = RunForkedPayload(
@@ -492,7 +407,7 @@ async def fork_run(
             causation_id=point[-1].event.event_id,
             actor=_actor(caller),
         )
-        record = _record(
+        record = encode_record(
             event,
             advice=f"(it carries the source's {len(point)} events up to that point): the "
             "run's history is too long to fork at that point; fork at an earlier one",
@@ -503,7 +418,7 @@ async def fork_run(
         await registry.record_run(
             ctx.pool, fork_id, caller.tenant, state.workflow_id, state.version
         )
-        position = await _append(ctx, RUN_EVENTS, event, record=record)
+        position = await append_event(ctx, RUN_EVENTS, event, record=record)
         return _accepted(
             event, position, run_id=fork_id, forked_from=run_id, at=at, at_seq=len(point)
         )

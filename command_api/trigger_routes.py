@@ -8,7 +8,7 @@ sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>" under the hook's secret>``
 (``triggers.signatures``). A missing or wrong signature, a timestamp outside the replay
 window, or a signature used already (``triggers.hooks``) is a 401 with the reason; a good
 one starts a run of the hook's workflow with the body (JSON; none gives a null input) as its
-input, through the path ``POST /v1/runs`` takes (``routes.start_run``: its version, its
+input, through the path ``POST /v1/runs`` takes (``run_submission.start_run``: its version, its
 limits, its admission), and answers 202 with the run's id.
 
 The run's id and its event's id derive from (hook, signature), so one delivery can only
@@ -40,7 +40,8 @@ from command_api.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from command_api.routes import _accepted, _actor, _append, _check_input_size, start_run
+from command_api.routes import _accepted, _actor
+from run_submission import append_event, check_input_size, start_run
 from schemas import Actor, SubmitRun, deterministic_id, new_id
 from schemas.canonical import canonical_json
 from schemas.commands import MAX_REF_CHARS
@@ -129,7 +130,7 @@ async def deliver(request: Request, hook_id: str) -> JSONResponse:
     except BadDelivery as e:
         raise Unauthorized(e.reason) from None
     run_input = parse_body(body) if body.strip() else None  # 400/422 before the signature is taken
-    _check_input_size(ctx, run_input)
+    check_input_size(ctx, run_input)
     if not await hooks.use_signature(hook_id, signature, window):
         raise Unauthorized(
             f"this signature was used already: a delivery is taken once (within {window} s); "
@@ -187,7 +188,7 @@ async def _schedule_event(
     ctx: CommandContext, caller: Principal, kind: type[Event], schedule_id: str, payload: Any
 ) -> str:
     event = build_event(kind, payload, aggregate_id=schedule_id, actor=_actor(caller))
-    return await _append(ctx, WORKFLOW_EVENTS, event)
+    return await append_event(ctx, WORKFLOW_EVENTS, event)
 
 
 @router.post("/schedules", status_code=201)
@@ -198,7 +199,7 @@ async def create_schedule(
     one after now."""
     ctx: CommandContext = request.app.state.commands
     cadence = _cadence(command)
-    _check_input_size(ctx, command.input)
+    check_input_size(ctx, command.input)
     workflow_id = workflow_id_for(caller.tenant, command.workflow)
     if await registry.find_version(ctx.pool, caller.tenant, workflow_id, None) is None:
         raise NotFound(
@@ -332,7 +333,7 @@ async def post_event(request: Request, command: PostEvent, caller: Submitter) ->
                 aggregate_id=waiter.run_id,
                 actor=_actor(caller),
             )
-            position = await _append(ctx, RUN_EVENTS, event)
+            position = await append_event(ctx, RUN_EVENTS, event)
             delivered.append(
                 {"run_id": waiter.run_id, "node_id": waiter.node_id, "position": position}
             )

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     # Which instance of its service this process is (infra.instances): 1 unless
     # `aob up --scale` started several.
     instance: int = Field(1, ge=1)
+    # How deep subworkflow nodes may nest runs (``run_submission``): a run submitted from
+    # outside is at depth 0, its children at 1, and a start deeper than this is refused.
+    max_subworkflow_depth: int = Field(
+        8, ge=0, le=100, description="The deepest a subworkflow node's child run may be."
+    )
 
     @property
     def kafka_bootstrap(self) -> str:

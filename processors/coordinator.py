@@ -114,6 +114,7 @@ from processors.ticker import Ticker
 from run_model import RunState, RunStatus, step
 from run_model.abort import fail_run
 from run_model.decide import Decision, refuse_after_finish
+from run_model.subworkflows import finished_notice
 from schemas.codec import decode_event
 from schemas.envelope import Event, utcnow
 from schemas.errors import PoisonRecord
@@ -409,14 +410,18 @@ class Coordinator:
 
     def _records(self, decision: Decision, partition: int, cause: Where) -> list[Outgoing]:
         """The decision's events (to the run's own partition, whatever the partitioner: the
-        run stays one stream) and tasks as records; Unsendable if any cannot be sent."""
+        run stays one stream), its events for other runs (to theirs, by the producer's
+        partitioner on their keys, as the command API appends) and tasks as records;
+        Unsendable if any cannot be sent."""
         out = [self._event_record(ev, partition, cause) for ev in decision.events]
+        # Events for other runs (a parent, a child): to their runs' partitions, by key.
+        out += [self._event_record(ev, None, cause) for ev in decision.elsewhere]
         for task in decision.tasks:
             topic = self.config.task_topic(task.node_type)
             out.append(task_record(task, topic, cause, self.record_limit))
         return out
 
-    def _event_record(self, ev: Event, partition: int, cause: Where | None) -> Outgoing:
+    def _event_record(self, ev: Event, partition: int | None, cause: Where | None) -> Outgoing:
         return event_record(ev, self.config.runs_topic, partition, cause, self.record_limit)
 
     def _abandon(self, state: RunState | None, cause: Event, reason: str, record: Incoming) -> None:
@@ -424,9 +429,13 @@ class Coordinator:
         key, value, where = record
         run_key, partition = cause.aggregate_id.encode(), where[0]
         log.error("failing run %s: %s", cause.aggregate_id, reason)
-        _, failed = fail_run(state, cause, reason, self.clock())
+        after, failed = fail_run(state, cause, reason, self.clock())
+        # A child's parent waits for it: it hears of this failure as of any other.
+        notice = finished_notice(after, cause, self.clock()) if after is not None else None
         try:
             self._batch.outbox.append(self._event_record(failed, partition, None))
+            if notice is not None:
+                self._batch.outbox.append(self._event_record(notice, None, None))
         except Unsendable as e:  # ids a foreign producer made unencodable: parked all the same
             log.error("the RunFailed of run %s cannot be sent either: %s", cause.aggregate_id, e)
         self._keep(run_key, Finished(RunStatus.FAILED), partition, where)

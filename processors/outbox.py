@@ -78,10 +78,10 @@ def record_size(key: bytes | None, value: bytes | None, headers: Headers) -> int
 
 
 def event_record(
-    ev: Event, topic: str, partition: int, cause: Where | None, record_limit: int
+    ev: Event, topic: str, partition: int | None, cause: Where | None, record_limit: int
 ) -> Outgoing:
-    """``ev`` as a record for ``partition`` of ``topic``; Unsendable if the broker would
-    refuse it or it does not encode."""
+    """``ev`` as a record for ``partition`` of ``topic`` (None: the producer's partitioner,
+    by the event's key); Unsendable if the broker would refuse it or it does not encode."""
     try:
         key, value, headers = encode_event(ev)
     except Exception as e:  # encoding is pure: whatever it raises, this event has no bytes

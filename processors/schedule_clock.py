@@ -8,7 +8,7 @@ moments missed beyond that. For a moment to fire, in this order:
 1. ``schedule.fired`` is appended (or ``schedule.skipped`` when overlap is ``skip`` and the
    schedule's previous run is unfinished in the read model; a run the read model does not
    show yet counts as unfinished);
-2. the run is submitted as ``POST /v1/runs`` submits one (``command_api.routes.start_run``:
+2. the run is submitted as ``POST /v1/runs`` submits one (``run_submission.start_run``:
    the workflow's latest version, the tenant's admission limits), by the schedule's tenant,
    as the system actor ``schedule/<id>``;
 3. the moment is recorded, and the schedule's ``last_due`` moves on to it.
@@ -33,12 +33,9 @@ from typing import Any
 
 import asyncpg
 
-from command_api.context import CommandContext
 from command_api.errors import CommandError
-from command_api.routes import _append, start_run
-from command_api.settings import CommandApiSettings
 from infra.bus import EventBus
-from infra.ratelimit import TokenBuckets
+from run_submission import SubmissionPorts, append_event, start_run
 from schemas import SubmitRun
 from schemas.envelope import Actor, Event, Payload, build_event, deterministic_id
 from schemas.events import (
@@ -80,26 +77,17 @@ class ScheduleClock:
         self.dsn, self.kafka_bootstrap, self.cas = dsn, kafka_bootstrap, cas
         self.clock = clock
         self.catch_up = catch_up
-        self._ctx: CommandContext | None = None
+        self._ctx: SubmissionPorts | None = None
         self._store: ScheduleStore | None = None
         self._lock_conn: asyncpg.Connection | None = None
         self.fired_total = 0
 
-    async def _start(self) -> tuple[CommandContext, ScheduleStore]:
+    async def _start(self) -> tuple[SubmissionPorts, ScheduleStore]:
         if self._ctx is None or self._store is None:
             pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4)
             bus = EventBus(self.kafka_bootstrap, client_id="aob-schedule-clock")
             await bus.start()
-            settings = CommandApiSettings()
-            self._ctx = CommandContext(
-                pool=pool,
-                bus=bus,
-                cas=self.cas,
-                settings=settings,
-                buckets=TokenBuckets(settings.rate_per_second, settings.rate_burst),
-                bus_started=True,
-                kafka_bootstrap=self.kafka_bootstrap,
-            )
+            self._ctx = SubmissionPorts(pool=pool, bus=bus, cas=self.cas)
             self._store = ScheduleStore(pool)
             await self._store.ensure_schema()
         return self._ctx, self._store
@@ -137,7 +125,7 @@ class ScheduleClock:
         self.fired_total += fired
         return fired
 
-    async def _handle(self, ctx: CommandContext, store: ScheduleStore, schedule: Schedule) -> int:
+    async def _handle(self, ctx: SubmissionPorts, store: ScheduleStore, schedule: Schedule) -> int:
         now = self.clock()
         found = plan(schedule.cadence, schedule.since, now, self.catch_up)
         if found.missed and found.last_missed is not None:
@@ -182,7 +170,7 @@ class ScheduleClock:
 
     async def _skip(  # noqa: PLR0917
         self,
-        ctx: CommandContext,
+        ctx: SubmissionPorts,
         store: ScheduleStore,
         schedule: Schedule,
         due: datetime,
@@ -206,7 +194,7 @@ class ScheduleClock:
 
     async def _append(
         self,
-        ctx: CommandContext,
+        ctx: SubmissionPorts,
         schedule: Schedule,
         kind: type[Event],
         payload: Payload,
@@ -220,9 +208,9 @@ class ScheduleClock:
             actor=_actor(schedule),
             occurred_at=self.clock(),
         )
-        await _append(ctx, WORKFLOW_EVENTS, event)
+        await append_event(ctx, WORKFLOW_EVENTS, event)
 
 
-async def _finished(ctx: CommandContext, run_id: str) -> bool:
+async def _finished(ctx: SubmissionPorts, run_id: str) -> bool:
     status = await ctx.pool.fetchval("SELECT status FROM runs WHERE run_id = $1", run_id)
     return status in FINISHED

@@ -23,6 +23,8 @@ into them here, in log order, and writes back the rows that changed. Rules:
   per call id (a success replacing a failure of the same call);
 - a wait_event node's EventAwaited makes it WAITING (the run too, as for a hitl node);
   the NodeSucceeded the coordinator decides on the event, or on its time limit, ends it;
+  a subworkflow node's SubworkflowStarted makes it WAITING too, with its ``child_run_id``;
+  a child run's RunSubmitted gives its row ``parent_run_id``, ``parent_node_id``, ``depth``;
 - an agent's BudgetExceeded with ``on_exceed: wait`` makes it WAITING and opens an
   ``approvals`` row of kind BUDGET (with ``fail``, the NodeFailed that follows fails it);
   its ApprovalDecided leaves the node to what follows (a new attempt, or a failure);
@@ -82,6 +84,7 @@ from schemas.events import (
     RunForked,
     RunStarted,
     RunSubmitted,
+    SubworkflowStarted,
     ToolCalled,
 )
 
@@ -185,6 +188,14 @@ class RunFold:
                 node.attempts, node.status = w.attempt, NodeStatus.WAITING
                 node.waiting_reason = None
             self._refresh_status(run)
+        elif isinstance(ev, SubworkflowStarted):
+            s = ev.payload
+            node = self._node(run, s.node_id)
+            if _moves_forward(node, s.attempt, NodeStatus.WAITING):
+                node.attempts, node.status = s.attempt, NodeStatus.WAITING
+                node.waiting_reason = None
+                node.child_run_id = s.child_run_id
+            self._refresh_status(run)
         elif isinstance(ev, BudgetRaised):
             run.budget = ev.payload.budget.model_dump(mode="json")
         elif isinstance(ev, PatchSubmitted):
@@ -222,6 +233,9 @@ class RunFold:
         run.created_at = min(run.created_at, ev.occurred_at)
         if p.agent_limits is not None and p.agent_limits.budget is not None:
             run.budget = p.agent_limits.budget.model_dump(mode="json")
+        if p.parent is not None:
+            run.parent_run_id, run.parent_node_id = p.parent.run_id, p.parent.node_id
+        run.depth = p.depth
         for node_id in p.ir.order or list(p.ir.nodes):
             key = (run.run_id, node_id)
             if key not in self.nodes:

@@ -73,6 +73,8 @@ WEIGHTS: Mapping[str, int] = {
     "Run.mapItems": BATCHED,
     "Run.forkedFrom": DATABASE,
     "Run.forks": DATABASE,
+    "Run.parent": DATABASE,
+    "Run.children": DATABASE,
     "ForkOrigin.run": DATABASE,
     "NodeExecution.output": CAS,
     "Patch.ops": LARGE_JSON,

@@ -168,6 +168,11 @@ class Node:
     )
     tool_call_rows: strawberry.Private[Any] = None
     item_rows: strawberry.Private[Any] = None
+    child_run_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="subworkflow nodes: the child run their latest attempt started (the run "
+        "is among `Run.children`).",
+    )
 
     @staticmethod
     def of(r: Any) -> Node:
@@ -182,6 +187,7 @@ class Node:
             tool_call_count=r.get("tool_call_count") or 0,
             tool_call_rows=r.get("tool_calls"),
             item_rows=r.get("items"),
+            child_run_id=r.get("child_run_id"),
         )
 
     @strawberry.field(description="The node's tool calls in log order (agent nodes).")

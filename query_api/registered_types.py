@@ -28,6 +28,7 @@ BUILT_IN_DESCRIPTIONS = {
     "hitl": "Waits for a person's decision; its edges are `approved` or `rejected`.",
     "wait_event": "Waits for an outside event (name, key); its edges are `received` or `timeout`.",
     "map": "Runs one inner node per item of a list, at most `max_parallel` at once.",
+    "subworkflow": "Starts a child run of another workflow and outputs its output.",
 }
 
 

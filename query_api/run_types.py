@@ -11,7 +11,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from query_api import db, fork_queries
+from query_api import db, fork_queries, subworkflow_queries
 from query_api.approval_types import Approval
 from query_api.context import ReadContext
 from query_api.event_types import EVENT_PAGES, EventConnection
@@ -57,12 +57,28 @@ class Run:
         "still has the event; `aob replay projections` rebuilds it once the cause is fixed.",
     )
     budget_row: strawberry.Private[Any] = None
+    parent_node_id: str | None = strawberry.field(
+        default=None,
+        description="The subworkflow node of `parent` that started this run; null for a run "
+        "started otherwise.",
+    )
+    depth: int = strawberry.field(
+        default=0, description="How deep in subworkflows the run is: 0 unless it has a parent."
+    )
+    parent_run_id: strawberry.Private[str | None] = None
 
     @staticmethod
     def of(r: Any) -> Run:
         """A ``runs`` row."""
         return from_row(
-            Run, r, id=r["run_id"], status=RunStatus(r["status"]), budget_row=r.get("budget")
+            Run,
+            r,
+            id=r["run_id"],
+            status=RunStatus(r["status"]),
+            budget_row=r.get("budget"),
+            parent_run_id=r.get("parent_run_id"),
+            parent_node_id=r.get("parent_node_id"),
+            depth=r.get("depth") or 0,
         )
 
     @strawberry.field(description="The run's nodes in scheduling order (a run has at most 500).")
@@ -158,6 +174,31 @@ class Run:
     ) -> list[Run]:
         limit = page_size(first)
         rows = await fork_queries.forks_of(info.context.pool, info.context.tenant, self.id, limit)
+        return [Run.of(r) for r in rows]
+
+    @strawberry.field(
+        description="The run whose subworkflow node (`parentNodeId`) started this one; null "
+        "for a run started otherwise."
+    )
+    async def parent(self, info: Info[ReadContext, None]) -> Run | None:
+        if self.parent_run_id is None:
+            return None
+        row = await db.run(info.context.pool, info.context.tenant, self.parent_run_id)
+        return Run.of(row) if row else None
+
+    @strawberry.field(
+        description="The runs this run's subworkflow nodes started (one per node attempt), "
+        "oldest first; each node names its own as `childRunId`."
+    )
+    async def children(
+        self,
+        info: Info[ReadContext, None],
+        first: Annotated[int, strawberry.argument(description=FIRST)] = MAX_PAGE,
+    ) -> list[Run]:
+        limit = page_size(first)
+        rows = await subworkflow_queries.children_of(
+            info.context.pool, info.context.tenant, self.id, limit
+        )
         return [Run.of(r) for r in rows]
 
     @strawberry.field(description="The run's events in log order.")

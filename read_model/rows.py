@@ -31,6 +31,10 @@ class RunRow:
     event_count: int = 0
     projection_error: str | None = None  # why an event of the run is not in the read model
     budget: Any = None  # the run's budget as it stands: {tokens, usd, on_exceed}, or none
+    # A child run of a subworkflow node: its parent run and that node; its depth (root: 0).
+    parent_run_id: str | None = None
+    parent_node_id: str | None = None
+    depth: int = 0
 
 
 @dataclass
@@ -60,6 +64,7 @@ class NodeRow:
     # Map nodes: "<index>" -> {status, attempts, output, output_ref, error, started_at,
     # finished_at} of each item scheduled so far (``projections.map_items``); None otherwise.
     items: Any = None
+    child_run_id: str | None = None  # subworkflow nodes: the child run of the latest start
 
 
 @dataclass

@@ -259,3 +259,12 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS forked_at text;        -- position tok
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS forked_at_seq integer; -- how many of the source's events
 CREATE INDEX IF NOT EXISTS runs_forked_from ON runs (forked_from, created_at, run_id)
     WHERE forked_from IS NOT NULL;
+
+-- Subworkflows (run.submitted of a child run, run.subworkflow_started): a child run's parent
+-- run and node and its depth, and the child run a subworkflow node started.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS parent_run_id text;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS parent_node_id text;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS depth integer NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id, created_at, run_id)
+    WHERE parent_run_id IS NOT NULL;
+ALTER TABLE node_executions ADD COLUMN IF NOT EXISTS child_run_id text;

@@ -39,6 +39,7 @@ from run_model.mapping import (
 )
 from run_model.patching import PatchLimits, Refused, judge
 from run_model.state import Approval, NodeStatus, RunState, RunStatus
+from run_model.subworkflows import cancel_children, finished_notice, live_children
 from schemas.agent_tools import ToolCallRecord, registered_type_names
 from schemas.canonical import canonical_json, json_ref
 from schemas.codec import encode_event
@@ -79,6 +80,7 @@ from schemas.events import (
     RunSubmitted,
     RunWarning,
     RunWarningPayload,
+    SubworkflowFinished,
     TimerFired,
     TurnGranted,
     TurnGrantedPayload,
@@ -86,9 +88,11 @@ from schemas.events import (
 )
 from schemas.ir import IRNode
 from schemas.map_node import MAP, MapConfig, MapInner
+from schemas.subworkflow_node import SUBWORKFLOW, SubworkflowCall
 from schemas.tasks import NodeContext, NodeTask
 from schemas.topics import TASK_TYPES, task_topic
 from schemas.workflow import may_patch
+from schemas.workflow_ids import workflow_id_for
 
 DEFAULT_LIMITS = PatchLimits()
 _UNREAD: Any = object()  # an item whose value ``_schedule_item`` reads itself
@@ -105,13 +109,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Decision:
-    """What to send: ``events`` to the run's stream, ``tasks`` to ``aob.tasks.<type>``."""
+    """What to send: ``events`` to the run's stream, ``tasks`` to ``aob.tasks.<type>``, and
+    ``elsewhere`` events to the streams of other runs, each keyed by its own run (a child's
+    end to its parent, a cancel to a child: ``run_model.subworkflows``)."""
 
     events: list[Event] = field(default_factory=list)
     tasks: list[NodeTask] = field(default_factory=list)
+    elsewhere: list[Event] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.tasks)
+        return bool(self.events or self.tasks or self.elsewhere)
 
 
 def step(
@@ -156,14 +163,30 @@ class _Decider:
         self.limits = limits
         self.events: list[Event] = []
         self.tasks: list[NodeTask] = []
+        self.elsewhere: list[Event] = []
         self.rank = {node_id: i for i, node_id in enumerate(state.ir.order)}
 
     def run(self) -> tuple[RunState, Decision]:
         if not self.state.finished:
+            children = live_children(self.state)
             self._react()
             if not self.state.finished:
                 self._maybe_complete()
-        return self.state, Decision(self.events, self.tasks)
+            if self.state.finished:
+                self._tell_family(children)
+        return self.state, Decision(self.events, self.tasks, self.elsewhere)
+
+    def _tell_family(self, children: dict[str, str]) -> None:
+        """The run just finished: its parent hears how, and the children it still waited
+        for are cancelled if it did not complete (``run_model.subworkflows``)."""
+        notice = finished_notice(self.state, self.cause, self.now)
+        if notice is not None:
+            self.elsewhere.append(notice)
+        if self.state.status is RunStatus.COMPLETED:
+            return
+        if isinstance(self.cause, SubworkflowFinished):  # that child has finished already
+            children.pop(self.cause.payload.node_id, None)
+        self.elsewhere += cancel_children(self.state, children, self.cause, self.now)
 
     # --- reactions ----------------------------------------------------------------------
 
@@ -186,6 +209,8 @@ class _Decider:
             self._on_decision(ev)
         elif isinstance(ev, EventReceived):
             self._on_event_received(ev)
+        elif isinstance(ev, SubworkflowFinished):
+            self._on_child_finished(ev)
         elif isinstance(ev, PatchSubmitted):
             self._on_patch(ev)
         elif isinstance(ev, NodeSucceeded) and ev.payload.item is not None:
@@ -370,6 +395,48 @@ class _Decider:
             and (waits.attempt, waits.name, waits.key) == (p.attempt, p.name, p.key)
         ):
             self._end_wait(p.node_id, p.attempt, "received", p.data)
+
+    def _on_child_finished(self, ev: SubworkflowFinished) -> None:
+        """A subworkflow node's child run finished: the node succeeds with the child's
+        output, or fails with its reason, if it still waits for that child (a late one, of
+        an attempt given up or a run being cancelled, changes nothing). A child's failure is
+        not retried: the child had its own nodes' retries, and a retried start at every
+        level of a deep tree would multiply."""
+        p = ev.payload
+        node = self.state.nodes.get(p.node_id)
+        if node is None or node.terminal or self.state.cancel_requested:
+            return
+        child = node.child
+        if (
+            node.status is not NodeStatus.WAITING
+            or child is None
+            or (child.attempt, child.run_id) != (p.attempt, p.child_run_id)
+            or node.attempt != p.attempt
+        ):
+            return
+        if p.status == "COMPLETED":
+            size = json_size(p.output) or 0
+            payload = NodeSucceededPayload(
+                node_id=p.node_id,
+                attempt=p.attempt,
+                output=p.output,
+                output_inline=True,
+                output_size=size,
+            )
+            self._emit(NodeSucceeded, payload, "child_completed", p.node_id, p.attempt)
+            self._settle([e.node for e in self.state.node_def(p.node_id).successors])
+            return
+        how = "was cancelled" if p.status == "CANCELLED" else "failed"
+        error = capped(f"child run {p.child_run_id} {how}: {p.error or 'no reason given'}")
+        failure = self._emit(
+            NodeFailed,
+            NodeFailedPayload(node_id=p.node_id, attempt=p.attempt, error=error, retryable=False),
+            "child_failed",
+            p.node_id,
+            p.attempt,
+        )
+        assert isinstance(failure, NodeFailed)
+        self._on_failed(failure)
 
     def _end_wait(self, node_id: str, attempt: int, outcome: str, data: Any) -> None:
         """A wait_event node succeeds with the event's data (None on timeout), and its
@@ -573,6 +640,8 @@ class _Decider:
                 continue
             if node.status in (NodeStatus.SCHEDULED, NodeStatus.RUNNING):
                 why = f"run cancelled; attempt {node.attempt} was abandoned in flight"
+            elif node.status is NodeStatus.WAITING and node.child is not None:
+                why = f"run cancelled while the node waited for its child run {node.child.run_id}"
             elif node.status is NodeStatus.WAITING:
                 why = "run cancelled while the node waited for a decision"
             else:
@@ -745,6 +814,7 @@ class _Decider:
         )
         patches = may_patch(definition.type, definition.config)
         agent = definition.type == "agent"
+        call = self._subworkflow_call(definition) if definition.type == SUBWORKFLOW else None
         self.tasks.append(
             self._task(
                 scheduled,
@@ -756,8 +826,18 @@ class _Decider:
                 agent_limits=self.state.agent_limits if agent else None,
                 tool_types=self._tool_types(definition.config) if agent else None,
                 tool_calls=self._finished_tool_calls(node_id) if agent else [],
+                subworkflow=call,
             )
         )
+
+    def _subworkflow_call(self, definition: IRNode) -> SubworkflowCall:
+        """What a subworkflow node's task carries: the run's depth, and the version pinned
+        at submission for the workflow it calls (``schemas.subworkflow_node``)."""
+        name = definition.config.get("workflow")
+        pinned = None
+        if isinstance(name, str) and name:
+            pinned = self.state.subworkflows.get(workflow_id_for(self.state.tenant, name))
+        return SubworkflowCall(depth=self.state.depth, pinned=pinned)
 
     def _task(
         self, scheduled: Event, node_id: str, attempt: int, spec: IRNode | MapInner, **more: Any

@@ -16,6 +16,7 @@ from run_model.mapping import retry_policy
 from run_model.state import (
     NODE_IN_FLIGHT,
     Approval,
+    ChildRun,
     EventWait,
     NodeState,
     NodeStatus,
@@ -53,6 +54,7 @@ from schemas.events import (
     RunForked,
     RunStarted,
     RunSubmitted,
+    SubworkflowStarted,
     ToolCalled,
     ToolCalledPayload,
 )
@@ -107,6 +109,9 @@ def _submitted(event: RunSubmitted) -> RunState:
         nodes={node_id: NodeState() for node_id in p.ir.nodes},
         applied={event.event_id},
         agent_limits=p.agent_limits,
+        parent=p.parent,
+        depth=p.depth,
+        subworkflows=p.subworkflows,
     )
 
 
@@ -221,6 +226,13 @@ def _apply_one(state: RunState, event: Event) -> None:
         if node is not None and w.attempt == node.attempt and node.status in NODE_IN_FLIGHT:
             node.status = NodeStatus.WAITING
             node.awaiting = EventWait(attempt=w.attempt, name=w.name, key=w.key, due_at=w.due_at)
+    elif isinstance(event, SubworkflowStarted):
+        s = event.payload
+        node = _node(state, s.node_id)
+        # As a wait_event's wait: the latest attempt's start, once, while it is in flight.
+        if node is not None and s.attempt == node.attempt and node.status in NODE_IN_FLIGHT:
+            node.status = NodeStatus.WAITING
+            node.child = ChildRun(attempt=s.attempt, run_id=s.child_run_id)
     elif isinstance(event, NodeFailed):
         f = event.payload
         node = _target(state, f.node_id, f.item)

@@ -32,6 +32,8 @@ def fork_state(source: RunState | None, event: RunForked) -> RunState | None:
             # RunStarted. A finished source (forked at its last event) runs again from here.
             "status": RunStatus.PENDING,
             "cancel_requested": False,
+            # A fork is a run of its own, started by a person: no parent waits for it.
+            "parent": None,
             "reason": None,
             "nodes": nodes,
             # The source's event ids are the source's: the fork has folded only its own.

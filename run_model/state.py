@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.agent_tools import ToolCallRecord
 from schemas.budgets import AgentRunLimits, Budget
-from schemas.events import Spend
+from schemas.events import RunParent, Spend
 from schemas.ir import IRNode, WorkflowIR
 from schemas.ir_definition import definition_from_ir
 
@@ -86,6 +86,15 @@ class EventWait(BaseModel):
     due_at: datetime | None = Field(None, description="When it takes its `timeout` edge.")
 
 
+class ChildRun(BaseModel):
+    """The child run a subworkflow node's attempt started (SubworkflowStarted)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int
+    run_id: str
+
+
 class NodeState(BaseModel):
     """One node of one run. Mutated only by ``evolve``, on a shallow copy: its lists, dicts
     and models are replaced, never changed in place (an older state shares them)."""
@@ -114,6 +123,9 @@ class NodeState(BaseModel):
         None, description="hitl nodes, and agent nodes waiting on the budget: the request."
     )
     awaiting: EventWait | None = Field(None, description="wait_event nodes: what they wait for.")
+    child: ChildRun | None = Field(
+        None, description="subworkflow nodes: the child run their latest start began."
+    )
     outcome: str | None = Field(
         None, description="The outcome its edges read, when its output does not say it."
     )
@@ -200,6 +212,15 @@ class RunState(BaseModel):
         description="Node -> the agent node whose applied patch last added or changed it. "
         "An agent's patch may change only the nodes it wrote (``run_model.agent_policy``); "
         "a person's change of a node makes it the person's again.",
+    )
+    parent: RunParent | None = Field(
+        None, description="The run and subworkflow node that started this run, if any."
+    )
+    depth: int = Field(0, description="How deep in subworkflows the run is (root: 0).")
+    subworkflows: dict[str, str] = Field(
+        default_factory=dict,
+        description="Workflow id -> the version pinned at submission for subworkflow nodes "
+        "that name none (RunSubmitted).",
     )
     cancel_requested: bool = False
     reason: str | None = Field(None, description="Why the run failed or was cancelled.")

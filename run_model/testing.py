@@ -34,8 +34,13 @@ from schemas.events import (
     RunCancelRequestedPayload,
     RunForked,
     RunForkedPayload,
+    RunParent,
     RunSubmitted,
     RunSubmittedPayload,
+    SubworkflowFinished,
+    SubworkflowFinishedPayload,
+    SubworkflowStarted,
+    SubworkflowStartedPayload,
     TokenUsage,
     ToolCalled,
     ToolCalledPayload,
@@ -114,7 +119,9 @@ def run_submitted(
     ir: WorkflowIR,
     run_input: Any = None,
     agent_limits: AgentRunLimits | None = None,
+    **more: Any,
 ) -> RunSubmitted:
+    """``more``: the payload's other fields (``parent``, ``depth``, ``subworkflows``)."""
     payload = RunSubmittedPayload(
         workflow_id="wf-1",
         workflow_name="test",
@@ -125,6 +132,7 @@ def run_submitted(
         definition_ref="cas://sha256:" + "0" * 64,
         ir_ref="cas://sha256:" + "1" * 64,
         agent_limits=agent_limits,
+        **more,
     )
     return _sent(RunSubmitted, payload, run_id, "submit", run_id)
 
@@ -196,6 +204,34 @@ def event_awaited(task: NodeTask, name: str, key: str, timeout_s: float | None =
         due_at=due,
     )
     return reports.report(EventAwaited, task, payload, "event_awaited", at=EPOCH)
+
+
+def subworkflow_started(task: NodeTask, child_run_id: str, version: str = "v-child") -> Event:
+    """What the subworkflow worker appends before it submits the child run."""
+    payload = SubworkflowStartedPayload(
+        node_id=task.node_id,
+        attempt=task.attempt,
+        child_run_id=child_run_id,
+        workflow_id="wf-child",
+        workflow_name="child",
+        version=version,
+    )
+    return reports.report(SubworkflowStarted, task, payload, "subworkflow_started", at=EPOCH)
+
+
+def subworkflow_finished(
+    parent: RunParent, child_run_id: str, status: str, output: Any = None, error: str | None = None
+) -> SubworkflowFinished:
+    """What the coordinator appends to a parent when its child finishes."""
+    payload = SubworkflowFinishedPayload(
+        node_id=parent.node_id,
+        attempt=parent.attempt,
+        child_run_id=child_run_id,
+        status=status,
+        output=output,
+        error=error,
+    )
+    return _sent(SubworkflowFinished, payload, parent.run_id, "finished", child_run_id, status)
 
 
 def event_received(  # noqa: PLR0917 - the event's fields

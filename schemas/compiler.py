@@ -16,6 +16,7 @@ from schemas.ir import IREdge, IRNode, IRNodeType, WorkflowIR
 from schemas.map_node import MAP, map_config_reasons
 from schemas.node_type_configs import config_reasons
 from schemas.secret_refs import SecretReferenceError, secret_references
+from schemas.subworkflow_node import SUBWORKFLOW, subworkflow_config_reasons
 from schemas.workflow import (
     EDGE_GUARDS,
     KNOWN_NODE_TYPES,
@@ -61,6 +62,8 @@ def validate_graph(
             reasons.extend(_wait_event_config_reasons(node))
         if node.type == MAP:
             reasons.extend(_map_config_reasons(node, registered))
+        if node.type == SUBWORKFLOW:
+            reasons.extend(subworkflow_config_reasons(node.id, node.config))
         try:  # secrets.NAME is read by the worker; any other way of reading secrets is not
             secret_references(node.config)
         except SecretReferenceError as e:

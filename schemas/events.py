@@ -149,6 +149,14 @@ class ScheduleSkipped(Event):
 # --- runs ------------------------------------------------------------------------------
 
 
+class RunParent(Payload):
+    """The subworkflow node (and its attempt) of the run that started a child run."""
+
+    run_id: str
+    node_id: str
+    attempt: int = Field(ge=1)
+
+
 class RunSubmittedPayload(Payload):
     workflow_id: str
     workflow_name: str
@@ -167,6 +175,17 @@ class RunSubmittedPayload(Payload):
         None,
         description="The run's budget and the tenant's agent limits when it was submitted "
         "(absent in runs submitted before budgets: no bound).",
+    )
+    parent: RunParent | None = Field(
+        None, description="Set when a subworkflow node of another run started this one."
+    )
+    depth: int = Field(
+        0, ge=0, description="How deep in subworkflows the run is: 0 unless it has a parent."
+    )
+    subworkflows: dict[str, str] = Field(
+        default_factory=dict,
+        description="Workflow id -> version: the versions the run's subworkflow nodes that "
+        "name no version call, pinned at submission (``schemas.subworkflow_node``).",
     )
 
 
@@ -537,6 +556,47 @@ class EventReceived(Event):
     that name, key and attempt, and nothing happens otherwise."""
 
     payload: EventReceivedPayload
+
+
+# --- subworkflow nodes (schemas.subworkflow_node) --------------------------------------
+
+
+class SubworkflowStartedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    child_run_id: str = Field(description="Derived from (run, node, attempt): one per attempt.")
+    workflow_id: str
+    workflow_name: str
+    version: str = Field(description="The version the child run is bound to.")
+
+
+@event("run.subworkflow_started")
+class SubworkflowStarted(Event):
+    """A subworkflow node's worker is starting its child run (appended before the child's
+    run.submitted): the node WAITS for the child, and a cancel of this run reaches it."""
+
+    payload: SubworkflowStartedPayload
+
+
+class SubworkflowFinishedPayload(Payload):
+    node_id: str
+    attempt: int = Field(ge=1)
+    child_run_id: str
+    status: Literal["COMPLETED", "FAILED", "CANCELLED"]
+    output: Any = Field(
+        None,
+        description="COMPLETED: the child's output (its sinks' outputs, large ones as "
+        '`{"$ref": ...}`).',
+    )
+    error: str | None = Field(None, description="FAILED or CANCELLED: the child's reason.")
+
+
+@event("run.subworkflow_finished")
+class SubworkflowFinished(Event):
+    """A child run finished: appended to its parent by the coordinator (keyed by the
+    parent's id), which then ends the subworkflow node that waits for it."""
+
+    payload: SubworkflowFinishedPayload
 
 
 # --- approvals (hitl nodes) -----------------------------------------------------------

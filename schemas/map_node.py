@@ -17,7 +17,8 @@ mapped over (the node fails, saying so); map over a smaller part of it, or make 
 output smaller.
 
 The inner node may be any type a worker runs (built-in or registered), except ``map`` (no
-nesting), ``hitl`` and ``agent``: their approvals and budget turns name a node, not an item.
+nesting), ``hitl``, ``agent`` and ``subworkflow``: their approvals, budget turns and child
+runs name a node, not an item.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ MAP = "map"
 MAX_MAP_ITEMS = 10_000
 MAX_PARALLEL = 1000
 # Types a map cannot run per item (the module doc says why).
-NOT_MAPPABLE: frozenset[str] = frozenset({MAP, "hitl", "agent"})
+NOT_MAPPABLE: frozenset[str] = frozenset({MAP, "hitl", "agent", "subworkflow"})
 # ``input`` or ``nodes.<id>.output``, then keys or list indices, dot-separated.
 _SEGMENT = r"[A-Za-z0-9_-]+"
 OVER_PATTERN = re.compile(

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.agent_tools import ToolCallOrigin, ToolCallRecord
 from schemas.budgets import AgentRunLimits
+from schemas.subworkflow_node import SubworkflowCall
 from schemas.workflow import ConcurrencyKey
 
 TASK_WIRE_NAME = "task.node"
@@ -87,6 +88,11 @@ class NodeTask(BaseModel):
         default_factory=list,
         description="Agent nodes: the tool calls earlier attempts of the node finished; "
         "the worker reuses their results instead of calling again.",
+    )
+    subworkflow: SubworkflowCall | None = Field(
+        None,
+        description="Subworkflow nodes: the run's depth and the version of the called "
+        "workflow pinned at the run's submission.",
     )
     tool_call: ToolCallOrigin | None = Field(
         None,

@@ -23,6 +23,7 @@ TASK_TYPES: tuple[str, ...] = (
     "hitl",
     "condition",
     "wait_event",
+    "subworkflow",
 )
 
 

@@ -21,7 +21,17 @@ MAX_CONCURRENCY_KEY_LIMIT = 1000
 # Node types this release can run. A definition naming another type is refused at publish
 # time; the coordinator still skips (never hangs on) a type it does not know.
 KNOWN_NODE_TYPES: frozenset[str] = frozenset(
-    {"noop", "transform", "http", "agent", "hitl", "condition", "wait_event", "map"}
+    {
+        "noop",
+        "transform",
+        "http",
+        "agent",
+        "hitl",
+        "condition",
+        "wait_event",
+        "map",
+        "subworkflow",
+    }
 )
 
 # Which guard values an edge may carry, by the type of the node it leaves.

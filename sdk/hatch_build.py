@@ -9,7 +9,9 @@ dependencies (faust, FastAPI, Strawberry, the OpenAI client):
 
 - the built-in node types' registry and process (``workers/builtins.py``,
   ``workers/__main__.py``), the agent node (``workers/agent``) and the wait_event node
-  (``workers/handlers/wait_event.py``, which keeps its waits in the deployment's tables);
+  (``workers/handlers/wait_event.py``, which keeps its waits in the deployment's tables) and
+  the subworkflow node (``workers/handlers/subworkflow.py``, which starts runs as the
+  command side does);
 - of ``infra``, everything but settings, the event bus, the liveness file and metrics (the
   local stack, the HTTP services, the scripted model).
 
@@ -44,6 +46,7 @@ LEFT_OUT = (
     "workers/builtins.py",
     "workers/__main__.py",
     "workers/handlers/wait_event.py",
+    "workers/handlers/subworkflow.py",
 )
 INFRA_MODULES = ("__init__", "settings", "bus", "heartbeat", "instances", "metrics")
 

@@ -38,6 +38,7 @@ async def open_handlers(settings: WorkerSettings, stack: AsyncExitStack) -> dict
     handlers["http"] = http
     handlers["agent"] = await open_agent(settings, stack, http)
     handlers["wait_event"] = await _wait_event(stack)
+    handlers["subworkflow"] = await _subworkflow(stack)
     return handlers
 
 
@@ -46,6 +47,19 @@ async def _wait_event(stack: AsyncExitStack) -> Handler:
 
     handler, pool = await open_wait_event(get_settings().postgres_dsn)
     stack.push_async_callback(pool.close)
+    return handler
+
+
+async def _subworkflow(stack: AsyncExitStack) -> Handler:
+    from cas import ContentStore
+    from workers.handlers.subworkflow import open_subworkflow
+
+    deployment = get_settings()
+    cas = ContentStore.from_settings(deployment)
+    handler, close = await open_subworkflow(
+        deployment.postgres_dsn, deployment.kafka_bootstrap, cas
+    )
+    stack.push_async_callback(close)
     return handler
 
 

@@ -70,3 +70,20 @@ def test_run_and_node_statuses_are_defined_once() -> None:
     files = {name: [place.split(":")[0] for place in places] for name, places in defined.items()}
     home = ["run_model/state.py"]
     assert files == {"RunStatus": home, "NodeStatus": home}, f"class definitions: {defined}"
+
+
+def test_starting_a_run_imports_no_web_framework() -> None:
+    """Run submission (``run_submission``) is shared by the REST routes, the coordinator's
+    schedule clock and the subworkflow node's worker: neither of the latter serves HTTP, so
+    importing it, or the schedule clock, must not bring in FastAPI."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, run_submission, processors.schedule_clock, workers.handlers.subworkflow; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette')))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.strip()
+    assert found == "[]", f"these web modules were imported: {found}"

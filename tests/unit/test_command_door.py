@@ -29,9 +29,10 @@ from command_api.app import create_app
 from command_api.context import CommandContext, principal_of
 from command_api.door import DoorRoute, parsed_body
 from command_api.errors import InvalidInput
-from command_api.routes import _record, router
+from command_api.routes import router
 from command_api.settings import CommandApiSettings
 from infra.ratelimit import TokenBuckets
+from run_submission import encode_record
 from schemas import (
     Actor,
     CancelRun,
@@ -439,7 +440,7 @@ def test_an_event_that_cannot_be_encoded_is_the_callers_422_not_a_503() -> None:
         with pytest.raises(
             InvalidInput, match=r"the run\.patch_submitted event cannot be encoded"
         ) as e:
-            _record(event)
+            encode_record(event)
         assert e.value.detail.isascii()  # the answer itself can be encoded
 
 

@@ -51,7 +51,10 @@ def test_a_templated_string_is_left_for_the_worker_to_judge_once_rendered() -> N
 def test_a_type_neither_built_in_nor_registered_is_refused_naming_both_lists() -> None:
     (reason,) = validate_graph(definition(node("loud", "shout", text="hi")), {})
     assert "unknown type 'shout'" in reason
-    assert "built-in: agent, condition, hitl, http, map, noop, transform, wait_event" in reason
+    assert (
+        "built-in: agent, condition, hitl, http, map, noop, subworkflow, transform, wait_event"
+        in reason
+    )
     assert "PUT /v1/node-types" in reason
     (reason,) = validate_graph(definition(node("x", "whisper")), {"shout": SHOUT})
     assert "registered: shout" in reason

@@ -62,7 +62,7 @@ class World:
         async def finished(ctx: Any, run_id: str) -> bool:
             return run_id in self.finished
 
-        monkeypatch.setattr(schedule_clock, "_append", append)
+        monkeypatch.setattr(schedule_clock, "append_event", append)
         monkeypatch.setattr(schedule_clock, "start_run", start_run)
         monkeypatch.setattr(schedule_clock, "_finished", finished)
 
