@@ -38,7 +38,6 @@ async def take_batches(
     gathered for ``longest`` seconds."""
     buffer: list[faust.types.EventT[Any]] = []
     has_some = asyncio.Event()
-    full = asyncio.Event()
     consumed = asyncio.Event()
     consuming: asyncio.Future[None] | None = None
     s: Any = stream  # faust's Stream: its StreamT protocol lacks the passive-mode methods
@@ -57,7 +56,6 @@ async def take_batches(
             buffer.append(event)
             has_some.set()
             if len(buffer) >= max_:
-                full.set()
                 consumed.clear()
                 await s.wait(consumed)  # no more than max_ in a batch
         except asyncio.CancelledError:
@@ -95,7 +93,6 @@ async def take_batches(
                 for event in batch:
                     await s.ack(event)
                 notify(consuming)
-                full.clear()
                 consumed.set()
     finally:
         s.enable_acks = acks
