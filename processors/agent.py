@@ -77,6 +77,7 @@ def register(parts: CoordinatorApp, coordinator: Coordinator) -> None:
             ticker.rebuild(coordinator.live_states(), generation)
             await ticker.wake(coordinator.unreadable)
         await ticker.fire()
+        await coordinator.memory.release_if_due()
 
     if coordinator.config.stats_interval_s > 0:
 

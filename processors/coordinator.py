@@ -81,6 +81,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from infra.kafka_metadata import key_partition
+from infra.memory_release import MemoryRelease
 from processors.app import CoordinatorApp
 from processors.config import CoordinatorConfig
 from processors.errors import (
@@ -207,7 +208,8 @@ class Coordinator:
         self.stats = LoopStats()
         # Decoded states by run id, with the bytes they were read from or written as: the
         # table stays the truth (a rebalance may replace its bytes), the cache saves a
-        # decompression and a JSON parse per event when it is unchanged.
+        # decompression and a JSON parse per event when it is unchanged. At most
+        # config.state_cache of them, the most recently used (see _cache).
         self._decoded: dict[bytes, tuple[bytes, RunState]] = {}
         # Partitions whose table was checked for loss since they were assigned.
         self._checked: set[int] = set()
@@ -219,6 +221,7 @@ class Coordinator:
         self.unreadable: dict[str, int] = {}
         self.runs_failed = 0  # by the loop itself: records it could not decide on or send
         self.ticker = Ticker(parts.app, config, clock)
+        self.memory = MemoryRelease(config.release_memory_after_s)
         self._batch = Batch()  # the batch being handled (see handle_batch)
 
     # --- the loop -------------------------------------------------------------------------
@@ -265,6 +268,7 @@ class Coordinator:
         finally:
             self._batch = Batch()
         self.stats.batch(len(records), time.perf_counter() - started)
+        self.memory.worked()
 
     async def _fill_gap(self, partition: int, start: int, end: int) -> list[Incoming]:
         """Handle the records ``[start, end)`` that faust did not deliver; returns them.
@@ -461,13 +465,14 @@ class Coordinator:
         raw = self.table.get(run_key)
         if raw is None:
             return None
-        cached = self._decoded.get(run_key)
+        cached = self._decoded.pop(run_key, None)
         if cached is not None and (cached[0] is raw or cached[0] == raw):
+            self._decoded[run_key] = cached  # the most recently used again
             return cached[1]
         stored = decode(run_key, raw)
         if isinstance(stored, Finished):
             return stored
-        self._decoded[run_key] = (raw, stored.state)
+        self._cache(run_key, raw, stored.state)
         return stored.state
 
     async def _state_of(self, event: Event, record: Incoming) -> RunState | Finished | None:
@@ -506,11 +511,22 @@ class Coordinator:
     ) -> None:
         """Keep the cache and the timer index in step with what was just stored."""
         if isinstance(state, RunState) and not state.finished:
-            self._decoded[run_key] = (raw, state)
+            self._cache(run_key, raw, state)
             self.ticker.watch(state, partition)
         else:  # nothing more will happen: free the memory
             self._decoded.pop(run_key, None)
             self.ticker.forget(run_key.decode(errors="replace"))
+
+    def _cache(self, run_key: bytes, raw: bytes, state: RunState) -> None:
+        """Keep ``state`` decoded as the most recently used, dropping the least recently
+        used beyond ``config.state_cache`` (a dict keeps insertion order: the first key is
+        the one used longest ago)."""
+        self._decoded.pop(run_key, None)
+        if self.config.state_cache == 0:
+            return
+        self._decoded[run_key] = (raw, state)
+        while len(self._decoded) > self.config.state_cache:
+            del self._decoded[next(iter(self._decoded))]
 
     def _store_now(self, run_key: bytes, state: RunState, partition: int) -> None:
         """Store a state outside a batch (one rebuilt for a partition whose table lost it).

@@ -42,11 +42,14 @@ class Broker:
                 ack.set_exception(error) if error else ack.set_result(None)
 
 
-def coordinator() -> tuple[Coordinator, Broker, dict[bytes, bytes]]:
+def coordinator(
+    config: CoordinatorConfig | None = None,
+) -> tuple[Coordinator, Broker, dict[bytes, bytes]]:
     broker = Broker()
     table: dict[bytes, bytes] = {partition_marker(0): b"0"}
     parts: Any = SimpleNamespace(app=SimpleNamespace(producer=broker), table=table, runs_topic=None)
-    return Coordinator(parts, CoordinatorConfig(), clock=lambda: EPOCH), broker, table
+    config = config or CoordinatorConfig()
+    return Coordinator(parts, config, clock=lambda: EPOCH), broker, table
 
 
 def record(event: Event, offset: int) -> tuple[bytes | None, bytes | None, tuple[int, int]]:
@@ -120,6 +123,30 @@ async def test_a_failed_send_stores_nothing_and_the_batch_can_be_handled_again()
     assert [v for _, _, v, _ in broker.sent] == first
     assert decode(b"r3", table[b"r3"]).state.status is RunStatus.RUNNING
     assert table[partition_marker(0)] == b"1"
+
+
+async def test_the_decoded_states_kept_are_bounded_and_an_evicted_run_goes_on() -> None:
+    c, broker, table = coordinator(CoordinatorConfig(state_cache=2))
+    ir = build_ir({"a": "noop", "b": "noop"}, [("a", "b")])
+    for offset, run_id in enumerate(["r1", "r2", "r3"]):
+        await _released(c.handle(*record(run_submitted(run_id, ir), offset)), broker)
+    assert list(c._decoded) == [b"r2", b"r3"], "the least recently used run is dropped"
+    tasks = {t.run_id: t for t in tasks_in(broker)}
+    broker.sent.clear()
+
+    # r1's state is read from the table again, decoded, and moves on as if it had been kept.
+    await _released(c.handle(*record(succeeded(tasks["r1"], {}), 3)), broker)
+    assert [(t.run_id, t.node_id) for t in tasks_in(broker)] == [("r1", "b")]
+    assert decode(b"r1", table[b"r1"]).state.nodes["b"].status is NodeStatus.SCHEDULED
+    assert list(c._decoded) == [b"r3", b"r1"]
+    # A run used again becomes the most recently used.
+    await _released(c.handle(*record(started(tasks["r3"]), 4)), broker)
+    assert list(c._decoded) == [b"r1", b"r3"]
+
+    none_kept, broker, _ = coordinator(CoordinatorConfig(state_cache=0))
+    await _released(none_kept.handle(*record(run_submitted("r4", ir), 0)), broker)
+    assert none_kept._decoded == {}
+    assert [t.node_id for t in tasks_in(broker)] == ["a"]
 
 
 async def _released(handling: Any, broker: Broker) -> None:
