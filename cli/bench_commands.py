@@ -2,8 +2,10 @@
 
 It drives the running system through its public door, like a user: N runs of a workflow
 submitted to the REST API by a fresh tenant of its own. A burst submits them all (``--concurrency``
-in flight) and measures throughput; ``--serial`` submits one, waits for it to finish, then
-the next, and measures unloaded latency. Waiting and the readings afterwards go straight to
+in flight) and measures throughput; ``--rate R`` submits R runs a second, evenly spaced, and
+measures latency at a load the stack keeps up with (a fraction of its burst throughput);
+``--serial`` submits one, waits for it to finish, then the next, and measures unloaded
+latency. Waiting and the readings afterwards go straight to
 the read model in PostgreSQL, so that watching costs the stack nothing while it is measured;
 what is read is listed in :mod:`cli.bench_readings`.
 
@@ -22,7 +24,7 @@ import asyncio
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -43,6 +45,7 @@ from cli.bench_readings import (
     step_latencies,
     summary,
     tree_cpu_seconds,
+    tree_resident_mb,
 )
 from cli.bench_shapes import Shape, load_shape
 from infra.settings import Settings
@@ -54,6 +57,9 @@ from limits.tenant_limits import TenantLimits
 from run_model import RUN_FINISHED
 
 console = Console(stderr=True)
+# How long after the last run the memory is read: past the coordinator's release of freed
+# memory (AOB_COORDINATOR_RELEASE_MEMORY_AFTER_S, 2 s, checked by its 0.25 s timer).
+SETTLE_S = 3.0
 
 
 async def _stack_pids(stack: Stack) -> dict[str, int]:
@@ -61,11 +67,17 @@ async def _stack_pids(stack: Stack) -> dict[str, int]:
 
 
 async def _submit_burst(api: ApiClient, plan: Plan, progress: Progress) -> list[str]:
+    """Submit every run, ``plan.concurrency`` in flight; paced at ``plan.rate`` a second if
+    set (the i-th is sent no earlier than i / rate seconds after the first)."""
     gate = asyncio.Semaphore(plan.concurrency)
     run_ids: list[str] = []
     task = progress.add_task("submitting runs", total=plan.runs)
+    loop = asyncio.get_running_loop()
+    first = loop.time()
 
     async def submit(i: int) -> None:
+        if plan.rate is not None:
+            await asyncio.sleep(max(0.0, first + i / plan.rate - loop.time()))
         async with gate:
             body = {"workflow_id": plan.shape.name, "input": {"i": i}}
             run_ids.append((await api.command("/v1/runs", body, 202))["run_id"])
@@ -106,13 +118,19 @@ async def _serial(
 
 @dataclass(frozen=True)
 class Plan:
-    """What to measure: ``runs`` runs of ``shape``, in a burst or one at a time."""
+    """What to measure: ``runs`` runs of ``shape``, in a burst, paced at ``rate`` runs a
+    second, or one at a time."""
 
     shape: Shape
     runs: int
     concurrency: int = 16
     timeout: float = 600.0
     serial: bool = False
+    rate: float | None = None
+
+    @property
+    def mode(self) -> str:
+        return "serial" if self.serial else "paced" if self.rate is not None else "burst"
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,9 @@ class Readings:
     submit_s: float
     wall_s: float
     limits: str = "the defaults"  # what the bench tenant's limits were
+    # Resident MB of each component before the first submission and once settled after.
+    memory_before: dict[str, float] = field(default_factory=dict)
+    memory_after: dict[str, float] = field(default_factory=dict)
 
 
 def bench_limits() -> TenantLimits:
@@ -157,6 +178,7 @@ async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
             workflow = {"name": plan.shape.name, "definition": plan.shape.definition}
             await api.command("/v1/workflows", workflow, 201)
             with Progress(console=console, transient=True) as progress:
+                memory_before = tree_resident_mb(pids)
                 cpu_before = tree_cpu_seconds(pids)
                 started = time.monotonic()
                 deadline = started + plan.timeout
@@ -169,6 +191,8 @@ async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
                     await _wait_all(conn, run_ids, deadline, progress)
                 finished = time.monotonic()
                 cpu = cpu_used(cpu_before, tree_cpu_seconds(pids))
+                await asyncio.sleep(SETTLE_S)
+                memory_after = tree_resident_mb(pids)
         readings = Readings(
             rows=await runs_of(conn, run_ids),
             steps=await step_latencies(conn, run_ids),
@@ -177,6 +201,8 @@ async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
             submit_s=submitted - started,
             wall_s=finished - started,
             limits=limits,
+            memory_before=memory_before,
+            memory_after=memory_after,
         )
     finally:
         await conn.close()
@@ -197,7 +223,8 @@ def result_of(plan: Plan, readings: Readings) -> dict[str, Any]:
     return {
         "shape": shape.name,
         "workflow": shape.name,
-        "mode": "serial" if plan.serial else "burst",
+        "mode": plan.mode,
+        "rate_per_s": plan.rate,
         "nodes_per_run": shape.nodes_per_run,
         "runs_submitted": plan.runs,
         "runs_completed": len(completed),
@@ -222,6 +249,11 @@ def result_of(plan: Plan, readings: Readings) -> dict[str, Any]:
             else None,
             "components_s": cpu,
         },
+        "resident_memory_mb": {
+            "before": readings.memory_before,
+            "after": readings.memory_after,
+            "settled_s": SETTLE_S,
+        },
     }
 
 
@@ -233,14 +265,22 @@ def bench(  # noqa: PLR0917 - typer passes its options by keyword
     serial: bool = typer.Option(
         False, "--serial", help="One run at a time, each waited for: unloaded latency."
     ),
+    rate: float | None = typer.Option(
+        None,
+        min=0.01,
+        help="Submit this many runs a second, evenly spaced (at most --concurrency in flight): "
+        "latency under a steady load.",
+    ),
     concurrency: int = typer.Option(16, min=1, max=256, help="Submissions in flight at once."),
     timeout: float = typer.Option(600.0, help="Seconds to wait for every run to finish."),
     as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
 ) -> None:
     """Measure the running system end to end (starts what is missing)."""
     chosen = load_shape(shape)
+    if serial and rate is not None:
+        raise typer.BadParameter("--serial runs one at a time: give it or --rate, not both")
     try:
-        plan = Plan(chosen, runs, concurrency, timeout, serial)
+        plan = Plan(chosen, runs, concurrency, timeout, serial, rate)
         result = asyncio.run(_bench(Settings(), plan))
     except (OSError, asyncpg.PostgresError) as e:
         raise CLIError(f"the stack is not reachable ({e}); run `aob up`") from e

@@ -4,6 +4,9 @@
   all its descendants, from ``/proc``), sampled before the first submission and after the last
   run finished; divided by the node executions, it is the engine's cost per node, summed over
   every process (the figure the Temporal peer harness reports as server + worker CPU).
+- **Memory**: the resident memory of each component (its process and all its descendants,
+  from ``/proc``), before the first submission and once the stack settled after the last
+  run finished (the coordinator gives freed memory back after a quiet spell).
 - **Run latency**: ``finished_at - created_at`` of each run, both stamped by their writers
   (the command API's ``run.submitted``, the coordinator's ``run.completed``).
 - **Coordinator step latency**: from each worker's ``run.node_succeeded`` to the first
@@ -50,8 +53,9 @@ def summary(values: list[float]) -> dict[str, Any]:
 # -- CPU ------------------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds of the process and its reaped children), or None if gone."""
+def _stat(pid: int) -> tuple[int, float, float] | None:
+    """(parent pid, CPU seconds of the process and its reaped children, resident MB), or
+    None if gone."""
     try:
         text = (_PROC / str(pid) / "stat").read_text()
     except OSError:
@@ -59,17 +63,28 @@ def _stat(pid: int) -> tuple[int, float] | None:
     # The command name is in parentheses and may hold spaces: split after its closing one.
     fields = text[text.rindex(")") + 2 :].split()
     ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return int(fields[1]), ticks / os.sysconf("SC_CLK_TCK")
+    resident_mb = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20  # rss, in pages
+    return int(fields[1]), ticks / os.sysconf("SC_CLK_TCK"), resident_mb
 
 
 def tree_cpu_seconds(roots: Mapping[str, int]) -> dict[str, float]:
     """CPU seconds used so far by each named root process and all its descendants."""
-    stats: dict[int, tuple[int, float]] = {}
+    return _tree_sums(roots, 1)
+
+
+def tree_resident_mb(roots: Mapping[str, int]) -> dict[str, float]:
+    """Resident memory now, in MB, of each named root process and all its descendants."""
+    return {name: round(mb, 1) for name, mb in _tree_sums(roots, 2).items()}
+
+
+def _tree_sums(roots: Mapping[str, int], field: int) -> dict[str, float]:
+    """The sum of ``_stat``'s ``field`` over each named root process and its descendants."""
+    stats: dict[int, tuple[int, float, float]] = {}
     for entry in _PROC.iterdir():
         if entry.name.isdigit() and (st := _stat(int(entry.name))) is not None:
             stats[int(entry.name)] = st
     children: dict[int, list[int]] = defaultdict(list)
-    for pid, (ppid, _) in stats.items():
+    for pid, (ppid, *_) in stats.items():
         children[ppid].append(pid)
     out: dict[str, float] = {}
     for name, root in roots.items():
@@ -79,7 +94,7 @@ def tree_cpu_seconds(roots: Mapping[str, int]) -> dict[str, float]:
             if pid in seen or pid not in stats:
                 continue
             seen.add(pid)
-            total += stats[pid][1]
+            total += stats[pid][field]
             todo.extend(children.get(pid, ()))
         out[name] = total
     return out

@@ -1,19 +1,29 @@
-"""aob bench's pure parts: its shapes, its arithmetic, and the CPU it reads from /proc."""
+"""aob bench's pure parts: its shapes, its arithmetic, its pacing, and the CPU and memory it
+reads from /proc."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.progress import Progress
 
 from cli import CLIError
-from cli.bench_commands import Plan, Readings, bench_limits, result_of
-from cli.bench_readings import percentile, step_latencies_ms, summary, tree_cpu_seconds
+from cli.bench_commands import Plan, Readings, _submit_burst, bench_limits, result_of
+from cli.bench_readings import (
+    percentile,
+    step_latencies_ms,
+    summary,
+    tree_cpu_seconds,
+    tree_resident_mb,
+)
 from cli.bench_shapes import BUILT_IN, load_shape
 from limits.admission import MAX_PER_MINUTE, unthrottled
 from schemas.compiler import compile_workflow
@@ -107,8 +117,13 @@ def test_the_result_sums_what_was_measured() -> None:
         submit_s=0.5,
         wall_s=9.0,
         limits="raised for the bench tenant bench-1234",
+        memory_before={"coordinator": 80.0},
+        memory_after={"coordinator": 96.5},
     )
     out = result_of(Plan(shape, runs=3, concurrency=4), readings)
+    assert out["mode"] == "burst" and out["rate_per_s"] is None
+    assert out["resident_memory_mb"]["after"] == {"coordinator": 96.5}
+    assert out["resident_memory_mb"]["before"] == {"coordinator": 80.0}
     assert out["runs_completed"] == 2
     assert out["runs_unfinished"] == 1
     assert out["end_to_end_s"] == 2.0
@@ -130,3 +145,57 @@ def test_the_bench_tenants_limits_do_not_throttle_it() -> None:
         (limits.execution.concurrency_of(t) or 0) >= DEFAULT_CONCURRENCY
         for t in ("http", "noop", "transform", "agent")
     )
+
+
+def test_the_memory_of_a_process_tree_counts_its_children() -> None:
+    hold = (  # 64 MB, every page touched, then held
+        "b = bytearray(64 * 2**20)\nb[::4096] = b'x' * len(b[::4096])\n"
+        "import time\ntime.sleep(30)\n"
+    )
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {hold!r}])",
+        ]
+    )
+    try:
+        for _ in range(200):  # until the child has touched its 64 MB
+            mb = tree_resident_mb({"tree": parent.pid})["tree"]
+            if mb >= 64:
+                break
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(0.05)"], check=True)
+        assert mb >= 64
+        assert tree_resident_mb({"gone": 2**22 + 12345}) == {"gone": 0.0}
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+class Api:
+    """Answers every submission at once, noting when it came."""
+
+    def __init__(self) -> None:
+        self.at: list[float] = []
+
+    async def command(self, path: str, body: dict[str, Any], expected: int) -> dict[str, Any]:
+        self.at.append(asyncio.get_running_loop().time())
+        return {"run_id": f"r{body['input']['i']}"}
+
+
+async def test_a_paced_bench_spaces_its_submissions_evenly() -> None:
+    api = Api()
+    plan = Plan(load_shape("chain3"), runs=6, concurrency=16, rate=40.0)
+    assert plan.mode == "paced"
+    with Progress(disable=True) as progress:
+        run_ids = await _submit_burst(api, plan, progress)  # type: ignore[arg-type]
+    assert sorted(run_ids) == [f"r{i}" for i in range(6)]
+    first = api.at[0]
+    for i, at in enumerate(api.at):  # in order, none before its moment (1 ms of timer slack)
+        assert at >= first + i / 40.0 - 0.001
+    assert api.at[-1] - first >= 5 / 40.0 - 0.001
+
+    burst = Api()
+    with Progress(disable=True) as progress:
+        await _submit_burst(burst, Plan(load_shape("chain3"), runs=6), progress)  # type: ignore[arg-type]
+    assert burst.at[-1] - burst.at[0] < 5 / 40.0, "a burst is not paced"
