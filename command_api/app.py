@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,7 +19,7 @@ from command_api.context import CommandContext
 from command_api.cors import allow_console
 from command_api.key_routes import router as key_router
 from command_api.limit_routes import router as limit_router
-from command_api.metrics import LATENCY, REGISTRY, REQUESTS
+from command_api.metrics import REGISTRY, RequestMetrics
 from command_api.node_type_routes import router as node_type_router
 from command_api.routes import router
 from command_api.secret_routes import router as secret_router
@@ -106,15 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(node_type_router)
     app.include_router(trigger_router)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        LATENCY.labels(path, request.method).observe(time.perf_counter() - started)
-        REQUESTS.labels(path, request.method, str(response.status_code)).inc()
-        return response
+    app.add_middleware(RequestMetrics)
 
     @app.get("/healthz")
     async def healthz(request: Request) -> Response:
