@@ -19,8 +19,9 @@ from command_api.context import CommandContext
 from command_api.cors import allow_console
 from command_api.key_routes import router as key_router
 from command_api.limit_routes import router as limit_router
-from command_api.metrics import REGISTRY, RequestMetrics
+from command_api.metrics import REGISTRY
 from command_api.node_type_routes import router as node_type_router
+from command_api.request_metrics import RequestMetrics
 from command_api.routes import router
 from command_api.secret_routes import router as secret_router
 from command_api.settings import CommandApiSettings

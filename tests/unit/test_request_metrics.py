@@ -1,4 +1,4 @@
-"""command_api.metrics.RequestMetrics: every request counted by its route's template, method
+"""command_api.request_metrics.RequestMetrics: every request counted by its route's template, method
 and status, a failing handler as the 500 the server answers, and an unmatched path apart."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from command_api.metrics import REGISTRY, RequestMetrics
+from command_api.metrics import REGISTRY
+from command_api.request_metrics import RequestMetrics
 
 
 def counted(route: str, method: str, status: str) -> float:
