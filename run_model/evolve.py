@@ -141,14 +141,21 @@ def _shallow(node: NodeState) -> NodeState:
 
 def _target(state: RunState, node_id: str, item: int | None) -> NodeState | None:
     """What a node event is about: the node (``_node``), or the map node's ``item``, a copy
-    put in place. ``None`` for a finished node, or an item of a node that is no map."""
+    put in place. ``None`` for a finished node or item, or an item of a node that is no map.
+
+    A finished item, like a finished node, changes no more: an attempt's NodeStarted may
+    reach the log after its outcome (a worker sends it without waiting, and a retried send
+    comes later), and folded in it would make a succeeded item running again, while the map
+    still counted it done."""
     if item is None:
         return _node(state, node_id)
     old = state.nodes.get(node_id)
     if old is None or old.terminal or old.map_items is None or item >= old.map_items:
         return None
+    current = old.items.get(item)
+    if current is not None and current.terminal:
+        return None
     node = _shallow(old)
-    current = node.items.get(item)
     copy = current.model_copy() if current is not None else NodeState()
     node.items[item] = copy
     state.nodes = {**state.nodes, node_id: node}

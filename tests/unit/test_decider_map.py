@@ -333,3 +333,21 @@ def test_cancelling_a_run_mid_map_starts_no_more_items_and_ignores_late_answers(
     assert h.succeed("each", 0, "late") == []  # a finished run decides nothing
     scheduled = [e for e in h.log if isinstance(e, NodeScheduled) and e.payload.item is not None]
     assert len(scheduled) == 2
+
+
+def test_an_items_start_that_comes_after_its_success_changes_nothing() -> None:
+    # A worker sends an attempt's NodeStarted without waiting for it, and a start whose send
+    # was retried can reach the log after the attempt's outcome. A finished item is left as
+    # it is, as a finished node is: the map still counts it done with its output, and does
+    # not finish with a null in its place.
+    h = MapHarness(map_ir(max_parallel=2))
+    h.succeed("fetch", output=names(2))
+    late = h.open.pop(("each", 0))
+    h.feed(succeeded(late, "out0"))
+    assert h.run.nodes["each"].items[0].status is NodeStatus.SUCCEEDED
+    h.feed(started(late))
+    assert h.run.nodes["each"].items[0].status is NodeStatus.SUCCEEDED
+    assert h.run.nodes["each"].items_done == 1
+    h.succeed("each", 1, "out1")
+    assert h.run.nodes["each"].status is NodeStatus.SUCCEEDED
+    assert h.run.nodes["each"].output == ["out0", "out1"]
