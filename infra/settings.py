@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     # The community MinIO server ships as source only; this pseudo-version pins one commit.
     minio_version: str = "v0.0.0-20260212201848-7aac2a2c5b7c"
     topic_partitions: int = Field(4, ge=1)
+    gc_gen0: int = Field(
+        50_000,
+        ge=1,
+        description="Net allocations between two passes of the garbage collector over its "
+        "youngest generation, in every AOB service, which also freezes what it built at "
+        "start-up (infra.gc_tuning); 700 keeps CPython's defaults.",
+    )
     # Which instance of its service this process is (infra.instances): 1 unless
     # `aob up --scale` started several.
     instance: int = Field(1, ge=1)

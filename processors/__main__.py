@@ -13,6 +13,7 @@ import sys
 import faust
 
 from cas import ContentStore
+from infra.gc_tuning import tune as tune_gc
 from infra.heartbeat import beat
 from infra.metrics import serve_metrics
 from infra.settings import get_settings
@@ -70,6 +71,7 @@ def main() -> int:
             except Exception:
                 log.exception("schedule clock: the tick failed; the next one tries again")
 
+    tune_gc(settings.gc_gen0)
     # faust's worker needs an event loop of its own; asyncio.run above closed its loop.
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = faust.Worker(parts.app, loglevel="INFO", quiet=True)

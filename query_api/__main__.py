@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infra.gc_tuning import tune as tune_gc
 from infra.http_service import serve
 from infra.settings import get_settings
 from query_api.app import create_app
@@ -9,7 +10,9 @@ from query_api.app import create_app
 
 def main() -> None:
     settings = get_settings()
-    serve(create_app(settings), settings.host, settings.query_api_port)
+    app = create_app(settings)
+    tune_gc(settings.gc_gen0)
+    serve(app, settings.host, settings.query_api_port)
 
 
 if __name__ == "__main__":

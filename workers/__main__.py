@@ -15,6 +15,8 @@ import asyncio
 import logging
 
 from aob.serving import STACK_WORKERS, WorkerStopped, serve_node_types
+from infra.gc_tuning import tune as tune_gc
+from infra.settings import get_settings
 from workers.builtins import open_handlers
 from workers.redaction import mask_logs
 from workers.runtime import DEFAULT_CONCURRENCY
@@ -31,6 +33,7 @@ def cli() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     mask_logs()  # no line logged during an attempt shows a secret it used (workers.redaction)
+    tune_gc(get_settings().gc_gen0)
     try:
         asyncio.run(
             serve_node_types(
