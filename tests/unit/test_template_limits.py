@@ -131,7 +131,7 @@ def _gone(pid: int) -> None:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
             about = [line.strip() for line in status if line.startswith(("State", "PPid"))]
-    except FileNotFoundError:  # gone in between
+    except (FileNotFoundError, ProcessLookupError):  # gone in between (ESRCH mid-read)
         return
     raise AssertionError(f"process {pid} still exists: {about}")
 
