@@ -383,6 +383,8 @@ class RunFold:
             node.output_ref = ev.payload.output_ref
         elif isinstance(ev, NodeFailed):
             node.finished_at, node.error = at, ev.payload.error
+        if isinstance(ev, NodeSucceeded | NodeFailed) and node.started_at is None:
+            node.started_at = ev.payload.started_at  # a quick attempt's start, told with it
 
     def _retry_planned(self, run: RunRow, ev: NodeRetryPlanned) -> None:
         p = ev.payload

@@ -8,6 +8,7 @@ of a finished run, or one naming a node the run does not have, changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from run_model.agent_policy import agent_proposer
 from run_model.budgets import call_spend
@@ -162,6 +163,14 @@ def _target(state: RunState, node_id: str, item: int | None) -> NodeState | None
     return copy
 
 
+def _started(node: NodeState, attempt: int, at: datetime) -> None:
+    """A worker started ``attempt`` at ``at`` (told by its NodeStarted, or by its outcome
+    when it was quick). A task redelivered after a crash starts again: the deadline still
+    counts from the first start."""
+    node.started = sorted({*node.started, attempt})
+    node.started_at = {attempt: at, **node.started_at}
+
+
 ITEM_EVENTS = (NodeScheduled, NodeStarted, NodeSucceeded, NodeFailed, NodeRetryPlanned)
 
 
@@ -206,10 +215,7 @@ def _apply_one(state: RunState, event: Event) -> None:
     elif isinstance(event, NodeStarted):
         node = _target(state, event.payload.node_id, event.payload.item)
         if node is not None:
-            node.started = sorted({*node.started, event.payload.attempt})
-            # A task redelivered to a worker after a crash starts again: the deadline still
-            # counts from the first start.
-            node.started_at = {event.payload.attempt: event.occurred_at, **node.started_at}
+            _started(node, event.payload.attempt, event.occurred_at)
             # A hitl task run again after its request was made must not undo the wait.
             if event.payload.attempt == node.attempt and node.status is not NodeStatus.WAITING:
                 node.status = NodeStatus.RUNNING
@@ -219,6 +225,8 @@ def _apply_one(state: RunState, event: Event) -> None:
         # failed for good is too late (the run has failed already).
         if node is not None:
             p = event.payload
+            if p.started_at is not None:  # a quick attempt tells its start with its outcome
+                _started(node, p.attempt, p.started_at)
             node.status = NodeStatus.SUCCEEDED
             node.succeeded_attempt = p.attempt
             node.output = p.output if p.output_inline else None
@@ -246,6 +254,8 @@ def _apply_one(state: RunState, event: Event) -> None:
         # The first report of an attempt's failure is the one that counts: a worker's late
         # report of an attempt the coordinator already timed out changes nothing.
         if node is not None and f.attempt not in node.failures:
+            if f.started_at is not None:  # a quick attempt tells its start with its outcome
+                _started(node, f.attempt, f.started_at)
             node.failures = {**node.failures, f.attempt: f.error}
             # Only the latest attempt's failure counts: an older attempt's report is stale.
             if f.attempt >= node.attempt and failed_for_good(

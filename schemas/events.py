@@ -305,6 +305,12 @@ class NodeSucceededPayload(Payload):
         description="The outcome edge guards read when the output does not say it: a "
         "wait_event node's `received` or `timeout` (decided by the coordinator).",
     )
+    started_at: datetime | None = Field(
+        None,
+        description="When the attempt started, told here when its run.node_started was "
+        "not sent: a worker tells a quick attempt's start with its outcome "
+        "(workers.start_report).",
+    )
     item: int | None = ITEM_FIELD
 
     @model_validator(mode="after")
@@ -332,6 +338,12 @@ class NodeFailedPayload(Payload):
     attempt: int = Field(ge=1)
     error: str = Field(description="What went wrong, for a person or a model to read.")
     retryable: bool = Field(True, description="Whether another attempt may succeed.")
+    started_at: datetime | None = Field(
+        None,
+        description="When the attempt started, told here when its run.node_started was "
+        "not sent: a worker tells a quick attempt's start with its outcome "
+        "(workers.start_report).",
+    )
     item: int | None = ITEM_FIELD
 
 

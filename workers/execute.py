@@ -66,6 +66,7 @@ from workers.outcome import classify
 from workers.outputs import DEFAULT_MAX_OUTPUT_BYTES, encoded_output
 from workers.redaction import Redactor, masking
 from workers.secret_values import SecretSource, resolve
+from workers.start_report import DEFAULT_REPORT_START_AFTER_S, StartReport
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,10 @@ class TaskExecutor:
         max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
         secrets: SecretSource | None = None,
         tasks: TaskSink | None = None,
+        report_start_after_s: float = DEFAULT_REPORT_START_AFTER_S,
     ) -> None:
         self._events = events
+        self._report_start_after_s = report_start_after_s
         self._tasks = tasks
         self._store = store
         self._handlers = handlers
@@ -297,24 +300,27 @@ class TaskExecutor:
     ) -> None:
         """Run the handler and report its outcome, every value of ``secrets`` masked.
 
-        The attempt's NodeStarted is sent, not waited for: the handler runs while the broker
-        acknowledges it, and a quick handler's outcome goes in the same request to the broker
-        (one round trip for the pair instead of two, the larger part of a no-op node's time
-        in the worker). The attempt ends only once both are acknowledged, so the task's
-        offset never moves past an unreported start. Should the start be retried after its
-        outcome got through, it comes after it in the log, and the coordinator and the
-        projections ignore a start of a node that has already finished."""
+        The attempt's NodeStarted goes with its first report, or after
+        ``report_start_after_s`` (``workers.start_report``): a quick attempt's outcome tells
+        its start itself. A start sent on its own is not waited for: the handler runs while
+        the broker acknowledges it, and the outcome is pipelined behind it. The attempt ends
+        only once both are acknowledged, so the task's offset never moves past an untold
+        start. Should the start be retried after its outcome got through, it comes after it
+        in the log, and the coordinator and the projections ignore a start of a node that
+        has already finished."""
+        start = StartReport(
+            reports.started(task, self._worker), self._report, self._report_start_after_s
+        )
 
         async def report(event: Event) -> Position:
-            return await self._report(redactor.event(event))
+            return await self._report(redactor.event(await start.before(event)))
 
-        started = asyncio.ensure_future(self._report(reports.started(task, self._worker)))
         try:
             await self._outcome(task, handler, context, secrets, redactor, report)
         except BaseException:
-            started.cancel()  # the task is done again (its offset stays uncommitted)
+            start.cancel()  # the task is done again (its offset stays uncommitted)
             raise
-        await started
+        await start.settle()
 
     async def _outcome(  # noqa: PLR0917 - the attempt's parts, passed on from _attempt
         self,

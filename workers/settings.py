@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.topics import RUN_EVENTS, TASK_TOPIC_PREFIX
 from workers.outputs import DEFAULT_MAX_OUTPUT_BYTES
+from workers.start_report import DEFAULT_REPORT_START_AFTER_S
 
 
 class WorkerSettings(BaseSettings):
@@ -28,6 +29,15 @@ class WorkerSettings(BaseSettings):
         ge=1,
         description="A node output larger than this, as canonical JSON, fails the node "
         "(workers.outputs): the CAS holds large outputs, not unbounded ones.",
+    )
+
+    report_start_after_ms: float = Field(
+        DEFAULT_REPORT_START_AFTER_S * 1000,
+        ge=0,
+        le=60_000,
+        description="An attempt still running after this long sends its run.node_started; "
+        "a quicker one tells its start with its outcome (workers.start_report). 0: every "
+        "start is sent as the attempt starts.",
     )
 
     # --- fair execution (workers.fair) -------------------------------------------------

@@ -150,6 +150,7 @@ async def serve_node_types(
             worker_name=name,
             runs_topic=worker_settings.runs_topic,
             max_output_bytes=worker_settings.max_output_bytes,
+            report_start_after_s=worker_settings.report_start_after_ms / 1000,
             secrets=CachedSecrets(secrets),
             tasks=bus,  # an agent's calls of registered node types
         )

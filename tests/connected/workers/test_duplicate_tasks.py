@@ -46,6 +46,7 @@ async def test_copies_of_one_task_run_the_handler_once(
         store=ContentStore.from_settings(stack),
         handlers={"noop": handler},
         worker_name="test-worker",
+        report_start_after_s=0,  # every start on its own, at once, whatever the timing
     )
     run_id = f"dup-{uuid.uuid4()}"
     task = NodeTask(
