@@ -7,6 +7,7 @@ command prints one readable line instead of a traceback.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable
@@ -62,13 +63,18 @@ def api_key_from_env() -> str:
 
 
 def problem_detail(response: httpx.Response) -> str:
+    return problem_text(response.status_code, response.text)
+
+
+def problem_text(status: int, text: str) -> str:
+    """A refused call as the CLI says it: the problem's detail, else the body."""
     try:
-        body = response.json()
+        body = json.loads(text)
     except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:300]}"
+        return f"HTTP {status}: {text[:300]}"
     if isinstance(body, dict) and body.get("detail"):
-        return f"HTTP {response.status_code}: {body['detail']}"
-    return f"HTTP {response.status_code}: {body}"
+        return f"HTTP {status}: {body['detail']}"
+    return f"HTTP {status}: {body}"
 
 
 class ApiClient:

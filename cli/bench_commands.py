@@ -48,6 +48,7 @@ from cli.bench_readings import (
     tree_resident_mb,
 )
 from cli.bench_shapes import Shape, load_shape
+from cli.bench_submitter import Submitter
 from infra.settings import Settings
 from infra.stack import Stack
 from limits.admission import unthrottled
@@ -66,7 +67,7 @@ async def _stack_pids(stack: Stack) -> dict[str, int]:
     return {c.name: c.pid for c in await stack.components() if c.running and c.pid}
 
 
-async def _submit_burst(api: ApiClient, plan: Plan, progress: Progress) -> list[str]:
+async def _submit_burst(api: Submitter, plan: Plan, progress: Progress) -> list[str]:
     """Submit every run, ``plan.concurrency`` in flight; paced at ``plan.rate`` a second if
     set (the i-th is sent no earlier than i / rate seconds after the first)."""
     gate = asyncio.Semaphore(plan.concurrency)
@@ -80,7 +81,7 @@ async def _submit_burst(api: ApiClient, plan: Plan, progress: Progress) -> list[
             await asyncio.sleep(max(0.0, first + i / plan.rate - loop.time()))
         async with gate:
             body = {"workflow_id": plan.shape.name, "input": {"i": i}}
-            run_ids.append((await api.command("/v1/runs", body, 202))["run_id"])
+            run_ids.append(await api.submit(body))
         progress.advance(task)
 
     await asyncio.gather(*(submit(i) for i in range(plan.runs)))
@@ -100,13 +101,13 @@ async def _wait_all(
 
 
 async def _serial(
-    api: ApiClient, conn: asyncpg.Connection, plan: Plan, deadline: float, progress: Progress
+    api: Submitter, conn: asyncpg.Connection, plan: Plan, deadline: float, progress: Progress
 ) -> list[str]:
     task = progress.add_task("runs, one at a time", total=plan.runs)
     run_ids: list[str] = []
     for i in range(plan.runs):
         body = {"workflow_id": plan.shape.name, "input": {"i": i}}
-        run_id = (await api.command("/v1/runs", body, 202))["run_id"]
+        run_id = await api.submit(body)
         run_ids.append(run_id)
         while await run_status(conn, run_id) not in RUN_FINISHED:
             if time.monotonic() > deadline:
@@ -174,9 +175,10 @@ async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
     conn = await asyncpg.connect(settings.postgres_dsn)
     try:
         limits = await raise_limits(conn, tenant)
-        async with ApiClient(settings, key) as api:
+        async with ApiClient(settings, key) as client:
             workflow = {"name": plan.shape.name, "definition": plan.shape.definition}
-            await api.command("/v1/workflows", workflow, 201)
+            await client.command("/v1/workflows", workflow, 201)
+        async with Submitter(settings.command_api_url, key, plan.concurrency) as api:
             with Progress(console=console, transient=True) as progress:
                 memory_before = tree_resident_mb(pids)
                 cpu_before = tree_cpu_seconds(pids)
