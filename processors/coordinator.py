@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -210,7 +211,7 @@ class Coordinator:
         # table stays the truth (a rebalance may replace its bytes), the cache saves a
         # decompression and a JSON parse per event when it is unchanged. At most
         # config.state_cache of them, the most recently used (see _cache).
-        self._decoded: dict[bytes, tuple[bytes, RunState]] = {}
+        self._decoded: OrderedDict[bytes, tuple[bytes, RunState]] = OrderedDict()
         # Partitions whose table was checked for loss since they were assigned.
         self._checked: set[int] = set()
         # Partition -> the offset of the next record to handle (also kept in the table).
@@ -465,9 +466,9 @@ class Coordinator:
         raw = self.table.get(run_key)
         if raw is None:
             return None
-        cached = self._decoded.pop(run_key, None)
+        cached = self._decoded.get(run_key)
         if cached is not None and (cached[0] is raw or cached[0] == raw):
-            self._decoded[run_key] = cached  # the most recently used again
+            self._decoded.move_to_end(run_key)  # the most recently used again
             return cached[1]
         stored = decode(run_key, raw)
         if isinstance(stored, Finished):
@@ -519,14 +520,13 @@ class Coordinator:
 
     def _cache(self, run_key: bytes, raw: bytes, state: RunState) -> None:
         """Keep ``state`` decoded as the most recently used, dropping the least recently
-        used beyond ``config.state_cache`` (a dict keeps insertion order: the first key is
-        the one used longest ago)."""
-        self._decoded.pop(run_key, None)
+        used beyond ``config.state_cache`` (the first key is the one used longest ago)."""
         if self.config.state_cache == 0:
             return
         self._decoded[run_key] = (raw, state)
+        self._decoded.move_to_end(run_key)
         while len(self._decoded) > self.config.state_cache:
-            del self._decoded[next(iter(self._decoded))]
+            self._decoded.popitem(last=False)
 
     def _store_now(self, run_key: bytes, state: RunState, partition: int) -> None:
         """Store a state outside a batch (one rebuilt for a partition whose table lost it).
