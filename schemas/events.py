@@ -307,9 +307,10 @@ class NodeSucceededPayload(Payload):
     )
     started_at: datetime | None = Field(
         None,
-        description="When the attempt started, told here when its run.node_started was "
-        "not sent: a worker tells a quick attempt's start with its outcome "
-        "(workers.start_report).",
+        description="When the attempt started. A worker tells it in every outcome; for a "
+        "quick attempt it is the only telling, as no run.node_started is sent "
+        "(workers.start_report). None in an outcome of no attempt (a task that could not "
+        "start) and in events of earlier releases.",
     )
     item: int | None = ITEM_FIELD
 
@@ -340,9 +341,10 @@ class NodeFailedPayload(Payload):
     retryable: bool = Field(True, description="Whether another attempt may succeed.")
     started_at: datetime | None = Field(
         None,
-        description="When the attempt started, told here when its run.node_started was "
-        "not sent: a worker tells a quick attempt's start with its outcome "
-        "(workers.start_report).",
+        description="When the attempt started. A worker tells it in every outcome; for a "
+        "quick attempt it is the only telling, as no run.node_started is sent "
+        "(workers.start_report). None in an outcome of no attempt (a task that could not "
+        "start) and in events of earlier releases.",
     )
     item: int | None = ITEM_FIELD
 

@@ -1,8 +1,8 @@
 """When a worker tells the log that an attempt started.
 
-A quick attempt's start is told with its outcome, not on its own: its ``run.node_succeeded``
-or ``run.node_failed`` carries ``started_at``, and no ``run.node_started`` is sent. An
-attempt still going after ``after_s`` (``AOB_WORKERS_REPORT_START_AFTER_MS``), or that
+Every outcome of an attempt, ``run.node_succeeded`` or ``run.node_failed``, carries
+``started_at``; a quick attempt's start is told by it alone, and no ``run.node_started`` is
+sent. An attempt still going after ``after_s`` (``AOB_WORKERS_REPORT_START_AFTER_MS``), or that
 reports anything else first (an approval request, a model call, progress, a wait), sends its
 ``run.node_started`` then, stamped with when it really started: a person watching sees a
 long attempt RUNNING, and the coordinator counts the attempt's deadline from its real start.
@@ -63,14 +63,15 @@ class StartReport:
             self._sent = asyncio.ensure_future(self._send(self.event))
 
     async def before(self, report: Event) -> Event:
-        """What to send for ``report``, a report of this attempt: an outcome sent before the
-        start tells the start; anything else goes after the start is in the log."""
+        """What to send for ``report``, a report of this attempt. An outcome always tells
+        the start: a start sent on its own may still be on its way (or be retried) and
+        reach the log after the outcome, where the read model no longer takes it. Anything
+        else goes after the start is in the log."""
         if isinstance(report, NodeSucceeded | NodeFailed):
             if self._sent is None:
                 self._stop_timer()
                 self._told_with_outcome = True
-                return with_start(report, self.event.occurred_at)
-            return report  # pipelined behind the start, as the start was sent already
+            return with_start(report, self.event.occurred_at)
         self.send()
         await self.settle()
         return report

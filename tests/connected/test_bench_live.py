@@ -20,8 +20,10 @@ async def test_a_burst_reports_throughput_latency_lag_and_cpu(services: Settings
     # to succeed ('last' scheduled) and 'last' (completed); the other seven cause none.
     assert out["coordinator_step_latency_ms"]["samples"] == 6 * 3
     # The local stack runs PostgreSQL with track_commit_timestamp, so every event of the runs
-    # has its lag: submitted, started, 10 x (scheduled, started, succeeded), completed.
-    assert out["projection_lag_ms"]["samples"] == 6 * 33
+    # has its lag: submitted, started, 10 x (scheduled, succeeded), completed, and a
+    # run.node_started for each attempt that took longer than the workers' 100 ms
+    # (workers.start_report: a quicker one tells its start with its outcome).
+    assert 6 * 23 <= out["projection_lag_ms"]["samples"] <= 6 * 33
     assert out["projection_lag_ms"]["p50"] > 0
     cpu = out["cpu"]
     assert {"kafka", "postgres", "coordinator", "workers", "projections"} <= set(

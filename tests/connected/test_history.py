@@ -117,7 +117,9 @@ async def test_runs_show_at_every_position_matches_the_read_models_history(
 ) -> None:
     run_id, run = await _recorded_run(client, unique)
     history = [e["node"] for e in run["events"]["edges"]]
-    assert len(history) >= 25, [e["type"] for e in history]
+    # Submitted, started, a patch, an approval, every node scheduled and finished (a quick
+    # attempt tells its start with its outcome: no run.node_started of its own).
+    assert len(history) >= 20, [e["type"] for e in history]
     kinds = {e["type"] for e in history}
     assert {"run.node_skipped", "run.patch_applied", "run.approval_decided"} <= kinds
 

@@ -1,7 +1,7 @@
-"""When a worker tells that an attempt started (``workers.start_report``): a quick attempt's
-outcome carries its start and no ``run.node_started`` is sent; a slow one, or one that
-reports anything else first, sends its start first, stamped with when it really started; and
-the coordinator's state and the read model take the start from either."""
+"""When a worker tells that an attempt started (``workers.start_report``): every outcome
+carries its start, and a quick attempt sends no ``run.node_started``; a slow one, or one
+that reports anything else first, sends its start first, stamped with when it really
+started; and the coordinator's state and the read model take the start from either."""
 
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ async def test_a_slow_attempt_sends_its_start_on_its_own_with_its_real_start_tim
     await executor(sleeping(0.2), log, after_s=0.02).run(task())
     start, outcome = log.events
     assert isinstance(start, NodeStarted) and isinstance(outcome, NodeSucceeded)
-    assert outcome.payload.started_at is None  # told once, by the start
+    # The outcome tells the same start: a start on its own may reach the log after it.
+    assert outcome.payload.started_at == start.occurred_at
     # Stamped when the attempt began, not when the report went out 20 ms later.
     assert outcome.occurred_at - start.occurred_at >= timedelta(seconds=0.15)
 
@@ -91,7 +92,7 @@ async def test_an_attempt_that_reports_something_else_first_sends_its_start_befo
     log = RunLog()
     await executor(calling_a_model, log, after_s=60).run(task())
     assert [type(e) for e in log.events] == [NodeStarted, ModelCalled, NodeSucceeded]
-    assert log.events[2].payload.started_at is None
+    assert log.events[2].payload.started_at == log.events[0].occurred_at
 
 
 async def test_an_attempt_that_waits_elsewhere_without_a_word_still_sends_its_start() -> None:
@@ -107,7 +108,7 @@ async def test_with_no_delay_every_start_is_sent_as_the_attempt_starts() -> None
     log = RunLog()
     await executor(sleeping(0), log, after_s=0).run(task())
     assert [type(e) for e in log.events] == [NodeStarted, NodeSucceeded]
-    assert log.events[1].payload.started_at is None
+    assert log.events[1].payload.started_at == log.events[0].occurred_at
 
 
 def test_the_coordinators_state_takes_the_start_an_outcome_told() -> None:
