@@ -61,7 +61,7 @@ KILLS = 10
 SUBMIT_CONCURRENCY = 16
 # Records of the run topic between a recovery and the next kill. A run appends 23 (its
 # attempts are quick: each tells its start with its outcome), so a phase has about 4,600.
-GATE_RECORDS = (70, 315)
+GATE_RECORDS = (60, 270)
 RECOVER_TIMEOUT_S = 120.0
 COMPLETE_TIMEOUT_S = 300.0
 # One seed for the session's phases; each phase draws from its own stream of it.
