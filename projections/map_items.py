@@ -73,7 +73,7 @@ def item_event(node: NodeRow, ev: Event, index: int) -> None:
     elif isinstance(ev, NodeFailed):
         item.update(finished_at=_at(at), error=p.error)
     if isinstance(ev, NodeSucceeded | NodeFailed) and item.get("started_at") is None:
-        started = p.started_at  # a quick attempt's start, told with its outcome
+        started = p.started_at  # for a quick attempt, told only here
         item["started_at"] = _at(started) if started is not None else None
     items[key] = item
     node.items = items

@@ -384,7 +384,7 @@ class RunFold:
         elif isinstance(ev, NodeFailed):
             node.finished_at, node.error = at, ev.payload.error
         if isinstance(ev, NodeSucceeded | NodeFailed) and node.started_at is None:
-            node.started_at = ev.payload.started_at  # a quick attempt's start, told with it
+            node.started_at = ev.payload.started_at  # for a quick attempt, told only here
 
     def _retry_planned(self, run: RunRow, ev: NodeRetryPlanned) -> None:
         p = ev.payload

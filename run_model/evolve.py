@@ -225,7 +225,7 @@ def _apply_one(state: RunState, event: Event) -> None:
         # failed for good is too late (the run has failed already).
         if node is not None:
             p = event.payload
-            if p.started_at is not None:  # a quick attempt tells its start with its outcome
+            if p.started_at is not None:  # the start, told (for a quick attempt, only) here
                 _started(node, p.attempt, p.started_at)
             node.status = NodeStatus.SUCCEEDED
             node.succeeded_attempt = p.attempt
@@ -254,7 +254,7 @@ def _apply_one(state: RunState, event: Event) -> None:
         # The first report of an attempt's failure is the one that counts: a worker's late
         # report of an attempt the coordinator already timed out changes nothing.
         if node is not None and f.attempt not in node.failures:
-            if f.started_at is not None:  # a quick attempt tells its start with its outcome
+            if f.started_at is not None:  # the start, told (for a quick attempt, only) here
                 _started(node, f.attempt, f.started_at)
             node.failures = {**node.failures, f.attempt: f.error}
             # Only the latest attempt's failure counts: an older attempt's report is stale.

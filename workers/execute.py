@@ -300,10 +300,11 @@ class TaskExecutor:
     ) -> None:
         """Run the handler and report its outcome, every value of ``secrets`` masked.
 
-        The attempt's NodeStarted goes with its first report, or after
-        ``report_start_after_s`` (``workers.start_report``): a quick attempt's outcome tells
-        its start itself. A start sent on its own is not waited for: the handler runs while
-        the broker acknowledges it, and the outcome is pipelined behind it. The attempt ends
+        The attempt's outcome tells when it started; its NodeStarted is sent before its
+        first other report, or after ``report_start_after_s``, and not at all for a quicker
+        attempt (``workers.start_report``). A start sent on its own is not waited for: the
+        handler runs while the broker acknowledges it, and the outcome is pipelined behind
+        it. The attempt ends
         only once both are acknowledged, so the task's offset never moves past an untold
         start. Should the start be retried after its outcome got through, it comes after it
         in the log, and the coordinator and the projections ignore a start of a node that

@@ -52,10 +52,6 @@ class StartReport:
         else:
             self._timer = asyncio.get_running_loop().call_later(after_s, self.send)
 
-    @property
-    def sent(self) -> bool:
-        return self._sent is not None
-
     def send(self) -> None:
         """Send the start now, unless it was sent, or told with the outcome, already."""
         self._stop_timer()
