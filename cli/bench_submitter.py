@@ -17,6 +17,8 @@ import aiohttp
 from cli import CLIError
 from cli.api_client import problem_text
 
+TIMEOUT_S = 30.0  # for one submission
+
 
 class Submitter:
     """Submits runs as ``POST /v1/runs`` with ``api_key``, at most ``concurrency`` at once."""
@@ -32,7 +34,7 @@ class Submitter:
         self._session = aiohttp.ClientSession(
             headers=self._headers,
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=30),
+            timeout=aiohttp.ClientTimeout(total=TIMEOUT_S),
         )
         return self
 
@@ -54,6 +56,8 @@ class Submitter:
                 status = response.status
         except aiohttp.ClientConnectionError as e:
             raise CLIError(f"the command API is not reachable ({e}); run `aob up`") from e
+        except TimeoutError as e:
+            raise CLIError(f"the command API did not answer within {TIMEOUT_S:g} s") from e
         if status != 202:
             raise CLIError(problem_text(status, text))
         run_id: str = json.loads(text)["run_id"]
