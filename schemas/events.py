@@ -34,6 +34,14 @@ MAX_RECORD_BYTES = 1_048_576
 ITEM_FIELD: Any = Field(
     None, ge=0, description="Map nodes: the index of the item this is about; absent otherwise."
 )
+# When an outcome's (NodeSucceeded, NodeFailed) attempt started.
+STARTED_AT_FIELD: Any = Field(
+    None,
+    description="When the attempt started. A worker tells it in every outcome; for a quick "
+    "attempt it is the only telling, as no run.node_started is sent (workers.start_report). "
+    "None in an outcome of no attempt (a task that could not start) and in events of earlier "
+    "releases.",
+)
 
 
 # --- workflows -------------------------------------------------------------------------
@@ -305,13 +313,7 @@ class NodeSucceededPayload(Payload):
         description="The outcome edge guards read when the output does not say it: a "
         "wait_event node's `received` or `timeout` (decided by the coordinator).",
     )
-    started_at: datetime | None = Field(
-        None,
-        description="When the attempt started. A worker tells it in every outcome; for a "
-        "quick attempt it is the only telling, as no run.node_started is sent "
-        "(workers.start_report). None in an outcome of no attempt (a task that could not "
-        "start) and in events of earlier releases.",
-    )
+    started_at: datetime | None = STARTED_AT_FIELD
     item: int | None = ITEM_FIELD
 
     @model_validator(mode="after")
@@ -339,13 +341,7 @@ class NodeFailedPayload(Payload):
     attempt: int = Field(ge=1)
     error: str = Field(description="What went wrong, for a person or a model to read.")
     retryable: bool = Field(True, description="Whether another attempt may succeed.")
-    started_at: datetime | None = Field(
-        None,
-        description="When the attempt started. A worker tells it in every outcome; for a "
-        "quick attempt it is the only telling, as no run.node_started is sent "
-        "(workers.start_report). None in an outcome of no attempt (a task that could not "
-        "start) and in events of earlier releases.",
-    )
+    started_at: datetime | None = STARTED_AT_FIELD
     item: int | None = ITEM_FIELD
 
 

@@ -68,7 +68,6 @@ class StartReport:
                 self._stop_timer()
                 self._told_with_outcome = True
             return with_start(report, self.event.occurred_at)
-        self.send()
         await self.settle()
         return report
 

@@ -13,18 +13,16 @@ from run_model.testing import EPOCH, build_ir, failed, succeeded
 from run_model.timers import pending_timers
 from schemas.events import (
     ModelCalled,
-    ModelCalledPayload,
     NodeFailed,
     NodeStarted,
     NodeSucceeded,
     NodeSucceededPayload,
-    TokenUsage,
 )
-from schemas.reports import report
 from tests.unit.test_decider import Harness
 from tests.unit.test_decider_map import MapHarness, map_ir
 from tests.unit.test_projections import Log, fold, sched
-from tests.unit.test_worker_outcomes import Blobs, task
+from tests.unit.test_worker_outcomes import calling_a_model, task
+from tests.unit.test_worker_outcomes import executor as outcomes_executor
 from tests.worker_support import RunLog
 from workers.errors import NodeError
 from workers.execute import TaskExecutor
@@ -33,14 +31,7 @@ from workers.start_report import with_start
 
 
 def executor(handler: Any, log: RunLog, after_s: float) -> TaskExecutor:
-    return TaskExecutor(
-        events=log,
-        store=Blobs(),
-        handlers={"fetch": handler},
-        worker_name="test",
-        max_backoff_s=0.001,
-        report_start_after_s=after_s,
-    )
+    return outcomes_executor(handler, log, report_start_after_s=after_s)
 
 
 def sleeping(seconds: float, value: Any = None) -> Any:
@@ -82,13 +73,6 @@ async def test_a_slow_attempt_sends_its_start_on_its_own_with_its_real_start_tim
 
 
 async def test_an_attempt_that_reports_something_else_first_sends_its_start_before_it() -> None:
-    async def calling_a_model(job: Job) -> Any:
-        called = ModelCalledPayload(
-            node_id=job.task.node_id, attempt=1, turn=1, model="m", usage=TokenUsage()
-        )
-        await job.emit(report(ModelCalled, job.task, called, "model_called", "1"))
-        return {}
-
     log = RunLog()
     await executor(calling_a_model, log, after_s=60).run(task())
     assert [type(e) for e in log.events] == [NodeStarted, ModelCalled, NodeSucceeded]

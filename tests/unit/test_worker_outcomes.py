@@ -188,16 +188,18 @@ async def test_a_bug_whose_message_is_hostile_is_reported_all_the_same() -> None
     assert failure(log).payload.error.endswith("RuntimeError: \ufffd\ufffd")
 
 
-async def test_an_event_too_large_for_kafka_fails_the_node_instead_of_being_retried() -> None:
-    async def handler(job: Job) -> Any:
-        called = ModelCalledPayload(
-            node_id=job.task.node_id, attempt=1, turn=1, model="m", usage=TokenUsage()
-        )
-        await job.emit(report(ModelCalled, job.task, called, "model_called", "1"))
-        return {}
+async def calling_a_model(job: Job) -> Any:
+    """A handler that reports one model call, then returns ``{}``."""
+    called = ModelCalledPayload(
+        node_id=job.task.node_id, attempt=1, turn=1, model="m", usage=TokenUsage()
+    )
+    await job.emit(report(ModelCalled, job.task, called, "model_called", "1"))
+    return {}
 
+
+async def test_an_event_too_large_for_kafka_fails_the_node_instead_of_being_retried() -> None:
     log = RunLog(too_large=ModelCalled)
-    await executor(handler, log).run(task())
+    await executor(calling_a_model, log).run(task())
     assert len(log.refused) == 1  # tried once: it is as large on every try
     assert "MessageSizeTooLargeError" in failure(log).payload.error
 
