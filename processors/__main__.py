@@ -13,6 +13,7 @@ import sys
 import faust
 
 from cas import ContentStore
+from infra.event_loop import install as install_event_loop
 from infra.gc_tuning import tune as tune_gc
 from infra.heartbeat import beat
 from infra.metrics import serve_metrics
@@ -72,6 +73,7 @@ def main() -> int:
                 log.exception("schedule clock: the tick failed; the next one tries again")
 
     tune_gc(settings.gc_gen0)
+    install_event_loop()
     # faust's worker needs an event loop of its own; asyncio.run above closed its loop.
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = faust.Worker(parts.app, loglevel="INFO", quiet=True)

@@ -15,6 +15,7 @@ import os
 import signal
 
 from cas import ContentStore
+from infra.event_loop import install as install_event_loop
 from infra.gc_tuning import tune as tune_gc
 from infra.heartbeat import beat
 from infra.metrics import serve_metrics
@@ -63,6 +64,7 @@ def cli() -> None:
     log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=os.environ.get("AOB_LOG_LEVEL", "INFO"), format=log_format)
     tune_gc(get_settings().gc_gen0)
+    install_event_loop()
     asyncio.run(main(args.schema, args.name, args.topic_prefix))
 
 
