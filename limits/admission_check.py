@@ -3,11 +3,12 @@ statement, exactly, for every command API process at once.
 
 A limit is "at most N per sliding minute" for one key (a tenant's tier, a tenant's
 submissions, the deployment's submissions, a tenant's forks...). A command names every limit
-it counts against; ``aob_admit`` admits it only if each has room, and then counts it in every
-one; refused, it counts in none (all or nothing).
+it counts against; it is admitted only if each has room, and then counted in every one;
+refused, it counts in none (all or nothing). ``aob_admit_up_to`` checks up to N commands with
+the same limits at once: it admits as many as every key has room for.
 
 Exact, across processes: in any 60 s window, no key admits more than its limit, however many
-callers race. How ``aob_admit`` (created with the tables, below) gets there:
+callers race. How ``aob_admit_up_to`` (created with the tables, below) gets there:
 
 - **A log per key.** ``admission_times`` holds one row per admission and key, for the last
   minute; ``admission_windows`` one row per key, counting them (``in_window``). A sliding
@@ -34,12 +35,16 @@ An admitted command whose append then fails (Kafka down, a 503) stays counted: t
 retry counts again. Rare, and on the safe side of the limit. A command replayed from its
 ``Idempotency-Key`` is not checked again (``command_api.idempotency`` runs it once).
 
-The cost: one round trip, one short transaction; per key, an index probe and a few row
-writes (one admission row, one counter, the pruned rows).
+The cost: one round trip, one short transaction for each batch of commands with the same
+limits (``Admissions`` gathers them); per key, an index probe and a few row writes (a row per
+admission, one counter, the pruned rows). Measured on PostgreSQL alone, 16 callers of one
+tenant's keys at once: one command a statement cost 0.67 ms of PostgreSQL's CPU per command,
+its lock waits included, and admitted at most about 1,700 a second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +53,9 @@ from typing import Any, Literal, Protocol
 from limits.admission import AdmissionLimits, Tier
 
 WINDOW_S = 60.0
+# The most commands one statement admits (``Admissions``): a burst's queue is taken in such
+# batches, so that no statement writes an unbounded number of rows.
+MOST_AT_ONCE = 256
 
 Action = Literal["forks", "patches", "approvals"]
 ACTIONS: tuple[Action, ...] = ("forks", "patches", "approvals")
@@ -63,25 +71,28 @@ CREATE TABLE IF NOT EXISTS admission_times (
     at   timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS admission_times_by_key ON admission_times (key, at);
-CREATE OR REPLACE FUNCTION aob_admit(
+CREATE OR REPLACE FUNCTION aob_admit_up_to(
     p_keys text[],
     p_limits integer[],
     p_window_s double precision,
-    OUT admitted boolean,
+    p_wanted integer,
+    OUT admitted integer,
     OUT refused_key text,
     OUT retry_after_s double precision
 ) LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     t        timestamptz;
     cutoff   timestamptz;
-    live     integer;
+    live     integer[];
+    n        integer;
     expired  integer;
     oldest   timestamptz;
     wait_s   double precision;
 BEGIN
     IF cardinality(p_keys) IS DISTINCT FROM cardinality(p_limits)
-       OR cardinality(p_keys) <> (SELECT count(DISTINCT k) FROM unnest(p_keys) AS k) THEN
-        RAISE EXCEPTION 'aob_admit: give distinct keys, one limit each';
+       OR cardinality(p_keys) <> (SELECT count(DISTINCT k) FROM unnest(p_keys) AS k)
+       OR p_wanted IS NULL OR p_wanted < 1 THEN
+        RAISE EXCEPTION 'aob_admit_up_to: give distinct keys, one limit each, wanted >= 1';
     END IF;
     INSERT INTO admission_windows (key)
     SELECT k FROM unnest(p_keys) AS k ORDER BY k
@@ -89,43 +100,53 @@ BEGIN
     PERFORM 1 FROM admission_windows w WHERE w.key = ANY (p_keys) ORDER BY w.key FOR UPDATE;
     t := clock_timestamp();
     cutoff := t - make_interval(secs => p_window_s);
-    admitted := true;
+    admitted := p_wanted;
     retry_after_s := 0;
+    live := '{}';
     FOR i IN 1 .. cardinality(p_keys) LOOP
-        SELECT w.in_window INTO live FROM admission_windows w WHERE w.key = p_keys[i];
+        SELECT w.in_window INTO n FROM admission_windows w WHERE w.key = p_keys[i];
         DELETE FROM admission_times a WHERE a.key = p_keys[i] AND a.at <= cutoff;
         GET DIAGNOSTICS expired = ROW_COUNT;
         IF expired > 0 THEN
-            live := live - expired;
-            UPDATE admission_windows w SET in_window = live WHERE w.key = p_keys[i];
+            n := n - expired;
+            UPDATE admission_windows w SET in_window = n WHERE w.key = p_keys[i];
         END IF;
-        IF live >= p_limits[i] THEN
-            admitted := false;
+        live := live || n;
+        admitted := least(admitted, greatest(p_limits[i] - n, 0));
+    END LOOP;
+    IF admitted > 0 THEN
+        INSERT INTO admission_times (key, at)
+        SELECT k, t FROM unnest(p_keys) AS k, generate_series(1, admitted);
+        UPDATE admission_windows w SET in_window = w.in_window + admitted
+         WHERE w.key = ANY (p_keys);
+    END IF;
+    IF admitted < p_wanted THEN
+        -- The next command waits for room in each key that is full now.
+        FOR i IN 1 .. cardinality(p_keys) LOOP
+            CONTINUE WHEN live[i] + admitted < p_limits[i];
             IF p_limits[i] <= 0 THEN
                 wait_s := p_window_s;
             ELSE
-                -- Room comes when the admission (live - limit) places from the oldest leaves.
+                -- Room comes when the admission (live + admitted - limit) places from the
+                -- oldest leaves: one admitted now leaves a whole window from now.
                 SELECT a.at INTO oldest FROM admission_times a
-                 WHERE a.key = p_keys[i] ORDER BY a.at OFFSET live - p_limits[i] LIMIT 1;
+                 WHERE a.key = p_keys[i] ORDER BY a.at
+                 OFFSET live[i] + admitted - p_limits[i] LIMIT 1;
                 wait_s := coalesce(extract(epoch FROM oldest - cutoff), p_window_s);
             END IF;
             IF refused_key IS NULL OR wait_s > retry_after_s THEN
                 refused_key := p_keys[i];
                 retry_after_s := wait_s;
             END IF;
-        END IF;
-    END LOOP;
-    IF admitted THEN
-        INSERT INTO admission_times (key, at) SELECT k, t FROM unnest(p_keys) AS k;
-        UPDATE admission_windows w SET in_window = w.in_window + 1 WHERE w.key = ANY (p_keys);
+        END LOOP;
     END IF;
 END
 $fn$;
 """
 
 ADMIT = (
-    "SELECT admitted, refused_key, retry_after_s "
-    "FROM aob_admit($1::text[], $2::integer[], $3::double precision)"
+    "SELECT admitted, refused_key, retry_after_s FROM aob_admit_up_to("
+    "$1::text[], $2::integer[], $3::double precision, $4::integer)"
 )
 
 
@@ -215,6 +236,9 @@ def action_limits(tenant: str, limits: AdmissionLimits, action: Action) -> list[
     ]
 
 
+_Group = tuple[Limit, ...]  # commands that count against the same limits
+
+
 class Executor(Protocol):
     """What we need of an asyncpg pool or connection."""
 
@@ -223,30 +247,93 @@ class Executor(Protocol):
 
 
 async def ensure_schema(db: Executor) -> None:
-    """The tables and ``aob_admit``, made or replaced; safe to run from every process at
+    """The tables and ``aob_admit_up_to``, made or replaced; safe to run from every process at
     once (an advisory lock serialises the DDL)."""
     await db.execute(DDL)
 
 
 class Admissions:
-    """Admits commands against their limits in PostgreSQL (``aob_admit``)."""
+    """Admits commands against their limits in PostgreSQL (``aob_admit_up_to``).
 
-    def __init__(self, db: Executor) -> None:
+    The checks of one key run one after another in PostgreSQL (its rows are locked until the
+    check commits), so a burst of one tenant's commands would queue there, each holding the
+    lock for a round trip and a commit. Here they queue in the process instead: commands with
+    the same limits that arrive while a check of those limits is under way are admitted
+    together by the next, one statement for all of them (at most ``most_at_once``), in the
+    order they came. Exactness is the statement's, as for one: it admits as many as every key
+    has room for, the first ones, and refuses the rest.
+    """
+
+    def __init__(self, db: Executor, *, most_at_once: int = MOST_AT_ONCE) -> None:
         self._db = db
+        self._most_at_once = most_at_once
+        self._queues: dict[_Group, list[asyncio.Future[Refusal | None]]] = {}
+        self._checks: set[asyncio.Task[None]] = set()
 
     async def admit(self, limits: Sequence[Limit]) -> Refusal | None:
         """None if the command may go ahead (it is then counted in every limit), else the
         refusal of the limit that holds it back longest (it is then counted in none)."""
         if not limits:
             return None
-        keys = [limit.key for limit in limits]
+        keys = tuple(limit.key for limit in limits)
         if len(set(keys)) != len(keys):
-            raise ValueError(f"a command counts once per limit; given the keys {keys}")
+            raise ValueError(f"a command counts once per limit; given the keys {list(keys)}")
         closed = next((limit for limit in limits if limit.per_minute <= 0), None)
         if closed is not None:  # room never comes: no round trip
             return Refusal(closed, whole_seconds(WINDOW_S))
-        row = await self._db.fetchrow(ADMIT, keys, [lim.per_minute for lim in limits], WINDOW_S)
-        if row["admitted"]:
-            return None
+        group = tuple(limits)
+        answer: asyncio.Future[Refusal | None] = asyncio.get_running_loop().create_future()
+        queue = self._queues.get(group)
+        if queue is not None:  # a check of these limits is under way: the next one takes it
+            queue.append(answer)
+        else:
+            self._queues[group] = [answer]
+            check = asyncio.create_task(self._check(group))
+            self._checks.add(check)
+            check.add_done_callback(self._checks.discard)
+        return await answer
+
+    async def _check(self, group: _Group) -> None:
+        """Check what waits with ``group``'s limits, batch after batch, until nothing does."""
+        queue = self._queues[group]
+        try:
+            while True:
+                queue[:] = [answer for answer in queue if not answer.done()]  # gone callers
+                if not queue:
+                    break
+                batch = queue[: self._most_at_once]
+                del queue[: len(batch)]
+                try:
+                    admitted, refusal = await self._admit_up_to(group, len(batch))
+                except BaseException as e:  # every caller of the batch gets the error
+                    for answer in batch:
+                        if answer.done():
+                            continue
+                        if isinstance(e, Exception):
+                            answer.set_exception(e)
+                        else:
+                            answer.cancel()
+                    if not isinstance(e, Exception):
+                        raise
+                    continue
+                for i, answer in enumerate(batch):
+                    if not answer.done():
+                        answer.set_result(None if i < admitted else refusal)
+        finally:
+            del self._queues[group]
+            for answer in queue:  # only if this task itself was cancelled
+                answer.cancel()
+
+    async def _admit_up_to(self, limits: _Group, wanted: int) -> tuple[int, Refusal | None]:
+        row = await self._db.fetchrow(
+            ADMIT,
+            [limit.key for limit in limits],
+            [limit.per_minute for limit in limits],
+            WINDOW_S,
+            wanted,
+        )
+        admitted: int = row["admitted"]
+        if admitted >= wanted:
+            return admitted, None
         by_key = {limit.key: limit for limit in limits}
-        return Refusal(by_key[row["refused_key"]], whole_seconds(row["retry_after_s"]))
+        return admitted, Refusal(by_key[row["refused_key"]], whole_seconds(row["retry_after_s"]))

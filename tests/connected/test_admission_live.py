@@ -138,13 +138,56 @@ async def test_the_window_slides(pool: asyncpg.Pool) -> None:
     window_s = 1.0
 
     async def admit() -> Any:
-        return await pool.fetchrow(ADMIT, [key], [2], window_s)
+        return await pool.fetchrow(ADMIT, [key], [2], window_s, 1)
 
-    assert [(await admit())["admitted"] for _ in range(3)] == [True, True, False]
+    assert [(await admit())["admitted"] for _ in range(3)] == [1, 1, 0]
     refused = await admit()
     assert not refused["admitted"] and 0 < refused["retry_after_s"] <= window_s
     await asyncio.sleep(refused["retry_after_s"] + 0.05)  # the oldest has left the window
     assert (await admit())["admitted"]
+
+
+async def test_one_check_admits_as_many_as_every_key_has_room_for(pool: asyncpg.Pool) -> None:
+    roomy, tight = (f"test:{uuid.uuid4().hex}:{n}" for n in ("roomy", "tight"))
+    window_s = 30.0
+
+    async def admit(wanted: int) -> Any:
+        return await pool.fetchrow(ADMIT, [roomy, tight], [10, 3], window_s, wanted)
+
+    first = await admit(2)
+    assert (first["admitted"], first["refused_key"]) == (2, None)
+    second = await admit(5)  # room for one more in the tight key: the first of the five
+    assert (second["admitted"], second["refused_key"]) == (1, tight)
+    # The tight key's oldest admission leaves first: a whole window after it was made.
+    assert 0 < second["retry_after_s"] <= window_s
+    third = await admit(1)
+    assert (third["admitted"], third["refused_key"]) == (0, tight)
+    counts = await pool.fetch(
+        """SELECT w.key, w.in_window, (SELECT count(*) FROM admission_times a
+                                          WHERE a.key = w.key) AS logged
+             FROM admission_windows w WHERE w.key = ANY($1::text[])""",
+        [roomy, tight],
+    )
+    assert {r["key"]: (r["in_window"], r["logged"]) for r in counts} == {
+        roomy: (3, 3),
+        tight: (3, 3),
+    }
+    with pytest.raises(asyncpg.RaiseError, match="wanted >= 1"):
+        await admit(0)
+
+
+async def test_a_burst_of_one_tenants_commands_admits_exactly_the_limit(
+    pool: asyncpg.Pool,
+) -> None:
+    key = f"test:{uuid.uuid4().hex}"
+    admissions = Admissions(pool)
+    results = await asyncio.gather(*(admissions.admit([limit(key, 50)]) for _ in range(120)))
+    assert sum(r is None for r in results) == 50
+    # The first fifty to ask are the ones admitted.
+    assert all(r is None for r in results[:50])
+    assert all(r is not None and r.limit.key == key for r in results[50:])
+    stored = await pool.fetchval("SELECT in_window FROM admission_windows WHERE key = $1", key)
+    assert stored == 50
 
 
 async def test_racing_checks_with_overlapping_keys_never_deadlock_nor_overadmit(

@@ -7,6 +7,7 @@ concurrent callers is the connected lane's to show."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -95,14 +96,28 @@ def test_a_refusal_names_its_limit_its_numbers_and_the_wait() -> None:
 
 
 class Db:
-    """Answers ``aob_admit`` with ``row``, and records what it was asked."""
+    """Answers ``aob_admit_up_to`` with ``row`` (or what ``answer`` makes of the number
+    wanted), and records what it was asked. With ``gate``, each statement waits for it."""
 
-    def __init__(self, row: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        row: dict[str, Any] | None = None,
+        *,
+        answer: Any = None,
+        gate: asyncio.Event | None = None,
+    ) -> None:
         self.row = row
+        self.answer = answer
+        self.gate = gate
         self.asked: list[tuple[Any, ...]] = []
 
     async def fetchrow(self, query: str, *args: Any) -> dict[str, Any]:
         self.asked.append((query, *args))
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.answer is not None:
+            return self.answer(args[-1])  # type: ignore[no-any-return]
+        assert self.row is not None
         return self.row
 
     async def execute(self, query: str, *args: Any) -> str:
@@ -110,10 +125,34 @@ class Db:
 
 
 LIMITS = submission_limits("acme", DEFAULTS, AGENTIC, 1000)
+ADMITTED = {"admitted": 1, "refused_key": None, "retry_after_s": 0.0}
+
+
+def room_for(room: int) -> Any:
+    """An answer admitting up to ``room`` commands over the whole test, refusing the rest by
+    the tenant's submissions limit."""
+    left = [room]
+
+    def answer(wanted: int) -> dict[str, Any]:
+        admitted = min(wanted, left[0])
+        left[0] -= admitted
+        refused = admitted < wanted
+        return {
+            "admitted": admitted,
+            "refused_key": "tenant:acme:submissions" if refused else None,
+            "retry_after_s": 2.2 if refused else 0.0,
+        }
+
+    return answer
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
 
 
 async def test_one_statement_with_every_key_and_limit() -> None:
-    db = Db({"admitted": True, "refused_key": None, "retry_after_s": 0.0})
+    db = Db(ADMITTED)
     assert await Admissions(db).admit(LIMITS) is None
     assert db.asked == [
         (
@@ -121,12 +160,13 @@ async def test_one_statement_with_every_key_and_limit() -> None:
             ["tenant:acme:tier:agentic", "tenant:acme:submissions", "global:submissions"],
             [20, 300, 1000],
             WINDOW_S,
+            1,
         )
     ]
 
 
 async def test_the_refused_key_becomes_its_limits_refusal() -> None:
-    db = Db({"admitted": False, "refused_key": "tenant:acme:submissions", "retry_after_s": 2.2})
+    db = Db({"admitted": 0, "refused_key": "tenant:acme:submissions", "retry_after_s": 2.2})
     refusal = await Admissions(db).admit(LIMITS)
     assert refusal == Refusal(LIMITS[1], 3)
 
@@ -144,6 +184,91 @@ async def test_nothing_to_count_is_admitted_and_a_key_twice_is_a_bug() -> None:
     twice = [Limit("a", "k", 1, "a"), Limit("b", "k", 2, "b")]
     with pytest.raises(ValueError, match="once per limit"):
         await Admissions(Db({})).admit(twice)
+
+
+# --- commands that arrive together ---------------------------------------------------------------
+
+
+async def test_commands_arriving_during_a_check_are_admitted_by_the_next_in_order() -> None:
+    gate = asyncio.Event()
+    db = Db(answer=room_for(4), gate=gate)
+    admissions = Admissions(db)
+    first = asyncio.create_task(admissions.admit(LIMITS))
+    await settle()
+    rest = [asyncio.create_task(admissions.admit(LIMITS)) for _ in range(5)]
+    await settle()
+    assert [asked[-1] for asked in db.asked] == [1]  # the five wait for the first's check
+    gate.set()
+    answers = [await first, *[await t for t in rest]]
+    assert [asked[-1] for asked in db.asked] == [1, 5]  # then one statement for the five
+    # Room for four: the first and the three that came next; the last two are refused.
+    assert answers == [None, None, None, None, Refusal(LIMITS[1], 3), Refusal(LIMITS[1], 3)]
+
+
+async def test_a_batch_is_at_most_so_many_commands() -> None:
+    gate = asyncio.Event()
+    db = Db(answer=room_for(100), gate=gate)
+    admissions = Admissions(db, most_at_once=3)
+    tasks = [asyncio.create_task(admissions.admit(LIMITS)) for _ in range(8)]
+    await settle()
+    gate.set()
+    assert await asyncio.gather(*tasks) == [None] * 8
+    # All eight queued before the first check began.
+    assert [asked[-1] for asked in db.asked] == [3, 3, 2]
+
+
+async def test_commands_with_other_limits_are_checked_apart_and_at_once() -> None:
+    gate = asyncio.Event()
+    db = Db(ADMITTED, gate=gate)
+    admissions = Admissions(db)
+    other = submission_limits("umbrella", DEFAULTS, AGENTIC, None)
+    tasks = [asyncio.create_task(admissions.admit(lim)) for lim in (LIMITS, other)]
+    await settle()
+    assert [asked[1][0] for asked in db.asked] == [
+        "tenant:acme:tier:agentic",
+        "tenant:umbrella:tier:agentic",
+    ]
+    gate.set()
+    assert await asyncio.gather(*tasks) == [None, None]
+
+
+async def test_a_caller_gone_before_its_check_is_not_counted() -> None:
+    gate = asyncio.Event()
+    db = Db(answer=room_for(10), gate=gate)
+    admissions = Admissions(db)
+    first = asyncio.create_task(admissions.admit(LIMITS))
+    await settle()
+    gone, kept = (asyncio.create_task(admissions.admit(LIMITS)) for _ in range(2))
+    await settle()
+    gone.cancel()
+    gate.set()
+    assert (await first, await kept) == (None, None)
+    assert gone.cancelled()
+    assert [asked[-1] for asked in db.asked] == [1, 1]
+
+
+async def test_a_failed_check_fails_its_batch_and_the_next_batch_is_checked() -> None:
+    gate = asyncio.Event()
+    calls = [0]
+
+    def answer(wanted: int) -> dict[str, Any]:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise ConnectionError("the database went away")
+        return {"admitted": wanted, "refused_key": None, "retry_after_s": 0.0}
+
+    db = Db(answer=answer, gate=gate)
+    admissions = Admissions(db)
+    first = asyncio.create_task(admissions.admit(LIMITS))
+    await settle()
+    failing = [asyncio.create_task(admissions.admit(LIMITS)) for _ in range(2)]
+    await settle()
+    gate.set()
+    assert await first is None
+    for task in failing:
+        with pytest.raises(ConnectionError):
+            await task
+    assert await admissions.admit(LIMITS) is None  # a later command gets a check of its own
 
 
 # --- aob_admit, read with PostgreSQL's parser ---------------------------------------------------
@@ -187,7 +312,7 @@ def test_the_ddl_parses_and_serialises_its_twins() -> None:
         ["key", "at"],
     )
     create = next(s for s in found if isinstance(s, ast.CreateFunctionStmt))
-    assert create.replace and create.funcname[-1].sval == "aob_admit"
+    assert create.replace and create.funcname[-1].sval == "aob_admit_up_to"
     options = {o.defname: o.arg for o in create.options}
     assert options["language"].sval == "plpgsql"
     assert options["volatility"].sval == "volatile"  # a new snapshot per statement
@@ -213,25 +338,31 @@ def test_aob_admit_locks_in_key_order_before_it_reads_the_clock_or_counts() -> N
     assert RawStream()(lock.whereClause) == "w.key = ANY(p_keys)"
 
 
-def test_aob_admit_writes_admissions_only_when_every_key_has_room() -> None:
+def test_aob_admit_up_to_writes_only_the_admissions_every_key_has_room_for() -> None:
     # The parser ends the body with the implicit RETURN of a function with OUT parameters.
     body = [step for step in function_body() if list(step) != ["PLpgSQL_stmt_return"]]
-    last = body[-1]
-    assert list(last) == ["PLpgSQL_stmt_if"]
-    branch = last["PLpgSQL_stmt_if"]
-    assert branch["cond"]["PLpgSQL_expr"]["query"] == "admitted"
+    kinds = [next(iter(step)) for step in body]
+    counted = kinds.index("PLpgSQL_stmt_fori")
+    loop = json.dumps(body[counted])
+    assert "admitted := least(admitted, greatest(p_limits[i] - n, 0))" in loop
+    writing, refusing = body[counted + 1 :]
+    branch = writing["PLpgSQL_stmt_if"]
+    assert branch["cond"]["PLpgSQL_expr"]["query"] == "admitted > 0"
     writes = [query_of(step) for step in branch["then_body"]]
-    assert writes[0].startswith("INSERT INTO admission_times (key, at) SELECT k, t")
-    assert writes[1].startswith("UPDATE admission_windows w SET in_window = w.in_window + 1")
-    # Nothing before it adds an admission.
-    earlier = json.dumps(body[:-1])
-    assert "INSERT INTO admission_times" not in earlier
-    assert "in_window + 1" not in earlier
+    assert writes[0].startswith("INSERT INTO admission_times (key, at)")
+    assert "generate_series(1, admitted)" in writes[0]  # a row per admission and key
+    assert writes[1].startswith("UPDATE admission_windows w SET in_window = w.in_window + admitted")
+    # Nothing before it adds an admission, and the refusal only reads.
+    for other in (json.dumps(body[: counted + 1]), json.dumps(refusing)):
+        assert "INSERT INTO admission_times" not in other
+        assert "in_window + " not in other
+    assert refusing["PLpgSQL_stmt_if"]["cond"]["PLpgSQL_expr"]["query"] == "admitted < p_wanted"
 
 
-def test_the_check_statement_calls_aob_admit_with_typed_arrays() -> None:
+def test_the_check_statement_calls_aob_admit_up_to_with_typed_arguments() -> None:
     (select,) = statements(ADMIT)
     call = RawStream()(select.fromClause[0])
-    assert (
-        call == "aob_admit(CAST($1 AS text[]), CAST($2 AS integer[]), CAST($3 AS double precision))"
+    assert call == (
+        "aob_admit_up_to(CAST($1 AS text[]), CAST($2 AS integer[]), "
+        "CAST($3 AS double precision), CAST($4 AS integer))"
     )
