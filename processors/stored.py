@@ -3,15 +3,20 @@
 The changelog is replayed whole when a coordinator starts (faust's memory store), so what is
 written there decides how fast a restarted coordinator is back. Two things keep it small:
 
-- a live run's state is zlib-compressed JSON (the inline IR and the event ids compress
-  several times over), prefixed with the run's partition, which the timer index needs;
+- a live run's state is zlib-compressed JSON (the event ids compress several times over),
+  prefixed with the run's partition, which the timer index needs. It is written in two
+  parts: its workflow (the compiled IR and the definition, the larger part) and the rest.
+  Every run of a version has the same workflow part, byte for byte, so a process decodes it
+  once and its states share it (``Workflows``): loading a state then parses only what is
+  the run's own, writing one dumps only that, and dropping one frees only that. The IR is
+  frozen, and nothing changes a definition in place (a patch makes a new one);
 - a finished run is stored as ``F:<status>``: nothing more can happen to it, and the marker
   is enough to recognise its late or duplicated events (a RunSubmitted delivered twice must
   not start it again);
 - a state rebuilt from the log that has no stored form is stored as ``U:<reason>``, which
   does not load: the run's next record fails the run.
 
-States written as plain JSON by an earlier release still load.
+States written by an earlier release (plain JSON, or one compressed part: ``Z``) still load.
 
 A run's state holds values from outside (the run input, node outputs) however deeply they
 nest. pydantic writes JSON 254 levels deep at most and reads it 199 levels deep at most, so
@@ -26,22 +31,27 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from processors.errors import StateCorrupt, StateUnstorable
 from run_model import RunState, RunStatus
+from schemas import WorkflowIR
 from schemas.events import MAX_EVENT_BYTES
 
 # A state is a record of the table's changelog, sent by the same producer as events: it
 # must fit as an event does (its inline outputs and input do not always compress).
 MAX_STATE_BYTES = MAX_EVENT_BYTES
 _FINISHED = b"F:"
-_LIVE = b"Z"
+_LIVE = b"W"  # W<partition>:<length of the workflow part>:<workflow part><the rest>
+_LIVE_WHOLE = b"Z"  # Z<partition>:<the whole state>, as an earlier release stored it
 _UNSTORABLE = b"U:"
+_WORKFLOW_FIELDS = {"ir", "definition"}
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,63 @@ def encode_unstorable(reason: str) -> bytes:
 
 def stored_partition(raw: bytes) -> int | None:
     """The partition a live state was stored with, read without decoding the state."""
-    head, found, _ = raw[len(_LIVE) :].partition(b":")
-    return int(head) if raw.startswith(_LIVE) and found and head.isdigit() else None
+    if not raw.startswith((_LIVE, _LIVE_WHOLE)):
+        return None
+    head, found, _ = raw[1:].partition(b":")
+    return int(head) if found and head.isdigit() else None
+
+
+class Workflows:
+    """The workflow parts of states (IR and definition) met lately, both ways: as written
+    (by version: the IR and definition, and their bytes) and as read (bytes, to the IR and
+    definition, shared by the states read). Up to ``size`` of each: a process runs a few
+    versions at a time, not thousands."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._written: OrderedDict[str, tuple[WorkflowIR, dict[str, Any] | None, bytes]] = (
+            OrderedDict()
+        )
+        self._read: OrderedDict[bytes, tuple[WorkflowIR, dict[str, Any] | None]] = OrderedDict()
+
+    def written(self, state: RunState) -> bytes:
+        """The stored bytes of ``state``'s workflow part."""
+        ir, definition = state.ir, state.definition
+        known = self._written.get(ir.version)
+        # The same objects (a state read here, or written before), or equal ones (each
+        # run's own, decoded from its run.submitted): the same bytes.
+        if (
+            known is not None
+            and (known[0] is ir or known[0] == ir)
+            and (known[1] is definition or known[1] == definition)
+        ):
+            self._written.move_to_end(ir.version)
+            return known[2]
+        part = {"ir": ir.model_dump(mode="json"), "definition": definition}
+        raw = zlib.compress(_dumps(state.run_id, part), 1)
+        self._remember(self._written, ir.version, (ir, definition, raw))
+        self._remember(self._read, raw, (ir, definition))
+        return raw
+
+    def read(self, raw: bytes) -> tuple[WorkflowIR, dict[str, Any] | None]:
+        """The IR and definition stored as ``raw``."""
+        known = self._read.get(raw)
+        if known is not None:
+            self._read.move_to_end(raw)
+            return known
+        part = _loads(zlib.decompress(raw))
+        workflow = (WorkflowIR.model_validate(part["ir"]), part["definition"])
+        self._remember(self._read, raw, workflow)
+        return workflow
+
+    def _remember(self, cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > self.size:
+            cache.popitem(last=False)
+
+
+WORKFLOWS = Workflows()
 
 
 def encode(state: RunState, partition: int) -> bytes:
@@ -78,8 +143,9 @@ def encode(state: RunState, partition: int) -> bytes:
     record of the changelog may be."""
     if state.finished:
         return encode_finished(state.status)
-    body = zlib.compress(_json(state), 1)
-    raw = _LIVE + str(partition).encode() + b":" + body
+    workflow = WORKFLOWS.written(state)
+    rest = zlib.compress(_json(state), 1)
+    raw = b"%s%d:%d:%s%s" % (_LIVE, partition, len(workflow), workflow, rest)
     if len(raw) > MAX_STATE_BYTES:
         raise StateUnstorable(
             state.run_id,
@@ -97,23 +163,63 @@ def decode(run_key: bytes, raw: bytes) -> Live | Finished:
             reason = raw[len(_UNSTORABLE) :].decode(errors="replace")
             raise ValueError(f"the state could not be stored: {reason}")
         if raw.startswith(_LIVE):
-            head, _, body = raw[len(_LIVE) :].partition(b":")
+            head, _, rest = raw[len(_LIVE) :].partition(b":")
+            length, _, parts = rest.partition(b":")
+            split = int(length)
+            ir, definition = WORKFLOWS.read(parts[:split])
+            own = _run_part(zlib.decompress(parts[split:]))
+            state = RunState.model_construct(  # the run's part is validated: no second pass
+                own.model_fields_set | _WORKFLOW_FIELDS,
+                **{**own.__dict__, "ir": ir, "definition": definition},
+            )
+            return Live(state, int(head))
+        if raw.startswith(_LIVE_WHOLE):
+            head, _, body = raw[len(_LIVE_WHOLE) :].partition(b":")
             return Live(_state(zlib.decompress(body)), int(head))
         state = _state(raw)
-    except (ValueError, ValidationError, zlib.error, RecursionError) as e:
+    except (ValueError, KeyError, TypeError, ValidationError, zlib.error, RecursionError) as e:
         raise StateCorrupt(run_key.decode(errors="replace"), str(e)) from e
     return Finished(state.status) if state.finished else Live(state, None)
 
 
 def _json(state: RunState) -> bytes:
+    """The state without its workflow part."""
     try:
-        return state.model_dump_json().encode()
+        return state.model_dump_json(exclude=_WORKFLOW_FIELDS).encode()
     except (ValueError, RecursionError):  # too deep for pydantic, or a lone surrogate
         pass
+    return _dumps(state.run_id, state.model_dump(exclude=_WORKFLOW_FIELDS))
+
+
+def _dumps(run_id: str, value: Any) -> bytes:
     try:
-        return json.dumps(state.model_dump(), default=_plain).encode()
+        return json.dumps(value, default=_plain).encode()
     except (ValueError, TypeError, RecursionError) as e:
-        raise StateUnstorable(state.run_id, str(e)) from e
+        raise StateUnstorable(run_id, str(e)) from e
+
+
+class _RunPart(RunState):
+    """A state's own part, read without its workflow (which the stored form keeps apart)."""
+
+    ir: Any = None
+    definition: Any = None
+
+
+def _run_part(body: bytes) -> _RunPart:
+    try:
+        return _RunPart.model_validate_json(body)
+    except ValidationError as first:
+        try:  # deeper than pydantic's parser goes? (anything else fails here again)
+            return _RunPart.model_validate(json.loads(body))
+        except (ValueError, ValidationError, RecursionError):
+            raise first from None
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return from_json(body)
+    except ValueError:  # deeper than pydantic's parser goes
+        return json.loads(body)
 
 
 def _plain(value: Any) -> Any:
