@@ -5,7 +5,9 @@ submitted to the REST API by a fresh tenant of its own. A burst submits them all
 in flight) and measures throughput; ``--rate R`` submits R runs a second, evenly spaced, and
 measures latency at a load the stack keeps up with (a fraction of its burst throughput);
 ``--serial`` submits one, waits for it to finish, then the next, and measures unloaded
-latency. Waiting and the readings afterwards go straight to
+latency; ``--submit-only`` submits a burst and waits for nothing: the command API's
+submissions a second (stop the rest of the stack's services to measure it alone; this mode
+starts nothing). Waiting and the readings afterwards go straight to
 the read model in PostgreSQL, so that watching costs the stack nothing while it is measured;
 what is read is listed in :mod:`cli.bench_readings`.
 
@@ -89,13 +91,13 @@ async def _submit_burst(api: Submitter, plan: Plan, progress: Progress) -> list[
 
 
 async def _wait_all(
-    conn: asyncpg.Connection, run_ids: list[str], deadline: float, progress: Progress
+    conn: asyncpg.Connection, tenant: str, runs: int, deadline: float, progress: Progress
 ) -> int:
-    task = progress.add_task("waiting for runs to finish", total=len(run_ids))
+    task = progress.add_task("waiting for runs to finish", total=runs)
     while True:
-        done = await finished_count(conn, run_ids)
+        done = await finished_count(conn, tenant)
         progress.update(task, completed=done)
-        if done == len(run_ids) or time.monotonic() > deadline:
+        if done >= runs or time.monotonic() > deadline:
             return done
         await asyncio.sleep(0.1)
 
@@ -128,9 +130,12 @@ class Plan:
     timeout: float = 600.0
     serial: bool = False
     rate: float | None = None
+    submit_only: bool = False
 
     @property
     def mode(self) -> str:
+        if self.submit_only:
+            return "submit-only"
         return "serial" if self.serial else "paced" if self.rate is not None else "burst"
 
 
@@ -168,7 +173,8 @@ async def raise_limits(conn: asyncpg.Connection, tenant: str) -> str:
 
 async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
     stack = Stack(settings)
-    await stack.up()
+    if not plan.submit_only:  # which services run is the caller's choice there
+        await stack.up()
     tenant = f"bench-{secrets.token_hex(4)}"
     key = await issue_key(settings.postgres_dsn, tenant)
     pids = await _stack_pids(stack)
@@ -187,14 +193,19 @@ async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
                 if plan.serial:
                     run_ids = await _serial(api, conn, plan, deadline, progress)
                     submitted = time.monotonic()
+                elif plan.submit_only:
+                    run_ids = await _submit_burst(api, plan, progress)
+                    submitted = time.monotonic()
                 else:
                     run_ids = await _submit_burst(api, plan, progress)
                     submitted = time.monotonic()
-                    await _wait_all(conn, run_ids, deadline, progress)
+                    await _wait_all(conn, tenant, len(run_ids), deadline, progress)
                 finished = time.monotonic()
                 cpu = cpu_used(cpu_before, tree_cpu_seconds(pids))
                 await asyncio.sleep(SETTLE_S)
                 memory_after = tree_resident_mb(pids)
+        if plan.submit_only:
+            return submissions_of(plan, cpu, submitted - started)
         readings = Readings(
             rows=await runs_of(conn, run_ids),
             steps=await step_latencies(conn, run_ids),
@@ -209,6 +220,26 @@ async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
     finally:
         await conn.close()
     return result_of(plan, readings)
+
+
+def submissions_of(plan: Plan, cpu: dict[str, float], submit_s: float) -> dict[str, Any]:
+    """The JSON of ``--submit-only``: how fast the command API took the burst, and the CPU
+    each running component spent meanwhile."""
+    stack_cpu = round(sum(cpu.values()), 3)
+    return {
+        "shape": plan.shape.name,
+        "workflow": plan.shape.name,
+        "mode": plan.mode,
+        "runs_submitted": plan.runs,
+        "submit_concurrency": plan.concurrency,
+        "command_api_requests_per_s": round(plan.runs / submit_s, 1) if submit_s > 0 else None,
+        "submit_s": round(submit_s, 3),
+        "cpu": {
+            "stack_s": stack_cpu,
+            "per_submission_ms": round(stack_cpu * 1000 / plan.runs, 3),
+            "components_s": cpu,
+        },
+    }
 
 
 def result_of(plan: Plan, readings: Readings) -> dict[str, Any]:
@@ -273,6 +304,12 @@ def bench(  # noqa: PLR0917 - typer passes its options by keyword
         help="Submit this many runs a second, evenly spaced (at most --concurrency in flight): "
         "latency under a steady load.",
     ),
+    submit_only: bool = typer.Option(
+        False,
+        "--submit-only",
+        help="Submit the burst and wait for no run: the command API's submissions a second "
+        "(starts nothing; stop the other services to measure it alone).",
+    ),
     concurrency: int = typer.Option(16, min=1, max=256, help="Submissions in flight at once."),
     timeout: float = typer.Option(600.0, help="Seconds to wait for every run to finish."),
     as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
@@ -281,8 +318,10 @@ def bench(  # noqa: PLR0917 - typer passes its options by keyword
     chosen = load_shape(shape)
     if serial and rate is not None:
         raise typer.BadParameter("--serial runs one at a time: give it or --rate, not both")
+    if submit_only and (serial or rate is not None):
+        raise typer.BadParameter("--submit-only submits a burst: not with --serial or --rate")
     try:
-        plan = Plan(chosen, runs, concurrency, timeout, serial, rate)
+        plan = Plan(chosen, runs, concurrency, timeout, serial, rate, submit_only)
         result = asyncio.run(_bench(Settings(), plan))
     except (OSError, asyncpg.PostgresError) as e:
         raise CLIError(f"the stack is not reachable ({e}); run `aob up`") from e
@@ -290,6 +329,8 @@ def bench(  # noqa: PLR0917 - typer passes its options by keyword
         typer.echo(json.dumps(result))
     else:
         Console().print_json(json.dumps(result))
+    if submit_only:
+        return
     if result["runs_unfinished"] or result["runs_completed"] != result["runs_submitted"]:
         raise typer.Exit(1)
 

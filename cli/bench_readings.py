@@ -107,11 +107,14 @@ def cpu_used(before: Mapping[str, float], after: Mapping[str, float]) -> dict[st
 # -- the read model ---------------------------------------------------------------------------
 
 
-async def finished_count(conn: asyncpg.Connection, run_ids: list[str]) -> int:
+async def finished_count(conn: asyncpg.Connection, tenant: str) -> int:
+    """How many runs of ``tenant`` (the bench's own, made for it) have finished. Asked every
+    0.1 s while a burst runs, by the tenant and its status (an index has both): by run id, a
+    thousand index probes a time cost PostgreSQL 5 ms of the CPU the stack was measured on."""
     return int(
         await conn.fetchval(
-            "SELECT count(*) FROM runs WHERE run_id = ANY($1) AND status = ANY($2)",
-            run_ids,
+            "SELECT count(*) FROM runs WHERE tenant = $1 AND status = ANY($2)",
+            tenant,
             [str(status) for status in RUN_FINISHED],
         )
     )

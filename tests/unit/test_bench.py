@@ -13,10 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from rich.progress import Progress
 
 from cli import CLIError
-from cli.bench_commands import Plan, Readings, _submit_burst, bench_limits, result_of
+from cli.bench_commands import (
+    Plan,
+    Readings,
+    _submit_burst,
+    bench,
+    bench_limits,
+    result_of,
+    submissions_of,
+)
 from cli.bench_readings import (
     percentile,
     step_latencies_ms,
@@ -133,6 +142,36 @@ def test_the_result_sums_what_was_measured() -> None:
     assert out["projection_lag_ms"] == {"unavailable": "off"}
     assert out["command_api_requests_per_s"] == 6.0
     assert out["limits"] == "raised for the bench tenant bench-1234"
+
+
+def test_submit_only_says_how_fast_the_command_api_took_the_burst() -> None:
+    plan = Plan(load_shape("chain3"), runs=3000, concurrency=64, submit_only=True)
+    assert plan.mode == "submit-only"
+    out = submissions_of(plan, {"command_api": 1.5, "postgres": 0.6}, 2.0)
+    assert out["mode"] == "submit-only"
+    assert out["command_api_requests_per_s"] == 1500.0
+    assert out["submit_concurrency"] == 64
+    assert out["cpu"] == {
+        "stack_s": 2.1,
+        "per_submission_ms": 0.7,
+        "components_s": {"command_api": 1.5, "postgres": 0.6},
+    }
+    assert "runs_completed" not in out  # it waits for no run
+
+
+@pytest.mark.parametrize("other", [{"serial": True}, {"rate": 10.0}])
+def test_submit_only_is_a_burst(other: dict[str, Any]) -> None:
+    with pytest.raises(typer.BadParameter, match="submit-only"):
+        bench(
+            runs=1,
+            shape="chain3",
+            serial=other.get("serial", False),
+            rate=other.get("rate"),
+            submit_only=True,
+            concurrency=1,
+            timeout=1.0,
+            as_json=True,
+        )
 
 
 def test_the_bench_tenants_limits_do_not_throttle_it() -> None:
