@@ -22,9 +22,12 @@ from auth import issue_key
 from infra.scripted_llm.client import ScriptedLLMClient
 from infra.settings import Settings
 from infra.stack.postgres import bin_dir
+from processors.stored import encode
+from run_model.testing import build_ir
 from tests.connected.conftest import LIVE_HTTP_TARGET
 from tests.helpers import eventually
 from tests.http_support import LoopbackServer
+from tests.unit.test_decider import Harness
 
 pytestmark = pytest.mark.connected
 
@@ -120,14 +123,30 @@ async def records_since(settings: Settings, since: dict[TopicPartition, int]) ->
 
 
 def _opened(value: bytes) -> bytes:
-    """A coordinator state (``Z<partition>:<zlib>``) decompressed; anything else as it is."""
+    """A coordinator state decompressed (``W<partition>:<length>:<zlib workflow><zlib rest>``,
+    or an earlier release's ``Z<partition>:<zlib>``); anything else as it is."""
     head, found, body = value[1:].partition(b":")
-    if value.startswith(b"Z") and found and head.isdigit():
-        try:
+    if not (found and head.isdigit()):
+        return value
+    try:
+        if value.startswith(b"Z"):
             return zlib.decompress(body)
-        except zlib.error:
-            return value
+        if value.startswith(b"W"):
+            length, _, parts = body.partition(b":")
+            split = int(length)
+            return zlib.decompress(parts[:split]) + zlib.decompress(parts[split:])
+    except (zlib.error, ValueError):
+        return value
     return value
+
+
+def test_a_stored_state_is_read_whole() -> None:
+    # The search above must see into both stored forms of a live state.
+    h = Harness(build_ir({"a": "noop"}, []), run_input={"token": "sk-live-abc"})
+    whole = b"Z1:" + zlib.compress(h.run.model_dump_json().encode())
+    for raw in (encode(h.run, partition=1), whole):
+        opened = _opened(raw)
+        assert b"sk-live-abc" in opened and b'"ir"' in opened, raw[:2]
 
 
 def pg_dump(settings: Settings) -> bytes:
