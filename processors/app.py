@@ -51,6 +51,7 @@ def create_app(settings: Settings, config: CoordinatorConfig) -> CoordinatorApp:
         # faust's default (1,000,000) is less than an event of MAX_EVENT_BYTES with its key
         # and headers; the coordinator checks every record against this before sending it.
         producer_max_request_size=MAX_RECORD_BYTES,
+        producer_linger=config.producer_linger_s,
     )
     # Raw bytes in and out: decoding is ours (schemas.codec), so a poison record reaches the
     # agent and is dead-lettered, instead of crashing faust's own deserialiser.
