@@ -39,20 +39,19 @@ class CoordinatorConfig(BaseSettings):
     batch_max: int = Field(500, ge=1)
     batch_gap_turns: int = Field(10, ge=1)
     batch_longest_s: float = Field(0.02, gt=0)
-    # How long the producer lets a batch of records gather before it sends it. A batch's
-    # events, tasks and stored states go out while the acknowledgement of the request ahead
-    # of them is awaited; with no wait at all, each sent a request of its own to the
-    # broker. Three fanout10 bursts of 1,000 each way, one sitting: coordinator CPU 4.30
-    # to 4.32 s at 2 ms, 4.43 to 4.94 s at 0; one-at-a-time chain3 run latency alike.
+    # How long the producer lets records gather before it sends them: a batch's events,
+    # tasks and stored states then go to the broker in fewer, larger requests. Three
+    # fanout10 bursts of 1,000 each way, one sitting: coordinator CPU 4.30 to 4.32 s at
+    # 2 ms, 4.43 to 4.94 s at 0; one-at-a-time chain3 run latency alike.
     producer_linger_s: float = Field(0.002, ge=0, le=1)
     # Decoded states kept in memory, the most recently used: a run's next event then costs
     # no decoding. The table holds every live state (compressed, about 1 KB for a small
     # run); a decoded one takes about 40 KB (a fanout10 run: its workflow is shared with the
     # other runs of its version, its nodes' states are its own), so the cache is bounded, or
     # a backlog of thousands of live runs would hold them all decoded. A fanout10 state
-    # decoded again costs about 60 µs, and as much again to free when it leaves. Kept for a
-    # burst of a thousand live runs: against 300, the coordinator's CPU per fanout10 burst
-    # fell by about a twentieth (4.3 s against 4.6, three bursts each), for about 30 MB.
+    # decoded again costs about 60 µs, and about 7 µs to free when it leaves. Kept for a
+    # burst of a thousand live runs: with 2,000 kept against 300, the coordinator's CPU per
+    # fanout10 burst fell by about a twentieth (4.3 s against 4.6, three bursts each).
     state_cache: int = Field(1000, ge=0)
     # Once the loop has been idle this long after work, the memory it freed is given back
     # to the system (infra.memory_release); 0: never.
