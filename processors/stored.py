@@ -34,7 +34,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -52,6 +52,7 @@ _LIVE = b"W"  # W<partition>:<length of the workflow part>:<workflow part><the r
 _LIVE_WHOLE = b"Z"  # Z<partition>:<the whole state>, as an earlier release stored it
 _UNSTORABLE = b"U:"
 _WORKFLOW_FIELDS = {"ir", "definition"}
+_M = TypeVar("_M", bound=RunState)
 
 
 @dataclass(frozen=True)
@@ -206,13 +207,7 @@ class _RunPart(RunState):
 
 
 def _run_part(body: bytes) -> _RunPart:
-    try:
-        return _RunPart.model_validate_json(body)
-    except ValidationError as first:
-        try:  # deeper than pydantic's parser goes? (anything else fails here again)
-            return _RunPart.model_validate(json.loads(body))
-        except (ValueError, ValidationError, RecursionError):
-            raise first from None
+    return _validated(_RunPart, body)
 
 
 def _loads(body: bytes) -> Any:
@@ -232,10 +227,14 @@ def _plain(value: Any) -> Any:
 
 
 def _state(body: bytes) -> RunState:
+    return _validated(RunState, body)
+
+
+def _validated(model: type[_M], body: bytes) -> _M:
     try:
-        return RunState.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as first:
         try:  # deeper than pydantic's parser goes? (anything else fails here again)
-            return RunState.model_validate(json.loads(body))
+            return model.model_validate(json.loads(body))
         except (ValueError, ValidationError, RecursionError):
             raise first from None
