@@ -51,7 +51,12 @@ def create_app(settings: Settings, config: CoordinatorConfig) -> CoordinatorApp:
         # faust's default (1,000,000) is less than an event of MAX_EVENT_BYTES with its key
         # and headers; the coordinator checks every record against this before sending it.
         producer_max_request_size=MAX_RECORD_BYTES,
-        producer_linger=config.producer_linger_s,
+        # No linger (faust's default, 0): a batch's records go to the broker at once, the
+        # events with the tasks they schedule. A linger of 2 ms saved the coordinator a
+        # twentieth of its CPU, but let a task's batch go ahead of its run.node_scheduled: a
+        # worker's outcome then reached the run topic before the schedule it answers (a map
+        # node's items showed 35 in flight in the log where 20 may run).
+        producer_linger=0.0,
     )
     # Raw bytes in and out: decoding is ours (schemas.codec), so a poison record reaches the
     # agent and is dead-lettered, instead of crashing faust's own deserialiser.

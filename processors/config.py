@@ -39,11 +39,6 @@ class CoordinatorConfig(BaseSettings):
     batch_max: int = Field(500, ge=1)
     batch_gap_turns: int = Field(10, ge=1)
     batch_longest_s: float = Field(0.02, gt=0)
-    # How long the producer lets records gather before it sends them: a batch's events,
-    # tasks and stored states then go to the broker in fewer, larger requests. Three
-    # fanout10 bursts of 1,000 each way, one sitting: coordinator CPU 4.30 to 4.32 s at
-    # 2 ms, 4.43 to 4.94 s at 0; one-at-a-time chain3 run latency alike.
-    producer_linger_s: float = Field(0.002, ge=0, le=1)
     # Decoded states kept in memory, the most recently used: a run's next event then costs
     # no decoding. The table holds every live state (compressed, about 1 KB for a small
     # run); a decoded one takes about 40 KB (a fanout10 run: its workflow is shared with the
