@@ -31,7 +31,8 @@ from cas.store import ContentStore
 from infra.bus import EventBus
 from infra.scripted_llm.client import ScriptedLLMClient
 from infra.settings import Settings
-from infra.stack.process import ensure_running, pid_alive
+from infra.stack.errors import StackError
+from infra.stack.process import ensure_running, log_file, pid_alive
 from tests.connected.conftest import LIVE_MCP_TARGET
 from tests.connected.live import pid_of, spec_of
 from tests.helpers import eventually, stop_process
@@ -192,7 +193,12 @@ async def kill_workers(services: Settings, *, then: Any) -> None:
     assert pid is not None
 
     async def restarted() -> None:
-        await ensure_running(services, spec)
+        try:
+            await ensure_running(services, spec)
+        except StackError as e:  # shown with the log's last lines, and tried again
+            lines = log_file(services, "workers").read_text(errors="replace").splitlines()
+            print(f"{e}; the log ends:", *lines[-40:], sep="\n")
+            raise AssertionError(str(e)) from e
         again = pid_of(services, "workers")
         assert again is not None and again != pid, "the workers were not started again"
 
