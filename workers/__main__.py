@@ -15,7 +15,6 @@ import asyncio
 import logging
 
 from aob.serving import STACK_WORKERS, WorkerStopped, serve_node_types
-from infra.event_loop import install as install_event_loop
 from infra.gc_tuning import tune as tune_gc
 from infra.settings import get_settings
 from workers.builtins import open_handlers
@@ -35,7 +34,6 @@ def cli() -> None:
     )
     mask_logs()  # no line logged during an attempt shows a secret it used (workers.redaction)
     tune_gc(get_settings().gc_gen0)
-    install_event_loop()
     try:
         asyncio.run(
             serve_node_types(
