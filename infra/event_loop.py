@@ -1,4 +1,5 @@
-"""The event loop every AOB service runs on: uvloop's, not asyncio's own.
+"""The event loop of the coordinator, the projector and the HTTP APIs: uvloop's, not
+asyncio's own.
 
 Each service spends much of its CPU in the loop's plumbing rather than in AOB's code: waking
 coroutines, scheduling callbacks, reading and writing sockets (Kafka's, PostgreSQL's, HTTP's).
