@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from projections.batch import RawRecord, decode_batch
+from projections.known_runs import KnownRuns
 from projections.store import Applied, apply_batch
 from projections.version_blobs import JsonStore
 from read_model.channels import PROGRESS_CHANNEL, RUN_CHANNEL
@@ -64,18 +65,20 @@ async def apply_or_park(
     projection: str,
     records: Sequence[RawRecord],
     cas: JsonStore | None = None,
+    known: KnownRuns | None = None,
 ) -> Applied:
     """Apply ``records`` (in log order) as one batch; if the data is refused, apply its
-    halves on their own and park the single records at fault (see the module doc)."""
+    halves on their own and park the single records at fault (see the module doc).
+    ``known``: what the live projector knows of its runs (``projections.known_runs``)."""
     try:
-        return await apply_batch(conn, projection, decode_batch(records), cas)
+        return await apply_batch(conn, projection, decode_batch(records), cas, known)
     except REFUSED as e:
         if len(records) == 1:
-            return await _retry_or_park(conn, projection, records[0], cas, e)
+            return await _retry_or_park(conn, projection, records[0], cas, e, known=known)
         log.warning("a batch of %d records was refused (%s): halving it", len(records), e)
     middle = len(records) // 2
-    first = await apply_or_park(conn, projection, records[:middle], cas)
-    second = await apply_or_park(conn, projection, records[middle:], cas)
+    first = await apply_or_park(conn, projection, records[:middle], cas, known)
+    second = await apply_or_park(conn, projection, records[middle:], cas, known)
     return Applied(
         first.new_events + second.new_events,
         first.duplicates + second.duplicates,
@@ -90,11 +93,13 @@ async def _retry_or_park(
     record: RawRecord,
     cas: JsonStore | None,
     error: BaseException,
+    *,
+    known: KnownRuns | None,
 ) -> Applied:
     for _ in range(TRIES - 1):
         await asyncio.sleep(RETRY_PAUSE_S)
         try:
-            return await apply_batch(conn, projection, decode_batch([record]), cas)
+            return await apply_batch(conn, projection, decode_batch([record]), cas, known)
         except REFUSED as e:
             error = e
     return await park(conn, projection, record, _reason(error))

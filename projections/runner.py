@@ -12,6 +12,8 @@ refuses is parked instead (``projections.parking``): one record never stops the 
 A partition moves only between batches: the revocation waits for the batch being applied to
 commit (``_Assignments``), so the next owner loads offsets that include it. Rows of one run
 come from one partition (events are keyed by run), so two projectors never write one run.
+That is what lets a projector remember the runs it wrote from their first event
+(``projections.known_runs``); it forgets them all when partitions move, and after a fault.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from infra.kafka_metadata import topic_partitions
 from projections import metrics
 from projections.batch import RawRecord
 from projections.errors import BlobWriteFailed
+from projections.known_runs import KnownRuns
 from projections.parking import apply_or_park
 from projections.version_blobs import JsonStore
 from read_model.offsets import DEFAULT_PROJECTION, load_offsets
@@ -74,10 +77,11 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._projector.applying:  # the batch under way commits first
-            pass
+            self._projector.known.forget()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         async with self._projector.applying:
+            self._projector.known.forget()
             await self._projector.seek_stored(self._consumer, assigned)
 
 
@@ -89,6 +93,7 @@ class Projector:
         # Held while a batch is applied, and while assigned partitions seek: a partition
         # is never revoked in the middle of a batch (module doc).
         self.applying = asyncio.Lock()
+        self.known = KnownRuns()
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -161,6 +166,7 @@ class Projector:
         try:
             await ensure_schema(conn, self.config.schema)
             async with self.applying:  # after a fault: back to what was committed
+                self.known.forget()  # a commit cut short may or may not have happened
                 await self.seek_stored(consumer, list(consumer.assignment()))
             while not stop.is_set():
                 fetched = await consumer.getmany(timeout_ms=500, max_records=self.config.max_batch)
@@ -189,7 +195,7 @@ class Projector:
             for batch in fetched.values()
             for r in batch
         ]
-        applied = await apply_or_park(conn, self.config.projection, records, self.cas)
+        applied = await apply_or_park(conn, self.config.projection, records, self.cas, self.known)
         self.applied_events += applied.new_events
         self._measure(consumer, fetched, applied.new_events, applied.poison, started)
         log.debug(

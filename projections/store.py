@@ -5,17 +5,20 @@ its size: one statement per row would cap the projection at a few thousand rows 
 An event whose id is already in ``run_events`` / ``workflow_events`` was applied before
 (redelivery, a restart, another projector): it is skipped with all its effects.
 Patched versions' definitions and IRs go to the CAS inside the batch, before it commits
-(see ``version_blobs``).
+(see ``version_blobs``). The live projector passes what it knows of the runs it wrote from
+their first event (``projections.known_runs``): those are not asked of PostgreSQL again.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
 import asyncpg
 
 from projections.batch import Batch, Positioned
+from projections.known_runs import KnownRuns, Learnt
 from projections.patch_store import PATCHES, delete_nodes, load_patches, patch_ids_of
 from projections.runs import RunFold
 from projections.version_blobs import JsonStore, store_blobs
@@ -25,7 +28,9 @@ from read_model.offsets import store_offsets
 from read_model.rows import ForkRow
 from read_model.schema import lock_batches
 from read_model.tables import APPROVALS, NODES, RUN_VERSIONS, RUNS
-from schemas.events import WorkflowPublished
+from schemas.events import RunForked, RunSubmitted, WorkflowPublished
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,44 @@ def _split_new(batch_events: list[Positioned], seen: set[str]) -> tuple[list[Pos
     return fresh, len(batch_events) - len(fresh)
 
 
+class _KnownRunStale(Exception):
+    """A run known here had events in ``run_events`` that this projector did not write."""
+
+
 async def apply_batch(
-    conn: asyncpg.Connection, projection: str, batch: Batch, cas: JsonStore | None = None
+    conn: asyncpg.Connection,
+    projection: str,
+    batch: Batch,
+    cas: JsonStore | None = None,
+    known: KnownRuns | None = None,
 ) -> Applied:
     """Apply ``batch``; with ``cas``, also store the blobs of the versions it creates (a
     projector without one, such as a rebuild into a scratch schema, leaves them to the
-    live projector: the blobs are the same by their hash)."""
+    live projector: the blobs are the same by their hash). With ``known``, the runs it
+    knows are not asked of PostgreSQL, and it learns the runs this batch starts."""
+    learnt = Learnt()
+    try:
+        applied, new_runs = await _apply(conn, projection, batch, cas, known=known, learnt=learnt)
+    except _KnownRunStale:  # rolled back: applied again, every run asked of PostgreSQL
+        assert known is not None
+        log.warning("a run known to the projector had events it did not write: forgetting")
+        known.forget()
+        learnt = Learnt()
+        applied, new_runs = await _apply(conn, projection, batch, cas, known=None, learnt=learnt)
+    if known is not None:
+        known.commit(learnt, new_runs)
+    return applied
+
+
+async def _apply(
+    conn: asyncpg.Connection,
+    projection: str,
+    batch: Batch,
+    cas: JsonStore | None,
+    *,
+    known: KnownRuns | None,
+    learnt: Learnt,
+) -> tuple[Applied, set[str]]:
     async with conn.transaction():
         await lock_batches(conn)
         await _poison(conn, batch)
@@ -59,7 +96,7 @@ async def apply_batch(
         wf_events = [pe for pe in batch.events if pe.event.type.startswith("workflow.")]
         run_events = [pe for pe in batch.events if not pe.event.type.startswith("workflow.")]
         new_wf, dup_wf = await _workflows(conn, wf_events)
-        new_run, dup_run, changed = await _runs(conn, run_events, cas)
+        new_run, dup_run, changed, new_runs = await _runs(conn, run_events, cas, known, learnt)
         await store_offsets(conn, projection, batch.next_offsets)
         # Delivered at commit, and only if it commits; one per run and batch (NOTIFY takes a
         # global lock at commit, so it is coalesced).
@@ -68,7 +105,8 @@ async def apply_batch(
                 "SELECT pg_notify($1, r) FROM unnest($2::text[]) AS r", RUN_CHANNEL, sorted(changed)
             )
         await conn.execute("SELECT pg_notify($1, $2)", PROGRESS_CHANNEL, projection)
-    return Applied(new_wf + new_run, dup_wf + dup_run, len(batch.poison), frozenset(changed))
+    applied = Applied(new_wf + new_run, dup_wf + dup_run, len(batch.poison), frozenset(changed))
+    return applied, new_runs
 
 
 async def _poison(conn: asyncpg.Connection, batch: Batch) -> None:
@@ -185,35 +223,29 @@ async def _load_fold(conn: asyncpg.Connection, run_ids: list[str], patch_ids: li
 
 
 async def _runs(
-    conn: asyncpg.Connection, events: list[Positioned], cas: JsonStore | None
-) -> tuple[int, int, set[str]]:
+    conn: asyncpg.Connection,
+    events: list[Positioned],
+    cas: JsonStore | None,
+    known: KnownRuns | None,
+    learnt: Learnt,
+) -> tuple[int, int, set[str], set[str]]:
+    """Apply the run events; returns how many were new and seen before, the runs changed,
+    and the runs whose first event this batch wrote."""
     if not events:
-        return 0, 0, set()
-    seen = {
-        r["event_id"]
-        for r in await conn.fetch(
-            "SELECT event_id FROM run_events WHERE event_id = ANY($1::text[])",
-            [pe.event.event_id for pe in events],
-        )
-    }
+        return 0, 0, set(), set()
+    seen, last_seq, new_runs = await _history(conn, events, known)
     fresh, dropped = _split_new(events, seen)
     if not fresh:
-        return 0, dropped, set()
-    run_ids = sorted({pe.event.aggregate_id for pe in fresh})
-    last_seq: dict[str, int] = defaultdict(int)
-    for r in await conn.fetch(
-        "SELECT run_id, max(seq) AS seq FROM run_events"
-        " WHERE run_id = ANY($1::text[]) GROUP BY run_id",
-        run_ids,
-    ):
-        last_seq[r["run_id"]] = r["seq"]
-
+        return 0, dropped, set(), set()
+    # A run with no event written has no rows either: nothing to load for it.
+    run_ids = sorted({pe.event.aggregate_id for pe in fresh} - new_runs)
     fold = await _load_fold(conn, run_ids, patch_ids_of(fresh))
     history = []
     for pe in fresh:
         ev = pe.event
         fold.apply(ev)
         last_seq[ev.aggregate_id] += 1
+        learnt.wrote(ev.aggregate_id, last_seq[ev.aggregate_id], ev.event_id)
         run_status, node_id, node_status = fold.status_after(ev)
         history.append(
             (
@@ -232,7 +264,7 @@ async def _runs(
                 node_status,
             )
         )
-    await conn.execute(
+    inserted = await conn.execute(
         """INSERT INTO run_events (run_id, seq, event_id, type, occurred_at, kafka_partition,
                                    kafka_offset, causation_id, actor, payload, run_status,
                                    node_id, node_status)
@@ -244,6 +276,8 @@ async def _runs(
            ON CONFLICT DO NOTHING""",
         *map(list, zip(*history, strict=True)),
     )
+    if known is not None and _rows_of(inserted) != len(history):  # an id or seq was taken
+        raise _KnownRunStale
     # The rows were read under the batch lock and folded here: they replace what is stored.
     await RUNS.write(conn, [fold.runs[r] for r in sorted(fold.changed_runs)])
     await _write_forks(conn, fold.forks)
@@ -254,7 +288,64 @@ async def _runs(
     await RUN_VERSIONS.write(conn, fold.new_versions)
     if cas is not None:
         await store_blobs(cas, fold.blobs)
-    return len(fresh), dropped, fold.changed_runs
+    return len(fresh), dropped, fold.changed_runs, new_runs
+
+
+async def _history(
+    conn: asyncpg.Connection, events: list[Positioned], known: KnownRuns | None
+) -> tuple[set[str], defaultdict[str, int], set[str]]:
+    """Of ``events``' runs: the ids among ``events`` already written, each run's last
+    ``seq``, and the runs that have no event written yet.
+
+    With ``known``, the runs it knows are answered from it, and so is a run whose start
+    (its run.submitted or run.forked) is in ``events``: it is taken to have no event
+    written yet. Either belief is checked by the insert of the events (``_KnownRunStale``:
+    a run with events written has a ``seq`` 1 taken). The other runs are asked of
+    PostgreSQL."""
+    seen: set[str] = set()
+    last_seq: defaultdict[str, int] = defaultdict(int)
+    starting: set[str] = set()
+    if known is not None:
+        starting = {
+            pe.event.aggregate_id
+            for pe in events
+            if isinstance(pe.event, RunSubmitted | RunForked)
+            and known.get(pe.event.aggregate_id) is None
+        }
+    ask_ids: list[str] = []
+    ask_runs: set[str] = set()
+    for pe in events:
+        ev = pe.event
+        run = known.get(ev.aggregate_id) if known is not None else None
+        if run is not None:
+            last_seq[ev.aggregate_id] = run.last_seq
+            if ev.event_id in run.event_ids:
+                seen.add(ev.event_id)
+        elif ev.aggregate_id not in starting:
+            ask_ids.append(ev.event_id)
+            ask_runs.add(ev.aggregate_id)
+    if ask_ids:
+        seen |= {
+            r["event_id"]
+            for r in await conn.fetch(
+                "SELECT event_id FROM run_events WHERE event_id = ANY($1::text[])", ask_ids
+            )
+        }
+    new_runs = starting | ask_runs
+    if ask_runs:
+        for r in await conn.fetch(
+            "SELECT run_id, max(seq) AS seq FROM run_events"
+            " WHERE run_id = ANY($1::text[]) GROUP BY run_id",
+            sorted(ask_runs),
+        ):
+            last_seq[r["run_id"]] = r["seq"]
+            new_runs.discard(r["run_id"])
+    return seen, last_seq, new_runs
+
+
+def _rows_of(status: str) -> int:
+    """The row count of a command's status (``INSERT 0 12``)."""
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def _write_forks(conn: asyncpg.Connection, rows: list[ForkRow]) -> None:
