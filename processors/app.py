@@ -6,6 +6,7 @@
   and idempotent consumers, not on Kafka transactions (DESIGN.md, Events).
 - ``topic_allow_declare=False``: faust creates no topic; ``processors.topics`` does.
 - ``web_enabled=False``: no HTTP port; liveness is the heartbeat file.
+- its consumer hands records to the agent without a task each (``processors.quick_delivery``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import faust
 from infra.instances import instance_name
 from infra.settings import Settings
 from processors.config import TABLE_NAME, CoordinatorConfig
+from processors.quick_delivery import CoordinatorFaustApp
 from schemas.events import MAX_RECORD_BYTES
 
 
@@ -33,7 +35,7 @@ def broker_url(bootstrap: str) -> str:
 
 
 def create_app(settings: Settings, config: CoordinatorConfig) -> CoordinatorApp:
-    app = faust.App(
+    app = CoordinatorFaustApp(
         config.app_id,
         broker=broker_url(settings.kafka_bootstrap),
         store="memory://",
