@@ -310,7 +310,9 @@ class TaskExecutor:
         in the log, and the coordinator and the projections ignore a start of a node that
         has already finished."""
         start = StartReport(
-            reports.started(task, self._worker), self._report, self._report_start_after_s
+            lambda at: reports.started(task, self._worker, at=at),
+            self._report,
+            self._report_start_after_s,
         )
 
         async def report(event: Event) -> Position:

@@ -21,10 +21,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from schemas.envelope import Event
+from schemas.envelope import Event, utcnow
 from schemas.events import NodeFailed, NodeStarted, NodeSucceeded
 
 Send = Callable[[Event], Awaitable[object]]
+Started = Callable[[datetime], NodeStarted]  # the attempt's run.node_started, started then
 
 # Long enough for a no-op, an in-process transform or a call to a nearby service to end
 # first; short enough that a person sees a slow attempt RUNNING at once.
@@ -39,10 +40,13 @@ def with_start(outcome: Event, started_at: datetime) -> Event:
 
 class StartReport:
     """One attempt's ``run.node_started``: sent after ``after_s`` (at once if 0), or before
-    the attempt's first other report; never if its outcome comes first, which tells it."""
+    the attempt's first other report; never if its outcome comes first, which tells it.
+    The event is made only to be sent (``started`` makes it): most attempts never send it."""
 
-    def __init__(self, event: NodeStarted, send: Send, after_s: float) -> None:
-        self.event = event
+    def __init__(self, started: Started, send: Send, after_s: float) -> None:
+        self.started_at = utcnow()
+        self._started = started
+        self._event: NodeStarted | None = None
         self._send = send
         self._sent: asyncio.Future[object] | None = None
         self._told_with_outcome = False
@@ -51,6 +55,12 @@ class StartReport:
             self.send()
         else:
             self._timer = asyncio.get_running_loop().call_later(after_s, self.send)
+
+    @property
+    def event(self) -> NodeStarted:
+        if self._event is None:
+            self._event = self._started(self.started_at)
+        return self._event
 
     def send(self) -> None:
         """Send the start now, unless it was sent, or told with the outcome, already."""
@@ -67,7 +77,7 @@ class StartReport:
             if self._sent is None:
                 self._stop_timer()
                 self._told_with_outcome = True
-            return with_start(report, self.event.occurred_at)
+            return with_start(report, self.started_at)
         await self.settle()
         return report
 
