@@ -37,11 +37,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from pydantic_core import from_json
 
 from processors.errors import StateCorrupt, StateUnstorable
 from run_model import RunState, RunStatus
 from schemas import WorkflowIR
+from schemas.codec import json_value
 from schemas.events import MAX_EVENT_BYTES
 
 # A state is a record of the table's changelog, sent by the same producer as events: it
@@ -124,7 +124,7 @@ class Workflows:
         if known is not None:
             self._read.move_to_end(raw)
             return known
-        part = _loads(zlib.decompress(raw))
+        part = json_value(zlib.decompress(raw))
         workflow = (WorkflowIR.model_validate(part["ir"]), part["definition"])
         self._remember(self._read, raw, workflow)
         return workflow
@@ -208,13 +208,6 @@ class _RunPart(RunState):
 
 def _run_part(body: bytes) -> _RunPart:
     return _validated(_RunPart, body)
-
-
-def _loads(body: bytes) -> Any:
-    try:
-        return from_json(body)
-    except ValueError:  # deeper than pydantic's parser goes
-        return json.loads(body)
 
 
 def _plain(value: Any) -> Any:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from schemas.envelope import Event, event_class, upcast
 from schemas.errors import PoisonRecord, UnknownEventType
@@ -29,11 +30,21 @@ def encode_event(ev: Event) -> tuple[bytes, bytes, Headers]:
     return ev.aggregate_id.encode(), ev.model_dump_json().encode(), headers
 
 
+def json_value(data: bytes) -> Any:
+    """The JSON value in ``data``: pydantic's parser, twice as fast as the json module, and
+    the json module for what the former does not take (nested deeper than about 200
+    levels, a lone surrogate, a byte order mark), which also raises what neither takes."""
+    try:
+        return from_json(data)
+    except ValueError:
+        return json.loads(data)
+
+
 def _loads(value: bytes | None) -> dict[str, Any]:
     if value is None:
         raise PoisonRecord("record has no value")
     try:
-        raw = json.loads(value)
+        raw = json_value(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PoisonRecord(f"value is not JSON: {e}") from e
     except RecursionError as e:  # JSON nested deeper than the parser goes
