@@ -104,6 +104,7 @@ from processors.outbox import (
 from processors.recovery import Rebuilt, Record
 from processors.stats import LoopStats
 from processors.stored import (
+    WORKFLOWS,
     Finished,
     Live,
     decode,
@@ -453,6 +454,8 @@ class Coordinator:
         self, run_key: bytes, state: RunState | Finished, partition: int, where: Where
     ) -> None:
         """Hold ``state`` for storing once the batch's outbox is in the log."""
+        if isinstance(state, RunState):  # its workflow, as the other runs of its version hold it
+            state = WORKFLOWS.shared(state)
         self._batch.states[run_key] = (state, partition)
         self._batch.first.setdefault(run_key, where)
 

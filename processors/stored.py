@@ -118,6 +118,18 @@ class Workflows:
         self._remember(self._read, raw, (ir, definition))
         return raw
 
+    def shared(self, state: _M) -> _M:
+        """``state``, with the workflow (IR and definition) of its version that other states
+        share, if equal: a run's own, decoded from its run.submitted, is compared once
+        here, not each time the run is written (25 µs for a fanout10 IR)."""
+        ir, definition = state.ir, state.definition
+        known = self._written.get(ir.version)
+        if known is None or (known[0] is ir and known[1] is definition):
+            return state
+        if known[0] == ir and known[1] == definition:
+            return state.model_copy(update={"ir": known[0], "definition": known[1]})
+        return state
+
     def read(self, raw: bytes) -> tuple[WorkflowIR, dict[str, Any] | None]:
         """The IR and definition stored as ``raw``."""
         known = self._read.get(raw)

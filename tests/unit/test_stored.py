@@ -63,6 +63,23 @@ def test_a_state_whose_definition_differs_is_stored_with_its_own() -> None:
     assert loaded == Live(changed, 0)
 
 
+def test_a_state_takes_the_workflow_its_version_shares_if_equal() -> None:
+    workflows = Workflows()
+    first, second = (Harness(FANOUT.model_copy(deep=True), run_id=f"run-{n}") for n in "ab")
+    assert workflows.shared(second.run) is second.run, "no state of its version written yet"
+    workflows.written(first.run)
+
+    shared = workflows.shared(second.run)
+    assert shared.ir is first.run.ir and shared.definition is first.run.definition
+    assert shared == second.run
+    assert workflows.shared(shared) is shared, "shared already: nothing to compare or copy"
+
+    # The same version with another IR (a producer that lied about it) keeps its own.
+    other_ir = FANOUT.model_copy(update={"roots": ["n9"]})
+    other = second.run.model_copy(update={"ir": other_ir})
+    assert workflows.shared(other).ir is other_ir
+
+
 def test_workflow_parts_are_kept_for_so_many_versions() -> None:
     workflows = Workflows(size=2)
     runs = [Harness(build_ir({f"v{v}": "noop"}, []), run_id=f"run-{v}").run for v in range(3)]
