@@ -19,6 +19,7 @@ from infra.scripted_llm.mode import notice as scripted_model_notice
 from infra.scripted_llm.mode import uses_scripted_model
 from infra.settings import Settings
 from infra.stack import Stack
+from infra.stack.stack import ComponentStatus
 
 console = Console()
 
@@ -88,22 +89,33 @@ def up(
     started = time.monotonic()
     comps = asyncio.run(stack.up(infra_only=infra_only, scale=wanted))
     console.print(f"[bold green]AOB is up[/] in {time.monotonic() - started:.1f}s")
-    urls = stack.urls()
     table = Table(show_header=False, box=None)
-    table.add_row("kafka bootstrap", urls["kafka_bootstrap"])
-    table.add_row("postgres dsn", urls["postgres_dsn"])
-    table.add_row("minio endpoint", f"http://{urls['minio_endpoint']}")
-    table.add_row("minio console", urls["minio_console_url"])
-    for comp in comps:
-        if comp.name not in {"kafka", "postgres", "minio"} and comp.url:
-            table.add_row(comp.name, comp.url)
-    table.add_row("command api", urls["command_api_url"])
-    table.add_row("query api", urls["query_api_url"])
-    table.add_row("console", urls["console_url"])
+    for row in address_rows(stack.urls(), comps):
+        table.add_row(*row)
     table.add_row("data", str(stack.settings.home))
     console.print(table)
     if not infra_only and uses_scripted_model():
         console.print(f"[yellow]{scripted_model_notice(stack.settings)}[/]")
+
+
+def address_rows(urls: dict[str, str], comps: list[ComponentStatus]) -> list[tuple[str, str]]:
+    """What ``aob up`` prints of where to reach the stack: each address once."""
+    rows = [
+        ("kafka bootstrap", urls["kafka_bootstrap"]),
+        ("postgres dsn", urls["postgres_dsn"]),
+        ("minio endpoint", f"http://{urls['minio_endpoint']}"),
+        ("minio console", urls["minio_console_url"]),
+    ]
+    named = [
+        ("command api", urls["command_api_url"]),
+        ("query api", urls["query_api_url"]),
+        ("console", urls["console_url"]),
+    ]
+    own = {url for _, url in named}
+    for comp in comps:  # other services with an address (the scripted model, more instances)
+        if comp.name not in {"kafka", "postgres", "minio"} and comp.url and comp.url not in own:
+            rows.append((comp.name, comp.url))
+    return rows + named
 
 
 def down(
