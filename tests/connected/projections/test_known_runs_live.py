@@ -40,11 +40,16 @@ def _records(events: list[Event], first_offset: int) -> list[RawRecord]:
     ]
 
 
-async def _history(conn: asyncpg.Connection, run_id: str) -> list[tuple[int, str]]:
+async def _written_once(conn: asyncpg.Connection, run_id: str, events: list[Event]) -> None:
+    """Each of ``events`` is in ``run_events`` once, in order, numbered from 1; the run's row
+    says how it ended."""
     rows = await conn.fetch(
         "SELECT seq, event_id FROM run_events WHERE run_id = $1 ORDER BY seq", run_id
     )
-    return [(r["seq"], r["event_id"]) for r in rows]
+    distinct = list(dict.fromkeys(ev.event_id for ev in events))
+    assert [(r["seq"], r["event_id"]) for r in rows] == list(enumerate(distinct, start=1))
+    status = await conn.fetchval("SELECT status FROM runs WHERE run_id = $1", run_id)
+    assert status == "COMPLETED"
 
 
 def _statements(conn: asyncpg.Connection) -> list[str]:
@@ -74,10 +79,7 @@ async def test_a_run_written_from_its_first_event_is_answered_from_memory(
     assert not [q for q in asked if "FROM run_events" in q], "the run was asked of PostgreSQL"
     assert (applied.new_events, applied.duplicates) == (3, 2)
 
-    distinct = list(dict.fromkeys(ev.event_id for ev in events))
-    assert await _history(conn, run_id) == list(enumerate(distinct, start=1))
-    status = await conn.fetchval("SELECT status FROM runs WHERE run_id = $1", run_id)
-    assert status == "COMPLETED"
+    await _written_once(conn, run_id, events)
 
 
 async def test_a_known_run_that_another_writer_extended_is_written_from_postgres(
@@ -99,10 +101,7 @@ async def test_a_known_run_that_another_writer_extended_is_written_from_postgres
     assert known.get(run_id) is None, "a run with history it did not write is not learnt"
     assert (applied.new_events, applied.duplicates) == (2, 2)
 
-    distinct = list(dict.fromkeys(ev.event_id for ev in events))
-    assert await _history(conn, run_id) == list(enumerate(distinct, start=1))
-    status = await conn.fetchval("SELECT status FROM runs WHERE run_id = $1", run_id)
-    assert status == "COMPLETED"
+    await _written_once(conn, run_id, events)
 
 
 async def test_a_start_delivered_again_after_its_run_was_written_is_skipped(
@@ -123,7 +122,4 @@ async def test_a_start_delivered_again_after_its_run_was_written_is_skipped(
     assert known.get(run_id) is None
     assert (applied.new_events, applied.duplicates) == (3, 2)
 
-    distinct = list(dict.fromkeys(ev.event_id for ev in events))
-    assert await _history(conn, run_id) == list(enumerate(distinct, start=1))
-    status = await conn.fetchval("SELECT status FROM runs WHERE run_id = $1", run_id)
-    assert status == "COMPLETED"
+    await _written_once(conn, run_id, events)
