@@ -237,8 +237,9 @@ async def _runs(
     fresh, dropped = _split_new(events, seen)
     if not fresh:
         return 0, dropped, set(), set()
-    # A run with no event written has no rows either: nothing to load for it.
-    run_ids = sorted({pe.event.aggregate_id for pe in fresh} - new_runs)
+    # Rows too for a run with no event written: a run.submitted that was parked leaves a
+    # placeholder row (projections.parking), which the run's later events change.
+    run_ids = sorted({pe.event.aggregate_id for pe in fresh})
     fold = await _load_fold(conn, run_ids, patch_ids_of(fresh))
     history = []
     for pe in fresh:
