@@ -6,7 +6,8 @@
   and idempotent consumers, not on Kafka transactions (DESIGN.md, Events).
 - ``topic_allow_declare=False``: faust creates no topic; ``processors.topics`` does.
 - ``web_enabled=False``: no HTTP port; liveness is the heartbeat file.
-- its consumer hands records to the agent without a task each (``processors.quick_delivery``).
+- its consumer hands records to the agent without a task each, and its fetches wait for data
+  at most ``fetch_max_wait_ms`` (``processors.faust_consumer``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import faust
 from infra.instances import instance_name
 from infra.settings import Settings
 from processors.config import TABLE_NAME, CoordinatorConfig
-from processors.quick_delivery import CoordinatorFaustApp
+from processors.faust_consumer import CoordinatorFaustApp
 from schemas.events import MAX_RECORD_BYTES
 
 
@@ -37,6 +38,7 @@ def broker_url(bootstrap: str) -> str:
 def create_app(settings: Settings, config: CoordinatorConfig) -> CoordinatorApp:
     app = CoordinatorFaustApp(
         config.app_id,
+        fetch_max_wait_ms=config.fetch_max_wait_ms,
         broker=broker_url(settings.kafka_bootstrap),
         store="memory://",
         web_enabled=False,

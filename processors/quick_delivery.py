@@ -23,8 +23,6 @@ import asyncio
 from collections.abc import Coroutine, Generator
 from typing import Any
 
-import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode import Service
 from mode.services import WaitResults
 from mode.utils.times import Seconds
@@ -87,18 +85,3 @@ class QuickWaitFirst(Service):
             suspended.close()
             raise
         return await super().wait_first(_go_on(delivery, yielded), suspended)
-
-
-class QuickDeliveryConsumer(QuickWaitFirst, faust_aiokafka.Consumer):
-    """faust's aiokafka consumer, with ``QuickWaitFirst.wait_first``."""
-
-
-class QuickDeliveryTransport(faust_aiokafka.Transport):
-    Consumer = QuickDeliveryConsumer
-
-
-class CoordinatorFaustApp(faust.App):
-    """faust's App, its consumer handing records over as ``QuickDeliveryConsumer`` does."""
-
-    def _new_transport(self) -> Any:
-        return QuickDeliveryTransport(self.conf.broker_consumer, self)
