@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from auth import SCOPES, Principal, authenticate
 from cas import ContentStore
 from command_api.errors import Forbidden, RateLimited, Unauthorized
+from command_api.registry import Registry
 from command_api.settings import CommandApiSettings
 from infra.bus import EventBus
 from infra.ratelimit import TokenBuckets
@@ -42,6 +43,8 @@ class CommandContext:
     admissions_on: InitVar[Admissions | None] = None
     limits: LimitsStore = field(init=False)
     admissions: Admissions = field(init=False)
+    # The registry lookups and writes of run starts, a burst's shared (``infra.coalesce``).
+    registry: Registry = field(init=False)
     # Node types of tenants' own workers (``node_types``), and the partitions of the worker
     # topic one gets when it is registered.
     node_types: NodeTypeRegistry = field(init=False)
@@ -58,6 +61,7 @@ class CommandContext:
     ) -> None:
         self.limits = limits_store or LimitsStore(self.pool)
         self.admissions = admissions_on or Admissions(self.pool)
+        self.registry = Registry(self.pool)
         self.node_types = NodeTypeRegistry(self.pool)
 
     def check_rate(self, tenant: str) -> None:

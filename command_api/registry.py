@@ -14,6 +14,8 @@ from datetime import datetime
 
 import asyncpg
 
+from infra.coalesce import Coalesced
+
 DDL = """
 CREATE TABLE IF NOT EXISTS workflow_registry (
     workflow_id        text NOT NULL,
@@ -131,6 +133,50 @@ async def record_run(
         workflow_id,
         version,
     )
+
+
+class Registry:
+    """The lookups and writes a run's start makes, with the round trips of a burst shared
+    (``infra.coalesce``): submissions that look up the same version at once share one
+    query, and the runs registered at once are written by one statement."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._versions: Coalesced[_VersionKey, None, PublishedVersion | None] = Coalesced(
+            self._find_versions
+        )
+        self._runs: Coalesced[str, _RunRow, None] = Coalesced(self._record_runs)
+
+    async def find_version(
+        self, tenant: str, workflow_id: str, version: str | None
+    ) -> PublishedVersion | None:
+        """As ``find_version``: asked after this call began, never before."""
+        return await self._versions((tenant, workflow_id, version), None)
+
+    async def record_run(self, run_id: str, tenant: str, workflow_id: str, version: str) -> None:
+        """As ``record_run``: written when this returns."""
+        await self._runs("runs", (run_id, tenant, workflow_id, version))
+
+    async def _find_versions(
+        self, key: _VersionKey, callers: list[None]
+    ) -> list[PublishedVersion | None]:
+        found = await find_version(self.pool, *key)
+        return [found] * len(callers)
+
+    async def _record_runs(self, _: str, rows: list[_RunRow]) -> list[None]:
+        # A keyed retry registers the same run id again, maybe in the same statement: that is
+        # not an error.
+        await self.pool.execute(
+            """INSERT INTO runs_registry (run_id, tenant, workflow_id, version)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+               ON CONFLICT (run_id) DO NOTHING""",
+            *map(list, zip(*rows, strict=True)),
+        )
+        return [None] * len(rows)
+
+
+_VersionKey = tuple[str, str, str | None]  # tenant, workflow id, version (None: the latest)
+_RunRow = tuple[str, str, str, str]  # run id, tenant, workflow id, version
 
 
 @dataclass(frozen=True)

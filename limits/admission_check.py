@@ -44,18 +44,15 @@ its lock waits included, and admitted at most about 1,700 a second.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from infra.coalesce import MOST_AT_ONCE, Coalesced
 from limits.admission import AdmissionLimits, Tier
 
 WINDOW_S = 60.0
-# The most commands one statement admits (``Admissions``): a burst's queue is taken in such
-# batches, so that no statement writes an unbounded number of rows.
-MOST_AT_ONCE = 256
 
 Action = Literal["forks", "patches", "approvals"]
 ACTIONS: tuple[Action, ...] = ("forks", "patches", "approvals")
@@ -260,15 +257,15 @@ class Admissions:
     lock for a round trip and a commit. Here they queue in the process instead: commands with
     the same limits that arrive while a check of those limits is under way are admitted
     together by the next, one statement for all of them (at most ``most_at_once``), in the
-    order they came. Exactness is the statement's, as for one: it admits as many as every key
-    has room for, the first ones, and refuses the rest.
+    order they came (``infra.coalesce``). Exactness is the statement's, as for one: it admits
+    as many as every key has room for, the first ones, and refuses the rest.
     """
 
     def __init__(self, db: Executor, *, most_at_once: int = MOST_AT_ONCE) -> None:
         self._db = db
-        self._most_at_once = most_at_once
-        self._queues: dict[_Group, list[asyncio.Future[Refusal | None]]] = {}
-        self._checks: set[asyncio.Task[None]] = set()
+        self._checks: Coalesced[_Group, None, Refusal | None] = Coalesced(
+            self._check, most_at_once=most_at_once
+        )
 
     async def admit(self, limits: Sequence[Limit]) -> Refusal | None:
         """None if the command may go ahead (it is then counted in every limit), else the
@@ -281,48 +278,12 @@ class Admissions:
         closed = next((limit for limit in limits if limit.per_minute <= 0), None)
         if closed is not None:  # room never comes: no round trip
             return Refusal(closed, whole_seconds(WINDOW_S))
-        group = tuple(limits)
-        answer: asyncio.Future[Refusal | None] = asyncio.get_running_loop().create_future()
-        queue = self._queues.get(group)
-        if queue is not None:  # a check of these limits is under way: the next one takes it
-            queue.append(answer)
-        else:
-            self._queues[group] = [answer]
-            check = asyncio.create_task(self._check(group))
-            self._checks.add(check)
-            check.add_done_callback(self._checks.discard)
-        return await answer
+        return await self._checks(tuple(limits), None)
 
-    async def _check(self, group: _Group) -> None:
-        """Check what waits with ``group``'s limits, batch after batch, until nothing does."""
-        queue = self._queues[group]
-        try:
-            while True:
-                queue[:] = [answer for answer in queue if not answer.done()]  # gone callers
-                if not queue:
-                    break
-                batch = queue[: self._most_at_once]
-                del queue[: len(batch)]
-                try:
-                    admitted, refusal = await self._admit_up_to(group, len(batch))
-                except BaseException as e:  # every caller of the batch gets the error
-                    for answer in batch:
-                        if answer.done():
-                            continue
-                        if isinstance(e, Exception):
-                            answer.set_exception(e)
-                        else:
-                            answer.cancel()
-                    if not isinstance(e, Exception):
-                        raise
-                    continue
-                for i, answer in enumerate(batch):
-                    if not answer.done():
-                        answer.set_result(None if i < admitted else refusal)
-        finally:
-            del self._queues[group]
-            for answer in queue:  # only if this task itself was cancelled
-                answer.cancel()
+    async def _check(self, group: _Group, commands: list[None]) -> list[Refusal | None]:
+        """The answer to each of ``commands``, which count against ``group``, in order."""
+        admitted, refusal = await self._admit_up_to(group, len(commands))
+        return [None if i < admitted else refusal for i in range(len(commands))]
 
     async def _admit_up_to(self, limits: _Group, wanted: int) -> tuple[int, Refusal | None]:
         row = await self._db.fetchrow(

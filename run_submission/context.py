@@ -13,6 +13,7 @@ from typing import Protocol
 import asyncpg
 
 from cas import ContentStore
+from command_api.registry import Registry
 from command_api.settings import CommandApiSettings
 from infra.bus import EventBus
 from limits.admission_check import Admissions
@@ -32,6 +33,7 @@ class SubmissionContext(Protocol):
     settings: CommandApiSettings
     limits: LimitsStore
     admissions: Admissions
+    registry: Registry
 
     async def tenant_limits(self, tenant: str) -> TenantLimits: ...
 
@@ -50,11 +52,13 @@ class SubmissionPorts:
     settings: CommandApiSettings = field(default_factory=CommandApiSettings)
     limits: LimitsStore = field(init=False)
     admissions: Admissions = field(init=False)
+    registry: Registry = field(init=False)
     versions: VersionCache = field(default_factory=VersionCache)
 
     def __post_init__(self) -> None:
         self.limits = LimitsStore(self.pool)
         self.admissions = Admissions(self.pool)
+        self.registry = Registry(self.pool)
 
     async def tenant_limits(self, tenant: str) -> TenantLimits:
         return await self.limits.get(tenant)

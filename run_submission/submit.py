@@ -101,7 +101,7 @@ async def start_run(
     # A UUID is taken as an id, and looked up among the tenant's workflows only: another
     # tenant's id answers as any unknown workflow does, so it reveals nothing.
     workflow_id = workflow_id_for(tenant, command.workflow_id)
-    version = await registry.find_version(ctx.pool, tenant, workflow_id, command.version)
+    version = await ctx.registry.find_version(tenant, workflow_id, command.version)
     if version is None:
         if command.version and await registry.find_version(ctx.pool, tenant, workflow_id, None):
             raise NotFound(f"workflow {command.workflow_id!r} has no version {command.version!r}")
@@ -136,7 +136,7 @@ async def start_run(
     # before anything is written.
     await admit_run(ctx, tenant, compiled.definition)
     # Registered before the append: a run the log has is always one we can authorise.
-    await registry.record_run(ctx.pool, run_id, tenant, workflow_id, version.version)
+    await ctx.registry.record_run(run_id, tenant, workflow_id, version.version)
     return event, await append_event(ctx, RUN_EVENTS, event, record=record)
 
 
