@@ -7,7 +7,7 @@
 - ``topic_allow_declare=False``: faust creates no topic; ``processors.topics`` does.
 - ``web_enabled=False``: no HTTP port; liveness is the heartbeat file.
 - its consumer hands records to the agent without a task each, and its fetches wait for data
-  at most ``fetch_max_wait_ms`` (``processors.faust_consumer``).
+  at most ``fetch_max_wait_ms`` (``processors.faust_app``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import faust
 from infra.instances import instance_name
 from infra.settings import Settings
 from processors.config import TABLE_NAME, CoordinatorConfig
-from processors.faust_consumer import CoordinatorFaustApp
+from processors.faust_app import CoordinatorFaustApp
 from schemas.events import MAX_RECORD_BYTES
 
 
@@ -61,6 +61,10 @@ def create_app(settings: Settings, config: CoordinatorConfig) -> CoordinatorApp:
         # worker's outcome then reached the run topic before the schedule it answers (a map
         # node's items showed 35 in flight in the log where 20 may run).
         producer_linger=0.0,
+        # A batch's records for one partition go in one record batch (faust's default, 16
+        # KB, is about 50 decisions): past it, the next send waits for the batch ahead to be
+        # acknowledged. The broker takes up to a MiB a batch (MAX_RECORD_BYTES).
+        producer_max_batch_size=256 * 1024,
     )
     # Raw bytes in and out: decoding is ours (schemas.codec), so a poison record reaches the
     # agent and is dead-lettered, instead of crashing faust's own deserialiser.

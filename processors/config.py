@@ -39,7 +39,7 @@ class CoordinatorConfig(BaseSettings):
     batch_max: int = Field(500, ge=1)
     batch_gap_turns: int = Field(10, ge=1)
     batch_longest_s: float = Field(0.02, gt=0)
-    # How long a fetch may wait at the broker for data (processors.faust_consumer says why
+    # How long a fetch may wait at the broker for data (processors.faust_app says why
     # a long one stalls a burst); faust's own is 1,500 ms.
     fetch_max_wait_ms: int = Field(20, ge=1, le=1500)
     # Decoded states kept in memory, the most recently used: a run's next event then costs

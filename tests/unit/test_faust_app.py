@@ -1,5 +1,6 @@
-"""processors.faust_consumer: the coordinator's consumer fetches again as soon as a full
-stream buffer drains, and its fetches wait for data as long as configured."""
+"""processors.faust_app: the coordinator's consumer fetches again as soon as a full
+stream buffer drains, its fetches wait for data as long as configured, and its producer,
+once started, is handed over without a turn of the event loop."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from faust.types import TP
 from infra.settings import Settings
 from processors.app import create_app
 from processors.config import CoordinatorConfig
-from processors.faust_consumer import CoordinatorConsumer
+from processors.faust_app import CoordinatorConsumer
 
 PARTITIONS = {TP("aob.runs", p) for p in range(4)}
 
@@ -84,3 +85,29 @@ async def test_the_fetch_wait_reaches_aiokafka(tmp_path: Path, wait_ms: int) -> 
         assert kafka._fetch_max_wait_ms == wait_ms
     finally:
         await kafka.stop()
+
+
+def test_a_started_producer_is_handed_over_without_a_turn_of_the_loop(tmp_path: Path) -> None:
+    app = create_app(Settings(home=tmp_path), CoordinatorConfig()).app
+    producer = app.producer
+    producer._started.set()  # as once the app runs
+    sending = app.maybe_start_producer()
+    # faust's own yields to the loop twice here, and aiokafka's sender sends in between: a
+    # batch's changelog records went out a few at a time
+    with pytest.raises(StopIteration) as handed:
+        sending.send(None)
+    assert handed.value.value is producer
+
+
+async def test_a_producer_not_started_is_started_as_faust_does(tmp_path: Path) -> None:
+    app = create_app(Settings(home=tmp_path), CoordinatorConfig()).app
+    producer = app.producer
+    started: list[bool] = []
+
+    async def maybe_start() -> bool:
+        started.append(True)
+        return True
+
+    producer.maybe_start = maybe_start  # type: ignore[method-assign]
+    assert await app.maybe_start_producer() is producer
+    assert started == [True]

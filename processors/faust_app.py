@@ -1,10 +1,13 @@
-"""The coordinator's faust App, with three changes to faust's aiokafka consumer.
+"""The coordinator's faust App: faust's, with four changes to how it moves records.
 
-- It hands a record to the agent in place when nothing makes that wait
+- Its consumer hands a record to the agent in place when nothing makes that wait
   (``processors.quick_delivery``).
-- When every partition is held back because the stream's buffer is full, it fetches again
-  as soon as one drains, not a second later.
-- Its fetches wait at most ``fetch_max_wait_ms`` for data, not the 1,500 ms faust sets.
+- When every partition is held back because the stream's buffer is full, its consumer
+  fetches again as soon as one drains, not a second later.
+- Its consumer's fetches wait at most ``fetch_max_wait_ms`` for data, not the 1,500 ms
+  faust sets.
+- Its producer, once started, is handed to whoever sends at once, not after two turns of
+  the event loop.
 
 Why the second matters: faust's flow control takes a partition out of the fetches once the
 agent's stream holds more than four fifths of ``stream_buffer_maxsize`` records, and puts it
@@ -22,6 +25,14 @@ again until the held fetch comes back. With one broker, this is how a burst stoo
 the coordinator had 700 records of one partition still to read, while nothing was written
 to the other three. Nothing ran for 770 ms, a ninth of a 6.4 s fanout10 burst. A short
 wait bounds such a pause. When the topic is idle, the price is an empty fetch per wait.
+
+Why the last matters: faust sends each changelog record of a table (a run's stored state)
+through ``App.maybe_start_producer``, which guards against starting the producer twice by
+yielding to the event loop before and after it looks. aiokafka's sender ran in each of
+those turns and sent what had come so far: a fanout10 burst's changelog went to the broker
+two records per produce request, 1,963 requests for 1,000 runs, each a write to the socket
+and a request for the broker. Once the producer runs there is nothing to guard: it is
+returned at once, and a batch's changelog records go out together.
 """
 
 from __future__ import annotations
@@ -87,7 +98,8 @@ class CoordinatorTransport(faust_aiokafka.Transport):
 
 
 class CoordinatorFaustApp(faust.App):
-    """faust's App, with ``CoordinatorConsumer`` for its consumer."""
+    """faust's App, with ``CoordinatorConsumer`` for its consumer, and its producer handed
+    over at once once started (the module doc)."""
 
     def __init__(
         self, *args: Any, fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS, **kwargs: Any
@@ -97,3 +109,9 @@ class CoordinatorFaustApp(faust.App):
 
     def _new_transport(self) -> Any:
         return CoordinatorTransport(self.conf.broker_consumer, self)
+
+    async def maybe_start_producer(self) -> Any:
+        producer = self.producer
+        if not self.in_transaction and producer.started:
+            return producer
+        return await super().maybe_start_producer()
