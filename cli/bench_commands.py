@@ -150,6 +150,7 @@ class Readings:
     submit_s: float
     wall_s: float
     limits: str = "the defaults"  # what the bench tenant's limits were
+    throttled: int = 0  # submissions answered 429 and sent again after its Retry-After
     # Resident MB of each component before the first submission and once settled after.
     memory_before: dict[str, float] = field(default_factory=dict)
     memory_after: dict[str, float] = field(default_factory=dict)
@@ -202,10 +203,11 @@ async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
                     await _wait_all(conn, tenant, len(run_ids), deadline, progress)
                 finished = time.monotonic()
                 cpu = cpu_used(cpu_before, tree_cpu_seconds(pids))
+                throttled = api.throttled
                 await asyncio.sleep(SETTLE_S)
                 memory_after = tree_resident_mb(pids)
         if plan.submit_only:
-            return submissions_of(plan, cpu, submitted - started)
+            return submissions_of(plan, cpu, submitted - started, throttled)
         readings = Readings(
             rows=await runs_of(conn, run_ids),
             steps=await step_latencies(conn, run_ids),
@@ -214,6 +216,7 @@ async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
             submit_s=submitted - started,
             wall_s=finished - started,
             limits=limits,
+            throttled=throttled,
             memory_before=memory_before,
             memory_after=memory_after,
         )
@@ -222,7 +225,9 @@ async def _bench(settings: Settings, plan: Plan) -> dict[str, Any]:
     return result_of(plan, readings)
 
 
-def submissions_of(plan: Plan, cpu: dict[str, float], submit_s: float) -> dict[str, Any]:
+def submissions_of(
+    plan: Plan, cpu: dict[str, float], submit_s: float, throttled: int = 0
+) -> dict[str, Any]:
     """The JSON of ``--submit-only``: how fast the command API took the burst, and the CPU
     each running component spent meanwhile."""
     stack_cpu = round(sum(cpu.values()), 3)
@@ -232,6 +237,7 @@ def submissions_of(plan: Plan, cpu: dict[str, float], submit_s: float) -> dict[s
         "mode": plan.mode,
         "runs_submitted": plan.runs,
         "submit_concurrency": plan.concurrency,
+        "submissions_throttled": throttled,
         "command_api_requests_per_s": round(plan.runs / submit_s, 1) if submit_s > 0 else None,
         "submit_s": round(submit_s, 3),
         "cpu": {
@@ -264,6 +270,7 @@ def result_of(plan: Plan, readings: Readings) -> dict[str, Any]:
         "runs_unfinished": plan.runs - len(finished),
         "submit_concurrency": 1 if plan.serial else plan.concurrency,
         "limits": readings.limits,
+        "submissions_throttled": readings.throttled,
         "command_api_requests_per_s": round(plan.runs / readings.submit_s, 1)
         if readings.submit_s > 0
         else None,
