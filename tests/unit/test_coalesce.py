@@ -28,6 +28,12 @@ class Trips:
         return [f"{key}:{item}" for item in items]
 
 
+async def _turns() -> None:
+    """A few turns of the event loop: what was started runs up to where it waits."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
 async def test_callers_of_one_moment_share_one_round_trip_and_get_their_own_answers() -> None:
     trips = Trips()
     coalesced = Coalesced(trips)
@@ -49,12 +55,10 @@ async def test_a_caller_that_comes_during_a_round_trip_waits_for_the_next() -> N
     trips.gate = asyncio.Event()
     coalesced = Coalesced(trips)
     first = asyncio.ensure_future(coalesced("a", 1))
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await _turns()
     assert trips.trips == [("a", [1])]  # under way
     later = [asyncio.ensure_future(coalesced("a", i)) for i in (2, 3)]
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await _turns()
     assert trips.trips == [("a", [1])]  # not answered by the trip that began before them
     trips.gate.set()
     assert await asyncio.gather(first, *later) == ["a:1", "a:2", "a:3"]
@@ -75,11 +79,9 @@ async def test_an_error_reaches_every_caller_of_its_round_trip_and_the_next_goes
     trips.fail_with = ConnectionError("the database went away")
     coalesced = Coalesced(trips)
     failing = [asyncio.ensure_future(coalesced("a", i)) for i in (1, 2)]
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await _turns()
     later = asyncio.ensure_future(coalesced("a", 3))
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await _turns()
     trips.gate.set()
     for caller in failing:
         with pytest.raises(ConnectionError):
@@ -92,12 +94,10 @@ async def test_a_caller_gone_before_its_round_trip_is_left_out() -> None:
     trips.gate = asyncio.Event()
     coalesced = Coalesced(trips)
     first = asyncio.ensure_future(coalesced("a", 1))
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await _turns()
     gone = asyncio.ensure_future(coalesced("a", 2))
     stays = asyncio.ensure_future(coalesced("a", 3))
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await _turns()
     gone.cancel()
     trips.gate.set()
     assert await asyncio.gather(first, stays) == ["a:1", "a:3"]
