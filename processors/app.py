@@ -6,8 +6,9 @@
   and idempotent consumers, not on Kafka transactions (DESIGN.md, Events).
 - ``topic_allow_declare=False``: faust creates no topic; ``processors.topics`` does.
 - ``web_enabled=False``: no HTTP port; liveness is the heartbeat file.
-- its consumer hands records to the agent without a task each, and its fetches wait for data
-  at most ``fetch_max_wait_ms`` (``processors.faust_app``).
+- its consumer and producer move records without faust's waits (``processors.faust_app``):
+  a record handed to the agent without a task, no dead second after a full stream buffer,
+  fetches that wait at most ``fetch_max_wait_ms``, the producer handed over at once.
 """
 
 from __future__ import annotations
