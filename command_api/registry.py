@@ -121,20 +121,6 @@ async def record_version(pool: asyncpg.Pool, tenant: str, v: PublishedVersion) -
     )
 
 
-async def record_run(
-    pool: asyncpg.Pool, run_id: str, tenant: str, workflow_id: str, version: str
-) -> None:
-    # A keyed retry registers the same run id again: that is not an error.
-    await pool.execute(
-        "INSERT INTO runs_registry (run_id, tenant, workflow_id, version) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (run_id) DO NOTHING",
-        run_id,
-        tenant,
-        workflow_id,
-        version,
-    )
-
-
 class Registry:
     """The lookups and writes a run's start makes, with the round trips of a burst shared
     (``infra.coalesce``): submissions that look up the same version at once share one
@@ -154,7 +140,8 @@ class Registry:
         return await self._versions((tenant, workflow_id, version), None)
 
     async def record_run(self, run_id: str, tenant: str, workflow_id: str, version: str) -> None:
-        """As ``record_run``: written when this returns."""
+        """Register ``run_id`` as the tenant's run of that version; written when this returns
+        (a keyed retry may register the same id again)."""
         await self._runs("runs", (run_id, tenant, workflow_id, version))
 
     async def _find_versions(

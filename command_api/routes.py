@@ -415,9 +415,7 @@ async def fork_run(
         await admit_action(ctx, caller.tenant, "forks")  # a valid fork: counted
         # Registered before the append, as a submitted run is: approvals, cancels, patches
         # and forks of the fork are authorised by it.
-        await registry.record_run(
-            ctx.pool, fork_id, caller.tenant, state.workflow_id, state.version
-        )
+        await ctx.registry.record_run(fork_id, caller.tenant, state.workflow_id, state.version)
         position = await append_event(ctx, RUN_EVENTS, event, record=record)
         return _accepted(
             event, position, run_id=fork_id, forked_from=run_id, at=at, at_seq=len(point)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from command_api import registry
 from command_api.admission import admit_run
 from command_api.budgets import run_limits
 from command_api.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -103,7 +102,7 @@ async def start_run(
     workflow_id = workflow_id_for(tenant, command.workflow_id)
     version = await ctx.registry.find_version(tenant, workflow_id, command.version)
     if version is None:
-        if command.version and await registry.find_version(ctx.pool, tenant, workflow_id, None):
+        if command.version and await ctx.registry.find_version(tenant, workflow_id, None):
             raise NotFound(f"workflow {command.workflow_id!r} has no version {command.version!r}")
         raise NotFound(
             f"workflow {command.workflow_id!r} not found; publish it with POST /v1/workflows"
@@ -167,7 +166,7 @@ async def pinned_subworkflows(
         workflow_id = workflow_id_for(tenant, name)
         if workflow_id in pinned:
             continue
-        found = await registry.find_version(ctx.pool, tenant, workflow_id, None)
+        found = await ctx.registry.find_version(tenant, workflow_id, None)
         if found is not None:
             pinned[workflow_id] = found.version
     return pinned
