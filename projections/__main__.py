@@ -22,6 +22,7 @@ from infra.metrics import serve_metrics
 from infra.settings import get_settings
 from projections.metrics import REGISTRY
 from projections.runner import TOPICS, Projector, ProjectorConfig, topics_with_prefix
+from projections.settings import ProjectionsSettings
 from read_model.offsets import DEFAULT_PROJECTION
 
 
@@ -43,6 +44,7 @@ async def main(schema: str | None, name: str, topic_prefix: str | None) -> None:
             projection=name,
             schema=schema,
             topics=topics_with_prefix(topic_prefix) if topic_prefix else TOPICS,
+            batch_every_s=ProjectionsSettings().batch_every_ms / 1000,
         )
         # The projector stores patched versions' definitions and IRs (the coordinator does
         # no storage I/O), so it needs the CAS too.

@@ -14,6 +14,19 @@ commit (``_Assignments``), so the next owner loads offsets that include it. Rows
 come from one partition (events are keyed by run), so two projectors never write one run.
 That is what lets a projector remember the runs it wrote from their first event
 (``projections.known_runs``); it forgets them all when partitions move, and after a fault.
+
+A projector begins a batch at most every ``batch_every_s`` (``AOB_PROJECTIONS_BATCH_EVERY_MS``,
+25 ms). A batch is a transaction, and each costs a handful of statements and a commit
+whatever it holds: under a steady flow of events, a projector that took each fetch as it
+came wrote batches of about ten records, and the read side's share of the CPU (the projector
+and PostgreSQL's work for it) was the largest of the stack's after the coordinator's. Waiting
+lets a batch gather what came meanwhile. An event after a quiet spell is written at once; a
+backlog's batches take longer than the interval and never wait. Measured with chain3 runs
+paced at 216 a second on 2 cores, 0 and 25 ms in turn (runs of 3,000, twelve each way in
+three sittings): the projector's CPU fell from 3.6-4.4 s to 2.4-3.4 s and PostgreSQL's from
+4.6-5.9 s to 3.7-5.1 s, the stack's by 1 to 4%. In the last sitting the coordinator's step
+p99 was 53-72 ms with 0 and 27-76 ms with 25, and the projection lag p99 126-198 ms and
+99-209 ms; in the first, 52-139 ms and 101-125 ms. 10 ms saved about half as much CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +57,7 @@ from schemas.topics import RUN_EVENTS, WORKFLOW_EVENTS
 log = logging.getLogger(__name__)
 
 TOPICS = (WORKFLOW_EVENTS, RUN_EVENTS)
+DEFAULT_BATCH_EVERY_S = 0.025
 
 
 def topics_with_prefix(prefix: str) -> tuple[str, ...]:
@@ -58,6 +73,7 @@ class ProjectorConfig:
     schema: str | None = None
     topics: tuple[str, ...] = TOPICS
     max_batch: int = 5000  # records per transaction
+    batch_every_s: float = DEFAULT_BATCH_EVERY_S  # a batch begins at most this often (above)
     max_backoff_s: float = 10.0
 
     @property
@@ -168,10 +184,15 @@ class Projector:
             async with self.applying:  # after a fault: back to what was committed
                 self.known.forget()  # a commit cut short may or may not have happened
                 await self.seek_stored(consumer, list(consumer.assignment()))
+            began = -math.inf
             while not stop.is_set():
+                pause = pause_before_batch(began, self.config.batch_every_s, time.perf_counter())
+                if pause > 0:  # what comes meanwhile joins the batch (module doc)
+                    await _sleep_unless(stop, pause)
                 fetched = await consumer.getmany(timeout_ms=500, max_records=self.config.max_batch)
                 if not fetched:
                     continue
+                began = time.perf_counter()
                 async with self.applying:
                     await self._apply(conn, consumer, fetched)
         finally:
@@ -228,6 +249,12 @@ class Projector:
             if end is not None and rs:
                 lag = max(0, end - (rs[-1].offset + 1))
                 metrics.LAG.labels(name, tp.topic, str(tp.partition)).set(lag)
+
+
+def pause_before_batch(last_began: float, every_s: float, now: float) -> float:
+    """How long to wait before fetching the next batch, for batches to begin at most every
+    ``every_s`` (the last began at ``last_began``; -inf: none yet)."""
+    return max(0.0, last_began + every_s - now)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
