@@ -29,6 +29,7 @@ from cli.main import app
 from cli.stack_commands import up
 from infra.settings import Settings
 from infra.stack import Stack
+from infra.stack.postgres import CHECKPOINT_TIMEOUT, MAX_WAL_SIZE, start_options
 from infra.stack.stack import INFRA
 from tests import docker_build
 from tests.docker_build import PROJECT, package_dir, top_level_packages
@@ -333,3 +334,16 @@ def test_the_readme_describes_this_compose_file() -> None:
     for volume in COMPOSE["volumes"]:
         if volume.startswith("postgres"):
             assert f"`{volume}`" in section
+
+
+def test_postgresql_checkpoints_as_the_local_stack_does() -> None:
+    # A checkpoint every 1 GB of WAL came every few seconds under load (infra.stack.postgres).
+    command = SERVICES["postgres"]["command"]
+    assert command[0] == "postgres"
+    options = dict(o.split("=", 1) for o in command[2::2])
+    assert command[1::2] == ["-c"] * len(options)
+    assert options["max_wal_size"] == MAX_WAL_SIZE
+    assert options["checkpoint_timeout"] == CHECKPOINT_TIMEOUT
+    assert options["track_commit_timestamp"] == "on"
+    for name, value in (("max_wal_size", MAX_WAL_SIZE), ("checkpoint_timeout", CHECKPOINT_TIMEOUT)):
+        assert f"-c {name}={value}" in start_options(Settings())
