@@ -166,8 +166,8 @@ def start_options(settings: Settings) -> str:
     # and its index pages are written in no order (ids are uuids); after a checkpoint, each
     # page's first change puts the whole 8 KB page in the WAL. Under chain3 runs paced at
     # 216 a second, a run's rows wrote 53-65 KB of WAL right after a checkpoint, 26-33 KB in
-    # the next 15 s, 19 KB in the 15 s after: with the defaults a checkpoint was forced every
-    # few runs' worth of load (17 in 20 minutes of benches), and each began the costly pages
+    # the next 15 s, 19 KB in the 15 s after: with the defaults a checkpoint was forced about
+    # every 40 s of that load (17 in 20 minutes of benches), and each began the costly pages
     # anew. At most one every 15 minutes or per 4 GB of WAL, as a write-heavy PostgreSQL is
     # set in production (docker-compose.yml sets the same).
     return (
