@@ -26,7 +26,8 @@ paced at 216 a second on 2 cores, 0 and 25 ms in turn (runs of 3,000, twelve eac
 three sittings): the projector's CPU fell from 3.6-4.4 s to 2.4-3.4 s and PostgreSQL's from
 4.6-5.9 s to 3.7-5.1 s, the stack's by 1 to 4%. In the last sitting the coordinator's step
 p99 was 53-72 ms with 0 and 27-76 ms with 25, and the projection lag p99 126-198 ms and
-99-209 ms; in the first, 52-139 ms and 101-125 ms. 10 ms saved about half as much CPU.
+99-209 ms (52-139 ms and 101-125 ms in the first sitting). 10 ms saved about half as much
+CPU.
 """
 
 from __future__ import annotations

@@ -337,7 +337,7 @@ def test_the_readme_describes_this_compose_file() -> None:
 
 
 def test_postgresql_checkpoints_as_the_local_stack_does() -> None:
-    # A checkpoint every 1 GB of WAL came every few seconds under load (infra.stack.postgres).
+    # A checkpoint per 1 GB of WAL came about every 40 s under load (infra.stack.postgres).
     command = SERVICES["postgres"]["command"]
     assert command[0] == "postgres"
     options = dict(o.split("=", 1) for o in command[2::2])
